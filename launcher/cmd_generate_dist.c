@@ -1,0 +1,247 @@
+/* `augur generate --target …` under mpirun: every rank runs this; rank 0 leads. */
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+#include <unistd.h>
+
+#include "launcher/args.h"
+#include "launcher/generate_cli.h"
+#include "launcher/model_files.h"
+#include "proto/trace_stream.h"
+#include "runtime/spec_engine.h"
+
+typedef struct {
+    trace_writer *w;
+    augur_error err;
+    augur_status st;
+} trace_sink;
+
+static void trace_append(void *user, const wire_trace_record *rec)
+{
+    trace_sink *t = user;
+    if (!t->st)
+        t->st = trace_writer_append(t->w, rec, &t->err);
+}
+
+static void write_stdout(void *user, const char *text, size_t len)
+{
+    (void)user;
+    fwrite(text, 1, len, stdout);
+    fflush(stdout);
+}
+
+/* A failure once ranks are serving: log, then end every rank (DESIGN §8). */
+static void die(int rank, const augur_error *err)
+{
+    fprintf(stderr, "augur: rank %d: %s\n", rank, err->message);
+    fflush(stderr);
+    int code = augur_exit_code(err->code);
+    MPI_Abort(MPI_COMM_WORLD, code ? code : 1);
+    exit(code ? code : 1);
+}
+
+static int default_threads(int world_size)
+{
+    long ncpu = sysconf(_SC_NPROCESSORS_ONLN);
+    const char *local = getenv("OMPI_COMM_WORLD_LOCAL_SIZE");
+    int ranks_here = local ? atoi(local) : world_size;
+    if (ranks_here < 1)
+        ranks_here = 1;
+    long t = ncpu > 0 ? ncpu / ranks_here : 1;
+    return t < 1 ? 1 : (int)t;
+}
+
+static void add_stats(spec_stats *sum, const spec_stats *s)
+{
+    sum->rounds += s->rounds;
+    sum->proposed += s->proposed;
+    sum->accepted += s->accepted;
+    sum->generated += s->generated;
+    sum->total_ms += s->total_ms;
+    sum->prefill_ms += s->prefill_ms;
+    sum->draft_wait_ms += s->draft_wait_ms;
+    sum->draft_compute_ms += s->draft_compute_ms;
+    sum->verify_ms += s->verify_ms;
+    sum->comm_ms += s->comm_ms;
+    sum->sample_ms += s->sample_ms;
+}
+
+static double tok_per_s(const spec_stats *s)
+{
+    double decode_ms = s->total_ms - s->prefill_ms;
+    return decode_ms > 0 ? s->generated / (decode_ms / 1e3) : 0.0;
+}
+
+static void print_stats(const char *label, const spec_stats *s, int requests)
+{
+    fprintf(stderr, "augur: %s: %d request%s, %d tokens in %.1f ms (prefill %.1f ms), %.1f tok/s\n", label, requests,
+            requests == 1 ? "" : "s", s->generated, s->total_ms, s->prefill_ms, tok_per_s(s));
+    if (s->proposed > 0) {
+        double hidden = s->draft_compute_ms - s->draft_wait_ms;
+        fprintf(stderr,
+                "augur: %s: %d rounds, %.2f tokens/round, acceptance %.3f (%d of %d proposed)\n"
+                "augur: %s: time: draft wait %.1f ms (drafted %.1f ms, %.1f ms hidden by overlap), verify %.1f ms, "
+                "comm %.1f ms, sample %.1f ms\n",
+                label, s->rounds, s->rounds ? (double)s->generated / s->rounds : 0.0,
+                (double)s->accepted / s->proposed, s->accepted, s->proposed, label, s->draft_wait_ms,
+                s->draft_compute_ms, hidden > 0 ? hidden : 0.0, s->verify_ms, s->comm_ms, s->sample_ms);
+    } else {
+        fprintf(stderr, "augur: %s: %d rounds, time: verify %.1f ms, comm %.1f ms, sample %.1f ms\n", label,
+                s->rounds, s->verify_ms, s->comm_ms, s->sample_ms);
+    }
+}
+
+static augur_status leader_prompt(const generate_cli *cli, spec_engine *e, tokenizer **tok, int32_t **ids,
+                                  size_t *n, augur_error *err)
+{
+    augur_status st = open_tokenizer_for(&e->m, cli->tokenizer_path, tok, err);
+    if (st)
+        return st;
+    if (cli->prompt_ids)
+        return parse_token_ids("--prompt-ids", cli->prompt_ids, e->vocab, ids, n, err);
+    return tokenizer_encode(*tok, cli->prompt, strlen(cli->prompt), true, ids, n, err);
+}
+
+/* Runs cli->repeat requests with one configuration; sums their stats. */
+static augur_status run_requests(const generate_cli *cli, spec_engine *e, const tokenizer *tok, const int32_t *ids,
+                                 size_t n, bool speculate, bool print, trace_sink *trace, spec_stats *sum,
+                                 augur_error *err)
+{
+    spec_request_opts o = {.rule = cli->rule, .speculate = speculate, .overlap = !cli->no_overlap,
+                           .sampling = cli->sampling, .max_tokens = cli->max_tokens,
+                           .variant = cli->debug_acceptance, .gather_full = trace != NULL,
+                           .debug_draft_exit_after = cli->debug_draft_exit_after};
+    int32_t *out_ids = malloc((size_t)cli->max_tokens * sizeof(int32_t));
+    if (!out_ids)
+        return augur_fail(err, AUGUR_E_NOMEM, "leader: out of memory");
+    text_sink sink = {.write = write_stdout};
+    augur_status st = AUGUR_OK;
+    for (int r = 0; r < cli->repeat && !st; r++) {
+        o.seed = cli->seed + (uint64_t)r;
+        spec_output out = {.sink = print && !cli->ids_only ? &sink : NULL, .echo_prompt = true,
+                           .out_tokens = out_ids, .trace = trace ? trace_append : NULL, .trace_user = trace};
+        spec_stats s;
+        st = spec_leader_generate(e, (uint64_t)r + 1, tok, ids, (int)n, &o, &out, &s, err);
+        if (!st && trace && trace->st) {
+            *err = trace->err;
+            st = trace->st;
+        }
+        if (st)
+            break;
+        add_stats(sum, &s);
+        if (print && cli->ids_only) {
+            for (int i = 0; i < s.generated; i++)
+                printf(i ? " %d" : "%d", out_ids[i]);
+            putchar('\n');
+        } else if (print) {
+            putchar('\n');
+        }
+        fflush(stdout);
+    }
+    free(out_ids);
+    return st;
+}
+
+static augur_status lead(const generate_cli *cli, spec_engine *e, augur_error *err)
+{
+    tokenizer *tok = NULL;
+    int32_t *ids = NULL;
+    size_t n = 0;
+    FILE *trace_file = NULL;
+    trace_sink trace = {0};
+    augur_status st = leader_prompt(cli, e, &tok, &ids, &n, err);
+    if (!st && cli->trace_path) {
+        trace_file = fopen(cli->trace_path, "wb");
+        if (!trace_file)
+            st = augur_fail(err, AUGUR_E_IO, "--trace: cannot create %s", cli->trace_path);
+        else
+            st = trace_writer_open(&trace.w, trace_file, cli->trace_path, 3, err);
+    }
+    bool speculate = !cli->no_speculation;
+    spec_stats main_stats = {0}, base_stats = {0};
+    if (!st)
+        st = run_requests(cli, e, tok, ids, n, speculate, true, trace.w ? &trace : NULL, &main_stats, err);
+    if (!st)
+        print_stats(speculate ? "speculative" : "target-only", &main_stats, cli->repeat);
+    if (!st && cli->compare_baseline && speculate) {
+        st = run_requests(cli, e, tok, ids, n, false, false, NULL, &base_stats, err);
+        if (!st) {
+            print_stats("baseline (target-only)", &base_stats, cli->repeat);
+            double a = tok_per_s(&main_stats), b = tok_per_s(&base_stats);
+            fprintf(stderr, "augur: speedup over target-only: %.2fx (%.1f vs %.1f tok/s)\n", b > 0 ? a / b : 0.0, a,
+                    b);
+        }
+    }
+    if (trace.w) {
+        augur_status cst = trace_writer_close(trace.w, st ? NULL : err);
+        if (!st)
+            st = cst;
+    }
+    if (trace_file && fclose(trace_file) && !st)
+        st = augur_fail(err, AUGUR_E_IO, "--trace: cannot write %s", cli->trace_path);
+    free(ids);
+    tokenizer_free(tok);
+    return st;
+}
+
+int run_generate_distributed(const generate_cli *cli)
+{
+    MPI_Init(NULL, NULL);
+    int world_rank = 0, world_size = 1;
+    MPI_Comm_rank(MPI_COMM_WORLD, &world_rank);
+    MPI_Comm_size(MPI_COMM_WORLD, &world_size);
+    augur_error err = {0};
+    int n_target = cli->tp ? cli->tp : world_size - 1;
+    comm_layout layout = {0};
+    augur_status st = n_target < 1 ? augur_fail(&err, AUGUR_E_INPUT,
+                                                "--target needs mpirun with at least 2 ranks (T targets + 1 draft), "
+                                                "got %d",
+                                                world_size)
+                                   : comm_layout_create(&layout, MPI_COMM_WORLD, n_target, !cli->no_speculation, &err);
+    if (st) {
+        if (world_rank == 0)
+            fprintf(stderr, "augur: %s\n", err.message);
+        MPI_Finalize();
+        return augur_exit_code(st) ? augur_exit_code(st) : 1;
+    }
+    int threads = cli->threads ? cli->threads : default_threads(world_size);
+    spec_engine e;
+    bool load_draft = !cli->no_speculation;
+    st = spec_engine_init(&e, &layout, cli->target_path, cli->draft_path, cli->draft_layers, load_draft, threads,
+                          cli->max_context, &err);
+    if (st) {
+        /* The rank at fault says what; the leader says which rank when it is not that rank. */
+        if (world_rank == 0 || !strstr(err.message, "failed to start"))
+            fprintf(stderr, "augur: rank %d: %s\n", world_rank, err.message);
+        spec_engine_free(&e);
+        comm_layout_free(&layout);
+        MPI_Finalize();
+        return augur_exit_code(st) ? augur_exit_code(st) : 1;
+    }
+    e.timeout_s = cli->timeout_s;
+    int rc = 0;
+    if (world_rank == 0) {
+        st = lead(cli, &e, &err);
+        if (st && err.code == AUGUR_E_INPUT) {
+            /* Bad input found before any round: release the others cleanly. */
+            fprintf(stderr, "augur: %s\n", err.message);
+            augur_error stop_err = {0};
+            if (spec_leader_stop(&e, &stop_err))
+                die(world_rank, &stop_err);
+            rc = 2;
+        } else if (st) {
+            die(world_rank, &err);
+        } else if ((st = spec_leader_stop(&e, &err))) {
+            die(world_rank, &err);
+        }
+    } else if (e.role == SPEC_ROLE_TARGET) {
+        if ((st = spec_target_serve(&e, &err)))
+            die(world_rank, &err);
+    } else if ((st = spec_draft_serve(&e, &err))) {
+        die(world_rank, &err);
+    }
+    spec_engine_free(&e);
+    comm_layout_free(&layout);
+    MPI_Finalize();
+    return rc;
+}

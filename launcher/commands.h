@@ -1,0 +1,9 @@
+/* The augur subcommands; each returns the process exit code. */
+#ifndef AUGUR_COMMANDS_H
+#define AUGUR_COMMANDS_H
+
+int cmd_generate(int argc, char **argv);
+int cmd_tokenize(int argc, char **argv);
+int cmd_convert(int argc, char **argv);
+
+#endif

@@ -1,0 +1,40 @@
+/* Parsed flags of `augur generate`, shared by the single-process and MPI paths. */
+#ifndef AUGUR_GENERATE_CLI_H
+#define AUGUR_GENERATE_CLI_H
+
+#include <stdbool.h>
+#include <stdint.h>
+
+#include "kernels/sampling.h"
+#include "runtime/acceptance.h"
+#include "runtime/draft_rules.h"
+
+typedef struct {
+    const char *model_path;      /* single-process */
+    const char *target_path;     /* distributed */
+    const char *draft_path;
+    int draft_layers;
+    int tp;                      /* 0: world size - 1 */
+    const char *tokenizer_path;
+    const char *prompt;
+    const char *prompt_ids;      /* "1 2 3": skip the tokenizer */
+    int max_tokens;
+    int max_context;
+    int threads;
+    sampling_params sampling;
+    uint64_t seed;
+    draft_rule rule;
+    bool no_overlap;
+    bool no_speculation;
+    bool compare_baseline;
+    bool ids_only;               /* print generated ids, one request per line */
+    int repeat;                  /* requests (seeds seed, seed+1, ...) */
+    const char *trace_path;
+    double timeout_s;
+    acceptance_variant debug_acceptance;
+    int debug_draft_exit_after;
+} generate_cli;
+
+int run_generate_distributed(const generate_cli *cli);
+
+#endif

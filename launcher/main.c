@@ -1,0 +1,38 @@
+/* augur: command-line entry point dispatching to subcommands. */
+#include <stdio.h>
+#include <string.h>
+
+#include "launcher/commands.h"
+
+static const char usage[] =
+    "augur " "0.1.0" " - distributed speculative-decoding inference runtime\n"
+    "\n"
+    "usage: augur <command> [options]\n"
+    "\n"
+    "commands:\n"
+    "  generate   generate text from a prompt (augur generate --help)\n"
+    "  tokenize   print the token ids of a text, or decode ids (augur tokenize --help)\n"
+    "  convert    convert a llama2.c checkpoint to a Hugging Face directory (augur convert --help)\n"
+    "\n"
+    "Run `augur <command> --help` for the flags of a command.\n";
+
+int main(int argc, char **argv)
+{
+    if (argc < 2 || !strcmp(argv[1], "--help") || !strcmp(argv[1], "-h") || !strcmp(argv[1], "help")) {
+        fputs(usage, argc < 2 ? stderr : stdout);
+        return argc < 2 ? 2 : 0;
+    }
+    if (!strcmp(argv[1], "--version")) {
+        puts("augur 0.1.0");
+        return 0;
+    }
+    const char *cmd = argv[1];
+    if (!strcmp(cmd, "generate"))
+        return cmd_generate(argc - 1, argv + 1);
+    if (!strcmp(cmd, "tokenize"))
+        return cmd_tokenize(argc - 1, argv + 1);
+    if (!strcmp(cmd, "convert"))
+        return cmd_convert(argc - 1, argv + 1);
+    fprintf(stderr, "augur: unknown command '%s' (try augur --help)\n", cmd);
+    return 2;
+}

@@ -1,0 +1,17 @@
+/* Resolving the files behind --model / --tokenizer. */
+#ifndef AUGUR_MODEL_FILES_H
+#define AUGUR_MODEL_FILES_H
+
+#include "runtime/error.h"
+#include "runtime/model.h"
+#include "runtime/tokenizer.h"
+
+/* The tokenizer to use: tokenizer_flag when given, else <model_dir>/tokenizer.json.
+ * A llama2.c checkpoint (a file) needs --tokenizer. */
+augur_status resolve_tokenizer_path(const char *model_path, const char *tokenizer_flag, char *out, size_t cap,
+                                    augur_error *err);
+
+/* Loads the tokenizer for a model and checks its ids fit the model's vocabulary. */
+augur_status open_tokenizer_for(const model *m, const char *tokenizer_flag, tokenizer **out, augur_error *err);
+
+#endif
