@@ -46,6 +46,7 @@ typedef struct {
 } model_load_opts;
 
 typedef struct mapped_file mapped_file; /* runtime/mapped_file.h */
+typedef struct safetensors_file safetensors_file; /* runtime/safetensors.h */
 
 typedef struct {
     model_config cfg;        /* the whole model's config (n_layers reflects max_layers) */
@@ -59,8 +60,9 @@ typedef struct {
     int vocab_start;         /* first vocabulary row of this rank's lm_head shard */
     int vocab_local;
     model_weights w;
-    mapped_file **files;     /* mappings the views point into */
-    int n_files;
+    safetensors_file **shards; /* Hugging Face weights the views point into */
+    int n_shards;
+    mapped_file *llama2c;    /* or the llama2.c checkpoint they point into */
     char source[512];        /* path it was loaded from, for messages */
 } model;
 

@@ -2,20 +2,28 @@
  *
  * Batch invariance (DESIGN §8): every dot product accumulates into 16 partial sums,
  * lane j taking the columns c with c % 16 == j in increasing c, and the lanes are folded
- * by one fixed tree. The number of rows n only decides how many rows of x share one pass
- * over a weight row (kernels for 1, 2, 4 or 8 rows at a time), never the arithmetic applied
- * to one row, so out[i] is bit-identical for every n and thread count. Mul and add stay
- * separate roundings (ISO C mode compiles with -ffp-contract=off and no path enables FMA),
- * and weight conversion is exact, so the SSE, AVX2 and AVX-512 paths also agree bit for bit.
+ * by one fixed tree. The number of rows n only decides which kernel streams the weights
+ * (several features against one row at n = 1; several rows sharing each weight load
+ * otherwise) and in what column steps, never the arithmetic applied to one (row, feature),
+ * so out[i] is bit-identical for every n and thread count. Mul and add stay separate
+ * roundings (ISO C mode compiles with -ffp-contract=off and no path enables FMA), and
+ * weight conversion is exact, so the SSE, AVX2 and AVX-512 paths also agree bit for bit.
  *
  * Weights are widened in registers (bf16: a 16-bit shift; fp16: F16C) as they stream past;
  * only the baseline path converts fp16 through a small L1-resident buffer. */
-#include <immintrin.h>
 #include <stdbool.h>
 #include <stdint.h>
 #include <string.h>
 
 #include "kernels/cpu_kernels.h"
+
+/* The AVX2 / AVX-512 paths exist on x86-64 only; elsewhere the portable path serves. */
+#if defined(__x86_64__)
+#include <immintrin.h>
+#define HAVE_X86_PATHS 1
+#else
+#define HAVE_X86_PATHS 0
+#endif
 
 /* GNU vector extensions: lane-wise IEEE operations. 16-byte vectors are native on every
  * x86-64; 32- and 64-byte ones appear only in functions compiled for AVX2 / AVX-512, since
@@ -120,6 +128,7 @@ INLINE void load_w4(v4f wv[4], const void *w, weight_kind kind, int64_t c)
     }
 }
 
+#if HAVE_X86_PATHS
 __attribute__((target("avx2,f16c"))) INLINE void load_w8(v8f wv[2], const void *w, weight_kind kind, int64_t c)
 {
     for (int k = 0; k < 2; k++) {
@@ -151,6 +160,7 @@ __attribute__((target("avx512f"))) INLINE void load_w16(v16f *wv, const void *w,
         LOADU(*wv, (const float *)w + c);
     }
 }
+#endif
 
 /* Two kernel families, both computing acc[lane] += x[c] * w[c] for c = lane, lane+16, ...
  * over len columns (a multiple of 16), and always inlined with constant counts and kind so
@@ -206,6 +216,7 @@ INLINE void feats_v4(float (*acc)[ROW_BLOCK][LANES], const float *x, const void 
             STOREU(acc[f][0] + 4 * k, a[f][k]);
 }
 
+#if HAVE_X86_PATHS
 __attribute__((target("avx2,f16c"))) INLINE void rows_v8(float (*acc)[LANES], const float *x, int64_t ldx,
                                                           const void *w, weight_kind kind, int64_t len, int R)
 {
@@ -290,6 +301,7 @@ __attribute__((target("avx512f"))) INLINE void feats_v16(float (*acc)[ROW_BLOCK]
     for (int f = 0; f < F; f++)
         STOREU(acc[f][0], a[f]);
 }
+#endif
 
 /* Block functions: nb rows of x against len columns (a multiple of 16) of nf weight rows
  * (w[f], already offset to the first column), in as few passes as the registers allow.
@@ -355,6 +367,7 @@ static void block_baseline(float (*acc)[ROW_BLOCK][LANES], const float *x, int64
 #undef ROWS
 #undef FEATS
 
+#if HAVE_X86_PATHS
 #define ROWS rows_v8
 #define FEATS feats_v8
 __attribute__((target("avx2,f16c"))) static void block_avx2(float (*acc)[ROW_BLOCK][LANES], const float *x,
@@ -388,6 +401,7 @@ __attribute__((target("avx512f"))) static void block_avx512(float (*acc)[ROW_BLO
 }
 #undef ROWS
 #undef FEATS
+#endif
 
 /* Output features [o0, o0+nf) for rows [i0, i0+nb) of x. With several rows, the features
  * of a group walk the columns together, CHUNK at a time, so that the slice of x they all
@@ -440,10 +454,12 @@ static void matmul_group(block_fn *block, float *out, const float *x, int64_t n_
 
 cpu_isa cpu_best_isa(void)
 {
+#if HAVE_X86_PATHS
     if (__builtin_cpu_supports("avx512f"))
         return CPU_ISA_AVX512;
     if (__builtin_cpu_supports("avx2") && __builtin_cpu_supports("f16c"))
         return CPU_ISA_AVX2;
+#endif
     return CPU_ISA_BASELINE;
 }
 
@@ -453,7 +469,13 @@ void cpu_matmul_isa(cpu_isa isa, float *out, const float *x, int n, const tensor
     const cpu_isa best = cpu_best_isa();
     if (isa > best)
         isa = best;
-    block_fn *block = isa == CPU_ISA_AVX512 ? block_avx512 : isa == CPU_ISA_AVX2 ? block_avx2 : block_baseline;
+    block_fn *block = block_baseline;
+#if HAVE_X86_PATHS
+    if (isa == CPU_ISA_AVX512)
+        block = block_avx512;
+    else if (isa == CPU_ISA_AVX2)
+        block = block_avx2;
+#endif
     const int64_t rows = w->rows;
     if (threads < 1)
         threads = 1;

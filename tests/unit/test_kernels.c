@@ -136,18 +136,19 @@ static void test_matmul_batch_invariance(void **state)
         for (int i = 0; i < max_n; i++)
             cpu_matmul_isa(CPU_ISA_BASELINE, alone + (size_t)i * rows, x + (size_t)i * cols, 1, &m.view, bias, 1);
         const int threads_list[] = {1, 4};
-        for (int isa = CPU_ISA_BASELINE; isa <= (int)cpu_best_isa(); isa++)
-        for (int t = 0; t < 2; t++) {
-            /* 1..9 is the verification shape; 40 crosses the kernel's internal row block. */
-            const int ns[] = {1, 2, 3, 4, 5, 6, 7, 8, 9, 40};
-            for (size_t k = 0; k < sizeof ns / sizeof *ns; k++) {
-                int n = ns[k];
-                memset(out, 0xff, (size_t)max_n * rows * sizeof(float));
-                cpu_matmul_isa((cpu_isa)isa, out, x, n, &m.view, bias, threads_list[t]);
-                for (int i = 0; i < n; i++)
-                    if (memcmp(out + (size_t)i * rows, alone + (size_t)i * rows, (size_t)rows * sizeof(float)))
-                        fail_msg("%s: row %d of an n=%d call (path %d, threads %d) differs from the row alone",
-                                 augur_dtype_name(dts[d]), i, n, isa, threads_list[t]);
+        for (int isa = CPU_ISA_BASELINE; isa <= (int)cpu_best_isa(); isa++) {
+            for (int t = 0; t < 2; t++) {
+                /* 1..9 is the verification shape; 40 crosses the kernel's internal row block. */
+                const int ns[] = {1, 2, 3, 4, 5, 6, 7, 8, 9, 40};
+                for (size_t k = 0; k < sizeof ns / sizeof *ns; k++) {
+                    int n = ns[k];
+                    memset(out, 0xff, (size_t)max_n * rows * sizeof(float));
+                    cpu_matmul_isa((cpu_isa)isa, out, x, n, &m.view, bias, threads_list[t]);
+                    for (int i = 0; i < n; i++)
+                        if (memcmp(out + (size_t)i * rows, alone + (size_t)i * rows, (size_t)rows * sizeof(float)))
+                            fail_msg("%s: row %d of an n=%d call (path %d, threads %d) differs from the row alone",
+                                     augur_dtype_name(dts[d]), i, n, isa, threads_list[t]);
+                }
             }
         }
         free(out);

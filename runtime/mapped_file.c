@@ -1,0 +1,50 @@
+#include "runtime/mapped_file.h"
+
+#include <errno.h>
+#include <fcntl.h>
+#include <stdlib.h>
+#include <string.h>
+#include <sys/mman.h>
+#include <sys/stat.h>
+#include <unistd.h>
+
+augur_status mapped_file_open(mapped_file **out, const char *path, augur_error *err)
+{
+    *out = NULL;
+    int fd = open(path, O_RDONLY | O_CLOEXEC);
+    if (fd < 0)
+        return augur_fail(err, errno == ENOENT ? AUGUR_E_INPUT : AUGUR_E_IO, "%s: %s", path,
+                          errno == ENOENT ? "no such file or directory" : strerror(errno));
+    struct stat st;
+    if (fstat(fd, &st) != 0 || !S_ISREG(st.st_mode)) {
+        close(fd);
+        return augur_fail(err, AUGUR_E_INPUT, "%s: not a regular file", path);
+    }
+    if (st.st_size == 0) {
+        close(fd);
+        return augur_fail(err, AUGUR_E_FORMAT, "%s: file is empty", path);
+    }
+    void *base = mmap(NULL, (size_t)st.st_size, PROT_READ, MAP_PRIVATE, fd, 0);
+    close(fd); /* the mapping keeps the file alive */
+    if (base == MAP_FAILED)
+        return augur_fail(err, AUGUR_E_IO, "%s: mmap failed: %s", path, strerror(errno));
+    mapped_file *f = calloc(1, sizeof *f);
+    if (!f || !(f->path = strdup(path))) {
+        free(f);
+        munmap(base, (size_t)st.st_size);
+        return augur_fail(err, AUGUR_E_NOMEM, "%s: out of memory", path);
+    }
+    f->base = base;
+    f->size = (size_t)st.st_size;
+    *out = f;
+    return AUGUR_OK;
+}
+
+void mapped_file_close(mapped_file *f)
+{
+    if (!f)
+        return;
+    munmap((void *)f->base, f->size);
+    free(f->path);
+    free(f);
+}
