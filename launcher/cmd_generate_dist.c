@@ -94,6 +94,13 @@ static void print_stats(const char *label, const spec_stats *s, int requests)
 static augur_status leader_prompt(const generate_cli *cli, spec_engine *e, tokenizer **tok, int32_t **ids,
                                   size_t *n, augur_error *err)
 {
+    if (cli->prompt_ids && cli->ids_only && !cli->tokenizer_path) {
+        /* ids in, ids out: a model directory without tokenizer.json is fine */
+        augur_error ignored = {0};
+        if (open_tokenizer_for(&e->m, NULL, tok, &ignored))
+            *tok = NULL;
+        return parse_token_ids("--prompt-ids", cli->prompt_ids, e->vocab, ids, n, err);
+    }
     augur_status st = open_tokenizer_for(&e->m, cli->tokenizer_path, tok, err);
     if (st)
         return st;

@@ -22,7 +22,7 @@ timed expect_fail 2 "layout needs 3 ranks" -- mpirun_n 2 "${gen[@]}" --target "$
 echo "-- draft and target vocabularies differ"
 timed expect_fail 2 "vocabularies differ" -- mpirun_n 3 "${gen[@]}" --target "$tiny/target" --draft "$tiny/draft32"
 echo "-- T does not divide the heads"
-timed expect_fail 2 "does not divide" -- mpirun_n 4 "${gen[@]}" --target "$tiny/target" --draft "$tiny/draft"
+timed expect_fail 2 "do not divide num_attention_heads" -- mpirun_n 4 "${gen[@]}" --target "$tiny/target" --draft "$tiny/draft"
 echo "-- missing draft path"
 timed expect_fail 2 "no such file" -- mpirun_n 3 "${gen[@]}" --target "$tiny/target" --draft "$tiny/nope"
 echo "-- no draft given"
