@@ -209,8 +209,14 @@ static int run_single(const generate_cli *cli, augur_error *err)
     int32_t *prompt = NULL;
     size_t n_prompt = 0;
     augur_status st = model_load(&m, cli->model_path, NULL, err);
-    if (!st)
+    if (!st && cli->prompt_ids && cli->ids_only && !cli->tokenizer_path) {
+        /* ids in, ids out: a model directory without tokenizer.json is fine */
+        augur_error ignored = {0};
+        if (open_tokenizer_for(&m, NULL, &tok, &ignored))
+            tok = NULL;
+    } else if (!st) {
         st = open_tokenizer_for(&m, cli->tokenizer_path, &tok, err);
+    }
     if (!st && cli->prompt_ids)
         st = parse_token_ids("--prompt-ids", cli->prompt_ids, m.cfg.vocab_size, &prompt, &n_prompt, err);
     else if (!st)

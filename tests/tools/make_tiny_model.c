@@ -3,7 +3,7 @@
  *
  * usage: augur_make_tiny_model --out DIR [--dim N] [--hidden N] [--layers N] [--heads N]
  *            [--kv-heads N] [--vocab N] [--seed S] [--scale X] [--dtype f32|bf16|f16]
- *            [--qwen2] [--tie] */
+ *            [--qwen2] [--mistral] [--tie] [--rope-llama3] */
 #include <getopt.h>
 #include <jansson.h>
 #include <math.h>
@@ -20,7 +20,7 @@ typedef struct {
     unsigned long long seed;
     double scale;
     augur_dtype dtype;
-    bool qwen2, tie;
+    bool qwen2, tie, rope_llama3, mistral;
 } tiny_spec;
 
 static double next_uniform(unsigned long long *s)
@@ -106,12 +106,18 @@ static int write_model(const tiny_spec *t, const char *dir)
     safetensors_writer_free(w);
     if (rc)
         return rc;
+    const char *type = t->qwen2 ? "qwen2" : t->mistral ? "mistral" : "llama";
     json_t *cfg = json_pack("{s:s, s:i, s:i, s:i, s:i, s:i, s:i, s:i, s:f, s:f, s:b, s:i, s:i}", "model_type",
-                            t->qwen2 ? "qwen2" : "llama", "hidden_size", t->dim, "intermediate_size", t->hidden,
+                            type, "hidden_size", t->dim, "intermediate_size", t->hidden,
                             "num_hidden_layers", t->layers, "num_attention_heads", t->heads, "num_key_value_heads",
                             t->kv_heads, "vocab_size", t->vocab, "max_position_embeddings", 512, "rms_norm_eps",
                             1e-5, "rope_theta", 10000.0, "tie_word_embeddings", t->tie, "bos_token_id", 1,
                             "eos_token_id", t->vocab - 1);
+    if (t->rope_llama3) /* original context 64 puts head_dim-8 frequencies in all three bands */
+        json_object_set_new(cfg, "rope_scaling",
+                            json_pack("{s:s, s:f, s:f, s:f, s:i}", "rope_type", "llama3", "factor", 8.0,
+                                      "low_freq_factor", 1.0, "high_freq_factor", 4.0,
+                                      "original_max_position_embeddings", 64));
     snprintf(path, sizeof path, "%s/config.json", dir);
     rc = json_dump_file(cfg, path, JSON_INDENT(2));
     json_decref(cfg);
@@ -127,6 +133,7 @@ int main(int argc, char **argv)
         {"out", 1, 0, 'o'},   {"dim", 1, 0, 'd'},  {"hidden", 1, 0, 'H'}, {"layers", 1, 0, 'l'},
         {"heads", 1, 0, 'h'}, {"kv-heads", 1, 0, 'k'}, {"vocab", 1, 0, 'v'}, {"seed", 1, 0, 's'},
         {"scale", 1, 0, 'x'}, {"dtype", 1, 0, 't'}, {"qwen2", 0, 0, 'q'}, {"tie", 0, 0, 'T'},
+        {"rope-llama3", 0, 0, 'R'}, {"mistral", 0, 0, 'M'},
         {0, 0, 0, 0}};
     int c;
     while ((c = getopt_long(argc, argv, "", opts, NULL)) != -1) {
@@ -143,6 +150,8 @@ int main(int argc, char **argv)
         case 't': t.dtype = !strcmp(optarg, "bf16") ? AUGUR_BF16 : !strcmp(optarg, "f16") ? AUGUR_F16 : AUGUR_F32; break;
         case 'q': t.qwen2 = true; break;
         case 'T': t.tie = true; break;
+        case 'R': t.rope_llama3 = true; break;
+        case 'M': t.mistral = true; break;
         default: fprintf(stderr, "make_tiny_model: bad option\n"); return 2;
         }
     }
