@@ -36,6 +36,7 @@ static const char generate_usage[] =
     "generation:\n"
     "  --prompt TEXT        the prompt (non-empty)\n"
     "  --prompt-ids IDS     the prompt as token ids (\"1 2 3\"), instead of --prompt\n"
+    "  --prompts-file FILE  distributed: one prompt per line, each run as a request\n"
     "  --max-tokens N       generate at most N tokens (default 256)\n"
     "  --temperature T      0 = greedy (default 0)\n"
     "  --top-k K            keep the K most likely tokens, 0 = off (default 0)\n"
@@ -63,7 +64,7 @@ static const char generate_usage[] =
     "  -h, --help           show this help\n";
 
 enum { OPT_MODEL = 1000, OPT_TARGET, OPT_DRAFT, OPT_DRAFT_LAYERS, OPT_TP, OPT_TOKENIZER, OPT_PROMPT,
-       OPT_PROMPT_IDS, OPT_MAX_TOKENS, OPT_MAX_CONTEXT, OPT_TEMPERATURE, OPT_TOP_K, OPT_TOP_P, OPT_SEED,
+       OPT_PROMPT_IDS, OPT_PROMPTS_FILE, OPT_MAX_TOKENS, OPT_MAX_CONTEXT, OPT_TEMPERATURE, OPT_TOP_K, OPT_TOP_P, OPT_SEED,
        OPT_THREADS, OPT_DRAFT_RULE, OPT_GAMMA, OPT_TAU, OPT_LAMBDA, OPT_WINDOW, OPT_NO_OVERLAP,
        OPT_NO_SPECULATION, OPT_COMPARE_BASELINE, OPT_TRACE, OPT_REPEAT, OPT_IDS_ONLY, OPT_TIMEOUT,
        OPT_DEBUG_ACCEPTANCE, OPT_DEBUG_DRAFT_EXIT };
@@ -77,6 +78,7 @@ static const struct option generate_options[] = {
     {"tokenizer", required_argument, NULL, OPT_TOKENIZER},
     {"prompt", required_argument, NULL, OPT_PROMPT},
     {"prompt-ids", required_argument, NULL, OPT_PROMPT_IDS},
+    {"prompts-file", required_argument, NULL, OPT_PROMPTS_FILE},
     {"max-tokens", required_argument, NULL, OPT_MAX_TOKENS},
     {"max-context", required_argument, NULL, OPT_MAX_CONTEXT},
     {"temperature", required_argument, NULL, OPT_TEMPERATURE},
@@ -116,6 +118,7 @@ static augur_status parse_one(int c, const char *arg, generate_cli *cli, augur_e
     case OPT_TOKENIZER: cli->tokenizer_path = arg; break;
     case OPT_PROMPT: cli->prompt = arg; break;
     case OPT_PROMPT_IDS: cli->prompt_ids = arg; break;
+    case OPT_PROMPTS_FILE: cli->prompts_file = arg; break;
     case OPT_MAX_TOKENS: return arg_int("--max-tokens", arg, 1, 1 << 24, &cli->max_tokens, err);
     case OPT_MAX_CONTEXT: return arg_int("--max-context", arg, 2, 1 << 24, &cli->max_context, err);
     case OPT_TEMPERATURE: return arg_float("--temperature", arg, 0, 100, &cli->sampling.temperature, err);
@@ -180,7 +183,9 @@ static int parse_generate(int argc, char **argv, generate_cli *cli, augur_error 
         st = augur_fail(err, AUGUR_E_INPUT, "--model PATH or --target PATH is required (see augur generate --help)");
     if (!st && cli->model_path && cli->target_path)
         st = augur_fail(err, AUGUR_E_INPUT, "--model and --target exclude each other");
-    if (!st && !cli->prompt_ids && (!cli->prompt || !cli->prompt[0]))
+    if (!st && cli->prompts_file && !cli->target_path)
+        st = augur_fail(err, AUGUR_E_INPUT, "--prompts-file needs --target (distributed mode)");
+    if (!st && !cli->prompt_ids && !cli->prompts_file && (!cli->prompt || !cli->prompt[0]))
         st = augur_fail(err, AUGUR_E_INPUT, "--prompt TEXT is required and must not be empty");
     if (!st && cli->target_path && !cli->no_speculation && !cli->draft_path && !cli->draft_layers)
         st = augur_fail(err, AUGUR_E_INPUT, "--target needs --draft PATH or --draft-layers K (or --no-speculation)");

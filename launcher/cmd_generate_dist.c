@@ -91,28 +91,95 @@ static void print_stats(const char *label, const spec_stats *s, int requests)
     }
 }
 
-static augur_status leader_prompt(const generate_cli *cli, spec_engine *e, tokenizer **tok, int32_t **ids,
-                                  size_t *n, augur_error *err)
+/* The prompts of a run: one (--prompt / --prompt-ids) or one per line of --prompts-file. */
+typedef struct {
+    int32_t **ids;
+    size_t *lens;
+    int n;
+} prompt_set;
+
+static void prompt_set_free(prompt_set *ps)
 {
+    for (int i = 0; i < ps->n; i++)
+        free(ps->ids[i]);
+    free(ps->ids);
+    free(ps->lens);
+}
+
+static augur_status prompt_set_add(prompt_set *ps, int32_t *ids, size_t n, augur_error *err)
+{
+    int32_t **a = realloc(ps->ids, (size_t)(ps->n + 1) * sizeof *a);
+    if (a)
+        ps->ids = a;
+    size_t *l = realloc(ps->lens, (size_t)(ps->n + 1) * sizeof *l);
+    if (l)
+        ps->lens = l;
+    if (!a || !l) {
+        free(ids);
+        return augur_fail(err, AUGUR_E_NOMEM, "leader: out of memory for prompts");
+    }
+    ps->ids[ps->n] = ids;
+    ps->lens[ps->n++] = n;
+    return AUGUR_OK;
+}
+
+static augur_status read_prompts_file(const char *path, const tokenizer *tok, prompt_set *ps, augur_error *err)
+{
+    FILE *f = fopen(path, "r");
+    if (!f)
+        return augur_fail(err, AUGUR_E_INPUT, "--prompts-file: cannot open %s", path);
+    char *line = NULL;
+    size_t cap = 0;
+    ssize_t len;
+    augur_status st = AUGUR_OK;
+    int lineno = 0;
+    while (!st && (len = getline(&line, &cap, f)) >= 0) {
+        lineno++;
+        while (len > 0 && (line[len - 1] == '\n' || line[len - 1] == '\r'))
+            line[--len] = '\0';
+        if (len == 0)
+            continue; /* blank lines separate nothing */
+        int32_t *ids = NULL;
+        size_t n = 0;
+        if ((st = tokenizer_encode(tok, line, (size_t)len, true, &ids, &n, err)))
+            augur_wrap(err, "%s line %d", path, lineno);
+        else
+            st = prompt_set_add(ps, ids, n, err);
+    }
+    free(line);
+    fclose(f);
+    if (!st && ps->n == 0)
+        st = augur_fail(err, AUGUR_E_INPUT, "--prompts-file: %s holds no prompts", path);
+    return st;
+}
+
+static augur_status leader_prompts(const generate_cli *cli, spec_engine *e, tokenizer **tok, prompt_set *ps,
+                                   augur_error *err)
+{
+    int32_t *ids = NULL;
+    size_t n = 0;
+    augur_status st;
     if (cli->prompt_ids && cli->ids_only && !cli->tokenizer_path) {
         /* ids in, ids out: a model directory without tokenizer.json is fine */
         augur_error ignored = {0};
         if (open_tokenizer_for(&e->m, NULL, tok, &ignored))
             *tok = NULL;
-        return parse_token_ids("--prompt-ids", cli->prompt_ids, e->vocab, ids, n, err);
-    }
-    augur_status st = open_tokenizer_for(&e->m, cli->tokenizer_path, tok, err);
-    if (st)
+    } else if ((st = open_tokenizer_for(&e->m, cli->tokenizer_path, tok, err))) {
         return st;
+    }
+    if (cli->prompts_file)
+        return read_prompts_file(cli->prompts_file, *tok, ps, err);
     if (cli->prompt_ids)
-        return parse_token_ids("--prompt-ids", cli->prompt_ids, e->vocab, ids, n, err);
-    return tokenizer_encode(*tok, cli->prompt, strlen(cli->prompt), true, ids, n, err);
+        st = parse_token_ids("--prompt-ids", cli->prompt_ids, e->vocab, &ids, &n, err);
+    else
+        st = tokenizer_encode(*tok, cli->prompt, strlen(cli->prompt), true, &ids, &n, err);
+    return st ? st : prompt_set_add(ps, ids, n, err);
 }
 
-/* Runs cli->repeat requests with one configuration; sums their stats. */
-static augur_status run_requests(const generate_cli *cli, spec_engine *e, const tokenizer *tok, const int32_t *ids,
-                                 size_t n, bool speculate, bool print, trace_sink *trace, spec_stats *sum,
-                                 augur_error *err)
+/* Runs every prompt cli->repeat times (seeds seed, seed+1, ...) with one configuration. */
+static augur_status run_requests(const generate_cli *cli, spec_engine *e, const tokenizer *tok,
+                                 const prompt_set *ps, bool speculate, bool print, trace_sink *trace,
+                                 spec_stats *sum, augur_error *err)
 {
     spec_request_opts o = {.rule = cli->rule, .speculate = speculate, .overlap = !cli->no_overlap,
                            .sampling = cli->sampling, .max_tokens = cli->max_tokens,
@@ -123,27 +190,30 @@ static augur_status run_requests(const generate_cli *cli, spec_engine *e, const 
         return augur_fail(err, AUGUR_E_NOMEM, "leader: out of memory");
     text_sink sink = {.write = write_stdout};
     augur_status st = AUGUR_OK;
-    for (int r = 0; r < cli->repeat && !st; r++) {
-        o.seed = cli->seed + (uint64_t)r;
-        spec_output out = {.sink = print && !cli->ids_only ? &sink : NULL, .echo_prompt = true,
-                           .out_tokens = out_ids, .trace = trace ? trace_append : NULL, .trace_user = trace};
-        spec_stats s;
-        st = spec_leader_generate(e, (uint64_t)r + 1, tok, ids, (int)n, &o, &out, &s, err);
-        if (!st && trace && trace->st) {
-            *err = trace->err;
-            st = trace->st;
+    uint64_t request = 0;
+    for (int p = 0; p < ps->n && !st; p++) {
+        for (int r = 0; r < cli->repeat && !st; r++) {
+            o.seed = cli->seed + (uint64_t)r;
+            spec_output out = {.sink = print && !cli->ids_only ? &sink : NULL, .echo_prompt = true,
+                               .out_tokens = out_ids, .trace = trace ? trace_append : NULL, .trace_user = trace};
+            spec_stats s;
+            st = spec_leader_generate(e, ++request, tok, ps->ids[p], (int)ps->lens[p], &o, &out, &s, err);
+            if (!st && trace && trace->st) {
+                *err = trace->err;
+                st = trace->st;
+            }
+            if (st)
+                break;
+            add_stats(sum, &s);
+            if (print && cli->ids_only) {
+                for (int i = 0; i < s.generated; i++)
+                    printf(i ? " %d" : "%d", out_ids[i]);
+                putchar('\n');
+            } else if (print) {
+                putchar('\n');
+            }
+            fflush(stdout);
         }
-        if (st)
-            break;
-        add_stats(sum, &s);
-        if (print && cli->ids_only) {
-            for (int i = 0; i < s.generated; i++)
-                printf(i ? " %d" : "%d", out_ids[i]);
-            putchar('\n');
-        } else if (print) {
-            putchar('\n');
-        }
-        fflush(stdout);
     }
     free(out_ids);
     return st;
@@ -152,11 +222,10 @@ static augur_status run_requests(const generate_cli *cli, spec_engine *e, const 
 static augur_status lead(const generate_cli *cli, spec_engine *e, augur_error *err)
 {
     tokenizer *tok = NULL;
-    int32_t *ids = NULL;
-    size_t n = 0;
+    prompt_set ps = {0};
     FILE *trace_file = NULL;
     trace_sink trace = {0};
-    augur_status st = leader_prompt(cli, e, &tok, &ids, &n, err);
+    augur_status st = leader_prompts(cli, e, &tok, &ps, err);
     if (!st && cli->trace_path) {
         trace_file = fopen(cli->trace_path, "wb");
         if (!trace_file)
@@ -165,15 +234,16 @@ static augur_status lead(const generate_cli *cli, spec_engine *e, augur_error *e
             st = trace_writer_open(&trace.w, trace_file, cli->trace_path, 3, err);
     }
     bool speculate = !cli->no_speculation;
+    int requests = ps.n * cli->repeat;
     spec_stats main_stats = {0}, base_stats = {0};
     if (!st)
-        st = run_requests(cli, e, tok, ids, n, speculate, true, trace.w ? &trace : NULL, &main_stats, err);
+        st = run_requests(cli, e, tok, &ps, speculate, true, trace.w ? &trace : NULL, &main_stats, err);
     if (!st)
-        print_stats(speculate ? "speculative" : "target-only", &main_stats, cli->repeat);
+        print_stats(speculate ? "speculative" : "target-only", &main_stats, requests);
     if (!st && cli->compare_baseline && speculate) {
-        st = run_requests(cli, e, tok, ids, n, false, false, NULL, &base_stats, err);
+        st = run_requests(cli, e, tok, &ps, false, false, NULL, &base_stats, err);
         if (!st) {
-            print_stats("baseline (target-only)", &base_stats, cli->repeat);
+            print_stats("baseline (target-only)", &base_stats, requests);
             double a = tok_per_s(&main_stats), b = tok_per_s(&base_stats);
             fprintf(stderr, "augur: speedup over target-only: %.2fx (%.1f vs %.1f tok/s)\n", b > 0 ? a / b : 0.0, a,
                     b);
@@ -186,7 +256,7 @@ static augur_status lead(const generate_cli *cli, spec_engine *e, augur_error *e
     }
     if (trace_file && fclose(trace_file) && !st)
         st = augur_fail(err, AUGUR_E_IO, "--trace: cannot write %s", cli->trace_path);
-    free(ids);
+    prompt_set_free(&ps);
     tokenizer_free(tok);
     return st;
 }

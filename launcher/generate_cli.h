@@ -18,6 +18,7 @@ typedef struct {
     const char *tokenizer_path;
     const char *prompt;
     const char *prompt_ids;      /* "1 2 3": skip the tokenizer */
+    const char *prompts_file;    /* one prompt per line, each a request (distributed) */
     int max_tokens;
     int max_context;
     int threads;
