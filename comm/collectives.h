@@ -44,6 +44,12 @@ struct collectives {
 
 /* Wraps an MPI communicator of the target group (not duplicated: the caller owns it). */
 augur_status collectives_mpi_create(collectives **out, MPI_Comm comm, augur_error *err);
+#ifdef AUGUR_HAVE_CUDA
+/* NCCL over the same group: rank 0 makes the unique id and broadcasts it over comm.
+ * Buffers passed to this implementation are device pointers on `device`. */
+augur_status collectives_nccl_create(collectives **out, MPI_Comm comm, int device, augur_error *err);
+#endif
+
 /* Calls c->ops->destroy; NULL is allowed. */
 void collectives_destroy(collectives *c);
 

@@ -19,14 +19,20 @@ augur_status augur_wrap(augur_error *err, const char *fmt, ...)
 {
     if (!err)
         return AUGUR_E_INTERNAL;
-    char prefix[512];
-    va_list ap;
-    va_start(ap, fmt);
-    vsnprintf(prefix, sizeof prefix, fmt, ap);
-    va_end(ap);
     char old[sizeof err->message];
     memcpy(old, err->message, sizeof old);
-    snprintf(err->message, sizeof err->message, "%s: %s", prefix, old);
+    va_list ap;
+    va_start(ap, fmt);
+    int n = vsnprintf(err->message, sizeof err->message, fmt, ap);
+    va_end(ap);
+    size_t used = n < 0 ? 0 : (size_t)n;
+    if (used + 2 < sizeof err->message) { /* room for ": " and some of the old message */
+        size_t room = sizeof err->message - used - 3;
+        size_t len = strnlen(old, room);
+        memcpy(err->message + used, ": ", 2);
+        memcpy(err->message + used + 2, old, len);
+        err->message[used + 2 + len] = '\0';
+    }
     return err->code;
 }
 

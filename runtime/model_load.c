@@ -2,6 +2,7 @@
  * directory (safetensors, single or sharded) or a llama2.c checkpoint. Large matrices
  * stay in the mapping; each rank views only its slices (DESIGN §5). */
 #include <jansson.h>
+#include <stdint.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
@@ -327,18 +328,43 @@ static augur_status load_hf(model *m, const char *dir, augur_error *err)
 
 /* ---- llama2.c checkpoints ---- */
 
-static augur_status load_llama2c(model *m, const char *path, augur_error *err)
+/* *acc += a*b*c floats; false on overflow, which only a corrupt header can cause. */
+static bool add_floats(uint64_t *acc, int64_t a, int64_t b, int64_t c)
 {
-    augur_status s = mapped_file_open(&m->llama2c, path, err);
-    if (s)
-        return s;
-    const mapped_file *f = m->llama2c;
+    uint64_t ab, abc;
+    return !__builtin_mul_overflow((uint64_t)a, (uint64_t)b, &ab) && !__builtin_mul_overflow(ab, (uint64_t)c, &abc) &&
+           !__builtin_add_overflow(*acc, abc, acc);
+}
+
+/* Bytes the header implies: 7 int32, the float arrays of DESIGN §7, the two RoPE
+ * tables (seq_len x head_dim/2 each), then the classifier when it is not shared. */
+static bool llama2c_expected_bytes(const model_config *c, uint64_t *bytes)
+{
+    int64_t D = c->dim, H = c->hidden_dim, L = c->n_layers, V = c->vocab_size;
+    int64_t KV = (int64_t)c->n_kv_heads * c->head_dim;
+    uint64_t n = 0;
+    bool ok = add_floats(&n, V, D, 1) &&                  /* token embedding */
+              add_floats(&n, L, D, 2) &&                  /* rms_att, rms_ffn */
+              add_floats(&n, L, D, 2 * D) &&              /* wq, wo */
+              add_floats(&n, L, KV, 2 * D) &&             /* wk, wv */
+              add_floats(&n, L, H, 3 * D) &&              /* w1, w2, w3 */
+              add_floats(&n, D, 1, 1) &&                  /* rms_final */
+              add_floats(&n, c->max_seq_len, c->head_dim, 1) && /* RoPE tables */
+              (c->tie_embeddings || add_floats(&n, V, D, 1));
+    return ok && !__builtin_mul_overflow(n, (uint64_t)sizeof(float), bytes) &&
+           !__builtin_add_overflow(*bytes, (uint64_t)(7 * sizeof(int32_t)), bytes);
+}
+
+static augur_status llama2c_config(model_config *c, const mapped_file *f, augur_error *err)
+{
     if (f->size < 7 * sizeof(int32_t))
-        return augur_fail(err, AUGUR_E_FORMAT, "%s: %zu bytes is too short for a llama2.c header", path, f->size);
+        return augur_fail(err, AUGUR_E_FORMAT, "%s: %zu bytes is too short for a llama2.c header", f->path,
+                          f->size);
     int32_t h[7];
     memcpy(h, f->base, sizeof h);
-    bool shared = h[5] > 0;
-    model_config *c = &m->cfg;
+    if (h[5] == INT32_MIN)
+        return augur_fail(err, AUGUR_E_FORMAT, "%s: vocab_size %d in the llama2.c header is invalid", f->path, h[5]);
+    bool shared = h[5] > 0; /* negative: an unshared classifier follows the weights */
     *c = (model_config){.dim = h[0], .hidden_dim = h[1], .n_layers = h[2], .n_heads = h[3], .n_kv_heads = h[4],
                         .vocab_size = shared ? h[5] : -h[5], .max_seq_len = h[6], .rms_norm_eps = 1e-5f,
                         .rope_theta = 10000.0f, .rope_pairs = ROPE_PAIRS_ADJACENT, .tie_embeddings = shared,
@@ -346,19 +372,35 @@ static augur_status load_llama2c(model *m, const char *path, augur_error *err)
     snprintf(c->model_type, sizeof c->model_type, "llama2c");
     if (c->n_heads > 0)
         c->head_dim = c->dim / c->n_heads;
-    if ((s = model_config_validate(c, path, err)))
+    augur_status s = model_config_validate(c, f->path, err);
+    if (s)
         return s;
     if (c->head_dim * c->n_heads != c->dim)
-        return augur_fail(err, AUGUR_E_FORMAT, "%s: dim %d is not a multiple of n_heads %d", path, c->dim, c->n_heads);
+        return augur_fail(err, AUGUR_E_FORMAT, "%s: dim %d is not a multiple of n_heads %d", f->path, c->dim,
+                          c->n_heads);
+    uint64_t want = 0;
+    if (!llama2c_expected_bytes(c, &want) || f->size != want)
+        return augur_fail(err, AUGUR_E_FORMAT,
+                          "%s: %zu bytes, but its header (dim %d, hidden %d, %d layers, %d heads, %d kv heads, vocab "
+                          "%d%s, seq_len %d) implies %llu%s",
+                          f->path, f->size, c->dim, c->hidden_dim, c->n_layers, c->n_heads, c->n_kv_heads,
+                          c->vocab_size, shared ? "" : " unshared", c->max_seq_len, (unsigned long long)want,
+                          f->size < want ? " (truncated file?)" : "");
+    return AUGUR_OK;
+}
+
+static augur_status load_llama2c(model *m, const char *path, augur_error *err)
+{
+    augur_status s = mapped_file_open(&m->llama2c, path, err);
+    if (s)
+        return s;
+    const mapped_file *f = m->llama2c;
+    model_config *c = &m->cfg;
+    if ((s = llama2c_config(c, f, err)))
+        return s;
+    bool shared = c->tie_embeddings;
     int64_t D = c->dim, H = c->hidden_dim, L = c->n_layers, V = c->vocab_size;
     int64_t KV = (int64_t)c->n_kv_heads * c->head_dim;
-    int64_t floats = V * D + L * D + L * D * D + 2 * L * KV * D + L * D * D + L * D + 3 * L * H * D + D +
-                     (int64_t)c->max_seq_len * c->head_dim + (shared ? 0 : V * D);
-    size_t want = 28 + (size_t)floats * sizeof(float);
-    if (f->size != want)
-        return augur_fail(err, AUGUR_E_FORMAT, "%s: %zu bytes, but its header (dim %d, %d layers, vocab %d) implies %zu%s",
-                          path, f->size, c->dim, c->n_layers, c->vocab_size, want,
-                          f->size < want ? " (truncated file?)" : "");
     if (m->opts.max_layers > c->n_layers)
         return augur_fail(err, AUGUR_E_INPUT, "%s: %d draft layers requested, the model has %d", path,
                           m->opts.max_layers, c->n_layers);

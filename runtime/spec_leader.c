@@ -162,7 +162,8 @@ static augur_status leader_round(leader_state *s, bool *finished, augur_error *e
     int k = p.n_tokens;
     int32_t verify_tokens[SPEC_MAX_VERIFY];
     verify_tokens[0] = s->seq[s->len - 1];
-    memcpy(verify_tokens + 1, p.tokens, (size_t)k * sizeof(int32_t));
+    if (k > 0)
+        memcpy(verify_tokens + 1, p.tokens, (size_t)k * sizeof(int32_t));
     wire_command cmd = {.kind = WIRE_CMD_VERIFY, .request_id = s->request_id, .round = s->round,
                         .start_position = (uint32_t)(s->len - 1), .tokens = verify_tokens, .n_tokens = k + 1,
                         .gather = s->gather};
@@ -184,7 +185,8 @@ static augur_status leader_round(leader_state *s, bool *finished, augur_error *e
     /* Stop exactly where target-only decoding would: at a stop token or the limit. */
     int n_new = r.accepted + 1;
     int32_t new_tokens[SPEC_MAX_VERIFY];
-    memcpy(new_tokens, p.tokens, (size_t)r.accepted * sizeof(int32_t));
+    if (r.accepted > 0)
+        memcpy(new_tokens, p.tokens, (size_t)r.accepted * sizeof(int32_t));
     new_tokens[r.accepted] = r.next_token;
     int room = s->opts->max_tokens - s->stats->generated;
     if (n_new > room)

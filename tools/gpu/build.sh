@@ -1,0 +1,21 @@
+#!/usr/bin/env bash
+# Builds augur with the CUDA backend on the GPU machine (Ubuntu 24.04, no protobuf-c,
+# jansson, pcre2, utf8proc or cmocka installed, no network): the Debian 12 packages
+# carried in .debs/ are unpacked into /opt/pb and found through pkg-config there.
+#   usage: bash tools/gpu/build.sh [BUILD_DIR]
+set -euo pipefail
+cd "$(dirname "$0")/../.."
+build=${1:-build-gpu}
+for f in .debs/*.deb; do dpkg -x "$f" /opt/pb; done
+export PKG_CONFIG_SYSROOT_DIR=/opt/pb
+export PKG_CONFIG_LIBDIR=/opt/pb/usr/lib/x86_64-linux-gnu/pkgconfig:/opt/pb/usr/share/pkgconfig
+export LD_LIBRARY_PATH=/opt/pb/usr/lib/x86_64-linux-gnu:${LD_LIBRARY_PATH:-}
+export PATH=/opt/pb/usr/bin:/usr/local/cuda/bin:$PATH
+# NCCL may live in the CUDA toolkit or in a Python wheel (nvidia-nccl).
+nccl_lib=$(dirname "$(find / -name 'libnccl.so*' -not -path '*/proc/*' 2>/dev/null | head -n1)")
+nccl_inc=$(dirname "$(find / -name nccl.h -not -path '*/proc/*' 2>/dev/null | head -n1)")
+echo "build.sh: NCCL library in $nccl_lib, header in $nccl_inc" >&2
+cmake -S . -B "$build" -G Ninja -DCMAKE_BUILD_TYPE=Release -DCMAKE_CUDA_ARCHITECTURES=90 \
+  -DCMAKE_CUDA_FLAGS="-gencode=arch=compute_90,code=sm_90" \
+  -DNCCL_LIBRARY="$(ls "$nccl_lib"/libnccl.so* | head -n1)" -DNCCL_INCLUDE_DIR="$nccl_inc"
+cmake --build "$build" -j "$(nproc)"
