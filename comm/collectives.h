@@ -42,7 +42,8 @@ struct collectives {
     void *impl;
 };
 
-/* Wraps an MPI communicator of the target group (not duplicated: the caller owns it). */
+/* Wraps an MPI communicator of the target group (not duplicated: the caller owns it,
+ * and finds MPI_ERRORS_RETURN set on it so that errors come back as messages). */
 augur_status collectives_mpi_create(collectives **out, MPI_Comm comm, augur_error *err);
 #ifdef AUGUR_HAVE_CUDA
 /* NCCL over the same group: rank 0 makes the unique id and broadcasts it over comm.

@@ -40,8 +40,9 @@ typedef struct {
 augur_status comm_layout_plan(comm_layout *out, int world_size, int world_rank, int n_target, bool speculation,
                               augur_error *err);
 
-/* Collective over `world` (usually MPI_COMM_WORLD): plans, then duplicates world and
- * splits off the target group. A wrong world size fails identically on every rank
+/* Collective over `world` (usually MPI_COMM_WORLD): sets MPI_ERRORS_RETURN on it (so
+ * failures come back as messages, not aborts inside MPI), plans, then duplicates world
+ * and splits off the target group. A wrong world size fails identically on every rank
  * before any communication, so all ranks exit with the same message, none hangs. */
 augur_status comm_layout_create(comm_layout *out, MPI_Comm world, int n_target, bool speculation,
                                 augur_error *err);

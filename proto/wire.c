@@ -41,10 +41,18 @@ static augur_status fail_at(augur_error *err, augur_status code, const char *who
     return augur_fail(err, code, "%s: %s", who, detail);
 }
 
-/* Version, request and round: a mismatch is a protocol error, not a malformed message. */
-static augur_status check_header(const char *who, uint32_t version, uint64_t request_id,
+/* Completeness, version, request and round. A peer of another version may not write
+ * the end mark, so its version is named first when it sent one; a mismatch of version,
+ * request or round is a protocol error, not a malformed message. */
+static augur_status check_header(const char *who, uint32_t version, uint32_t end_mark, uint64_t request_id,
                                  const uint32_t *round, const wire_expect *want, augur_error *err)
 {
+    if (version != AUGUR_WIRE_VERSION && version != 0)
+        return fail_at(err, AUGUR_E_COMM, who, "wire version %u expected, got %u",
+                       AUGUR_WIRE_VERSION, version);
+    if (end_mark != AUGUR_WIRE_END_MARK)
+        return fail_at(err, AUGUR_E_FORMAT, who, "incomplete message (end mark %s): truncated in transit?",
+                       end_mark ? "wrong" : "missing");
     if (version != AUGUR_WIRE_VERSION)
         return fail_at(err, AUGUR_E_COMM, who, "wire version %u expected, got %u",
                        AUGUR_WIRE_VERSION, version);
@@ -209,8 +217,13 @@ static augur_status pack_dense(const float *probs, int32_t vocab, ZSTD_CCtx **cc
     d->data.len = raw_len;
 
     if (raw_len >= WIRE_ZSTD_MIN_BYTES) {
-        if (!*cctx)
-            *cctx = ZSTD_createCCtx();
+        /* The checksum (4 bytes) makes a damaged frame an error rather than other numbers. */
+        if (!*cctx && (*cctx = ZSTD_createCCtx()) != NULL &&
+            (ZSTD_isError(ZSTD_CCtx_setParameter(*cctx, ZSTD_c_compressionLevel, WIRE_ZSTD_LEVEL)) ||
+             ZSTD_isError(ZSTD_CCtx_setParameter(*cctx, ZSTD_c_checksumFlag, 1)))) {
+            ZSTD_freeCCtx(*cctx);
+            *cctx = NULL;
+        }
         size_t bound = ZSTD_compressBound(raw_len);
         uint8_t *packed = *cctx ? malloc(bound) : NULL;
         if (!packed) {
@@ -218,7 +231,7 @@ static augur_status pack_dense(const float *probs, int32_t vocab, ZSTD_CCtx **cc
             free(d);
             return augur_fail(err, AUGUR_E_NOMEM, "distribution: cannot set up zstd for %zu bytes", raw_len);
         }
-        size_t got = ZSTD_compressCCtx(*cctx, packed, bound, raw, raw_len, WIRE_ZSTD_LEVEL);
+        size_t got = ZSTD_compress2(*cctx, packed, bound, raw, raw_len);
         /* Keep the frame only when it pays: near-uniform float noise barely compresses,
          * and then the receiver should not spend time decompressing it. */
         if (!ZSTD_isError(got) && got <= raw_len - raw_len / 10) {
@@ -347,6 +360,7 @@ augur_status wire_proposal_encode(const wire_proposal *p, uint8_t **out, size_t 
     size_t n = (size_t)p->n_tokens;
     Augur__Proposal m = AUGUR__PROPOSAL__INIT;
     m.version = AUGUR_WIRE_VERSION;
+    m.end_mark = AUGUR_WIRE_END_MARK;
     m.request_id = p->request_id;
     m.round = p->round;
     m.start_position = p->start_position;
@@ -397,7 +411,7 @@ done:
 static augur_status validate_proposal(const char *who, const Augur__Proposal *m, const wire_expect *want,
                                       augur_error *err)
 {
-    augur_status st = check_header(who, m->version, m->request_id, &m->round, want, err);
+    augur_status st = check_header(who, m->version, m->end_mark, m->request_id, &m->round, want, err);
     if (st != AUGUR_OK)
         return st;
     size_t n = m->n_tokens;
@@ -492,10 +506,12 @@ void wire_proposal_free(wire_proposal *p)
 static augur_status check_outcome(const char *who, uint32_t accepted, int32_t next_token, bool finished,
                                   uint32_t new_length, int32_t vocab, augur_error *err)
 {
-    if (!(finished && next_token == -1)) {
-        augur_status st = check_tokens(who, "next_token", &next_token, 1, vocab, err);
-        if (st != AUGUR_OK)
-            return st;
+    if (!(finished && next_token == -1) && (next_token < 0 || (vocab > 0 && next_token >= vocab))) {
+        if (next_token == -1)
+            return fail_at(err, AUGUR_E_FORMAT, who, "next_token = -1 (none) but the request is not finished");
+        if (vocab > 0)
+            return fail_at(err, AUGUR_E_FORMAT, who, "next_token = %d outside vocabulary [0, %d)", next_token, vocab);
+        return fail_at(err, AUGUR_E_FORMAT, who, "next_token = %d is negative", next_token);
     }
     if (new_length < accepted)
         return fail_at(err, AUGUR_E_FORMAT, who, "new_length %u is shorter than the %u accepted tokens",
@@ -507,6 +523,7 @@ augur_status wire_verdict_encode(const wire_verdict *v, uint8_t **out, size_t *l
 {
     Augur__Verdict m = AUGUR__VERDICT__INIT;
     m.version = AUGUR_WIRE_VERSION;
+    m.end_mark = AUGUR_WIRE_END_MARK;
     m.request_id = v->request_id;
     m.round = v->round;
     m.accepted = v->accepted;
@@ -528,7 +545,7 @@ augur_status wire_verdict_decode(const uint8_t *buf, size_t len, const wire_expe
     Augur__Verdict *m = augur__verdict__unpack(NULL, len, buf);
     if (!m)
         return malformed(who, len, err);
-    st = check_header(who, m->version, m->request_id, &m->round, want, err);
+    st = check_header(who, m->version, m->end_mark, m->request_id, &m->round, want, err);
     if (st == AUGUR_OK)
         st = check_outcome(who, m->accepted, m->next_token, m->finished, m->new_length,
                            want ? want->vocab_size : 0, err);
@@ -555,6 +572,7 @@ augur_status wire_request_encode(const wire_request *r, uint8_t **out, size_t *l
     Augur__SamplingParams sp = AUGUR__SAMPLING_PARAMS__INIT;
     Augur__DraftRule rule = AUGUR__DRAFT_RULE__INIT;
     m.version = AUGUR_WIRE_VERSION;
+    m.end_mark = AUGUR_WIRE_END_MARK;
     m.request_id = r->request_id;
     if (r->prompt_text) {
         m.prompt_case = AUGUR__REQUEST__PROMPT_TEXT;
@@ -615,7 +633,7 @@ static augur_status validate_rule(const char *who, const Augur__DraftRule *rule,
 static augur_status validate_request(const char *who, const Augur__Request *m, const wire_expect *want,
                                      augur_error *err)
 {
-    augur_status st = check_header(who, m->version, m->request_id, NULL, want, err);
+    augur_status st = check_header(who, m->version, m->end_mark, m->request_id, NULL, want, err);
     if (st != AUGUR_OK)
         return st;
     if (m->prompt_case == AUGUR__REQUEST__PROMPT_TOKENS && m->tokens)
@@ -684,6 +702,7 @@ augur_status wire_result_encode(const wire_result *r, uint8_t **out, size_t *len
     Augur__Result m = AUGUR__RESULT__INIT;
     Augur__Stats s = AUGUR__STATS__INIT;
     m.version = AUGUR_WIRE_VERSION;
+    m.end_mark = AUGUR_WIRE_END_MARK;
     m.request_id = r->request_id;
     m.n_tokens = (size_t)r->n_tokens;
     m.tokens = r->tokens;
@@ -730,7 +749,7 @@ augur_status wire_result_decode(const uint8_t *buf, size_t len, const wire_expec
     Augur__Result *m = augur__result__unpack(NULL, len, buf);
     if (!m)
         return malformed(who, len, err);
-    st = check_header(who, m->version, m->request_id, NULL, want, err);
+    st = check_header(who, m->version, m->end_mark, m->request_id, NULL, want, err);
     if (st == AUGUR_OK)
         st = check_tokens(who, "tokens", m->tokens, m->n_tokens, want ? want->vocab_size : 0, err);
     if (st == AUGUR_OK)
@@ -771,6 +790,7 @@ augur_status wire_command_encode(const wire_command *c, uint8_t **out, size_t *l
     Augur__Accept accept = AUGUR__ACCEPT__INIT;
     Augur__Stop stop = AUGUR__STOP__INIT;
     m.version = AUGUR_WIRE_VERSION;
+    m.end_mark = AUGUR_WIRE_END_MARK;
     m.request_id = c->request_id;
     m.round = c->round;
     switch (c->kind) {
@@ -846,7 +866,7 @@ augur_status wire_command_decode(const uint8_t *buf, size_t len, const wire_expe
     Augur__Command *m = augur__command__unpack(NULL, len, buf);
     if (!m)
         return malformed(who, len, err);
-    st = check_header(who, m->version, m->request_id, &m->round, want, err);
+    st = check_header(who, m->version, m->end_mark, m->request_id, &m->round, want, err);
     if (st == AUGUR_OK)
         st = fill_command(who, m, want ? want->vocab_size : 0, out, err);
     augur__command__free_unpacked(m, NULL);
@@ -869,6 +889,7 @@ augur_status wire_trace_record_encode(const wire_trace_record *r, uint8_t **out,
 {
     Augur__TraceRecord m = AUGUR__TRACE_RECORD__INIT;
     m.version = AUGUR_WIRE_VERSION;
+    m.end_mark = AUGUR_WIRE_END_MARK;
     m.request_id = r->request_id;
     m.position = r->position;
     m.round = r->round;
@@ -884,7 +905,7 @@ augur_status wire_trace_record_encode(const wire_trace_record *r, uint8_t **out,
 
 static augur_status validate_trace(const char *who, const Augur__TraceRecord *m, augur_error *err)
 {
-    augur_status st = check_header(who, m->version, m->request_id, NULL, NULL, err);
+    augur_status st = check_header(who, m->version, m->end_mark, m->request_id, NULL, NULL, err);
     if (st != AUGUR_OK)
         return st;
     if (m->index_in_round >= m->draft_len_in_round)

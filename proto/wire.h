@@ -6,7 +6,8 @@
  * produce a bad message; decoders check everything before anything else sees it.
  *
  * Decoders report two kinds of failure:
- *   AUGUR_E_FORMAT  bytes that are not a well-formed message of that type, or fields
+ *   AUGUR_E_FORMAT  bytes that are not a well-formed, complete message of that type
+ *                   (including any message cut short: see AUGUR_WIRE_END_MARK), or fields
  *                   that contradict each other (lengths, ranges, NaN probabilities);
  *   AUGUR_E_COMM    a well-formed message the protocol did not expect here (another
  *                   wire version, another request, another round).
@@ -30,6 +31,10 @@
 struct Augur__DraftDist;
 
 #define AUGUR_WIRE_VERSION 1u
+
+/* Closes every top-level message (field end_mark, see augur.proto): its absence means
+ * the bytes were cut short. Reads "AUGR" in the little-endian encoding. */
+#define AUGUR_WIRE_END_MARK 0x52475541u
 
 /* Wildcards for wire_expect: a leader waiting for a brand-new request does not know
  * its id yet, and a rank told to stop need not care which round it was in. */
