@@ -61,7 +61,11 @@ static const char generate_usage[] =
     "  --repeat N           run N requests, seeds S, S+1, ... (default 1)\n"
     "  --ids-only           print generated token ids, one request per line\n"
     "  --timeout SEC        fail when a peer rank is silent this long (default 60)\n"
-    "  -h, --help           show this help\n";
+    "  -h, --help           show this help\n"
+    "\n"
+    "test hooks (for augur's own tests):\n"
+    "  --debug-acceptance broken-resample   a deliberately wrong acceptance rule\n"
+    "  --debug-draft-exit-after N           the draft rank exits after N proposals\n";
 
 enum { OPT_MODEL = 1000, OPT_TARGET, OPT_DRAFT, OPT_DRAFT_LAYERS, OPT_TP, OPT_TOKENIZER, OPT_PROMPT,
        OPT_PROMPT_IDS, OPT_PROMPTS_FILE, OPT_MAX_TOKENS, OPT_MAX_CONTEXT, OPT_TEMPERATURE, OPT_TOP_K, OPT_TOP_P, OPT_SEED,
@@ -98,7 +102,7 @@ static const struct option generate_options[] = {
     {"repeat", required_argument, NULL, OPT_REPEAT},
     {"ids-only", no_argument, NULL, OPT_IDS_ONLY},
     {"timeout", required_argument, NULL, OPT_TIMEOUT},
-    /* test hooks, deliberately undocumented in --help */
+    /* test hooks */
     {"debug-acceptance", required_argument, NULL, OPT_DEBUG_ACCEPTANCE},
     {"debug-draft-exit-after", required_argument, NULL, OPT_DEBUG_DRAFT_EXIT},
     {"help", no_argument, NULL, 'h'},

@@ -61,6 +61,7 @@ static void add_stats(spec_stats *sum, const spec_stats *s)
     sum->prefill_ms += s->prefill_ms;
     sum->draft_wait_ms += s->draft_wait_ms;
     sum->draft_compute_ms += s->draft_compute_ms;
+    sum->draft_hidden_ms += s->draft_hidden_ms;
     sum->verify_ms += s->verify_ms;
     sum->comm_ms += s->comm_ms;
     sum->sample_ms += s->sample_ms;
@@ -77,14 +78,13 @@ static void print_stats(const char *label, const spec_stats *s, int requests)
     fprintf(stderr, "augur: %s: %d request%s, %d tokens in %.1f ms (prefill %.1f ms), %.1f tok/s\n", label, requests,
             requests == 1 ? "" : "s", s->generated, s->total_ms, s->prefill_ms, tok_per_s(s));
     if (s->proposed > 0) {
-        double hidden = s->draft_compute_ms - s->draft_wait_ms;
         fprintf(stderr,
                 "augur: %s: %d rounds, %.2f tokens/round, acceptance %.3f (%d of %d proposed)\n"
-                "augur: %s: time: draft wait %.1f ms (drafted %.1f ms, %.1f ms hidden by overlap), verify %.1f ms, "
-                "comm %.1f ms, sample %.1f ms\n",
+                "augur: %s: time: draft wait %.1f ms (drafting %.1f ms after verdicts, %.1f ms hidden by overlap), "
+                "verify %.1f ms, comm %.1f ms, sample %.1f ms\n",
                 label, s->rounds, s->rounds ? (double)s->generated / s->rounds : 0.0,
                 (double)s->accepted / s->proposed, s->accepted, s->proposed, label, s->draft_wait_ms,
-                s->draft_compute_ms, hidden > 0 ? hidden : 0.0, s->verify_ms, s->comm_ms, s->sample_ms);
+                s->draft_compute_ms, s->draft_hidden_ms, s->verify_ms, s->comm_ms, s->sample_ms);
     } else {
         fprintf(stderr, "augur: %s: %d rounds, time: verify %.1f ms, comm %.1f ms, sample %.1f ms\n", label,
                 s->rounds, s->verify_ms, s->comm_ms, s->sample_ms);

@@ -369,6 +369,7 @@ augur_status wire_proposal_encode(const wire_proposal *p, uint8_t **out, size_t 
     m.n_entropies = p->entropies ? n : 0;
     m.entropies = p->entropies;
     m.draft_ms = p->draft_ms;
+    m.hidden_ms = p->hidden_ms;
     m.vocab_size = p->vocab_size > 0 ? (uint32_t)p->vocab_size : 0;
 
     Augur__DraftDist *dists = NULL;
@@ -433,7 +434,9 @@ static augur_status validate_proposal(const char *who, const Augur__Proposal *m,
         if ((st = check_nonneg(who, field, m->entropies[i], err)) != AUGUR_OK)
             return st;
     }
-    return check_nonneg(who, "draft_ms", m->draft_ms, err);
+    if ((st = check_nonneg(who, "draft_ms", m->draft_ms, err)) != AUGUR_OK)
+        return st;
+    return check_nonneg(who, "hidden_ms", m->hidden_ms, err);
 }
 
 static augur_status fill_proposal(const char *who, const Augur__Proposal *m, int32_t vocab, wire_proposal *out,
@@ -446,6 +449,7 @@ static augur_status fill_proposal(const char *who, const Augur__Proposal *m, int
     out->n_tokens = (int)n;
     out->vocab_size = vocab;
     out->draft_ms = m->draft_ms;
+    out->hidden_ms = m->hidden_ms;
     augur_status st = dup_ints(m->tokens, n, &out->tokens, who, err);
     if (st != AUGUR_OK)
         return st;

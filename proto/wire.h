@@ -69,7 +69,8 @@ typedef struct {
     float *dists;            /* [n_tokens * vocab_size] dense q rows, or NULL (greedy) */
     float *entropies;        /* [n_tokens] in nats, or NULL */
     int32_t vocab_size;
-    float draft_ms;
+    float draft_ms;          /* drafting after the last verdict (critical path) */
+    float hidden_ms;         /* drafting of these tokens done during verification (overlap) */
 } wire_proposal;
 
 /* Leader -> draft rank. */

@@ -14,6 +14,8 @@
 typedef struct {
     int32_t *tokens;
     float *entropies;
+    float *ms;               /* drafting time of each token */
+    bool *ahead;             /* drafted while the target verified (overlap) */
     float *q;                /* [cap][vocab] when sampling, else NULL */
     int n, cap;
 } drafted;
@@ -43,6 +45,8 @@ static void draft_state_free(draft_state *s)
     free(s->seq);
     free(s->d.tokens);
     free(s->d.entropies);
+    free(s->d.ms);
+    free(s->d.ahead);
     free(s->d.q);
     free(s->logits);
     free(s->probs);
@@ -81,12 +85,14 @@ static augur_status draft_state_init(draft_state *s, spec_engine *e, augur_error
     s->seq = malloc((size_t)e->max_context * sizeof(int32_t));
     s->d.tokens = malloc((size_t)s->d.cap * sizeof(int32_t));
     s->d.entropies = malloc((size_t)s->d.cap * sizeof(float));
+    s->d.ms = malloc((size_t)s->d.cap * sizeof(float));
+    s->d.ahead = malloc((size_t)s->d.cap * sizeof(bool));
     s->d.q = s->greedy ? NULL : malloc((size_t)s->d.cap * V * sizeof(float));
     s->logits = malloc((size_t)V * sizeof(float));
     s->probs = malloc((size_t)V * sizeof(float));
     s->softmax_buf = malloc((size_t)V * sizeof(float));
     s->scratch = malloc((size_t)V * sizeof(int));
-    if (!s->seq || !s->d.tokens || !s->d.entropies || (!s->greedy && !s->d.q) || !s->logits || !s->probs ||
+    if (!s->seq || !s->d.tokens || !s->d.entropies || !s->d.ms || !s->d.ahead || (!s->greedy && !s->d.q) || !s->logits || !s->probs ||
         !s->softmax_buf || !s->scratch)
         return augur_fail(err, AUGUR_E_NOMEM, "draft rank %d: out of memory for request %llu", e->world_rank,
                           (unsigned long long)r->request_id);
@@ -110,9 +116,10 @@ static float draft_entropy(draft_state *s)
 }
 
 /* Drafts one more token after S ++ D, feeding whatever the cache lacks first. */
-static augur_status draft_one(draft_state *s, augur_error *err)
+static augur_status draft_one(draft_state *s, bool ahead, augur_error *err)
 {
     spec_engine *e = s->e;
+    double t0 = augur_now_ms();
     int total = s->len + s->d.n;
     if (s->d.n >= s->d.cap || total >= e->max_context)
         return augur_fail(err, AUGUR_E_INTERNAL, "draft rank %d: no room to draft past %d tokens", e->world_rank,
@@ -153,6 +160,8 @@ static augur_status draft_one(draft_state *s, augur_error *err)
         memcpy(s->d.q + (size_t)s->d.n * e->vocab, s->probs, (size_t)e->vocab * sizeof(float));
     }
     s->d.entropies[s->d.n] = draft_entropy(s);
+    s->d.ahead[s->d.n] = ahead;
+    s->d.ms[s->d.n] = (float)(augur_now_ms() - t0);
     s->d.tokens[s->d.n++] = tok;
     return AUGUR_OK;
 }
@@ -163,6 +172,8 @@ static void drafted_drop_front(draft_state *s, int k)
     int rest = s->d.n - k;
     memmove(s->d.tokens, s->d.tokens + k, (size_t)rest * sizeof(int32_t));
     memmove(s->d.entropies, s->d.entropies + k, (size_t)rest * sizeof(float));
+    memmove(s->d.ms, s->d.ms + k, (size_t)rest * sizeof(float));
+    memmove(s->d.ahead, s->d.ahead + k, (size_t)rest * sizeof(bool));
     if (s->d.q)
         memmove(s->d.q, s->d.q + (size_t)k * V, (size_t)rest * V * sizeof(float));
     s->d.n = rest;
@@ -190,7 +201,7 @@ static augur_status send_proposal(draft_state *s, int *proposed, augur_error *er
     int k = 0;
     augur_status st = AUGUR_OK;
     while (k < k_max) {
-        if (k >= s->d.n && (st = draft_one(s, err)))
+        if (k >= s->d.n && (st = draft_one(s, false, err)))
             return st;
         bool stop = draft_rule_stop_after(&s->rule_state, s->d.entropies[k]);
         k++;
@@ -200,7 +211,10 @@ static augur_status send_proposal(draft_state *s, int *proposed, augur_error *er
     wire_proposal p = {.request_id = s->req.request_id, .round = s->round, .start_position = (uint32_t)s->len,
                        .n_tokens = k, .tokens = s->d.tokens, .dists = s->greedy ? NULL : s->d.q,
                        .entropies = s->d.entropies, .vocab_size = e->vocab,
-                       .draft_ms = (float)(augur_now_ms() - t0)};
+                       .draft_ms = (float)(augur_now_ms() - t0), .hidden_ms = 0};
+    for (int i = 0; i < k; i++)
+        if (s->d.ahead[i])
+            p.hidden_ms += s->d.ms[i];
     st = msg_send_proposal(e->world, 0, &p, err);
     *proposed = k;
     s->proposals_sent++;
@@ -219,7 +233,7 @@ static augur_status draft_ahead(draft_state *s, int proposed, augur_error *err)
         augur_status st = msg_poll(e->world, 0, MSG_TAG_VERDICT, &ready, err);
         if (st || ready)
             return st;
-        if ((st = draft_one(s, err)))
+        if ((st = draft_one(s, true, err)))
             return st;
     }
     return AUGUR_OK;

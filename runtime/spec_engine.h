@@ -84,7 +84,8 @@ typedef struct {
     double total_ms;
     double prefill_ms;
     double draft_wait_ms;    /* leader blocked waiting for proposals: draft time not hidden */
-    double draft_compute_ms; /* the draft's own drafting time (sum over proposals) */
+    double draft_compute_ms; /* drafting after each verdict: on the critical path */
+    double draft_hidden_ms;  /* drafting of proposed tokens done while the target verified */
     double verify_ms;        /* target forwards on the leader */
     double comm_ms;          /* broadcasts, gathers, verdicts */
     double sample_ms;        /* acceptance tests and distribution processing */

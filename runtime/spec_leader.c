@@ -100,6 +100,7 @@ static augur_status recv_proposal(leader_state *s, wire_proposal *p, augur_error
                           room < DRAFT_RULE_MAX_GAMMA ? room : DRAFT_RULE_MAX_GAMMA,
                           s->greedy ? "" : ", with distributions");
     s->stats->draft_compute_ms += p->draft_ms;
+    s->stats->draft_hidden_ms += p->hidden_ms;
     return AUGUR_OK;
 }
 
@@ -117,7 +118,7 @@ static void record_trace(leader_state *s, const wire_proposal *p, int accepted, 
             .draft_entropy = p->entropies ? p->entropies[i] : 0.0f,
             .target_entropy = entropy_nats(s->p + (size_t)i * V, V),
             .accepted = i < accepted,
-            .draft_ms = p->n_tokens ? p->draft_ms / (float)p->n_tokens : 0.0f,
+            .draft_ms = p->n_tokens ? (p->draft_ms + p->hidden_ms) / (float)p->n_tokens : 0.0f,
             .target_ms = (float)verify_ms,
             .index_in_round = (uint32_t)i,
             .draft_len_in_round = (uint32_t)p->n_tokens,

@@ -1,0 +1,128 @@
+/* augur trace: summarises a per-token trace (augur generate --trace), or dumps it as CSV. */
+#include <errno.h>
+#include <getopt.h>
+#include <inttypes.h>
+#include <stdbool.h>
+#include <stdio.h>
+#include <string.h>
+
+#include "launcher/args.h"
+#include "launcher/commands.h"
+#include "proto/trace_stream.h"
+#include "runtime/simulate.h"
+
+static const char trace_usage[] =
+    "usage: augur trace FILE [--csv] [-o OUT]\n"
+    "\n"
+    "Reads a trace written by `augur generate --trace FILE` (one record per proposed\n"
+    "token, up to and including the first rejected one of each round) and prints a\n"
+    "summary: records, requests, rounds, acceptance (accepted of proposed tokens, as\n"
+    "generate reports it), mean draft and target entropies (nats) of accepted and\n"
+    "rejected tokens, mean draft time per drafted token and target time per round.\n"
+    "\n"
+    "  --csv              print every record as CSV instead, with a header line:\n"
+    "                     request_id,round,position,index_in_round,draft_len_in_round,\n"
+    "                     draft_entropy,target_entropy,accepted,draft_ms,target_ms\n"
+    "  -o, --output OUT   write to OUT instead of stdout (removed again on failure)\n"
+    "  -h, --help         show this help\n"
+    "\n"
+    "A missing, truncated or corrupt trace is one line on stderr and exit code 2.\n";
+
+enum { OPT_CSV = 1000 };
+
+static const struct option trace_options[] = {
+    {"csv", no_argument, NULL, OPT_CSV},
+    {"output", required_argument, NULL, 'o'},
+    {"help", no_argument, NULL, 'h'},
+    {NULL, 0, NULL, 0},
+};
+
+static augur_status print_summary(FILE *out, const char *path, const sim_trace *t, augur_error *err)
+{
+    const sim_trace_stats *s = &t->stats;
+    fprintf(out, "trace:            %s\n", path);
+    fprintf(out, "records:          %" PRIu64 " (%" PRIu64 " accepted, %" PRIu64 " rejected)\n", s->records,
+            s->accepted, s->rejected);
+    fprintf(out, "requests:         %" PRIu64 "\n", s->requests);
+    fprintf(out, "rounds:           %" PRIu64 "\n", s->rounds);
+    fprintf(out, "acceptance:       %.3f (%" PRIu64 " of %" PRIu64 " proposed)\n",
+            s->proposed ? (double)s->accepted / (double)s->proposed : 0.0, s->accepted, s->proposed);
+    fprintf(out, "longest proposal: %u tokens\n", s->max_draft_len);
+    fprintf(out, "draft entropy:    accepted %.3f, rejected %.3f (mean, nats)\n", s->draft_entropy_accepted,
+            s->draft_entropy_rejected);
+    fprintf(out, "target entropy:   accepted %.3f, rejected %.3f (mean, nats)\n", s->target_entropy_accepted,
+            s->target_entropy_rejected);
+    fprintf(out, "draft time:       %.4f ms per drafted token (mean)\n", s->draft_ms);
+    fprintf(out, "target time:      %.4f ms per round (mean verify forward)\n", s->target_ms);
+    if (fflush(out) != 0 || ferror(out))
+        return augur_fail(err, AUGUR_E_IO, "%s: write failed: %s", out == stdout ? "stdout" : "output",
+                          strerror(errno));
+    return AUGUR_OK;
+}
+
+/* Writes the CSV or the summary of path to out. */
+static augur_status run_trace(const char *path, bool csv, FILE *out, augur_error *err)
+{
+    if (!csv) {
+        sim_trace t;
+        augur_status st = sim_trace_load(&t, path, err);
+        if (st == AUGUR_OK)
+            st = print_summary(out, path, &t, err);
+        sim_trace_free(&t);
+        return st;
+    }
+    FILE *f = fopen(path, "rb");
+    if (!f)
+        return augur_fail(err, AUGUR_E_IO, "%s: cannot open: %s", path, strerror(errno));
+    augur_status st = trace_dump_csv(f, path, out, NULL, err);
+    fclose(f);
+    if (st == AUGUR_OK && (fflush(out) != 0 || ferror(out)))
+        st = augur_fail(err, AUGUR_E_IO, "csv: write failed: %s", strerror(errno));
+    return st;
+}
+
+int cmd_trace(int argc, char **argv)
+{
+    augur_error err = {0};
+    const char *out_path = NULL;
+    bool csv = false;
+    optind = 1;
+    opterr = 0;
+    int c;
+    while ((c = getopt_long(argc, argv, "ho:", trace_options, NULL)) != -1) {
+        switch (c) {
+        case OPT_CSV: csv = true; break;
+        case 'o': out_path = optarg; break;
+        case 'h': fputs(trace_usage, stdout); return 0;
+        default:
+            augur_fail(&err, AUGUR_E_INPUT, "unknown or incomplete option '%s' (see augur trace --help)",
+                       argv[optind - 1]);
+            return cli_report(&err);
+        }
+    }
+    /* Without "+" getopt moves positionals last, so FILE may come before the flags. */
+    const char *path = optind < argc ? argv[optind] : NULL;
+    int extra = optind < argc ? argc - optind - 1 : 0;
+    if (!path) {
+        augur_fail(&err, AUGUR_E_INPUT, "no trace FILE given (see augur trace --help)");
+        return cli_report(&err);
+    }
+    if (extra > 0) {
+        augur_fail(&err, AUGUR_E_INPUT, "trace takes one FILE, got %d more arguments", extra);
+        return cli_report(&err);
+    }
+    FILE *out = stdout;
+    if (out_path && !(out = fopen(out_path, "w"))) {
+        augur_fail(&err, AUGUR_E_IO, "-o: cannot create %s: %s", out_path, strerror(errno));
+        return cli_report(&err);
+    }
+    augur_status st = run_trace(path, csv, out, &err);
+    if (out != stdout) {
+        if (fclose(out) != 0 && st == AUGUR_OK)
+            st = augur_fail(&err, AUGUR_E_IO, "-o: cannot write %s: %s", out_path, strerror(errno));
+        /* A half-written output would pass for a whole one. */
+        if (st != AUGUR_OK)
+            remove(out_path);
+    }
+    return st ? cli_report(&err) : 0;
+}
