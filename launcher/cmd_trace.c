@@ -37,7 +37,8 @@ static const struct option trace_options[] = {
     {NULL, 0, NULL, 0},
 };
 
-static augur_status print_summary(FILE *out, const char *path, const sim_trace *t, augur_error *err)
+static augur_status print_summary(FILE *out, const char *out_name, const char *path, const sim_trace *t,
+                                  augur_error *err)
 {
     const sim_trace_stats *s = &t->stats;
     fprintf(out, "trace:            %s\n", path);
@@ -55,19 +56,18 @@ static augur_status print_summary(FILE *out, const char *path, const sim_trace *
     fprintf(out, "draft time:       %.4f ms per drafted token (mean)\n", s->draft_ms);
     fprintf(out, "target time:      %.4f ms per round (mean verify forward)\n", s->target_ms);
     if (fflush(out) != 0 || ferror(out))
-        return augur_fail(err, AUGUR_E_IO, "%s: write failed: %s", out == stdout ? "stdout" : "output",
-                          strerror(errno));
+        return augur_fail(err, AUGUR_E_IO, "%s: write failed: %s", out_name, strerror(errno));
     return AUGUR_OK;
 }
 
-/* Writes the CSV or the summary of path to out. */
-static augur_status run_trace(const char *path, bool csv, FILE *out, augur_error *err)
+/* Writes the CSV or the summary of path to out (out_name labels write errors). */
+static augur_status run_trace(const char *path, bool csv, FILE *out, const char *out_name, augur_error *err)
 {
     if (!csv) {
         sim_trace t;
         augur_status st = sim_trace_load(&t, path, err);
         if (st == AUGUR_OK)
-            st = print_summary(out, path, &t, err);
+            st = print_summary(out, out_name, path, &t, err);
         sim_trace_free(&t);
         return st;
     }
@@ -77,7 +77,7 @@ static augur_status run_trace(const char *path, bool csv, FILE *out, augur_error
     augur_status st = trace_dump_csv(f, path, out, NULL, err);
     fclose(f);
     if (st == AUGUR_OK && (fflush(out) != 0 || ferror(out)))
-        st = augur_fail(err, AUGUR_E_IO, "csv: write failed: %s", strerror(errno));
+        st = augur_fail(err, AUGUR_E_IO, "%s: write failed: %s", out_name, strerror(errno));
     return st;
 }
 
@@ -111,12 +111,16 @@ int cmd_trace(int argc, char **argv)
         augur_fail(&err, AUGUR_E_INPUT, "trace takes one FILE, got %d more arguments", extra);
         return cli_report(&err);
     }
+    if (out_path && !strcmp(out_path, path)) {
+        augur_fail(&err, AUGUR_E_INPUT, "-o: %s is the trace being read", out_path);
+        return cli_report(&err);
+    }
     FILE *out = stdout;
     if (out_path && !(out = fopen(out_path, "w"))) {
         augur_fail(&err, AUGUR_E_IO, "-o: cannot create %s: %s", out_path, strerror(errno));
         return cli_report(&err);
     }
-    augur_status st = run_trace(path, csv, out, &err);
+    augur_status st = run_trace(path, csv, out, out_path ? out_path : "stdout", &err);
     if (out != stdout) {
         if (fclose(out) != 0 && st == AUGUR_OK)
             st = augur_fail(&err, AUGUR_E_IO, "-o: cannot write %s: %s", out_path, strerror(errno));

@@ -5,5 +5,7 @@
 int cmd_generate(int argc, char **argv);
 int cmd_tokenize(int argc, char **argv);
 int cmd_convert(int argc, char **argv);
+int cmd_trace(int argc, char **argv);
+int cmd_simulate(int argc, char **argv);
 
 #endif

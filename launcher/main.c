@@ -13,6 +13,8 @@ static const char usage[] =
     "  generate   generate text from a prompt (augur generate --help)\n"
     "  tokenize   print the token ids of a text, or decode ids (augur tokenize --help)\n"
     "  convert    convert a llama2.c checkpoint to a Hugging Face directory (augur convert --help)\n"
+    "  trace      summarise a --trace file, or dump it as CSV (augur trace --help)\n"
+    "  simulate   replay a --trace file under draft-length rules (augur simulate --help)\n"
     "\n"
     "Run `augur <command> --help` for the flags of a command.\n";
 
@@ -33,6 +35,10 @@ int main(int argc, char **argv)
         return cmd_tokenize(argc - 1, argv + 1);
     if (!strcmp(cmd, "convert"))
         return cmd_convert(argc - 1, argv + 1);
+    if (!strcmp(cmd, "trace"))
+        return cmd_trace(argc - 1, argv + 1);
+    if (!strcmp(cmd, "simulate"))
+        return cmd_simulate(argc - 1, argv + 1);
     fprintf(stderr, "augur: unknown command '%s' (try augur --help)\n", cmd);
     return 2;
 }

@@ -1,0 +1,406 @@
+/* Trace replay (runtime/simulate.h) on small hand-made traces whose results are worked
+ * out by hand in the comments. */
+#include <setjmp.h>
+#include <stdarg.h>
+#include <stddef.h>
+#include <stdint.h>
+#include <cmocka.h>
+#include <math.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+
+#include "proto/trace_stream.h"
+#include "runtime/simulate.h"
+
+#define MAX_RECS 64
+
+typedef struct {
+    wire_trace_record r[MAX_RECS];
+    size_t n;
+} recs;
+
+/* Appends one recorded round: pattern has 'A' (accepted) or 'R' (rejected) per record,
+ * from position start; draft_len is what the recorded run proposed that round. */
+static void add_round(recs *t, uint64_t request, uint32_t round, uint32_t start, const char *pattern,
+                      uint32_t draft_len, float draft_ms, float target_ms)
+{
+    for (uint32_t i = 0; pattern[i]; i++) {
+        assert_true(t->n < MAX_RECS);
+        t->r[t->n++] = (wire_trace_record){
+            .request_id = request, .position = start + i, .round = round, .draft_entropy = 0.5f,
+            .target_entropy = 0.25f, .accepted = pattern[i] == 'A', .draft_ms = draft_ms, .target_ms = target_ms,
+            .index_in_round = i, .draft_len_in_round = draft_len,
+        };
+    }
+}
+
+static void set_entropy(recs *t, uint64_t request, uint32_t position, float h)
+{
+    for (size_t i = 0; i < t->n; i++)
+        if (t->r[i].request_id == request && t->r[i].position == position)
+            t->r[i].draft_entropy = h;
+}
+
+/* Recorded with fixed γ = 4, request 7:
+ *   round 1 at 10: A A R        -> next round at 13
+ *   round 2 at 13: A A A A      -> bonus token at 17, no record; next round at 18
+ *   round 3 at 18: R            -> next round at 19
+ *   round 4 at 19: A R          -> the request ends at 19 + 4 = 23 (the last proposal)
+ * 4 rounds, 16 proposed, 7 accepted, 11 tokens (positions 10..20). */
+static void gamma4_trace(recs *t)
+{
+    t->n = 0;
+    add_round(t, 7, 1, 10, "AAR", 4, 2.0f, 10.0f);
+    add_round(t, 7, 2, 13, "AAAA", 4, 1.0f, 20.0f);
+    add_round(t, 7, 3, 18, "R", 4, 1.0f, 30.0f);
+    add_round(t, 7, 4, 19, "AR", 4, 2.0f, 40.0f);
+}
+
+static void build(sim_trace *st, const recs *t)
+{
+    augur_error err = {0};
+    assert_int_equal(sim_trace_from_records(st, t->r, t->n, "test", &err), AUGUR_OK);
+}
+
+static sim_result run(const sim_trace *st, draft_rule rule, double td, double tt)
+{
+    augur_error err = {0};
+    sim_result res;
+    sim_cost cost = {td, tt};
+    assert_int_equal(sim_run(st, &rule, &cost, &res, &err), AUGUR_OK);
+    return res;
+}
+
+static void test_stats(void **state)
+{
+    (void)state;
+    recs t;
+    gamma4_trace(&t);
+    sim_trace st;
+    build(&st, &t);
+    const sim_trace_stats *s = &st.stats;
+    assert_int_equal(s->records, 10);
+    assert_int_equal(s->requests, 1);
+    assert_int_equal(s->rounds, 4);
+    assert_int_equal(s->proposed, 16);
+    assert_int_equal(s->accepted, 7);
+    assert_int_equal(s->rejected, 3);
+    assert_int_equal(s->max_draft_len, 4);
+    /* draft: (2·4 + 1·4 + 1·4 + 2·4) / 16 ms per token; target: (10+20+30+40)/4 per round */
+    assert_true(fabs(s->draft_ms - 1.5) < 1e-9);
+    assert_true(fabs(s->target_ms - 25.0) < 1e-9);
+    assert_int_equal(st.n_requests, 1);
+    assert_int_equal(st.requests[0].end, 23);
+    sim_trace_free(&st);
+}
+
+/* The recording's own rule reproduces it: rounds at 10, 13, 18, 19 with k = 4 each
+ * (past a rejection fixed γ needs no record), a = 2, 4, 0, 1. */
+static void test_fixed_same_gamma_is_exact(void **state)
+{
+    (void)state;
+    recs t;
+    gamma4_trace(&t);
+    sim_trace st;
+    build(&st, &t);
+    sim_result r = run(&st, (draft_rule){.kind = DRAFT_RULE_FIXED, .gamma = 4}, 1.0, 10.0);
+    assert_int_equal(r.rounds, 4);
+    assert_int_equal(r.proposed, 16);
+    assert_int_equal(r.accepted, 7);
+    assert_int_equal(r.tokens, 11);
+    assert_int_equal(r.cut, 0);
+    assert_int_equal(r.skipped, 0);
+    sim_trace_free(&st);
+}
+
+/* γ = 2: 10 [A A] +12 -> 13 [A A] +15 -> 16 [A, 17 unrecorded: cut] +17 -> 18 [R .] ->
+ * 19 [A R] -> 21, past the records. k = 2,2,1,2,2; a = 2,2,1,0,1; tokens 3,3,2,1,2.
+ * With t_d = 1, t_t = 10: cost 9·1 + 5·10 = 59 ms for 11 tokens. */
+static void test_fixed_gamma2_and_cost(void **state)
+{
+    (void)state;
+    recs t;
+    gamma4_trace(&t);
+    sim_trace st;
+    build(&st, &t);
+    sim_result r = run(&st, (draft_rule){.kind = DRAFT_RULE_FIXED, .gamma = 2}, 1.0, 10.0);
+    assert_int_equal(r.rounds, 5);
+    assert_int_equal(r.proposed, 9);
+    assert_int_equal(r.accepted, 6);
+    assert_int_equal(r.tokens, 11);
+    assert_int_equal(r.cut, 1);
+    assert_int_equal(r.skipped, 0);
+    assert_true(fabs(r.cost_ms - 59.0) < 1e-9);
+    assert_true(fabs(r.ms_per_token - 59.0 / 11.0) < 1e-9);
+    assert_true(fabs(r.speedup - 110.0 / 59.0) < 1e-9);
+    assert_true(fabs(r.tokens_per_round - 11.0 / 5.0) < 1e-9);
+    assert_true(fabs(r.acceptance - 6.0 / 9.0) < 1e-9);
+    sim_trace_free(&st);
+}
+
+/* γ = 3 lands on the bonus position: 10 [A A R] -> 13 [A A A] +16 -> 17 has no record:
+ * skipped -> 18 [R . .] -> 19 [A R .] -> 21. k = 3·4, a = 2,3,0,1, tokens 3,4,1,2. */
+static void test_bonus_gap_skipped(void **state)
+{
+    (void)state;
+    recs t;
+    gamma4_trace(&t);
+    sim_trace st;
+    build(&st, &t);
+    sim_result r = run(&st, (draft_rule){.kind = DRAFT_RULE_FIXED, .gamma = 3}, 1.0, 10.0);
+    assert_int_equal(r.rounds, 4);
+    assert_int_equal(r.proposed, 12);
+    assert_int_equal(r.accepted, 6);
+    assert_int_equal(r.tokens, 10);
+    assert_int_equal(r.skipped, 1);
+    assert_int_equal(r.cut, 0);
+    sim_trace_free(&st);
+}
+
+/* Static τ = 2.5, num_k = 4, entropy 3 at position 11 (else 0.5): 10 [A, A fires] +12 ->
+ * 13 [A A A A] +17 -> 18 [R A R, 21 unrecorded: an entropy rule cannot go on, cut] ->
+ * 19 [A R, 21: cut] -> 21. k = 2,4,3,2; a = 2,4,0,1; tokens 3,5,1,2. */
+static void test_static_stops_on_high_entropy(void **state)
+{
+    (void)state;
+    recs t;
+    gamma4_trace(&t);
+    set_entropy(&t, 7, 11, 3.0f);
+    sim_trace st;
+    build(&st, &t);
+    sim_result r = run(&st, (draft_rule){.kind = DRAFT_RULE_STATIC, .gamma = 4, .tau = 2.5f}, 1.0, 10.0);
+    assert_int_equal(r.rounds, 4);
+    assert_int_equal(r.proposed, 11);
+    assert_int_equal(r.accepted, 7);
+    assert_int_equal(r.tokens, 11);
+    assert_int_equal(r.cut, 2);
+    /* With the threshold above every entropy it drafts like fixed γ = 4 until records end. */
+    sim_result hi = run(&st, (draft_rule){.kind = DRAFT_RULE_STATIC, .gamma = 4, .tau = 5.0f}, 1.0, 10.0);
+    assert_int_equal(hi.rounds, 4);
+    assert_int_equal(hi.accepted, 7);
+    assert_int_equal(hi.proposed, 4 + 4 + 3 + 2);
+    sim_trace_free(&st);
+}
+
+/* Recorded with γ = 8, request 3: round at 0: 8×A (bonus at 8); at 9: A A A R; at 13:
+ * A R (end 13 + 8 = 21). Heuristic from γ = 1:
+ *   p=0  k=1 a=1 (+2 -> 3)  tokens 2
+ *   p=2  k=3 a=3 (-> 5)     tokens 4
+ *   p=6  6 A, 7 A, 8 unrecorded: cut, k=2 a=2 (-> 7)  tokens 3
+ *   p=9  9 A 10 A 11 A 12 R 13 14 15.. (past the rejection, no record needed) k=7 a=3 (-> 6)  tokens 4
+ *   p=13 13 A 14 R + 4 more, k=6 a=1 (-> 5)  tokens 2
+ *   p=15 past the records. */
+static void test_heuristic_grows(void **state)
+{
+    (void)state;
+    recs t = {.n = 0};
+    add_round(&t, 3, 1, 0, "AAAAAAAA", 8, 1.0f, 10.0f);
+    add_round(&t, 3, 2, 9, "AAAR", 8, 1.0f, 10.0f);
+    add_round(&t, 3, 3, 13, "AR", 8, 1.0f, 10.0f);
+    sim_trace st;
+    build(&st, &t);
+    sim_result r = run(&st, (draft_rule){.kind = DRAFT_RULE_HEURISTIC, .gamma = 1}, 1.0, 10.0);
+    assert_int_equal(r.rounds, 5);
+    assert_int_equal(r.proposed, 1 + 3 + 2 + 7 + 6);
+    assert_int_equal(r.accepted, 1 + 3 + 2 + 3 + 1);
+    assert_int_equal(r.tokens, 2 + 4 + 3 + 4 + 2);
+    assert_int_equal(r.cut, 1);
+    /* Fixed γ = 8 is the recording itself. */
+    sim_result f = run(&st, (draft_rule){.kind = DRAFT_RULE_FIXED, .gamma = 8}, 1.0, 10.0);
+    assert_int_equal(f.rounds, 3);
+    assert_int_equal(f.proposed, 24);
+    assert_int_equal(f.accepted, 8 + 3 + 1);
+    assert_int_equal(f.tokens, 9 + 4 + 2);
+    assert_int_equal(f.cut + f.skipped, 0);
+    sim_trace_free(&st);
+}
+
+/* A last round cut by --max-tokens: the draft proposed only the 2 tokens the request had
+ * left, and both were accepted, so the leader emitted no bonus token. */
+static void test_end_of_request(void **state)
+{
+    (void)state;
+    recs t = {.n = 0};
+    add_round(&t, 1, 1, 5, "AR", 4, 1.0f, 10.0f);
+    add_round(&t, 1, 2, 7, "AA", 2, 1.0f, 10.0f);
+    sim_trace st;
+    build(&st, &t);
+    sim_result r = run(&st, (draft_rule){.kind = DRAFT_RULE_FIXED, .gamma = 4}, 1.0, 10.0);
+    assert_int_equal(r.rounds, 2);
+    assert_int_equal(r.proposed, 6);
+    assert_int_equal(r.accepted, 3);
+    assert_int_equal(r.tokens, 4); /* positions 5..8 */
+    sim_trace_free(&st);
+}
+
+/* Requests replay independently and add up; records may come in any order. */
+static void test_requests_and_order(void **state)
+{
+    (void)state;
+    recs t;
+    gamma4_trace(&t);
+    recs u = {.n = 0};
+    add_round(&u, 2, 1, 0, "AR", 4, 1.0f, 10.0f);
+    add_round(&u, 2, 2, 2, "AR", 2, 1.0f, 10.0f);
+    for (size_t i = 0; i < u.n; i++)
+        t.r[t.n++] = u.r[i];
+    /* reverse them */
+    for (size_t i = 0; i < t.n / 2; i++) {
+        wire_trace_record x = t.r[i];
+        t.r[i] = t.r[t.n - 1 - i];
+        t.r[t.n - 1 - i] = x;
+    }
+    sim_trace st;
+    build(&st, &t);
+    assert_int_equal(st.n_requests, 2);
+    assert_int_equal(st.requests[0].request_id, 2);
+    assert_int_equal(st.requests[0].end, 4);
+    /* request 2 at γ = 4: 0 [A R . .] k=4 capped by the end (4) -> 2 [A R] k=2 -> 4 */
+    sim_result r = run(&st, (draft_rule){.kind = DRAFT_RULE_FIXED, .gamma = 4}, 1.0, 10.0);
+    assert_int_equal(r.rounds, 4 + 2);
+    assert_int_equal(r.proposed, 16 + 4 + 2);
+    assert_int_equal(r.accepted, 7 + 2);
+    assert_int_equal(r.tokens, 11 + 4);
+    sim_trace_free(&st);
+}
+
+static void test_bad_traces(void **state)
+{
+    (void)state;
+    augur_error err = {0};
+    sim_trace st;
+    recs t;
+    gamma4_trace(&t);
+    t.r[1].position = 10; /* two records at 10 */
+    assert_int_equal(sim_trace_from_records(&st, t.r, t.n, "dup.bin", &err), AUGUR_E_FORMAT);
+    assert_non_null(strstr(err.message, "dup.bin: request 7 has two records at position 10"));
+    gamma4_trace(&t);
+    t.r[2].index_in_round = 4;
+    assert_int_equal(sim_trace_from_records(&st, t.r, t.n, "idx.bin", &err), AUGUR_E_FORMAT);
+    assert_non_null(strstr(err.message, "idx.bin"));
+    assert_non_null(strstr(err.message, "index_in_round 4"));
+
+    assert_int_equal(sim_trace_load(&st, "/nonexistent/t.bin", &err), AUGUR_E_IO);
+    assert_non_null(strstr(err.message, "/nonexistent/t.bin"));
+    FILE *f = tmpfile();
+    assert_non_null(f);
+    fputs("this is not a zstd stream at all", f);
+    rewind(f);
+    assert_int_equal(sim_trace_read(&st, f, "garbage.bin", &err), AUGUR_E_FORMAT);
+    assert_non_null(strstr(err.message, "garbage.bin"));
+    fclose(f);
+
+    /* An empty trace loads but does not replay. */
+    assert_int_equal(sim_trace_from_records(&st, t.r, 0, "empty", &err), AUGUR_OK);
+    sim_result r;
+    sim_cost cost = {1, 10};
+    draft_rule rule = {.kind = DRAFT_RULE_FIXED, .gamma = 2};
+    assert_int_equal(sim_run(&st, &rule, &cost, &r, &err), AUGUR_E_INPUT);
+    sim_trace_free(&st);
+    /* bad rule and cost */
+    gamma4_trace(&t);
+    build(&st, &t);
+    rule.gamma = 0;
+    assert_int_equal(sim_run(&st, &rule, &cost, &r, &err), AUGUR_E_INPUT);
+    assert_non_null(strstr(err.message, "--gamma"));
+    rule.gamma = 2;
+    cost.tt_ms = 0;
+    assert_int_equal(sim_run(&st, &rule, &cost, &r, &err), AUGUR_E_INPUT);
+    sim_trace_free(&st);
+}
+
+/* Written with the trace writer and read back from the stream. */
+static void test_stream_round_trip(void **state)
+{
+    (void)state;
+    recs t;
+    gamma4_trace(&t);
+    augur_error err = {0};
+    FILE *f = tmpfile();
+    assert_non_null(f);
+    trace_writer *w;
+    assert_int_equal(trace_writer_open(&w, f, "rt.bin", 0, &err), AUGUR_OK);
+    for (size_t i = 0; i < t.n; i++)
+        assert_int_equal(trace_writer_append(w, &t.r[i], &err), AUGUR_OK);
+    assert_int_equal(trace_writer_close(w, &err), AUGUR_OK);
+    rewind(f);
+    sim_trace st;
+    assert_int_equal(sim_trace_read(&st, f, "rt.bin", &err), AUGUR_OK);
+    fclose(f);
+    assert_int_equal(st.n_records, t.n);
+    assert_int_equal(st.stats.rounds, 4);
+    sim_result r = run(&st, (draft_rule){.kind = DRAFT_RULE_FIXED, .gamma = 2}, 1.0, 10.0);
+    assert_int_equal(r.tokens, 11);
+    assert_int_equal(r.rounds, 5);
+    sim_trace_free(&st);
+}
+
+static void test_grid(void **state)
+{
+    (void)state;
+    augur_error err = {0};
+    draft_rule *rules = NULL;
+    size_t n = 0;
+    sim_grid none = {0};
+    assert_int_equal(sim_grid_expand(DRAFT_RULE_FIXED, &none, &rules, &n, &err), AUGUR_OK);
+    assert_int_equal(n, 8);
+    assert_int_equal(rules[7].gamma, 8);
+    assert_int_equal(sim_grid_expand(DRAFT_RULE_STATIC, &none, &rules, &n, &err), AUGUR_OK);
+    assert_int_equal(n, 8 + 8);
+    assert_int_equal(rules[8].gamma, 8);
+    assert_true(rules[8].tau == 0.5f && rules[15].tau == 4.0f);
+    assert_int_equal(sim_grid_expand(DRAFT_RULE_MOVING_AVERAGE, &none, &rules, &n, &err), AUGUR_OK);
+    assert_int_equal(n, 16 + 9 * 5);
+    assert_int_equal(sim_grid_expand(DRAFT_RULE_CUMULATIVE, &none, &rules, &n, &err), AUGUR_OK);
+    assert_int_equal(n, 61 + 15 * 7);
+    free(rules);
+
+    int gammas[] = {2, 4};
+    float taus[] = {1.0f, 2.0f, 3.0f};
+    int windows[] = {3};
+    sim_grid g = {.gamma = gammas, .n_gamma = 2, .tau = taus, .n_tau = 3, .window = windows, .n_window = 1};
+    rules = NULL;
+    n = 0;
+    assert_int_equal(sim_grid_expand(DRAFT_RULE_CUMULATIVE, &g, &rules, &n, &err), AUGUR_OK);
+    assert_int_equal(n, 6);
+    assert_int_equal(rules[5].gamma, 4);
+    assert_true(rules[5].tau == 3.0f);
+    assert_int_equal(rules[5].window, 3);
+    int bad[] = {0};
+    g.gamma = bad;
+    g.n_gamma = 1;
+    assert_int_equal(sim_grid_expand(DRAFT_RULE_FIXED, &g, &rules, &n, &err), AUGUR_E_INPUT);
+    free(rules);
+}
+
+static void test_sort(void **state)
+{
+    (void)state;
+    sim_result r[4] = {{.ms_per_token = 3, .tokens = 1}, {.ms_per_token = 1, .tokens = 2},
+                       {.ms_per_token = 3, .tokens = 3}, {.ms_per_token = 2, .tokens = 4}};
+    sim_results_sort(r, 4);
+    assert_int_equal(r[0].tokens, 2);
+    assert_int_equal(r[1].tokens, 4);
+    assert_int_equal(r[2].tokens, 1); /* ties keep their order */
+    assert_int_equal(r[3].tokens, 3);
+}
+
+int main(void)
+{
+    const struct CMUnitTest tests[] = {
+        cmocka_unit_test(test_stats),
+        cmocka_unit_test(test_fixed_same_gamma_is_exact),
+        cmocka_unit_test(test_fixed_gamma2_and_cost),
+        cmocka_unit_test(test_bonus_gap_skipped),
+        cmocka_unit_test(test_static_stops_on_high_entropy),
+        cmocka_unit_test(test_heuristic_grows),
+        cmocka_unit_test(test_end_of_request),
+        cmocka_unit_test(test_requests_and_order),
+        cmocka_unit_test(test_bad_traces),
+        cmocka_unit_test(test_stream_round_trip),
+        cmocka_unit_test(test_grid),
+        cmocka_unit_test(test_sort),
+    };
+    return cmocka_run_group_tests(tests, NULL, NULL);
+}
