@@ -479,6 +479,12 @@ void cpu_matmul_isa(cpu_isa isa, float *out, const float *x, int n, const tensor
     const int64_t rows = w->rows;
     if (threads < 1)
         threads = 1;
+    /* Waking threads costs microseconds; a small product (a tiny model's projection)
+     * runs faster on fewer. Results do not depend on the thread count. */
+    const int64_t work = rows * w->cols * (int64_t)n;
+    const int64_t min_work_per_thread = 1 << 16;
+    if (work / min_work_per_thread < threads)
+        threads = work / min_work_per_thread > 1 ? (int)(work / min_work_per_thread) : 1;
     const int64_t groups = (rows + FEATURE_GROUP - 1) / FEATURE_GROUP;
     for (int i0 = 0; i0 < n; i0 += ROW_BLOCK) {
         const int nb = n - i0 < ROW_BLOCK ? n - i0 : ROW_BLOCK;
