@@ -22,24 +22,6 @@
 
 #define STORIES AUGUR_SHARED_DIR "/models/stories260K/stories260K.bin"
 
-static int remove_entry(const char *path, const struct stat *sb, int flag, struct FTW *ftw)
-{
-    (void)sb, (void)flag, (void)ftw;
-    return remove(path);
-}
-
-static int setup_dir(void **state)
-{
-    *state = test_tmpdir();
-    return *state ? 0 : -1;
-}
-
-static int teardown_dir(void **state)
-{
-    nftw(*state, remove_entry, 8, FTW_DEPTH | FTW_PHYS);
-    free(*state);
-    return 0;
-}
 
 static void load_ok(model *m, const char *path)
 {
@@ -292,9 +274,9 @@ static void test_convert_errors(void **state)
 int main(void)
 {
     const struct CMUnitTest tests[] = {
-        cmocka_unit_test_setup_teardown(test_convert_stories, setup_dir, teardown_dir),
-        cmocka_unit_test_setup_teardown(test_convert_unshared, setup_dir, teardown_dir),
-        cmocka_unit_test_setup_teardown(test_convert_errors, setup_dir, teardown_dir),
+        cmocka_unit_test_setup_teardown(test_convert_stories, test_setup_tmpdir, test_teardown_tmpdir),
+        cmocka_unit_test_setup_teardown(test_convert_unshared, test_setup_tmpdir, test_teardown_tmpdir),
+        cmocka_unit_test_setup_teardown(test_convert_errors, test_setup_tmpdir, test_teardown_tmpdir),
     };
     return cmocka_run_group_tests(tests, NULL, NULL);
 }

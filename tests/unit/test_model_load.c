@@ -23,24 +23,6 @@
 
 /* ---- temporary directories ---- */
 
-static int remove_entry(const char *path, const struct stat *sb, int flag, struct FTW *ftw)
-{
-    (void)sb, (void)flag, (void)ftw;
-    return remove(path);
-}
-
-static int setup_dir(void **state)
-{
-    *state = test_tmpdir();
-    return *state ? 0 : -1;
-}
-
-static int teardown_dir(void **state)
-{
-    nftw(*state, remove_entry, 8, FTW_DEPTH | FTW_PHYS);
-    free(*state);
-    return 0;
-}
 
 /* ---- a tiny random Hugging Face model ---- */
 
@@ -677,21 +659,21 @@ static void test_llama2c_unshared_classifier(void **state)
 int main(void)
 {
     const struct CMUnitTest tests[] = {
-        cmocka_unit_test_setup_teardown(test_load_single_file, setup_dir, teardown_dir),
-        cmocka_unit_test_setup_teardown(test_load_sharded, setup_dir, teardown_dir),
-        cmocka_unit_test_setup_teardown(test_tied_embeddings, setup_dir, teardown_dir),
-        cmocka_unit_test_setup_teardown(test_qwen2_biases_tp, setup_dir, teardown_dir),
-        cmocka_unit_test_setup_teardown(test_wrong_shape, setup_dir, teardown_dir),
-        cmocka_unit_test_setup_teardown(test_missing_tensor, setup_dir, teardown_dir),
-        cmocka_unit_test_setup_teardown(test_extra_tensor, setup_dir, teardown_dir),
-        cmocka_unit_test_setup_teardown(test_not_a_model_directory, setup_dir, teardown_dir),
-        cmocka_unit_test_setup_teardown(test_tp_slices, setup_dir, teardown_dir),
-        cmocka_unit_test_setup_teardown(test_tp_layout_errors, setup_dir, teardown_dir),
+        cmocka_unit_test_setup_teardown(test_load_single_file, test_setup_tmpdir, test_teardown_tmpdir),
+        cmocka_unit_test_setup_teardown(test_load_sharded, test_setup_tmpdir, test_teardown_tmpdir),
+        cmocka_unit_test_setup_teardown(test_tied_embeddings, test_setup_tmpdir, test_teardown_tmpdir),
+        cmocka_unit_test_setup_teardown(test_qwen2_biases_tp, test_setup_tmpdir, test_teardown_tmpdir),
+        cmocka_unit_test_setup_teardown(test_wrong_shape, test_setup_tmpdir, test_teardown_tmpdir),
+        cmocka_unit_test_setup_teardown(test_missing_tensor, test_setup_tmpdir, test_teardown_tmpdir),
+        cmocka_unit_test_setup_teardown(test_extra_tensor, test_setup_tmpdir, test_teardown_tmpdir),
+        cmocka_unit_test_setup_teardown(test_not_a_model_directory, test_setup_tmpdir, test_teardown_tmpdir),
+        cmocka_unit_test_setup_teardown(test_tp_slices, test_setup_tmpdir, test_teardown_tmpdir),
+        cmocka_unit_test_setup_teardown(test_tp_layout_errors, test_setup_tmpdir, test_teardown_tmpdir),
         cmocka_unit_test(test_tp_split),
-        cmocka_unit_test_setup_teardown(test_max_layers, setup_dir, teardown_dir),
+        cmocka_unit_test_setup_teardown(test_max_layers, test_setup_tmpdir, test_teardown_tmpdir),
         cmocka_unit_test(test_llama2c_stories),
-        cmocka_unit_test_setup_teardown(test_llama2c_truncated, setup_dir, teardown_dir),
-        cmocka_unit_test_setup_teardown(test_llama2c_unshared_classifier, setup_dir, teardown_dir),
+        cmocka_unit_test_setup_teardown(test_llama2c_truncated, test_setup_tmpdir, test_teardown_tmpdir),
+        cmocka_unit_test_setup_teardown(test_llama2c_unshared_classifier, test_setup_tmpdir, test_teardown_tmpdir),
     };
     return cmocka_run_group_tests(tests, NULL, NULL);
 }

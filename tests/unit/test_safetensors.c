@@ -17,24 +17,6 @@
 #include "runtime/safetensors_write.h"
 #include "test_util.h"
 
-static int remove_entry(const char *path, const struct stat *sb, int flag, struct FTW *ftw)
-{
-    (void)sb, (void)flag, (void)ftw;
-    return remove(path);
-}
-
-static int setup_dir(void **state)
-{
-    *state = test_tmpdir();
-    return *state ? 0 : -1;
-}
-
-static int teardown_dir(void **state)
-{
-    nftw(*state, remove_entry, 8, FTW_DEPTH | FTW_PHYS);
-    free(*state);
-    return 0;
-}
 
 static char *path_in(void **state, const char *name)
 {
@@ -302,17 +284,17 @@ static void test_not_a_file(void **state)
 int main(void)
 {
     const struct CMUnitTest tests[] = {
-        cmocka_unit_test_setup_teardown(test_roundtrip_all_dtypes, setup_dir, teardown_dir),
-        cmocka_unit_test_setup_teardown(test_hand_written_with_metadata, setup_dir, teardown_dir),
-        cmocka_unit_test_setup_teardown(test_truncated, setup_dir, teardown_dir),
-        cmocka_unit_test_setup_teardown(test_header_length_past_eof, setup_dir, teardown_dir),
-        cmocka_unit_test_setup_teardown(test_invalid_json, setup_dir, teardown_dir),
-        cmocka_unit_test_setup_teardown(test_offsets_outside_file, setup_dir, teardown_dir),
-        cmocka_unit_test_setup_teardown(test_begin_after_end, setup_dir, teardown_dir),
-        cmocka_unit_test_setup_teardown(test_unsupported_dtype, setup_dir, teardown_dir),
-        cmocka_unit_test_setup_teardown(test_shape_size_mismatch, setup_dir, teardown_dir),
-        cmocka_unit_test_setup_teardown(test_misaligned_data, setup_dir, teardown_dir),
-        cmocka_unit_test_setup_teardown(test_not_a_file, setup_dir, teardown_dir),
+        cmocka_unit_test_setup_teardown(test_roundtrip_all_dtypes, test_setup_tmpdir, test_teardown_tmpdir),
+        cmocka_unit_test_setup_teardown(test_hand_written_with_metadata, test_setup_tmpdir, test_teardown_tmpdir),
+        cmocka_unit_test_setup_teardown(test_truncated, test_setup_tmpdir, test_teardown_tmpdir),
+        cmocka_unit_test_setup_teardown(test_header_length_past_eof, test_setup_tmpdir, test_teardown_tmpdir),
+        cmocka_unit_test_setup_teardown(test_invalid_json, test_setup_tmpdir, test_teardown_tmpdir),
+        cmocka_unit_test_setup_teardown(test_offsets_outside_file, test_setup_tmpdir, test_teardown_tmpdir),
+        cmocka_unit_test_setup_teardown(test_begin_after_end, test_setup_tmpdir, test_teardown_tmpdir),
+        cmocka_unit_test_setup_teardown(test_unsupported_dtype, test_setup_tmpdir, test_teardown_tmpdir),
+        cmocka_unit_test_setup_teardown(test_shape_size_mismatch, test_setup_tmpdir, test_teardown_tmpdir),
+        cmocka_unit_test_setup_teardown(test_misaligned_data, test_setup_tmpdir, test_teardown_tmpdir),
+        cmocka_unit_test_setup_teardown(test_not_a_file, test_setup_tmpdir, test_teardown_tmpdir),
     };
     return cmocka_run_group_tests(tests, NULL, NULL);
 }

@@ -3,6 +3,7 @@
 #include <math.h>
 #include <stdio.h>
 #include <stdlib.h>
+#include <ftw.h>
 #include <string.h>
 
 void test_fill_random(float *x, size_t n, uint64_t seed, float scale)
@@ -44,4 +45,23 @@ int test_write_file(const char *path, const void *data, size_t len)
         return -1;
     size_t w = fwrite(data, 1, len, f);
     return (fclose(f) == 0 && w == len) ? 0 : -1;
+}
+
+static int remove_entry(const char *path, const struct stat *sb, int flag, struct FTW *ftw)
+{
+    (void)sb, (void)flag, (void)ftw;
+    return remove(path);
+}
+
+int test_setup_tmpdir(void **state)
+{
+    *state = test_tmpdir();
+    return *state ? 0 : -1;
+}
+
+int test_teardown_tmpdir(void **state)
+{
+    nftw(*state, remove_entry, 8, FTW_DEPTH | FTW_PHYS);
+    free(*state);
+    return 0;
 }
