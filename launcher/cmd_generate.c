@@ -8,6 +8,7 @@
 
 #include "launcher/args.h"
 #include "launcher/commands.h"
+#include "launcher/config_file.h"
 #include "launcher/generate_cli.h"
 #include "launcher/model_files.h"
 #include "runtime/generate.h"
@@ -20,6 +21,9 @@ static const char generate_usage[] =
     "Streams the prompt and then the generated text to stdout; prints stats to stderr\n"
     "when done. Under mpirun, ranks 0..T-1 hold the target tensor-parallel and rank T\n"
     "the draft; only rank 0 writes text.\n"
+    "\n"
+    "  --config FILE        a JSON object of these flags (e.g. configs/tiny-cpu.json);\n"
+    "                       flags given on the command line override it\n"
     "\n"
     "model:\n"
     "  --model PATH         single process: Hugging Face model directory (config.json,\n"
@@ -276,7 +280,7 @@ static int run_single(const generate_cli *cli, augur_error *err)
     return st ? cli_report(err) : 0;
 }
 
-int cmd_generate(int argc, char **argv)
+static int generate_main(int argc, char **argv)
 {
     augur_error err = {0};
     generate_cli cli;
@@ -290,4 +294,15 @@ int cmd_generate(int argc, char **argv)
         cli.threads = ncpu > 0 ? (int)ncpu : 1;
     }
     return run_single(&cli, &err);
+}
+
+int cmd_generate(int argc, char **argv)
+{
+    augur_error err = {0};
+    config_args args;
+    if (config_args_expand(&args, argc, argv, &err))
+        return cli_report(&err);
+    int rc = generate_main(args.argc, args.argv);
+    config_args_free(&args);
+    return rc;
 }
