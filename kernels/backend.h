@@ -1,0 +1,237 @@
+/* One compute-backend interface over the kernels of a forward pass (DESIGN §12: one
+ * interface, CPU and CUDA implementations behind it).
+ *
+ * Buffers. A backend owns its memory: backend_alloc returns an address in it (host
+ * memory for "cpu", device memory for "cuda"). Every float / int32 pointer an operation
+ * takes is such an address, or an address inside one (pointer arithmetic is fine: a row
+ * of the KV cache, the logits rows from logits_from on); host code moves data in and out
+ * with backend_upload / backend_download only. Weights are tensor_views whose data points
+ * into the backend's memory (backend_weight_upload makes them); the view struct itself
+ * stays on the host.
+ *
+ * Ordering. Operations on one backend run in the order they are issued. They may run
+ * asynchronously (the CUDA backend queues them on one stream); backend_download and
+ * backend_synchronize wait for everything issued before them. backend_upload may be
+ * reused as soon as it returns. A backend is used from one thread at a time; the CUDA
+ * backend expects that thread's current device to be its own (backend_cuda_create
+ * makes it so).
+ *
+ * Errors. Every operation returns an augur_status and fills err with a message naming
+ * the operation (for CUDA, the kernel or library call and the CUDA error). A CUDA error
+ * raised inside a kernel may surface at a later call, typically the next download; set
+ * AUGUR_CUDA_SYNC=1 to synchronise after every kernel and attribute it exactly.
+ *
+ * Numerics. "cpu" is the batch-invariant fp32 reference of kernels/cpu_kernels.h.
+ * "cuda" computes in fp32 over fp32/fp16/bf16 weights; its products with more than 16
+ * rows go through cuBLAS with the activations rounded to the weights' 16-bit type
+ * (bf16 weights) and so agree with "cpu" to bf16 tolerance, not bit for bit. */
+#ifndef AUGUR_BACKEND_H
+#define AUGUR_BACKEND_H
+
+#include <stddef.h>
+#include <stdint.h>
+
+#include "kernels/sampling.h"
+#include "runtime/error.h"
+#include "runtime/model_config.h"
+#include "runtime/tensor.h"
+
+typedef struct augur_backend augur_backend;
+
+/* The operations; see the backend_* wrappers below for what each computes. */
+typedef struct {
+    void (*destroy)(augur_backend *be);
+
+    /* memory */
+    augur_status (*alloc)(augur_backend *be, void **buf, size_t bytes, augur_error *err);
+    void (*free)(augur_backend *be, void *buf);
+    augur_status (*upload)(augur_backend *be, void *dst, const void *src, size_t bytes, augur_error *err);
+    augur_status (*download)(augur_backend *be, void *dst, const void *src, size_t bytes, augur_error *err);
+    augur_status (*copy)(augur_backend *be, void *dst, const void *src, size_t bytes, augur_error *err);
+    augur_status (*synchronize)(augur_backend *be, augur_error *err);
+    augur_status (*weight_upload)(augur_backend *be, tensor_view *dev, const tensor_view *host, augur_error *err);
+    void (*weight_free)(augur_backend *be, tensor_view *dev);
+
+    /* kernels */
+    augur_status (*matmul)(augur_backend *be, float *out, const float *x, int n, const tensor_view *w,
+                           const float *bias, augur_error *err);
+    augur_status (*rmsnorm)(augur_backend *be, float *out, const float *x, const float *weight, int n, int dim,
+                            float eps, augur_error *err);
+    augur_status (*rope)(augur_backend *be, float *x, int n, int n_heads, int head_dim, int start_pos,
+                         const float *inv_freq, rope_pairing pairs, augur_error *err);
+    augur_status (*attention)(augur_backend *be, float *out, const float *q, int n, int start_pos, int n_heads,
+                              int n_kv_heads, int head_dim, const float *k_cache, const float *v_cache,
+                              augur_error *err);
+    augur_status (*swiglu)(augur_backend *be, float *out, const float *gate, const float *up, int64_t count,
+                           augur_error *err);
+    augur_status (*embedding)(augur_backend *be, float *out, const tensor_view *table, const int32_t *ids, int n,
+                              augur_error *err);
+    augur_status (*add)(augur_backend *be, float *out, const float *a, const float *b, int64_t count,
+                        augur_error *err);
+
+    /* logits reductions, one row of cols values at a time */
+    augur_status (*softmax)(augur_backend *be, float *x, int rows, int cols, augur_error *err);
+    augur_status (*argmax)(augur_backend *be, int32_t *out, const float *x, int rows, int cols, augur_error *err);
+    augur_status (*sample_probs)(augur_backend *be, float *probs, const float *logits, int rows, int cols,
+                                 const sampling_params *sp, augur_error *err);
+} augur_backend_iface;
+
+struct augur_backend {
+    const char *name;         /* "cpu" or "cuda" */
+    augur_backend_iface iface;
+    void *ctx;                /* the implementation's state */
+};
+
+/* The CPU kernels behind the interface; threads >= 1 (as cpu_matmul). Buffers are
+ * plain host memory, and weight_upload aliases the host view (no copy: weights stay in
+ * the memory-mapped checkpoint). */
+augur_status backend_cpu_create(augur_backend **out, int threads, augur_error *err);
+
+/* The CUDA backend on device `device`, with its own stream and cuBLAS handle. Fails
+ * with AUGUR_E_UNSUPPORTED when augur was built without CUDA or no such device is
+ * visible. kernels/cuda/cuda_backend.h has its CUDA-only knobs. */
+augur_status backend_cuda_create(augur_backend **out, int device, augur_error *err);
+
+/* Frees the backend and its internal scratch (not the buffers it handed out). NULL is fine. */
+static inline void backend_destroy(augur_backend *be)
+{
+    if (be)
+        be->iface.destroy(be);
+}
+
+/* ------------------------------------------------------------------ memory */
+
+static inline augur_status backend_alloc(augur_backend *be, void **buf, size_t bytes, augur_error *err)
+{
+    return be->iface.alloc(be, buf, bytes, err);
+}
+
+/* NULL is fine. */
+static inline void backend_free(augur_backend *be, void *buf)
+{
+    be->iface.free(be, buf);
+}
+
+/* Host src -> backend dst. */
+static inline augur_status backend_upload(augur_backend *be, void *dst, const void *src, size_t bytes,
+                                          augur_error *err)
+{
+    return be->iface.upload(be, dst, src, bytes, err);
+}
+
+/* Backend src -> host dst, after every operation issued before it has finished. */
+static inline augur_status backend_download(augur_backend *be, void *dst, const void *src, size_t bytes,
+                                            augur_error *err)
+{
+    return be->iface.download(be, dst, src, bytes, err);
+}
+
+/* Backend src -> backend dst (non-overlapping), e.g. new K/V rows into the cache. */
+static inline augur_status backend_copy(augur_backend *be, void *dst, const void *src, size_t bytes,
+                                        augur_error *err)
+{
+    return be->iface.copy(be, dst, src, bytes, err);
+}
+
+static inline augur_status backend_synchronize(augur_backend *be, augur_error *err)
+{
+    return be->iface.synchronize(be, err);
+}
+
+/* *dev = host's matrix in the backend's memory, same dtype, rows and cols (row_stride
+ * may differ: the CUDA backend packs a strided host view and pads rows to 16 bytes).
+ * Release with backend_weight_free. */
+static inline augur_status backend_weight_upload(augur_backend *be, tensor_view *dev, const tensor_view *host,
+                                                 augur_error *err)
+{
+    return be->iface.weight_upload(be, dev, host, err);
+}
+
+static inline void backend_weight_free(augur_backend *be, tensor_view *dev)
+{
+    be->iface.weight_free(be, dev);
+}
+
+/* ----------------------------------------------------------------- kernels */
+
+/* out[i][o] = sum_c x[i][c] * W[o][c] (+ bias[o]) for i < n, o < w->rows; x is [n][w->cols],
+ * out is [n][w->rows]; bias ([w->rows]) may be NULL. As cpu_matmul. */
+static inline augur_status backend_matmul(augur_backend *be, float *out, const float *x, int n,
+                                          const tensor_view *w, const float *bias, augur_error *err)
+{
+    return be->iface.matmul(be, out, x, n, w, bias, err);
+}
+
+/* out[i] = x[i] / sqrt(mean(x[i]^2) + eps) * weight over n rows of dim; out may alias x. */
+static inline augur_status backend_rmsnorm(augur_backend *be, float *out, const float *x, const float *weight,
+                                           int n, int dim, float eps, augur_error *err)
+{
+    return be->iface.rmsnorm(be, out, x, weight, n, dim, eps, err);
+}
+
+/* Rotates x = [n][n_heads][head_dim] in place; row i is at position start_pos + i.
+ * inv_freq: [head_dim/2] in backend memory, from rope_inv_freq() on the host. */
+static inline augur_status backend_rope(augur_backend *be, float *x, int n, int n_heads, int head_dim,
+                                        int start_pos, const float *inv_freq, rope_pairing pairs,
+                                        augur_error *err)
+{
+    return be->iface.rope(be, x, n, n_heads, head_dim, start_pos, inv_freq, pairs, err);
+}
+
+/* Causal grouped-query attention of n new query rows against one layer's KV cache, as
+ * cpu_attention: q, out [n][n_heads][head_dim]; k_cache, v_cache [pos][n_kv_heads][head_dim]
+ * holding positions 0 .. start_pos+n-1; row i attends to 0 .. start_pos+i. Scratch is the
+ * backend's own. */
+static inline augur_status backend_attention(augur_backend *be, float *out, const float *q, int n,
+                                             int start_pos, int n_heads, int n_kv_heads, int head_dim,
+                                             const float *k_cache, const float *v_cache, augur_error *err)
+{
+    return be->iface.attention(be, out, q, n, start_pos, n_heads, n_kv_heads, head_dim, k_cache, v_cache, err);
+}
+
+/* out[i] = silu(gate[i]) * up[i]; out may alias gate. */
+static inline augur_status backend_swiglu(augur_backend *be, float *out, const float *gate, const float *up,
+                                          int64_t count, augur_error *err)
+{
+    return be->iface.swiglu(be, out, gate, up, count, err);
+}
+
+/* out[i] = row ids[i] of table as fp32 ([n][table->cols]); ids: n int32 in backend
+ * memory, each in 0 .. table->rows-1 (the caller checks). */
+static inline augur_status backend_embedding(augur_backend *be, float *out, const tensor_view *table,
+                                             const int32_t *ids, int n, augur_error *err)
+{
+    return be->iface.embedding(be, out, table, ids, n, err);
+}
+
+/* out[i] = a[i] + b[i]; out may alias a or b. */
+static inline augur_status backend_add(augur_backend *be, float *out, const float *a, const float *b,
+                                       int64_t count, augur_error *err)
+{
+    return be->iface.add(be, out, a, b, count, err);
+}
+
+/* In-place softmax of each of rows rows of cols values (as cpu_softmax). */
+static inline augur_status backend_softmax(augur_backend *be, float *x, int rows, int cols, augur_error *err)
+{
+    return be->iface.softmax(be, x, rows, cols, err);
+}
+
+/* out[r] = index of the largest of row r's cols values; the lowest index wins ties, NaN is
+ * never chosen, a row with nothing above -inf gives 0 (as argmax_f32). out: rows int32. */
+static inline augur_status backend_argmax(augur_backend *be, int32_t *out, const float *x, int rows, int cols,
+                                          augur_error *err)
+{
+    return be->iface.argmax(be, out, x, rows, cols, err);
+}
+
+/* probs row r = sampling_probs(sp, logits row r): softmax at temperature, top-k, top-p,
+ * renormalised, exact zeros elsewhere, ties broken by lower id; one-hot on the argmax for
+ * greedy params. probs and logits are [rows][cols] in backend memory; sp is host memory. */
+static inline augur_status backend_sample_probs(augur_backend *be, float *probs, const float *logits, int rows,
+                                                int cols, const sampling_params *sp, augur_error *err)
+{
+    return be->iface.sample_probs(be, probs, logits, rows, cols, sp, err);
+}
+
+#endif

@@ -1,0 +1,498 @@
+/* The CUDA backend: device buffers, one stream, one cuBLAS handle, and the kernels of
+ * the .cu files beside it behind the backend interface (kernels/backend.h).
+ *
+ * This file checks shapes, picks code paths, grows scratch, and turns every CUDA and
+ * cuBLAS return code into an augur_status whose message names the operation. */
+#include "kernels/cuda/cuda_backend.h"
+
+#include <limits.h>
+#include <stdbool.h>
+#include <stdint.h>
+#include <stdlib.h>
+#include <string.h>
+
+#include <cublas_v2.h>
+#include <cuda_runtime.h>
+
+#include "kernels/cuda/cuda_kernels.h"
+
+/* Shared memory a block gets without opting in. */
+#define DEFAULT_SMEM (48 * 1024)
+
+typedef struct {
+    int device;
+    int sm_count;
+    size_t smem_optin;        /* largest dynamic shared memory a block may opt into */
+    cudaStream_t stream;
+    cublasHandle_t blas;
+    bool sync_each;           /* AUGUR_CUDA_SYNC: synchronise after every kernel */
+    cuda_backend_paths paths;
+    void *act16;              /* x rounded to 16 bits for cuBLAS */
+    size_t act16_bytes;
+    void *att_scratch;        /* split-attention partials */
+    size_t att_scratch_bytes;
+} cuda_ctx;
+
+static cuda_ctx *ctx_of(augur_backend *be)
+{
+    return be->ctx;
+}
+
+static augur_status cuda_fail(augur_error *err, const cuda_ctx *c, cudaError_t rc, const char *what)
+{
+    return augur_fail(err, rc == cudaErrorMemoryAllocation ? AUGUR_E_NOMEM : AUGUR_E_INTERNAL,
+                      "cuda backend (device %d): %s: %s (%s)", c->device, what, cudaGetErrorString(rc),
+                      cudaGetErrorName(rc));
+}
+
+static augur_status check(cuda_ctx *c, cudaError_t rc, const char *what, augur_error *err)
+{
+    return rc == cudaSuccess ? AUGUR_OK : cuda_fail(err, c, rc, what);
+}
+
+/* After a kernel launch: the launch's status and, under AUGUR_CUDA_SYNC, the kernel's own. */
+static augur_status launched(cuda_ctx *c, cudaError_t rc, const char *kernel, augur_error *err)
+{
+    if (rc == cudaSuccess && c->sync_each)
+        rc = cudaStreamSynchronize(c->stream);
+    return check(c, rc, kernel, err);
+}
+
+static augur_status blas_check(cuda_ctx *c, cublasStatus_t st, const char *what, augur_error *err)
+{
+    if (st == CUBLAS_STATUS_SUCCESS)
+        return c->sync_each ? check(c, cudaStreamSynchronize(c->stream), what, err) : AUGUR_OK;
+    return augur_fail(err, st == CUBLAS_STATUS_ALLOC_FAILED ? AUGUR_E_NOMEM : AUGUR_E_INTERNAL,
+                      "cuda backend (device %d): %s: %s (%s)", c->device, what, cublasGetStatusString(st),
+                      cublasGetStatusName(st));
+}
+
+/* Grows a scratch buffer to need bytes. Kernels already queued may still read the old
+ * one, so the stream drains before it is freed. */
+static augur_status grow_scratch(cuda_ctx *c, void **buf, size_t *have, size_t need, const char *what,
+                                 augur_error *err)
+{
+    if (need <= *have)
+        return AUGUR_OK;
+    augur_status st = check(c, cudaStreamSynchronize(c->stream), what, err);
+    if (st)
+        return st;
+    cudaFree(*buf);
+    *buf = NULL;
+    *have = 0;
+    if ((st = check(c, cudaMalloc(buf, need), what, err)))
+        return st;
+    *have = need;
+    return AUGUR_OK;
+}
+
+static bool dtype_ok(augur_dtype dt)
+{
+    return dt == AUGUR_F32 || dt == AUGUR_F16 || dt == AUGUR_BF16;
+}
+
+/* ------------------------------------------------------------------ memory */
+
+static void cuda_destroy(augur_backend *be)
+{
+    cuda_ctx *c = ctx_of(be);
+    cudaStreamSynchronize(c->stream);
+    cudaFree(c->act16);
+    cudaFree(c->att_scratch);
+    cublasDestroy(c->blas);
+    cudaStreamDestroy(c->stream);
+    free(c);
+    free(be);
+}
+
+static augur_status cuda_alloc(augur_backend *be, void **buf, size_t bytes, augur_error *err)
+{
+    cuda_ctx *c = ctx_of(be);
+    *buf = NULL;
+    cudaError_t rc = cudaMalloc(buf, bytes ? bytes : 16);
+    if (rc != cudaSuccess) {
+        *buf = NULL;
+        return augur_fail(err, rc == cudaErrorMemoryAllocation ? AUGUR_E_NOMEM : AUGUR_E_INTERNAL,
+                          "cuda backend (device %d): cudaMalloc of %zu bytes: %s (%s)", c->device, bytes,
+                          cudaGetErrorString(rc), cudaGetErrorName(rc));
+    }
+    return AUGUR_OK;
+}
+
+static void cuda_free(augur_backend *be, void *buf)
+{
+    if (!buf)
+        return;
+    /* Work queued on the stream may still use buf. */
+    cudaStreamSynchronize(ctx_of(be)->stream);
+    cudaFree(buf);
+}
+
+static augur_status cuda_upload(augur_backend *be, void *dst, const void *src, size_t bytes, augur_error *err)
+{
+    cuda_ctx *c = ctx_of(be);
+    if (!bytes)
+        return AUGUR_OK;
+    /* From pageable memory the call returns once src is staged: the caller may reuse it. */
+    return check(c, cudaMemcpyAsync(dst, src, bytes, cudaMemcpyHostToDevice, c->stream), "upload (cudaMemcpyAsync)",
+                 err);
+}
+
+static augur_status cuda_download(augur_backend *be, void *dst, const void *src, size_t bytes, augur_error *err)
+{
+    cuda_ctx *c = ctx_of(be);
+    augur_status st = AUGUR_OK;
+    if (bytes)
+        st = check(c, cudaMemcpyAsync(dst, src, bytes, cudaMemcpyDeviceToHost, c->stream),
+                   "download (cudaMemcpyAsync)", err);
+    if (st)
+        return st;
+    return check(c, cudaStreamSynchronize(c->stream), "download (cudaStreamSynchronize: an earlier kernel failed)",
+                 err);
+}
+
+static augur_status cuda_copy(augur_backend *be, void *dst, const void *src, size_t bytes, augur_error *err)
+{
+    cuda_ctx *c = ctx_of(be);
+    if (!bytes)
+        return AUGUR_OK;
+    return check(c, cudaMemcpyAsync(dst, src, bytes, cudaMemcpyDeviceToDevice, c->stream), "copy (cudaMemcpyAsync)",
+                 err);
+}
+
+static augur_status cuda_synchronize(augur_backend *be, augur_error *err)
+{
+    cuda_ctx *c = ctx_of(be);
+    return check(c, cudaStreamSynchronize(c->stream), "cudaStreamSynchronize", err);
+}
+
+/* Packs the host view's rows, each padded to a multiple of 16 bytes so that the GEMV
+ * kernel's 16-byte loads stay aligned. */
+static augur_status cuda_weight_upload(augur_backend *be, tensor_view *dev, const tensor_view *host,
+                                       augur_error *err)
+{
+    cuda_ctx *c = ctx_of(be);
+    memset(dev, 0, sizeof *dev);
+    if (!dtype_ok(host->dtype) || host->rows < 0 || host->cols < 0 || host->row_stride < host->cols)
+        return augur_fail(err, AUGUR_E_INTERNAL, "cuda backend: weight_upload of a malformed view (%s, %lld x %lld, "
+                          "stride %lld)", augur_dtype_name(host->dtype), (long long)host->rows,
+                          (long long)host->cols, (long long)host->row_stride);
+    const size_t esize = augur_dtype_size(host->dtype);
+    const int64_t per16 = 16 / (int64_t)esize;
+    const int64_t stride = (host->cols + per16 - 1) / per16 * per16;
+    *dev = (tensor_view){.data = NULL, .dtype = host->dtype, .rows = host->rows, .cols = host->cols,
+                         .row_stride = stride};
+    if (host->rows == 0 || host->cols == 0)
+        return AUGUR_OK;
+    void *buf = NULL;
+    augur_status st = cuda_alloc(be, &buf, (size_t)(host->rows * stride) * esize, err);
+    if (st)
+        return st;
+    st = check(c, cudaMemcpy2DAsync(buf, (size_t)stride * esize, host->data, (size_t)host->row_stride * esize,
+                                    (size_t)host->cols * esize, (size_t)host->rows, cudaMemcpyHostToDevice, c->stream),
+               "weight_upload (cudaMemcpy2DAsync)", err);
+    if (!st)
+        st = check(c, cudaStreamSynchronize(c->stream), "weight_upload (cudaStreamSynchronize)", err);
+    if (st) {
+        cudaFree(buf);
+        return st;
+    }
+    dev->data = buf;
+    return AUGUR_OK;
+}
+
+static void cuda_weight_free(augur_backend *be, tensor_view *dev)
+{
+    cuda_free(be, (void *)dev->data);
+    memset(dev, 0, sizeof *dev);
+}
+
+/* ----------------------------------------------------------------- kernels */
+
+static augur_status cuda_matmul(augur_backend *be, float *out, const float *x, int n, const tensor_view *w,
+                                const float *bias, augur_error *err)
+{
+    cuda_ctx *c = ctx_of(be);
+    if (n <= 0 || w->rows == 0)
+        return AUGUR_OK;
+    if (!dtype_ok(w->dtype) || w->rows < 0 || w->cols < 0 || w->row_stride < w->cols || w->rows > INT_MAX ||
+        w->row_stride > INT_MAX)
+        return augur_fail(err, AUGUR_E_INTERNAL, "cuda backend: matmul over a malformed weight view (%s, %lld x %lld, "
+                          "stride %lld)", augur_dtype_name(w->dtype), (long long)w->rows, (long long)w->cols,
+                          (long long)w->row_stride);
+    bool blas = c->paths.matmul == CUDA_MATMUL_CUBLAS ||
+                (c->paths.matmul == CUDA_MATMUL_AUTO && n > CUK_GEMV_MAX_ROWS);
+    /* cuBLAS wants both operands in one type, and fp16 activations could overflow. */
+    if (w->dtype == AUGUR_F16 || w->cols == 0)
+        blas = false;
+    if (!blas)
+        return launched(c, cuk_gemv(c->stream, out, x, n, w->data, (int)w->dtype, w->rows, w->cols, w->row_stride, bias),
+                        "matmul (gemv kernel)", err);
+
+    const void *b = x;
+    cudaDataType_t ab_type = CUDA_R_32F;
+    augur_status st;
+    if (w->dtype == AUGUR_BF16) {
+        const int64_t count = (int64_t)n * w->cols;
+        if ((st = grow_scratch(c, &c->act16, &c->act16_bytes, (size_t)count * 2, "matmul (bf16 activation scratch)",
+                               err)))
+            return st;
+        if ((st = launched(c, cuk_round_activations(c->stream, c->act16, x, count, AUGUR_BF16),
+                           "matmul (round activations to bf16)", err)))
+            return st;
+        b = c->act16;
+        ab_type = CUDA_R_16BF;
+    }
+    /* Row-major W [rows][stride] is column-major W^T (cols x rows, ld stride); row-major x
+     * [n][cols] is column-major cols x n; out [n][rows] is column-major rows x n. */
+    const float alpha = 1.0f, beta = 0.0f;
+    st = blas_check(c,
+                    cublasGemmEx(c->blas, CUBLAS_OP_T, CUBLAS_OP_N, (int)w->rows, n, (int)w->cols, &alpha, w->data,
+                                 ab_type, (int)w->row_stride, b, ab_type, (int)w->cols, &beta, out, CUDA_R_32F,
+                                 (int)w->rows, CUBLAS_COMPUTE_32F, CUBLAS_GEMM_DEFAULT),
+                    "matmul (cublasGemmEx)", err);
+    if (st || !bias)
+        return st;
+    return launched(c, cuk_add_bias(c->stream, out, bias, n, w->rows), "matmul (add_bias kernel)", err);
+}
+
+static augur_status cuda_rmsnorm(augur_backend *be, float *out, const float *x, const float *weight, int n, int dim,
+                                 float eps, augur_error *err)
+{
+    cuda_ctx *c = ctx_of(be);
+    if (n <= 0 || dim <= 0)
+        return AUGUR_OK;
+    return launched(c, cuk_rmsnorm(c->stream, out, x, weight, n, dim, eps), "rmsnorm kernel", err);
+}
+
+static augur_status cuda_rope(augur_backend *be, float *x, int n, int n_heads, int head_dim, int start_pos,
+                              const float *inv_freq, rope_pairing pairs, augur_error *err)
+{
+    cuda_ctx *c = ctx_of(be);
+    if (n <= 0 || n_heads <= 0)
+        return AUGUR_OK;
+    if (head_dim <= 0 || head_dim % 2 || start_pos < 0)
+        return augur_fail(err, AUGUR_E_INTERNAL, "cuda backend: rope with head_dim %d, start_pos %d", head_dim,
+                          start_pos);
+    return launched(c, cuk_rope(c->stream, x, n, n_heads, head_dim, start_pos, inv_freq, (int)pairs), "rope kernel",
+                    err);
+}
+
+/* Positions per split: about two blocks per multiprocessor over all (row, head) pairs,
+ * at least 64 positions, at most what shared memory holds. */
+static int split_chunk(const cuda_ctx *c, int n, int n_heads, int head_dim, int max_len)
+{
+    int chunk = c->paths.split_chunk;
+    if (chunk <= 0) {
+        const int64_t items = (int64_t)n * n_heads;
+        int64_t want = (2 * (int64_t)c->sm_count + items - 1) / items;
+        if (want < 1)
+            want = 1;
+        chunk = (int)((max_len + want - 1) / want);
+        chunk = chunk < 64 ? 64 : (chunk + 31) / 32 * 32;
+    }
+    const size_t fixed = cuk_attention_single_smem(0, head_dim); /* q, reductions, partials */
+    const int limit = fixed < DEFAULT_SMEM ? (int)((DEFAULT_SMEM - fixed) / sizeof(float)) / 32 * 32 : 0;
+    return chunk < limit ? chunk : limit;
+}
+
+static augur_status cuda_attention(augur_backend *be, float *out, const float *q, int n, int start_pos, int n_heads,
+                                   int n_kv_heads, int head_dim, const float *k_cache, const float *v_cache,
+                                   augur_error *err)
+{
+    cuda_ctx *c = ctx_of(be);
+    if (n <= 0)
+        return AUGUR_OK;
+    if (n_heads <= 0 || n_kv_heads <= 0 || n_heads % n_kv_heads || head_dim <= 0 || start_pos < 0 || n > 65535 ||
+        n_heads > 65535 || start_pos > INT_MAX - n)
+        return augur_fail(err, AUGUR_E_INTERNAL,
+                          "cuda backend: attention with n %d, start_pos %d, %d heads, %d KV heads, head_dim %d", n,
+                          start_pos, n_heads, n_kv_heads, head_dim);
+    const int max_len = start_pos + n;
+    const bool fits = cuk_attention_single_smem(max_len, head_dim) <= c->smem_optin;
+    bool split;
+    switch (c->paths.attention) {
+    case CUDA_ATTN_SPLIT: split = true; break;
+    case CUDA_ATTN_SINGLE: split = !fits; break;
+    default: /* too few (row, head) blocks to fill the GPU, and a context worth cutting */
+        split = !fits || ((int64_t)n * n_heads < 2 * (int64_t)c->sm_count && max_len >= 512);
+        break;
+    }
+    if (!split)
+        return launched(c,
+                        cuk_attention_single(c->stream, out, q, n, start_pos, n_heads, n_kv_heads, head_dim, k_cache,
+                                             v_cache),
+                        "attention (single-block kernel)", err);
+
+    const int chunk = split_chunk(c, n, n_heads, head_dim, max_len);
+    if (chunk < 32)
+        return augur_fail(err, AUGUR_E_UNSUPPORTED, "cuda backend: attention head_dim %d leaves no shared memory",
+                          head_dim);
+    const int max_splits = (max_len + chunk - 1) / chunk;
+    const size_t need = cuk_attention_split_scratch(n, n_heads, head_dim, max_splits) * sizeof(float);
+    augur_status st = grow_scratch(c, &c->att_scratch, &c->att_scratch_bytes, need, "attention (split scratch)", err);
+    if (st)
+        return st;
+    return launched(c,
+                    cuk_attention_split(c->stream, out, q, n, start_pos, n_heads, n_kv_heads, head_dim, k_cache,
+                                        v_cache, chunk, max_splits, c->att_scratch),
+                    "attention (split + combine kernels)", err);
+}
+
+static augur_status cuda_swiglu(augur_backend *be, float *out, const float *gate, const float *up, int64_t count,
+                                augur_error *err)
+{
+    cuda_ctx *c = ctx_of(be);
+    if (count <= 0)
+        return AUGUR_OK;
+    return launched(c, cuk_swiglu(c->stream, out, gate, up, count), "swiglu kernel", err);
+}
+
+static augur_status cuda_embedding(augur_backend *be, float *out, const tensor_view *table, const int32_t *ids, int n,
+                                   augur_error *err)
+{
+    cuda_ctx *c = ctx_of(be);
+    if (n <= 0 || table->cols <= 0)
+        return AUGUR_OK;
+    if (!dtype_ok(table->dtype) || table->row_stride < table->cols)
+        return augur_fail(err, AUGUR_E_INTERNAL, "cuda backend: embedding over a malformed table view");
+    return launched(c,
+                    cuk_embedding(c->stream, out, table->data, (int)table->dtype, table->rows, table->cols,
+                                  table->row_stride, ids, n),
+                    "embedding kernel", err);
+}
+
+static augur_status cuda_add(augur_backend *be, float *out, const float *a, const float *b, int64_t count,
+                             augur_error *err)
+{
+    cuda_ctx *c = ctx_of(be);
+    if (count <= 0)
+        return AUGUR_OK;
+    return launched(c, cuk_add(c->stream, out, a, b, count), "add kernel", err);
+}
+
+static augur_status cuda_softmax(augur_backend *be, float *x, int rows, int cols, augur_error *err)
+{
+    cuda_ctx *c = ctx_of(be);
+    if (rows <= 0 || cols <= 0)
+        return AUGUR_OK;
+    return launched(c, cuk_softmax(c->stream, x, rows, cols), "softmax kernel", err);
+}
+
+static augur_status cuda_argmax(augur_backend *be, int32_t *out, const float *x, int rows, int cols,
+                                augur_error *err)
+{
+    cuda_ctx *c = ctx_of(be);
+    if (rows <= 0)
+        return AUGUR_OK;
+    return launched(c, cuk_argmax(c->stream, out, x, rows, cols < 0 ? 0 : cols), "argmax kernel", err);
+}
+
+static augur_status cuda_sample_probs(augur_backend *be, float *probs, const float *logits, int rows, int cols,
+                                      const sampling_params *sp, augur_error *err)
+{
+    cuda_ctx *c = ctx_of(be);
+    if (rows <= 0 || cols <= 0)
+        return AUGUR_OK;
+    return launched(c, cuk_sample_probs(c->stream, probs, logits, rows, cols, sp->temperature, sp->top_k, sp->top_p),
+                    "sample_probs kernel", err);
+}
+
+static const augur_backend_iface cuda_iface = {
+    .destroy = cuda_destroy,
+    .alloc = cuda_alloc,
+    .free = cuda_free,
+    .upload = cuda_upload,
+    .download = cuda_download,
+    .copy = cuda_copy,
+    .synchronize = cuda_synchronize,
+    .weight_upload = cuda_weight_upload,
+    .weight_free = cuda_weight_free,
+    .matmul = cuda_matmul,
+    .rmsnorm = cuda_rmsnorm,
+    .rope = cuda_rope,
+    .attention = cuda_attention,
+    .swiglu = cuda_swiglu,
+    .embedding = cuda_embedding,
+    .add = cuda_add,
+    .softmax = cuda_softmax,
+    .argmax = cuda_argmax,
+    .sample_probs = cuda_sample_probs,
+};
+
+int backend_cuda_device_count(void)
+{
+    int count = 0;
+    if (cudaGetDeviceCount(&count) != cudaSuccess) {
+        cudaGetLastError(); /* not sticky, but leave nothing behind */
+        return 0;
+    }
+    return count;
+}
+
+augur_status backend_cuda_create(augur_backend **out, int device, augur_error *err)
+{
+    *out = NULL;
+    int count = 0;
+    cudaError_t rc = cudaGetDeviceCount(&count);
+    if (rc != cudaSuccess) {
+        cudaGetLastError();
+        return augur_fail(err, AUGUR_E_UNSUPPORTED, "cuda backend: no CUDA device usable: %s (%s)",
+                          cudaGetErrorString(rc), cudaGetErrorName(rc));
+    }
+    if (device < 0 || device >= count)
+        return augur_fail(err, AUGUR_E_UNSUPPORTED, "cuda backend: device %d requested, %d visible", device, count);
+
+    augur_backend *be = calloc(1, sizeof *be);
+    cuda_ctx *c = calloc(1, sizeof *c);
+    if (!be || !c) {
+        free(be);
+        free(c);
+        return augur_fail(err, AUGUR_E_NOMEM, "cuda backend: cannot allocate its state");
+    }
+    c->device = device;
+    int sm = 0, optin = 0;
+    augur_status st = check(c, cudaSetDevice(device), "cudaSetDevice", err);
+    if (!st)
+        st = check(c, cudaDeviceGetAttribute(&sm, cudaDevAttrMultiProcessorCount, device),
+                   "cudaDeviceGetAttribute (multiprocessors)", err);
+    if (!st)
+        st = check(c, cudaDeviceGetAttribute(&optin, cudaDevAttrMaxSharedMemoryPerBlockOptin, device),
+                   "cudaDeviceGetAttribute (shared memory)", err);
+    if (!st)
+        st = check(c, cudaStreamCreateWithFlags(&c->stream, cudaStreamNonBlocking), "cudaStreamCreate", err);
+    if (st) {
+        free(c);
+        free(be);
+        return st;
+    }
+    cublasStatus_t bs = cublasCreate(&c->blas);
+    if (bs == CUBLAS_STATUS_SUCCESS)
+        bs = cublasSetStream(c->blas, c->stream);
+    if (bs != CUBLAS_STATUS_SUCCESS) {
+        st = blas_check(c, bs, "cublasCreate", err);
+        if (c->blas)
+            cublasDestroy(c->blas);
+        cudaStreamDestroy(c->stream);
+        free(c);
+        free(be);
+        return st;
+    }
+    c->sm_count = sm > 0 ? sm : 1;
+    c->smem_optin = optin > DEFAULT_SMEM ? (size_t)optin : DEFAULT_SMEM;
+    const char *sync = getenv("AUGUR_CUDA_SYNC");
+    c->sync_each = sync && *sync && strcmp(sync, "0") != 0;
+    be->name = "cuda";
+    be->iface = cuda_iface;
+    be->ctx = c;
+    *out = be;
+    return AUGUR_OK;
+}
+
+augur_status backend_cuda_set_paths(augur_backend *be, const cuda_backend_paths *paths, augur_error *err)
+{
+    if (!be || be->iface.destroy != cuda_destroy)
+        return augur_fail(err, AUGUR_E_INTERNAL, "backend_cuda_set_paths: not a cuda backend");
+    ctx_of(be)->paths = *paths;
+    return AUGUR_OK;
+}

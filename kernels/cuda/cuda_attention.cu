@@ -1,0 +1,221 @@
+/* Causal grouped-query attention of n new query rows against the KV cache
+ * ([pos][n_kv_heads][head_dim], fp32), as cpu_attention computes it.
+ *
+ * Two schedules:
+ *   single - one block per (query row, head) holding all of the row's scores in shared
+ *            memory: score, softmax, weighted sum of V. Enough blocks when many rows
+ *            or heads are in flight (prefill, and verification of larger models).
+ *   split  - flash-decoding: the context cut into chunks, one block per (chunk, head,
+ *            row) writing its chunk's max m, sum l = sum exp(s - m) and unnormalised
+ *            output o = sum exp(s - m) v; a combine kernel rescales them to the common
+ *            max. Fills the GPU at batch 1 and has no context-length limit.
+ * Scores: a warp per key position (lanes split head_dim, one butterfly). Weighted sum:
+ * threads own output dimensions, coalesced over V rows; when head_dim is below the block
+ * size, several thread groups take interleaved positions and add up at the end. */
+#include "kernels/cuda/cuda_device.h"
+#include "kernels/cuda/cuda_kernels.h"
+
+#define ATT_THREADS 128
+
+/* Floats of shared memory besides the scores: q, reduction slots, group partials. */
+static inline size_t att_fixed_floats(int head_dim)
+{
+    return (size_t)head_dim + 32 + (size_t)(head_dim > ATT_THREADS ? head_dim : ATT_THREADS);
+}
+
+/* s[t - t0] = (q . k_t) * scale for t in [t0, t1); returns the max (to every thread),
+ * after a barrier that makes s visible to the whole block. */
+__device__ float att_scores(float *s, const float *qs, const float *__restrict__ kc, int64_t kv_stride, int kvh,
+                            int head_dim, int t0, int t1, float scale, float *red)
+{
+    const int lane = threadIdx.x & 31, warp = threadIdx.x >> 5, nwarps = blockDim.x >> 5;
+    float mx = -INFINITY;
+    for (int t = t0 + warp; t < t1; t += nwarps) {
+        const float *kt = kc + (int64_t)t * kv_stride + (int64_t)kvh * head_dim;
+        float d = 0.0f;
+        for (int c = lane; c < head_dim; c += 32)
+            d = fmaf(qs[c], __ldg(kt + c), d);
+        d = cuk_warp_sum(d) * scale;
+        if (lane == 0)
+            s[t - t0] = d;
+        mx = fmaxf(mx, d);
+    }
+    return cuk_block_max(mx, red);
+}
+
+/* s[j] = exp(s[j] - mx) for j < len; returns their sum (to every thread), after a barrier. */
+__device__ float att_exp(float *s, int len, float mx, float *red)
+{
+    float sum = 0.0f;
+    for (int j = threadIdx.x; j < len; j += blockDim.x) {
+        const float e = expf(s[j] - mx);
+        s[j] = e;
+        sum += e;
+    }
+    return cuk_block_sum(sum, red);
+}
+
+/* o[d] = sum_{t in [t0,t1)} p[t - t0] * v_t[d] for d < head_dim (o in global memory).
+ * acc: shared, max(blockDim, head_dim) floats. */
+__device__ void att_values(float *o, const float *p, const float *__restrict__ vc, int64_t kv_stride, int kvh,
+                           int head_dim, int t0, int t1, float *acc)
+{
+    const int dims = head_dim < (int)blockDim.x ? head_dim : (int)blockDim.x;
+    const int groups = blockDim.x / dims;
+    const int g = threadIdx.x / dims, dl = threadIdx.x % dims;
+    if (g < groups) {
+        for (int d = dl; d < head_dim; d += dims) {
+            float a = 0.0f;
+            for (int t = t0 + g; t < t1; t += groups)
+                a = fmaf(p[t - t0], __ldg(vc + (int64_t)t * kv_stride + (int64_t)kvh * head_dim + d), a);
+            if (groups == 1)
+                o[d] = a;
+            else
+                acc[g * head_dim + d] = a; /* groups > 1: head_dim < blockDim, one d per thread */
+        }
+    }
+    if (groups > 1) {
+        __syncthreads();
+        for (int d = threadIdx.x; d < head_dim; d += blockDim.x) {
+            float a = 0.0f;
+            for (int k = 0; k < groups; k++)
+                a += acc[k * head_dim + d];
+            o[d] = a;
+        }
+    }
+}
+
+__global__ void __launch_bounds__(ATT_THREADS)
+    att_single_kernel(float *__restrict__ out, const float *__restrict__ q, int start_pos, int n_heads,
+                      int n_kv_heads, int head_dim, const float *__restrict__ kc, const float *__restrict__ vc,
+                      float scale)
+{
+    extern __shared__ float sm[];
+    float *qs = sm;
+    float *red = qs + head_dim;
+    float *acc = red + 32;
+    float *s = acc + (head_dim > ATT_THREADS ? head_dim : ATT_THREADS);
+    const int h = blockIdx.x, i = blockIdx.y;
+    const int kvh = h / (n_heads / n_kv_heads);
+    const int len = start_pos + i + 1;
+    const int64_t kv_stride = (int64_t)n_kv_heads * head_dim;
+    const int64_t row = ((int64_t)i * n_heads + h) * head_dim;
+
+    for (int d = threadIdx.x; d < head_dim; d += blockDim.x)
+        qs[d] = q[row + d];
+    __syncthreads();
+    const float mx = att_scores(s, qs, kc, kv_stride, kvh, head_dim, 0, len, scale, red);
+    const float sum = att_exp(s, len, mx, red);
+    /* Normalise first, as the CPU does (p = e / sum, then sum p * v). */
+    for (int t = threadIdx.x; t < len; t += blockDim.x)
+        s[t] = s[t] / sum;
+    __syncthreads();
+    att_values(out + row, s, vc, kv_stride, kvh, head_dim, 0, len, acc);
+}
+
+extern "C" size_t cuk_attention_single_smem(int max_len, int head_dim)
+{
+    return (att_fixed_floats(head_dim) + (size_t)max_len) * sizeof(float);
+}
+
+extern "C" cudaError_t cuk_attention_single(cudaStream_t stream, float *out, const float *q, int n, int start_pos,
+                                            int n_heads, int n_kv_heads, int head_dim, const float *k_cache,
+                                            const float *v_cache)
+{
+    const size_t smem = cuk_attention_single_smem(start_pos + n, head_dim);
+    const float scale = 1.0f / sqrtf((float)head_dim);
+    if (smem > 48 * 1024) { /* beyond the default, a block must opt in (the caller checked the device's limit) */
+        const cudaError_t rc =
+            cudaFuncSetAttribute(att_single_kernel, cudaFuncAttributeMaxDynamicSharedMemorySize, (int)smem);
+        if (rc != cudaSuccess)
+            return rc;
+    }
+    att_single_kernel<<<dim3((unsigned)n_heads, (unsigned)n), ATT_THREADS, smem, stream>>>(
+        out, q, start_pos, n_heads, n_kv_heads, head_dim, k_cache, v_cache, scale);
+    return cudaGetLastError();
+}
+
+/* Partial of (row i, head h, split sp): [m, l, o[head_dim]]. */
+static __device__ __forceinline__ float *att_partial(float *scratch, int i, int h, int sp, int n_heads,
+                                                     int max_splits, int head_dim)
+{
+    return scratch + (((int64_t)i * n_heads + h) * max_splits + sp) * (head_dim + 2);
+}
+
+__global__ void __launch_bounds__(ATT_THREADS)
+    att_split_kernel(float *__restrict__ scratch, const float *__restrict__ q, int start_pos, int n_heads,
+                     int n_kv_heads, int head_dim, const float *__restrict__ kc, const float *__restrict__ vc,
+                     float scale, int chunk, int max_splits)
+{
+    extern __shared__ float sm[];
+    float *qs = sm;
+    float *red = qs + head_dim;
+    float *acc = red + 32;
+    float *s = acc + (head_dim > ATT_THREADS ? head_dim : ATT_THREADS);
+    const int sp = blockIdx.x, h = blockIdx.y, i = blockIdx.z;
+    const int len = start_pos + i + 1;
+    const int t0 = sp * chunk;
+    if (t0 >= len)
+        return; /* past this row's causal end: the combine reads only the splits it has */
+    const int t1 = len - t0 < chunk ? len : t0 + chunk;
+    const int kvh = h / (n_heads / n_kv_heads);
+    const int64_t kv_stride = (int64_t)n_kv_heads * head_dim;
+    const int64_t row = ((int64_t)i * n_heads + h) * head_dim;
+    float *part = att_partial(scratch, i, h, sp, n_heads, max_splits, head_dim);
+
+    for (int d = threadIdx.x; d < head_dim; d += blockDim.x)
+        qs[d] = q[row + d];
+    __syncthreads();
+    const float mx = att_scores(s, qs, kc, kv_stride, kvh, head_dim, t0, t1, scale, red);
+    const float l = att_exp(s, t1 - t0, mx, red);
+    att_values(part + 2, s, vc, kv_stride, kvh, head_dim, t0, t1, acc);
+    if (threadIdx.x == 0) {
+        part[0] = mx;
+        part[1] = l;
+    }
+}
+
+__global__ void __launch_bounds__(ATT_THREADS)
+    att_combine_kernel(float *__restrict__ out, const float *__restrict__ scratch, int start_pos, int n_heads,
+                       int head_dim, int chunk, int max_splits)
+{
+    const int h = blockIdx.x, i = blockIdx.y;
+    const int len = start_pos + i + 1;
+    const int splits = (len + chunk - 1) / chunk;
+    const float *base = scratch + ((int64_t)i * n_heads + h) * max_splits * (head_dim + 2);
+    const int64_t stride = head_dim + 2;
+    float m = -INFINITY;
+    for (int k = 0; k < splits; k++)
+        m = fmaxf(m, base[k * stride]);
+    float l = 0.0f;
+    for (int k = 0; k < splits; k++)
+        l += base[k * stride + 1] * expf(base[k * stride] - m);
+    float *o = out + ((int64_t)i * n_heads + h) * head_dim;
+    for (int d = threadIdx.x; d < head_dim; d += blockDim.x) {
+        float a = 0.0f;
+        for (int k = 0; k < splits; k++)
+            a = fmaf(base[k * stride + 2 + d], expf(base[k * stride] - m), a);
+        o[d] = a / l;
+    }
+}
+
+extern "C" size_t cuk_attention_split_scratch(int n, int n_heads, int head_dim, int max_splits)
+{
+    return (size_t)n * n_heads * max_splits * (size_t)(head_dim + 2);
+}
+
+extern "C" cudaError_t cuk_attention_split(cudaStream_t stream, float *out, const float *q, int n, int start_pos,
+                                           int n_heads, int n_kv_heads, int head_dim, const float *k_cache,
+                                           const float *v_cache, int chunk, int max_splits, float *scratch)
+{
+    const size_t smem = (att_fixed_floats(head_dim) + (size_t)chunk) * sizeof(float);
+    const float scale = 1.0f / sqrtf((float)head_dim);
+    att_split_kernel<<<dim3((unsigned)max_splits, (unsigned)n_heads, (unsigned)n), ATT_THREADS, smem, stream>>>(
+        scratch, q, start_pos, n_heads, n_kv_heads, head_dim, k_cache, v_cache, scale, chunk, max_splits);
+    cudaError_t rc = cudaGetLastError();
+    if (rc != cudaSuccess)
+        return rc;
+    att_combine_kernel<<<dim3((unsigned)n_heads, (unsigned)n), ATT_THREADS, 0, stream>>>(
+        out, scratch, start_pos, n_heads, head_dim, chunk, max_splits);
+    return cudaGetLastError();
+}

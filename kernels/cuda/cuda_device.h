@@ -1,0 +1,99 @@
+/* Device-side helpers shared by the .cu files (CUDA C++ only): weight element loads,
+ * warp and block reductions, launch-error reporting. */
+#ifndef AUGUR_CUDA_DEVICE_H
+#define AUGUR_CUDA_DEVICE_H
+
+#ifndef __CUDACC__
+#error "kernels/cuda/cuda_device.h is for CUDA sources only"
+#endif
+
+#include <stdint.h>
+
+#include <cuda_bf16.h>
+#include <cuda_fp16.h>
+#include <cuda_runtime.h>
+
+#include "runtime/tensor.h"
+
+/* One weight element as fp32 (all three conversions are exact). */
+__device__ __forceinline__ float cuk_to_f32(float v) { return v; }
+__device__ __forceinline__ float cuk_to_f32(__nv_bfloat16 v) { return __bfloat162float(v); }
+__device__ __forceinline__ float cuk_to_f32(__half v) { return __half2float(v); }
+
+/* Read-only loads that bypass nothing but say so: weights and caches are not written
+ * by the kernels that read them. */
+template <typename T> __device__ __forceinline__ float cuk_load_f32(const T *p) { return cuk_to_f32(__ldg(p)); }
+
+__device__ __forceinline__ float cuk_warp_sum(float v)
+{
+    for (int off = 16; off > 0; off >>= 1)
+        v += __shfl_xor_sync(0xffffffffu, v, off);
+    return v;
+}
+
+__device__ __forceinline__ float cuk_warp_max(float v)
+{
+    for (int off = 16; off > 0; off >>= 1)
+        v = fmaxf(v, __shfl_xor_sync(0xffffffffu, v, off));
+    return v;
+}
+
+__device__ __forceinline__ double cuk_warp_sum_d(double v)
+{
+    for (int off = 16; off > 0; off >>= 1)
+        v += __shfl_xor_sync(0xffffffffu, v, off);
+    return v;
+}
+
+/* Block-wide reductions: every thread of the block must call them (blockDim.x a multiple
+ * of 32, at most 1024); every thread gets the result. red: 32 slots of shared memory,
+ * free again when the call returns. */
+__device__ __forceinline__ float cuk_block_sum(float v, float *red)
+{
+    const int lane = threadIdx.x & 31, warp = threadIdx.x >> 5, nwarps = blockDim.x >> 5;
+    v = cuk_warp_sum(v);
+    if (lane == 0)
+        red[warp] = v;
+    __syncthreads();
+    float t = lane < nwarps ? red[lane] : 0.0f;
+    t = cuk_warp_sum(t);
+    __syncthreads(); /* red may be reused right after */
+    return t;
+}
+
+__device__ __forceinline__ float cuk_block_max(float v, float *red)
+{
+    const int lane = threadIdx.x & 31, warp = threadIdx.x >> 5, nwarps = blockDim.x >> 5;
+    v = cuk_warp_max(v);
+    if (lane == 0)
+        red[warp] = v;
+    __syncthreads();
+    float t = lane < nwarps ? red[lane] : -INFINITY;
+    t = cuk_warp_max(t);
+    __syncthreads();
+    return t;
+}
+
+__device__ __forceinline__ double cuk_block_sum_d(double v, double *red)
+{
+    const int lane = threadIdx.x & 31, warp = threadIdx.x >> 5, nwarps = blockDim.x >> 5;
+    v = cuk_warp_sum_d(v);
+    if (lane == 0)
+        red[warp] = v;
+    __syncthreads();
+    double t = lane < nwarps ? red[lane] : 0.0;
+    t = cuk_warp_sum_d(t);
+    __syncthreads();
+    return t;
+}
+
+/* Grid size for a grid-stride loop over count elements. */
+static inline unsigned cuk_blocks_for(int64_t count, int threads)
+{
+    int64_t b = (count + threads - 1) / threads;
+    if (b > 65535 * 8)
+        b = 65535 * 8;
+    return (unsigned)(b < 1 ? 1 : b);
+}
+
+#endif

@@ -1,0 +1,132 @@
+/* RMSNorm, rotary embeddings, SwiGLU, embedding lookup and residual add on fp32
+ * activations. The formulas (and their operation order) are the CPU kernels'
+ * (kernels/cpu/norm_rope.c, elementwise.c); products and sums that the CPU keeps as
+ * separate roundings use __fmul_rn / __fadd_rn so that nvcc does not fuse them. */
+#include "kernels/cuda/cuda_device.h"
+#include "kernels/cuda/cuda_kernels.h"
+
+#define NORM_THREADS 256
+
+/* One block per row: sum of squares, then out = weight * (x * r). Every thread reads
+ * its x[c] before the reduction's barrier and writes out[c] after it: out may alias x. */
+__global__ void __launch_bounds__(NORM_THREADS)
+    rmsnorm_kernel(float *out, const float *x, const float *__restrict__ weight, int dim, float eps)
+{
+    __shared__ float red[32];
+    const float *xi = x + (int64_t)blockIdx.x * dim;
+    float *oi = out + (int64_t)blockIdx.x * dim;
+    float ss = 0.0f;
+    for (int c = threadIdx.x; c < dim; c += blockDim.x)
+        ss = fmaf(xi[c], xi[c], ss);
+    ss = cuk_block_sum(ss, red);
+    const float r = 1.0f / sqrtf(ss / (float)dim + eps);
+    for (int c = threadIdx.x; c < dim; c += blockDim.x)
+        oi[c] = __fmul_rn(weight[c], __fmul_rn(xi[c], r));
+}
+
+extern "C" cudaError_t cuk_rmsnorm(cudaStream_t stream, float *out, const float *x, const float *weight, int n,
+                                   int dim, float eps)
+{
+    rmsnorm_kernel<<<n, NORM_THREADS, 0, stream>>>(out, x, weight, dim, eps);
+    return cudaGetLastError();
+}
+
+#define ROPE_THREADS 128
+
+/* One block per row: cos/sin of each frequency at the row's position into shared
+ * memory (as the CPU, angle = float(pos) * inv_freq[i]), then every (head, pair). */
+__global__ void __launch_bounds__(ROPE_THREADS)
+    rope_kernel(float *x, int n_heads, int head_dim, int start_pos, const float *__restrict__ inv_freq, int pairs)
+{
+    extern __shared__ float cs[]; /* [half] cos, then [half] sin */
+    const int half = head_dim / 2;
+    float *sn = cs + half;
+    const float pos = (float)(start_pos + (int)blockIdx.x);
+    for (int i = threadIdx.x; i < half; i += blockDim.x) {
+        float s, c;
+        sincosf(__fmul_rn(pos, inv_freq[i]), &s, &c);
+        cs[i] = c;
+        sn[i] = s;
+    }
+    __syncthreads();
+    float *row = x + (int64_t)blockIdx.x * n_heads * head_dim;
+    for (int idx = threadIdx.x; idx < n_heads * half; idx += blockDim.x) {
+        const int h = idx / half, i = idx % half;
+        const int a = pairs == 0 ? i : 2 * i;
+        const int b = pairs == 0 ? i + half : 2 * i + 1;
+        float *v = row + (int64_t)h * head_dim;
+        const float x1 = v[a], x2 = v[b], c = cs[i], s = sn[i];
+        v[a] = __fsub_rn(__fmul_rn(x1, c), __fmul_rn(x2, s));
+        v[b] = __fadd_rn(__fmul_rn(x2, c), __fmul_rn(x1, s));
+    }
+}
+
+extern "C" cudaError_t cuk_rope(cudaStream_t stream, float *x, int n, int n_heads, int head_dim, int start_pos,
+                                const float *inv_freq, int pairs)
+{
+    const size_t smem = (size_t)(head_dim / 2) * 2 * sizeof(float);
+    rope_kernel<<<n, ROPE_THREADS, smem, stream>>>(x, n_heads, head_dim, start_pos, inv_freq, pairs);
+    return cudaGetLastError();
+}
+
+/* silu(g) * u as g / (1 + exp(-g)) * u; for very negative g, exp overflows to inf and
+ * g / inf is the right limit, -0. */
+__global__ void swiglu_kernel(float *out, const float *gate, const float *up, int64_t count)
+{
+    for (int64_t i = (int64_t)blockIdx.x * blockDim.x + threadIdx.x; i < count; i += (int64_t)gridDim.x * blockDim.x) {
+        const float g = gate[i];
+        out[i] = __fmul_rn(g / __fadd_rn(1.0f, expf(-g)), up[i]);
+    }
+}
+
+extern "C" cudaError_t cuk_swiglu(cudaStream_t stream, float *out, const float *gate, const float *up,
+                                  int64_t count)
+{
+    swiglu_kernel<<<cuk_blocks_for(count, 256), 256, 0, stream>>>(out, gate, up, count);
+    return cudaGetLastError();
+}
+
+/* One block per token. An id outside the table (the caller checks ids) gives a NaN row
+ * rather than a read out of bounds. */
+template <typename T>
+__global__ void embedding_kernel(float *__restrict__ out, const T *__restrict__ table, int64_t vocab, int64_t cols,
+                                 int64_t ld, const int32_t *__restrict__ ids)
+{
+    const int32_t id = ids[blockIdx.x];
+    float *oi = out + (int64_t)blockIdx.x * cols;
+    const bool ok = id >= 0 && id < vocab;
+    const T *row = table + (ok ? (int64_t)id * ld : 0);
+    for (int64_t c = threadIdx.x; c < cols; c += blockDim.x)
+        oi[c] = ok ? cuk_load_f32(row + c) : __int_as_float(0x7fc00000);
+}
+
+extern "C" cudaError_t cuk_embedding(cudaStream_t stream, float *out, const void *table, int dtype, int64_t vocab,
+                                     int64_t cols, int64_t ld, const int32_t *ids, int n)
+{
+    switch (dtype) {
+    case AUGUR_F32:
+        embedding_kernel<<<n, 256, 0, stream>>>(out, static_cast<const float *>(table), vocab, cols, ld, ids);
+        break;
+    case AUGUR_BF16:
+        embedding_kernel<<<n, 256, 0, stream>>>(out, static_cast<const __nv_bfloat16 *>(table), vocab, cols, ld,
+                                                ids);
+        break;
+    case AUGUR_F16:
+        embedding_kernel<<<n, 256, 0, stream>>>(out, static_cast<const __half *>(table), vocab, cols, ld, ids);
+        break;
+    default: return cudaErrorInvalidValue;
+    }
+    return cudaGetLastError();
+}
+
+__global__ void add_kernel(float *out, const float *a, const float *b, int64_t count)
+{
+    for (int64_t i = (int64_t)blockIdx.x * blockDim.x + threadIdx.x; i < count; i += (int64_t)gridDim.x * blockDim.x)
+        out[i] = __fadd_rn(a[i], b[i]);
+}
+
+extern "C" cudaError_t cuk_add(cudaStream_t stream, float *out, const float *a, const float *b, int64_t count)
+{
+    add_kernel<<<cuk_blocks_for(count, 256), 256, 0, stream>>>(out, a, b, count);
+    return cudaGetLastError();
+}

@@ -1,0 +1,78 @@
+/* Launchers of the CUDA kernels (the .cu files beside this one), callable from C.
+ *
+ * Each enqueues its kernel(s) on `stream` and returns cudaGetLastError() (a launch
+ * failure, or an earlier asynchronous error). Pointers are device memory; shapes have
+ * been checked by the caller (kernels/cuda/backend_cuda.c). Weight dtypes are
+ * augur_dtype values. */
+#ifndef AUGUR_CUDA_KERNELS_H
+#define AUGUR_CUDA_KERNELS_H
+
+#include <stdint.h>
+
+#include <cuda_runtime.h>
+
+#ifdef __cplusplus
+extern "C" {
+#endif
+
+/* Rows of x one GEMV pass keeps in registers: each weight is read once per this many rows. */
+#define CUK_GEMV_MAX_ROWS 16
+
+/* out[i][o] = sum_c x[i][c] * w[o][c] (+ bias[o]): warp per output feature, fp32
+ * accumulation with fmaf in a fixed order per (row, feature) whatever n is. w is [rows]
+ * rows of cols elements, row o at w + o*ld. Any n (passes of CUK_GEMV_MAX_ROWS rows). */
+cudaError_t cuk_gemv(cudaStream_t stream, float *out, const float *x, int n, const void *w, int dtype,
+                     int64_t rows, int64_t cols, int64_t ld, const float *bias);
+
+/* dst[i] = x[i] rounded to nearest-even bf16 (dtype AUGUR_BF16) or fp16 (AUGUR_F16). */
+cudaError_t cuk_round_activations(cudaStream_t stream, void *dst, const float *x, int64_t count, int dtype);
+
+/* out[i][o] += bias[o] over n rows of rows values. */
+cudaError_t cuk_add_bias(cudaStream_t stream, float *out, const float *bias, int n, int64_t rows);
+
+cudaError_t cuk_rmsnorm(cudaStream_t stream, float *out, const float *x, const float *weight, int n, int dim,
+                        float eps);
+
+/* pairs: 0 = half (Hugging Face), 1 = adjacent (llama2.c), as rope_pairing. */
+cudaError_t cuk_rope(cudaStream_t stream, float *x, int n, int n_heads, int head_dim, int start_pos,
+                     const float *inv_freq, int pairs);
+
+/* Bytes of dynamic shared memory cuk_attention_single needs for a context of max_len. */
+size_t cuk_attention_single_smem(int max_len, int head_dim);
+
+/* One block per (query row, head): the row's scores in shared memory. */
+cudaError_t cuk_attention_single(cudaStream_t stream, float *out, const float *q, int n, int start_pos,
+                                 int n_heads, int n_kv_heads, int head_dim, const float *k_cache,
+                                 const float *v_cache);
+
+/* Floats of scratch cuk_attention_split needs. */
+size_t cuk_attention_split_scratch(int n, int n_heads, int head_dim, int max_splits);
+
+/* Flash-decoding: the context split into chunks of `chunk` positions, one block per
+ * (chunk, head, row) writing a partial (max, sum, unnormalised output) to scratch, then a
+ * combine kernel. max_splits = ceil((start_pos + n) / chunk). */
+cudaError_t cuk_attention_split(cudaStream_t stream, float *out, const float *q, int n, int start_pos,
+                                int n_heads, int n_kv_heads, int head_dim, const float *k_cache,
+                                const float *v_cache, int chunk, int max_splits, float *scratch);
+
+cudaError_t cuk_swiglu(cudaStream_t stream, float *out, const float *gate, const float *up, int64_t count);
+
+cudaError_t cuk_embedding(cudaStream_t stream, float *out, const void *table, int dtype, int64_t vocab,
+                          int64_t cols, int64_t ld, const int32_t *ids, int n);
+
+cudaError_t cuk_add(cudaStream_t stream, float *out, const float *a, const float *b, int64_t count);
+
+cudaError_t cuk_softmax(cudaStream_t stream, float *x, int rows, int cols);
+
+cudaError_t cuk_argmax(cudaStream_t stream, int32_t *out, const float *x, int rows, int cols);
+
+/* As sampling_probs per row; temperature <= 0 or NaN means greedy, top_k <= 0 or >= cols
+ * and top_p >= 1 are off. */
+cudaError_t cuk_sample_probs(cudaStream_t stream, float *probs, const float *logits, int rows, int cols,
+                             float temperature, int top_k, float top_p);
+
+#ifdef __cplusplus
+}
+#endif
+
+#endif
