@@ -17,6 +17,7 @@
 #ifndef AUGUR_COLLECTIVES_H
 #define AUGUR_COLLECTIVES_H
 
+#include <stdbool.h>
 #include <stddef.h>
 
 #include <mpi.h>
@@ -27,6 +28,7 @@ typedef struct collectives collectives;
 
 typedef struct {
     const char *name; /* "mpi", "nccl" */
+    bool device_buffers; /* buffers are device memory (NCCL), not host memory (MPI) */
     augur_status (*allreduce_sum_f32)(collectives *c, float *buf, size_t count, augur_error *err);
     /* Root receives the concatenation of each rank's counts[r] floats in rank order. */
     augur_status (*gatherv_f32)(collectives *c, const float *send, int count, float *recv,
@@ -47,8 +49,11 @@ struct collectives {
 augur_status collectives_mpi_create(collectives **out, MPI_Comm comm, augur_error *err);
 #ifdef AUGUR_HAVE_CUDA
 /* NCCL over the same group: rank 0 makes the unique id and broadcasts it over comm.
- * Buffers passed to this implementation are device pointers on `device`. */
-augur_status collectives_nccl_create(collectives **out, MPI_Comm comm, int device, augur_error *err);
+ * Buffers passed to this implementation are device pointers on `device`. stream (a
+ * cudaStream_t, NULL for one of its own) orders the collectives after the kernels that
+ * produce their input: pass the compute backend's stream. */
+augur_status collectives_nccl_create(collectives **out, MPI_Comm comm, int device, void *stream,
+                                     augur_error *err);
 #endif
 
 /* Calls c->ops->destroy; NULL is allowed. */

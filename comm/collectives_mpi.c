@@ -157,6 +157,7 @@ static void mpi_destroy(collectives *c)
 
 static const collectives_ops mpi_ops = {
     .name = "mpi",
+    .device_buffers = false,
     .allreduce_sum_f32 = mpi_allreduce_sum_f32,
     .gatherv_f32 = mpi_gatherv_f32,
     .bcast = mpi_bcast,

@@ -4,6 +4,7 @@
  * the MPI implementation's blocking semantics. */
 #include <cuda_runtime.h>
 #include <nccl.h>
+#include <stdbool.h>
 #include <stdlib.h>
 
 #include "comm/collectives.h"
@@ -11,6 +12,7 @@
 typedef struct {
     ncclComm_t comm;
     cudaStream_t stream;
+    bool own_stream;         /* made here, rather than the compute backend's */
     int device;
 } nccl_impl;
 
@@ -73,7 +75,8 @@ static void nccl_destroy(collectives *c)
     nccl_impl *n = c->impl;
     if (n) {
         ncclCommDestroy(n->comm);
-        cudaStreamDestroy(n->stream);
+        if (n->own_stream)
+            cudaStreamDestroy(n->stream);
         free(n);
     }
     free(c);
@@ -81,13 +84,15 @@ static void nccl_destroy(collectives *c)
 
 static const collectives_ops nccl_ops = {
     .name = "nccl",
+    .device_buffers = true,
     .allreduce_sum_f32 = nccl_allreduce,
     .gatherv_f32 = nccl_gatherv,
     .bcast = nccl_bcast,
     .destroy = nccl_destroy,
 };
 
-augur_status collectives_nccl_create(collectives **out, MPI_Comm comm, int device, augur_error *err)
+augur_status collectives_nccl_create(collectives **out, MPI_Comm comm, int device, void *stream,
+                                     augur_error *err)
 {
     *out = NULL;
     int rank = 0, size = 1;
@@ -112,8 +117,10 @@ augur_status collectives_nccl_create(collectives **out, MPI_Comm comm, int devic
         return augur_fail(err, AUGUR_E_NOMEM, "rank %d: out of memory", rank);
     }
     n->device = device;
+    n->stream = (cudaStream_t)stream;
+    n->own_stream = stream == NULL;
     cudaError_t ce = cudaSetDevice(device);
-    if (ce == cudaSuccess)
+    if (ce == cudaSuccess && n->own_stream)
         ce = cudaStreamCreateWithFlags(&n->stream, cudaStreamNonBlocking);
     if (ce != cudaSuccess) {
         free(c);
@@ -122,7 +129,8 @@ augur_status collectives_nccl_create(collectives **out, MPI_Comm comm, int devic
     }
     rc = ncclCommInitRank(&n->comm, size, id, rank);
     if (rc != ncclSuccess) {
-        cudaStreamDestroy(n->stream);
+        if (n->own_stream)
+            cudaStreamDestroy(n->stream);
         free(c);
         free(n);
         return augur_fail(err, AUGUR_E_COMM, "rank %d: ncclCommInitRank over %d ranks failed: %s", rank, size,

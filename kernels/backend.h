@@ -51,6 +51,8 @@ typedef struct {
     augur_status (*synchronize)(augur_backend *be, augur_error *err);
     augur_status (*weight_upload)(augur_backend *be, tensor_view *dev, const tensor_view *host, augur_error *err);
     void (*weight_free)(augur_backend *be, tensor_view *dev);
+    augur_status (*fill_random)(augur_backend *be, void *buf, augur_dtype dtype, int64_t count, uint64_t seed,
+                                float scale, float offset, augur_error *err);
 
     /* kernels */
     augur_status (*matmul)(augur_backend *be, float *out, const float *x, int n, const tensor_view *w,
@@ -140,7 +142,9 @@ static inline augur_status backend_synchronize(augur_backend *be, augur_error *e
 
 /* *dev = host's matrix in the backend's memory, same dtype, rows and cols (row_stride
  * may differ: the CUDA backend packs a strided host view and pads rows to 16 bytes).
- * Release with backend_weight_free. */
+ * The CUDA backend has read host's memory when the call returns, so it may be released
+ * then; the CPU backend aliases it, so there it must outlive *dev. Release *dev with
+ * backend_weight_free. */
 static inline augur_status backend_weight_upload(augur_backend *be, tensor_view *dev, const tensor_view *host,
                                                  augur_error *err)
 {
@@ -150,6 +154,16 @@ static inline augur_status backend_weight_upload(augur_backend *be, tensor_view 
 static inline void backend_weight_free(augur_backend *be, tensor_view *dev)
 {
     be->iface.weight_free(be, dev);
+}
+
+/* buf[i] = offset + scale * u_i for i < count, stored as dtype (f32, f16 or bf16,
+ * rounded to nearest even); u_i is uniform in [-1, 1) and depends on (seed, i) alone
+ * (kernels/fill_random.h: augur_fill_value), so every backend writes the same bits.
+ * Dummy weights for benchmarks and memory plans without a checkpoint. */
+static inline augur_status backend_fill_random(augur_backend *be, void *buf, augur_dtype dtype, int64_t count,
+                                               uint64_t seed, float scale, float offset, augur_error *err)
+{
+    return be->iface.fill_random(be, buf, dtype, count, seed, scale, offset, err);
 }
 
 /* ----------------------------------------------------------------- kernels */

@@ -7,6 +7,7 @@
 #include <string.h>
 
 #include "kernels/cpu_kernels.h"
+#include "kernels/fill_random.h"
 
 typedef struct {
     int threads;
@@ -90,6 +91,41 @@ static void cpu_weight_free(augur_backend *be, tensor_view *dev)
 {
     (void)be;
     memset(dev, 0, sizeof *dev);
+}
+
+/* Below this many elements a fill is not worth waking the thread team. */
+#define FILL_PARALLEL_MIN (1 << 16)
+
+static augur_status cpu_fill_random(augur_backend *be, void *buf, augur_dtype dtype, int64_t count, uint64_t seed,
+                                    float scale, float offset, augur_error *err)
+{
+    const int threads = ctx_of(be)->threads;
+    const bool par = threads > 1 && count >= FILL_PARALLEL_MIN;
+    switch (dtype) {
+    case AUGUR_F32: {
+        float *p = buf;
+#pragma omp parallel for schedule(static) num_threads(threads) if (par)
+        for (int64_t i = 0; i < count; i++)
+            p[i] = augur_fill_value(seed, (uint64_t)i, scale, offset);
+        return AUGUR_OK;
+    }
+    case AUGUR_BF16: {
+        uint16_t *p = buf;
+#pragma omp parallel for schedule(static) num_threads(threads) if (par)
+        for (int64_t i = 0; i < count; i++)
+            p[i] = augur_f32_to_bf16(augur_fill_value(seed, (uint64_t)i, scale, offset));
+        return AUGUR_OK;
+    }
+    case AUGUR_F16: {
+        uint16_t *p = buf;
+#pragma omp parallel for schedule(static) num_threads(threads) if (par)
+        for (int64_t i = 0; i < count; i++)
+            p[i] = augur_f32_to_f16(augur_fill_value(seed, (uint64_t)i, scale, offset));
+        return AUGUR_OK;
+    }
+    }
+    return augur_fail(err, AUGUR_E_INTERNAL, "cpu backend: fill_random of %lld elements of unknown dtype %d",
+                      (long long)count, (int)dtype);
 }
 
 static augur_status cpu_matmul_op(augur_backend *be, float *out, const float *x, int n, const tensor_view *w,
@@ -204,6 +240,7 @@ static const augur_backend_iface cpu_iface = {
     .synchronize = cpu_synchronize,
     .weight_upload = cpu_weight_upload,
     .weight_free = cpu_weight_free,
+    .fill_random = cpu_fill_random,
     .matmul = cpu_matmul_op,
     .rmsnorm = cpu_rmsnorm_op,
     .rope = cpu_rope_op,

@@ -11,7 +11,12 @@
 #include "launcher/config_file.h"
 #include "launcher/generate_cli.h"
 #include "launcher/model_files.h"
+#include "kernels/cuda/cuda_backend.h"
+#include "runtime/device_plan.h"
 #include "runtime/generate.h"
+
+/* Most positions one forward carries in single-process generation (prefill chunks). */
+#define SINGLE_FORWARD_TOKENS 64
 
 static const char generate_usage[] =
     "usage: augur generate --model PATH --prompt TEXT [options]\n"
@@ -35,7 +40,21 @@ static const char generate_usage[] =
     "  --tokenizer FILE     tokenizer.json or llama2.c tokenizer.bin (default:\n"
     "                       <model>/tokenizer.json; required for llama2.c checkpoints)\n"
     "  --max-context N      KV-cache positions to allocate (default: the model's\n"
-    "                       max_position_embeddings, at most 4096)\n"
+    "                       max_position_embeddings, at most 4096 on CPU; on a GPU as\n"
+    "                       many as fit in its free memory after the weights)\n"
+    "\n"
+    "device:\n"
+    "  --device D           auto | cpu | cuda (default: $AUGUR_DEVICE, else auto: cuda\n"
+    "                       when a GPU is visible). Under mpirun each node's target ranks\n"
+    "                       take GPUs 0, 1, ... and the draft the next free one\n"
+    "  --gpu N              single process: which visible GPU (default 0)\n"
+    "  --load-format F      auto | dummy: dummy reads config.json only and fills the\n"
+    "                       weights with seeded random values on the device (for 70B-\n"
+    "                       shape runs without checkpoints; needs --prompt-ids)\n"
+    "  --gpu-memory-fraction F  share of a GPU's free memory to use (default 0.9)\n"
+    "  --tp-comm C          nccl | mpi: how target ranks all-reduce on GPUs (default\n"
+    "                       nccl; mpi goes through host memory and lets target ranks\n"
+    "                       share a GPU, for testing)\n"
     "\n"
     "generation:\n"
     "  --prompt TEXT        the prompt (non-empty)\n"
@@ -75,7 +94,7 @@ enum { OPT_MODEL = 1000, OPT_TARGET, OPT_DRAFT, OPT_DRAFT_LAYERS, OPT_TP, OPT_TO
        OPT_PROMPT_IDS, OPT_PROMPTS_FILE, OPT_MAX_TOKENS, OPT_MAX_CONTEXT, OPT_TEMPERATURE, OPT_TOP_K, OPT_TOP_P, OPT_SEED,
        OPT_THREADS, OPT_DRAFT_RULE, OPT_GAMMA, OPT_TAU, OPT_LAMBDA, OPT_WINDOW, OPT_NO_OVERLAP,
        OPT_NO_SPECULATION, OPT_COMPARE_BASELINE, OPT_TRACE, OPT_REPEAT, OPT_IDS_ONLY, OPT_TIMEOUT,
-       OPT_DEBUG_ACCEPTANCE, OPT_DEBUG_DRAFT_EXIT };
+       OPT_DEBUG_ACCEPTANCE, OPT_DEBUG_DRAFT_EXIT, OPT_DEVICE, OPT_GPU, OPT_LOAD_FORMAT, OPT_GPU_MEM, OPT_TP_COMM };
 
 static const struct option generate_options[] = {
     {"model", required_argument, NULL, OPT_MODEL},
@@ -106,6 +125,11 @@ static const struct option generate_options[] = {
     {"repeat", required_argument, NULL, OPT_REPEAT},
     {"ids-only", no_argument, NULL, OPT_IDS_ONLY},
     {"timeout", required_argument, NULL, OPT_TIMEOUT},
+    {"device", required_argument, NULL, OPT_DEVICE},
+    {"gpu", required_argument, NULL, OPT_GPU},
+    {"load-format", required_argument, NULL, OPT_LOAD_FORMAT},
+    {"gpu-memory-fraction", required_argument, NULL, OPT_GPU_MEM},
+    {"tp-comm", required_argument, NULL, OPT_TP_COMM},
     /* test hooks */
     {"debug-acceptance", required_argument, NULL, OPT_DEBUG_ACCEPTANCE},
     {"debug-draft-exit-after", required_argument, NULL, OPT_DEBUG_DRAFT_EXIT},
@@ -155,6 +179,22 @@ static augur_status parse_one(int c, const char *arg, generate_cli *cli, augur_e
         else if (strcmp(arg, "correct"))
             return augur_fail(err, AUGUR_E_INPUT, "--debug-acceptance: '%s' is not correct or broken-resample", arg);
         break;
+    case OPT_DEVICE: return device_kind_parse("--device", arg, &cli->device.kind, err);
+    case OPT_GPU: return arg_int("--gpu", arg, 0, 1023, &cli->gpu, err);
+    case OPT_LOAD_FORMAT:
+        if (strcmp(arg, "auto") && strcmp(arg, "dummy"))
+            return augur_fail(err, AUGUR_E_INPUT, "--load-format: '%s' is not auto or dummy", arg);
+        cli->device.dummy = !strcmp(arg, "dummy");
+        break;
+    case OPT_GPU_MEM:
+        st = arg_float("--gpu-memory-fraction", arg, 0.01f, 1.0f, &f, err);
+        cli->device.mem_fraction = f;
+        return st;
+    case OPT_TP_COMM:
+        if (strcmp(arg, "nccl") && strcmp(arg, "mpi"))
+            return augur_fail(err, AUGUR_E_INPUT, "--tp-comm: '%s' is not nccl or mpi", arg);
+        cli->device.tp_over_mpi = !strcmp(arg, "mpi");
+        break;
     case OPT_DEBUG_DRAFT_EXIT:
         return arg_int("--debug-draft-exit-after", arg, 1, 1 << 24, &cli->debug_draft_exit_after, err);
     default:
@@ -168,7 +208,14 @@ static int parse_generate(int argc, char **argv, generate_cli *cli, augur_error 
 {
     *cli = (generate_cli){.max_tokens = 256, .repeat = 1, .timeout_s = 60,
                           .sampling = {.temperature = 0.0f, .top_k = 0, .top_p = 1.0f},
-                          .rule = {.kind = DRAFT_RULE_FIXED, .gamma = 4, .window = 3}};
+                          .rule = {.kind = DRAFT_RULE_FIXED, .gamma = 4, .window = 3},
+                          .device = {.kind = AUGUR_DEVICE_AUTO, .dummy_seed = 0x5eed}};
+    const char *env_device = getenv("AUGUR_DEVICE");
+    augur_status env_st = env_device && env_device[0]
+                              ? device_kind_parse("AUGUR_DEVICE", env_device, &cli->device.kind, err)
+                              : AUGUR_OK;
+    if (env_st)
+        return cli_report(err);
     optind = 1;
     opterr = 0;
     int c;
@@ -197,6 +244,9 @@ static int parse_generate(int argc, char **argv, generate_cli *cli, augur_error 
         st = augur_fail(err, AUGUR_E_INPUT, "--prompt TEXT is required and must not be empty");
     if (!st && cli->target_path && !cli->no_speculation && !cli->draft_path && !cli->draft_layers)
         st = augur_fail(err, AUGUR_E_INPUT, "--target needs --draft PATH or --draft-layers K (or --no-speculation)");
+    if (!st && cli->device.dummy && !cli->prompt_ids && !cli->tokenizer_path)
+        st = augur_fail(err, AUGUR_E_INPUT,
+                        "--load-format dummy reads config.json only: give --prompt-ids (or --tokenizer FILE)");
     if (!st && cli->draft_path && cli->draft_layers)
         st = augur_fail(err, AUGUR_E_INPUT, "--draft and --draft-layers exclude each other");
     if (!st && cli->model_path && (cli->draft_path || cli->draft_layers || cli->trace_path))
@@ -221,8 +271,14 @@ static int run_single(const generate_cli *cli, augur_error *err)
     kv_cache kv = {0};
     int32_t *prompt = NULL;
     size_t n_prompt = 0;
-    augur_status st = model_load(&m, cli->model_path, NULL, err);
-    if (!st && cli->prompt_ids && cli->ids_only && !cli->tokenizer_path) {
+    augur_backend *be = NULL;
+    device_opts dev = cli->device;
+    dev.threads = cli->threads;
+    memory_plan plan = {0};
+    augur_status st = device_open_backend(&be, &dev, cli->gpu, err);
+    if (!st)
+        st = device_load_model(&m, be, cli->model_path, NULL, &dev, err);
+    if (!st && (cli->device.dummy || (cli->prompt_ids && cli->ids_only)) && !cli->tokenizer_path) {
         /* ids in, ids out: a model directory without tokenizer.json is fine */
         augur_error ignored = {0};
         if (open_tokenizer_for(&m, NULL, &tok, &ignored))
@@ -234,30 +290,33 @@ static int run_single(const generate_cli *cli, augur_error *err)
         st = parse_token_ids("--prompt-ids", cli->prompt_ids, m.cfg.vocab_size, &prompt, &n_prompt, err);
     else if (!st)
         st = tokenizer_encode(tok, cli->prompt, strlen(cli->prompt), true, &prompt, &n_prompt, err);
-    int ctx = cli->max_context ? cli->max_context : (m.cfg.max_seq_len < 4096 ? m.cfg.max_seq_len : 4096);
-    if (!st && cli->max_context > m.cfg.max_seq_len)
-        st = augur_fail(err, AUGUR_E_INPUT, "--max-context %d exceeds %s's max_position_embeddings %d",
-                        cli->max_context, cli->model_path, m.cfg.max_seq_len);
+    if (!st) {
+        st = device_plan_memory(&m, be, &dev, cli->max_context, 0, SINGLE_FORWARD_TOKENS, &plan, err);
+        if (!st && strcmp(be->name, "cpu") != 0)
+            memory_plan_print(stderr, "model", &plan);
+    }
+    int ctx = plan.context;
     if (!st && (int)n_prompt + cli->max_tokens > ctx)
         st = augur_fail(err, AUGUR_E_INPUT,
                         "prompt of %zu tokens plus --max-tokens %d exceeds the context of %d positions", n_prompt,
                         cli->max_tokens, ctx);
     if (!st)
-        st = kv_cache_init(&kv, m.cfg.n_layers, ctx, m.n_kv_heads_local, m.cfg.head_dim, err);
+        st = kv_cache_init(&kv, be, m.cfg.n_layers, ctx, m.n_kv_heads_local, m.cfg.head_dim, err);
     if (!st)
-        st = forward_init(&fwd, &m, NULL, cli->threads, 64, ctx, err);
+        st = forward_init(&fwd, &m, be, NULL, cli->threads, SINGLE_FORWARD_TOKENS, ctx, err);
     generate_stats stats = {0};
     if (!st) {
         generate_opts opts = {.max_tokens = cli->max_tokens, .sampling = cli->sampling, .seed = cli->seed,
                               .echo_prompt = true};
         text_sink sink = {.write = write_stdout};
+        bool ids_out = cli->ids_only || !tok; /* dummy weights without a tokenizer: ids */
         int32_t *ids = malloc((size_t)cli->max_tokens * sizeof(int32_t));
         if (!ids)
             st = augur_fail(err, AUGUR_E_NOMEM, "out of memory for %d tokens", cli->max_tokens);
         if (!st)
-            st = generate_run(&fwd, &kv, tok, prompt, (int)n_prompt, &opts, cli->ids_only ? NULL : &sink, ids,
-                              &stats, err);
-        for (int i = 0; !st && cli->ids_only && i < stats.generated_tokens; i++)
+            st = generate_run(&fwd, &kv, tok, prompt, (int)n_prompt, &opts, ids_out ? NULL : &sink, ids, &stats,
+                              err);
+        for (int i = 0; !st && ids_out && i < stats.generated_tokens; i++)
             printf(i ? " %d" : "%d", ids[i]);
         free(ids);
         fputc('\n', stdout);
@@ -266,17 +325,26 @@ static int run_single(const generate_cli *cli, augur_error *err)
     if (!st) {
         int steps = stats.generated_tokens - 1;
         double tps = steps > 0 && stats.decode_ms > 0 ? steps / (stats.decode_ms / 1e3) : 0.0;
+        char where[160];
+        if (strcmp(be->name, "cpu") == 0) {
+            snprintf(where, sizeof where, "%d threads", cli->threads);
+        } else {
+            char name[128];
+            backend_cuda_device_name(cli->gpu, name, sizeof name);
+            snprintf(where, sizeof where, "GPU %d, %s", cli->gpu, name);
+        }
         fprintf(stderr,
                 "augur: prompt %d tokens, generated %d tokens%s, prefill %.2f ms, decode %.1f tok/s "
-                "(%d threads)\n",
+                "(%s)\n",
                 stats.prompt_tokens, stats.generated_tokens, stats.hit_eos ? " (eos)" : "", stats.prefill_ms, tps,
-                cli->threads);
+                where);
     }
     free(prompt);
     forward_free(&fwd);
     kv_cache_free(&kv);
     tokenizer_free(tok);
     model_free(&m);
+    backend_destroy(be);
     return st ? cli_report(err) : 0;
 }
 

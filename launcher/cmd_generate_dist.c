@@ -159,7 +159,7 @@ static augur_status leader_prompts(const generate_cli *cli, spec_engine *e, toke
     int32_t *ids = NULL;
     size_t n = 0;
     augur_status st;
-    if (cli->prompt_ids && cli->ids_only && !cli->tokenizer_path) {
+    if ((cli->device.dummy || (cli->prompt_ids && cli->ids_only)) && !cli->tokenizer_path) {
         /* ids in, ids out: a model directory without tokenizer.json is fine */
         augur_error ignored = {0};
         if (open_tokenizer_for(&e->m, NULL, tok, &ignored))
@@ -194,7 +194,7 @@ static augur_status run_requests(const generate_cli *cli, spec_engine *e, const 
     for (int p = 0; p < ps->n && !st; p++) {
         for (int r = 0; r < cli->repeat && !st; r++) {
             o.seed = cli->seed + (uint64_t)r;
-            spec_output out = {.sink = print && !cli->ids_only ? &sink : NULL, .echo_prompt = true,
+            spec_output out = {.sink = print && !cli->ids_only && tok ? &sink : NULL, .echo_prompt = true,
                                .out_tokens = out_ids, .trace = trace ? trace_append : NULL, .trace_user = trace};
             spec_stats s;
             st = spec_leader_generate(e, ++request, tok, ps->ids[p], (int)ps->lens[p], &o, &out, &s, err);
@@ -205,7 +205,7 @@ static augur_status run_requests(const generate_cli *cli, spec_engine *e, const 
             if (st)
                 break;
             add_stats(sum, &s);
-            if (print && cli->ids_only) {
+            if (print && (cli->ids_only || !tok)) {
                 for (int i = 0; i < s.generated; i++)
                     printf(i ? " %d" : "%d", out_ids[i]);
                 putchar('\n');
@@ -284,7 +284,9 @@ int run_generate_distributed(const generate_cli *cli)
     int threads = cli->threads ? cli->threads : default_threads(world_size);
     spec_engine e;
     bool load_draft = !cli->no_speculation;
-    st = spec_engine_init(&e, &layout, cli->target_path, cli->draft_path, cli->draft_layers, load_draft, threads,
+    device_opts dev = cli->device;
+    dev.threads = threads;
+    st = spec_engine_init(&e, &layout, cli->target_path, cli->draft_path, cli->draft_layers, load_draft, &dev,
                           cli->max_context, &err);
     if (st) {
         /* The rank at fault says what; the leader says which rank when it is not that rank. */

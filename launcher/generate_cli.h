@@ -7,6 +7,7 @@
 
 #include "kernels/sampling.h"
 #include "runtime/acceptance.h"
+#include "runtime/device_plan.h"
 #include "runtime/draft_rules.h"
 
 typedef struct {
@@ -34,6 +35,8 @@ typedef struct {
     double timeout_s;
     acceptance_variant debug_acceptance;
     int debug_draft_exit_after;
+    device_opts device;          /* --device, --load-format, --gpu-memory-fraction, --tp-comm */
+    int gpu;                     /* single process: --gpu */
 } generate_cli;
 
 int run_generate_distributed(const generate_cli *cli);

@@ -15,6 +15,7 @@ static const char usage[] =
     "  convert    convert a llama2.c checkpoint to a Hugging Face directory (augur convert --help)\n"
     "  trace      summarise a --trace file, or dump it as CSV (augur trace --help)\n"
     "  simulate   replay a --trace file under draft-length rules (augur simulate --help)\n"
+    "  logits     write the logits of every prompt position to a file (augur logits --help)\n"
     "\n"
     "Run `augur <command> --help` for the flags of a command.\n";
 
@@ -25,7 +26,11 @@ int main(int argc, char **argv)
         return argc < 2 ? 2 : 0;
     }
     if (!strcmp(argv[1], "--version")) {
-        puts("augur 0.1.0");
+#ifdef AUGUR_HAVE_CUDA
+        puts("augur 0.1.0 (backends: cpu, cuda)");
+#else
+        puts("augur 0.1.0 (backends: cpu)");
+#endif
         return 0;
     }
     const char *cmd = argv[1];
@@ -39,6 +44,8 @@ int main(int argc, char **argv)
         return cmd_trace(argc - 1, argv + 1);
     if (!strcmp(cmd, "simulate"))
         return cmd_simulate(argc - 1, argv + 1);
+    if (!strcmp(cmd, "logits"))
+        return cmd_logits(argc - 1, argv + 1);
     fprintf(stderr, "augur: unknown command '%s' (try augur --help)\n", cmd);
     return 2;
 }

@@ -2,76 +2,136 @@
 
 #include <stdlib.h>
 #include <string.h>
+#include <time.h>
 
 #include "kernels/cpu_kernels.h"
 
-static float *alloc_floats(size_t n, int *failed)
+static double now_ms(void)
 {
-    float *p = calloc(n ? n : 1, sizeof(float));
-    if (!p)
-        *failed = 1;
-    return p;
+    struct timespec ts;
+    clock_gettime(CLOCK_MONOTONIC, &ts);
+    return (double)ts.tv_sec * 1e3 + (double)ts.tv_nsec / 1e6;
 }
 
-augur_status forward_init(forward_ctx *f, const model *m, collectives *tp, int threads, int max_tokens,
-                          int max_seq, augur_error *err)
+/* Sizes of the activation buffers, in floats, for max_tokens positions. */
+typedef struct {
+    size_t dim, q, kv, hidden, logits;
+} act_sizes;
+
+static act_sizes sizes_of(const model *m, int max_tokens)
 {
-    *f = (forward_ctx){.m = m, .tp = tp, .threads = threads < 1 ? 1 : threads, .max_tokens = max_tokens,
-                       .max_seq = max_seq};
-    const model_config *c = &m->cfg;
     size_t T = (size_t)max_tokens;
-    size_t q_dim = (size_t)m->n_heads_local * c->head_dim;
-    size_t kv_dim = (size_t)m->n_kv_heads_local * c->head_dim;
-    int failed = 0;
-    f->inv_freq = alloc_floats((size_t)c->head_dim / 2, &failed);
-    f->positions = calloc(T, sizeof(int));
-    failed |= f->positions == NULL;
-    f->x = alloc_floats(T * c->dim, &failed);
-    f->xb = alloc_floats(T * c->dim, &failed);
-    f->proj = alloc_floats(T * c->dim, &failed);
-    f->q = alloc_floats(T * q_dim, &failed);
-    f->att = alloc_floats(T * q_dim, &failed);
-    f->k = alloc_floats(T * kv_dim, &failed);
-    f->v = alloc_floats(T * kv_dim, &failed);
-    f->gate = alloc_floats(T * (size_t)m->hidden_local, &failed);
-    f->up = alloc_floats(T * (size_t)m->hidden_local, &failed);
-    f->att_scratch = alloc_floats((size_t)f->threads * (size_t)max_seq, &failed);
-    if (failed) {
-        forward_free(f);
-        return augur_fail(err, AUGUR_E_NOMEM, "%s: cannot allocate activations for %d positions", m->source,
-                          max_tokens);
+    const model_config *c = &m->cfg;
+    return (act_sizes){.dim = T * (size_t)c->dim,
+                       .q = T * (size_t)m->n_heads_local * (size_t)c->head_dim,
+                       .kv = T * (size_t)m->n_kv_heads_local * (size_t)c->head_dim,
+                       .hidden = T * (size_t)m->hidden_local,
+                       .logits = T * (size_t)m->vocab_local};
+}
+
+size_t forward_workspace_bytes(const model *m, int max_tokens)
+{
+    act_sizes s = sizes_of(m, max_tokens);
+    size_t floats = 3 * s.dim + 2 * s.q + 2 * s.kv + 2 * s.hidden + s.logits + (size_t)m->cfg.head_dim / 2;
+    return floats * sizeof(float) + (size_t)max_tokens * sizeof(int32_t);
+}
+
+augur_status forward_init(forward_ctx *f, const model *m, augur_backend *be, collectives *tp, int threads,
+                          int max_tokens, int max_seq, augur_error *err)
+{
+    *f = (forward_ctx){.m = m, .be = be, .tp = tp, .max_tokens = max_tokens, .max_seq = max_seq};
+    augur_status st;
+    if (!f->be) {
+        if ((st = backend_cpu_create(&f->be, threads < 1 ? 1 : threads, err)))
+            return st;
+        f->owns_be = true;
     }
-    rope_inv_freq(f->inv_freq, c->head_dim, c->rope_theta, &c->rope_scaling);
-    return AUGUR_OK;
+    f->host_memory = strcmp(f->be->name, "cpu") == 0;
+    const model_config *c = &m->cfg;
+    act_sizes s = sizes_of(m, max_tokens);
+    struct {
+        void **p;
+        size_t bytes;
+    } bufs[] = {
+        {(void **)&f->inv_freq, (size_t)c->head_dim / 2 * sizeof(float)},
+        {(void **)&f->ids, (size_t)max_tokens * sizeof(int32_t)},
+        {(void **)&f->x, s.dim * sizeof(float)},
+        {(void **)&f->xb, s.dim * sizeof(float)},
+        {(void **)&f->proj, s.dim * sizeof(float)},
+        {(void **)&f->q, s.q * sizeof(float)},
+        {(void **)&f->att, s.q * sizeof(float)},
+        {(void **)&f->k, s.kv * sizeof(float)},
+        {(void **)&f->v, s.kv * sizeof(float)},
+        {(void **)&f->gate, s.hidden * sizeof(float)},
+        {(void **)&f->up, s.hidden * sizeof(float)},
+        {(void **)&f->logits, f->host_memory ? 0 : s.logits * sizeof(float)},
+    };
+    for (size_t i = 0; i < sizeof bufs / sizeof bufs[0]; i++) {
+        if (!bufs[i].bytes)
+            continue;
+        if ((st = backend_alloc(f->be, bufs[i].p, bufs[i].bytes, err))) {
+            forward_free(f);
+            return augur_wrap(err, "%s: activations for %d positions", m->source, max_tokens);
+        }
+    }
+    if (tp && tp->size > 1 && !tp->ops->device_buffers && !f->host_memory) {
+        f->stage = malloc(s.dim * sizeof(float));
+        if (!f->stage) {
+            forward_free(f);
+            return augur_fail(err, AUGUR_E_NOMEM, "%s: cannot allocate the all-reduce staging buffer", m->source);
+        }
+    }
+    float *inv = malloc((size_t)c->head_dim / 2 * sizeof(float));
+    if (!inv) {
+        forward_free(f);
+        return augur_fail(err, AUGUR_E_NOMEM, "%s: out of memory", m->source);
+    }
+    rope_inv_freq(inv, c->head_dim, c->rope_theta, &c->rope_scaling);
+    st = backend_upload(f->be, f->inv_freq, inv, (size_t)c->head_dim / 2 * sizeof(float), err);
+    if (!st)
+        st = backend_synchronize(f->be, err);
+    free(inv);
+    if (st)
+        forward_free(f);
+    return st;
 }
 
 void forward_free(forward_ctx *f)
 {
-    free(f->inv_freq);
-    free(f->positions);
-    free(f->x);
-    free(f->xb);
-    free(f->proj);
-    free(f->q);
-    free(f->att);
-    free(f->k);
-    free(f->v);
-    free(f->gate);
-    free(f->up);
-    free(f->att_scratch);
+    if (f->be) {
+        void *bufs[] = {f->inv_freq, f->ids, f->x, f->xb, f->proj, f->q, f->att, f->k, f->v, f->gate, f->up,
+                        f->logits};
+        for (size_t i = 0; i < sizeof bufs / sizeof bufs[0]; i++)
+            backend_free(f->be, bufs[i]);
+        if (f->owns_be)
+            backend_destroy(f->be);
+    }
+    free(f->stage);
     memset(f, 0, sizeof *f);
 }
 
 /* Adds a row-parallel projection's partial result, summed over the TP group, into x. */
 static augur_status add_reduced(forward_ctx *f, float *x, float *partial, size_t count, augur_error *err)
 {
-    if (f->tp) {
-        augur_status st = coll_allreduce_sum(f->tp, partial, count, err);
+    augur_status st = AUGUR_OK;
+    if (f->tp && f->tp->size > 1) {
+        double t0 = now_ms();
+        if (f->stage) {
+            /* MPI over a device backend: the sum travels through host memory. */
+            if (!(st = backend_download(f->be, f->stage, partial, count * sizeof(float), err)) &&
+                !(st = coll_allreduce_sum(f->tp, f->stage, count, err)))
+                st = backend_upload(f->be, partial, f->stage, count * sizeof(float), err);
+        } else {
+            /* NCCL runs on the backend's stream; MPI on host memory needs the CPU kernels done,
+             * which they are (the CPU backend is synchronous). */
+            st = coll_allreduce_sum(f->tp, partial, count, err);
+        }
+        f->allreduce_ms += now_ms() - t0;
+        f->allreduces++;
         if (st)
             return st;
     }
-    cpu_add(x, x, partial, (int64_t)count);
-    return AUGUR_OK;
+    return backend_add(f->be, x, x, partial, (int64_t)count, err);
 }
 
 static augur_status attention_block(forward_ctx *f, kv_cache *kv, const layer_weights *lw, int layer, int n,
@@ -79,34 +139,38 @@ static augur_status attention_block(forward_ctx *f, kv_cache *kv, const layer_we
 {
     const model *m = f->m;
     const model_config *c = &m->cfg;
+    augur_backend *be = f->be;
     int hd = c->head_dim;
     int nh = m->n_heads_local, nkv = m->n_kv_heads_local;
-    size_t kv_dim = (size_t)nkv * hd;
-
-    cpu_rmsnorm(f->xb, f->x, lw->attn_norm, n, c->dim, c->rms_norm_eps);
-    cpu_matmul(f->q, f->xb, n, &lw->wq, lw->bq, f->threads);
-    cpu_matmul(f->k, f->xb, n, &lw->wk, lw->bk, f->threads);
-    cpu_matmul(f->v, f->xb, n, &lw->wv, lw->bv, f->threads);
-    cpu_rope(f->q, n, nh, hd, f->positions, f->inv_freq, c->rope_pairs);
-    cpu_rope(f->k, n, nkv, hd, f->positions, f->inv_freq, c->rope_pairs);
-    for (int i = 0; i < n; i++) {
-        memcpy(kv_cache_k(kv, layer, start + i), f->k + (size_t)i * kv_dim, kv_dim * sizeof(float));
-        memcpy(kv_cache_v(kv, layer, start + i), f->v + (size_t)i * kv_dim, kv_dim * sizeof(float));
-    }
-    cpu_attention(f->att, f->q, n, start, nh, nkv, hd, kv_cache_k(kv, layer, 0), kv_cache_v(kv, layer, 0),
-                  f->att_scratch, f->threads);
-    cpu_matmul(f->proj, f->att, n, &lw->wo, NULL, f->threads);
+    size_t kv_bytes = (size_t)n * (size_t)nkv * (size_t)hd * sizeof(float);
+    augur_status st;
+    if ((st = backend_rmsnorm(be, f->xb, f->x, lw->attn_norm, n, c->dim, c->rms_norm_eps, err)) ||
+        (st = backend_matmul(be, f->q, f->xb, n, &lw->wq, lw->bq, err)) ||
+        (st = backend_matmul(be, f->k, f->xb, n, &lw->wk, lw->bk, err)) ||
+        (st = backend_matmul(be, f->v, f->xb, n, &lw->wv, lw->bv, err)) ||
+        (st = backend_rope(be, f->q, n, nh, hd, start, f->inv_freq, c->rope_pairs, err)) ||
+        (st = backend_rope(be, f->k, n, nkv, hd, start, f->inv_freq, c->rope_pairs, err)) ||
+        /* positions start..start+n-1 are contiguous rows of this layer's cache */
+        (st = backend_copy(be, kv_cache_k(kv, layer, start), f->k, kv_bytes, err)) ||
+        (st = backend_copy(be, kv_cache_v(kv, layer, start), f->v, kv_bytes, err)) ||
+        (st = backend_attention(be, f->att, f->q, n, start, nh, nkv, hd, kv_cache_k(kv, layer, 0),
+                                kv_cache_v(kv, layer, 0), err)) ||
+        (st = backend_matmul(be, f->proj, f->att, n, &lw->wo, NULL, err)))
+        return augur_wrap(err, "%s: layer %d attention", m->source, layer);
     return add_reduced(f, f->x, f->proj, (size_t)n * c->dim, err);
 }
 
-static augur_status mlp_block(forward_ctx *f, const layer_weights *lw, int n, augur_error *err)
+static augur_status mlp_block(forward_ctx *f, const layer_weights *lw, int layer, int n, augur_error *err)
 {
     const model_config *c = &f->m->cfg;
-    cpu_rmsnorm(f->xb, f->x, lw->ffn_norm, n, c->dim, c->rms_norm_eps);
-    cpu_matmul(f->gate, f->xb, n, &lw->w_gate, NULL, f->threads);
-    cpu_matmul(f->up, f->xb, n, &lw->w_up, NULL, f->threads);
-    cpu_swiglu(f->gate, f->gate, f->up, (int64_t)n * f->m->hidden_local);
-    cpu_matmul(f->proj, f->gate, n, &lw->w_down, NULL, f->threads);
+    augur_backend *be = f->be;
+    augur_status st;
+    if ((st = backend_rmsnorm(be, f->xb, f->x, lw->ffn_norm, n, c->dim, c->rms_norm_eps, err)) ||
+        (st = backend_matmul(be, f->gate, f->xb, n, &lw->w_gate, NULL, err)) ||
+        (st = backend_matmul(be, f->up, f->xb, n, &lw->w_up, NULL, err)) ||
+        (st = backend_swiglu(be, f->gate, f->gate, f->up, (int64_t)n * f->m->hidden_local, err)) ||
+        (st = backend_matmul(be, f->proj, f->gate, n, &lw->w_down, NULL, err)))
+        return augur_wrap(err, "%s: layer %d MLP", f->m->source, layer);
     return add_reduced(f, f->x, f->proj, (size_t)n * c->dim, err);
 }
 
@@ -123,18 +187,19 @@ augur_status forward_run(forward_ctx *f, kv_cache *kv, const int32_t *tokens, in
     if (start + n > kv->max_seq || start + n > f->max_seq)
         return augur_fail(err, AUGUR_E_INPUT, "%s: sequence of %d tokens exceeds the context of %d", m->source,
                           start + n, kv->max_seq < f->max_seq ? kv->max_seq : f->max_seq);
-    for (int i = 0; i < n; i++) {
+    for (int i = 0; i < n; i++)
         if (tokens[i] < 0 || tokens[i] >= c->vocab_size)
             return augur_fail(err, AUGUR_E_INPUT, "%s: token id %d outside the vocabulary of %d", m->source,
                               tokens[i], c->vocab_size);
-        f->positions[i] = start + i;
-    }
 
-    cpu_embedding(f->x, &m->w.tok_embedding, tokens, n);
+    augur_backend *be = f->be;
     augur_status st;
+    if ((st = backend_upload(be, f->ids, tokens, (size_t)n * sizeof(int32_t), err)) ||
+        (st = backend_embedding(be, f->x, &m->w.tok_embedding, f->ids, n, err)))
+        return augur_wrap(err, "%s: embedding", m->source);
     for (int l = 0; l < c->n_layers; l++) {
         const layer_weights *lw = &m->w.layers[l];
-        if ((st = attention_block(f, kv, lw, l, n, start, err)) || (st = mlp_block(f, lw, n, err)))
+        if ((st = attention_block(f, kv, lw, l, n, start, err)) || (st = mlp_block(f, lw, l, n, err)))
             return st;
     }
     if ((st = kv_cache_append(kv, n, err)))
@@ -142,8 +207,13 @@ augur_status forward_run(forward_ctx *f, kv_cache *kv, const int32_t *tokens, in
     if (logits && logits_from < n) {
         int rows = n - logits_from;
         float *xs = f->x + (size_t)logits_from * c->dim;
-        cpu_rmsnorm(f->xb, xs, m->w.final_norm, rows, c->dim, c->rms_norm_eps);
-        cpu_matmul(logits, f->xb, rows, &m->w.lm_head, NULL, f->threads);
+        float *out = f->host_memory ? logits : f->logits;
+        if ((st = backend_rmsnorm(be, f->xb, xs, m->w.final_norm, rows, c->dim, c->rms_norm_eps, err)) ||
+            (st = backend_matmul(be, out, f->xb, rows, &m->w.lm_head, NULL, err)))
+            return augur_wrap(err, "%s: logits", m->source);
+        if (!f->host_memory &&
+            (st = backend_download(be, logits, f->logits, (size_t)rows * m->vocab_local * sizeof(float), err)))
+            return augur_wrap(err, "%s: logits", m->source);
     }
     return AUGUR_OK;
 }
@@ -160,5 +230,7 @@ augur_status forward_prefill(forward_ctx *f, kv_cache *kv, const int32_t *tokens
             return st;
         done += chunk;
     }
-    return AUGUR_OK;
+    /* A device backend runs ahead of the host: make a prefill without logits finish here,
+     * so its errors and its time belong to it. */
+    return last_logits ? AUGUR_OK : backend_synchronize(f->be, err);
 }

@@ -3,35 +3,52 @@
  * The same call serves prefill (a chunk of the prompt), decode (one token) and
  * speculative verification (γ+1 tokens): it appends the new positions to the KV
  * cache and writes this rank's vocabulary shard of the logits. With a tensor-parallel
- * group (tp != NULL) the O and down projections are all-reduced across it. */
+ * group (tp != NULL) the O and down projections are all-reduced across it.
+ *
+ * Every kernel goes through one compute backend (kernels/backend.h): activations and
+ * the KV cache live in its memory, the model's weights too (model_to_backend). Token
+ * ids come from the host and logits go back to it, so the layers above (generation,
+ * the speculative engine) are the same for every backend. */
 #ifndef AUGUR_FORWARD_H
 #define AUGUR_FORWARD_H
 
+#include <stdbool.h>
 #include <stdint.h>
 
 #include "comm/collectives.h"
+#include "kernels/backend.h"
 #include "runtime/error.h"
 #include "runtime/kv_cache.h"
 #include "runtime/model.h"
 
 typedef struct {
     const model *m;
+    augur_backend *be;
+    bool owns_be;             /* forward_init made a CPU backend itself */
+    bool host_memory;         /* the backend's buffers are plain host memory */
     collectives *tp;          /* NULL: a single rank holds the whole model */
-    int threads;
     int max_tokens;           /* most positions one call may carry */
     int max_seq;              /* context length of the caches it serves */
     float *inv_freq;          /* [head_dim/2] */
-    int *positions;           /* [max_tokens] */
+    int32_t *ids;             /* [max_tokens] token ids in backend memory */
     float *x, *xb, *q, *k, *v, *att, *proj, *gate, *up; /* activations, [max_tokens][...] */
-    float *att_scratch;       /* [threads][max_seq] */
+    float *logits;            /* [max_tokens][vocab_local] (device backends) */
+    float *stage;             /* host copy of proj when tp works on host memory but be does not */
+    double allreduce_ms;      /* time inside the TP all-reduces, summed over calls */
+    int64_t allreduces;       /* how many */
 } forward_ctx;
 
-augur_status forward_init(forward_ctx *f, const model *m, collectives *tp, int threads, int max_tokens,
-                          int max_seq, augur_error *err);
+/* be: the backend the model's weights live in (NULL: a CPU backend with `threads`
+ * threads, owned by the context). tp may be NULL. */
+augur_status forward_init(forward_ctx *f, const model *m, augur_backend *be, collectives *tp, int threads,
+                          int max_tokens, int max_seq, augur_error *err);
 void forward_free(forward_ctx *f);
 
+/* Bytes of backend memory forward_init allocates for these limits (memory plans). */
+size_t forward_workspace_bytes(const model *m, int max_tokens);
+
 /* Runs tokens[0..n) at positions kv->len .. kv->len+n-1 (n <= max_tokens), appends
- * them to kv, and writes logits rows for positions logits_from..n-1 into
+ * them to kv, and writes logits rows for positions logits_from..n-1 into host memory
  * logits[(n - logits_from)][m->vocab_local]. logits may be NULL (prefill chunks
  * whose logits nobody reads). */
 augur_status forward_run(forward_ctx *f, kv_cache *kv, const int32_t *tokens, int n, int logits_from,

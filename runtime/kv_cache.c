@@ -2,27 +2,50 @@
 
 #include <stdlib.h>
 
-augur_status kv_cache_init(kv_cache *kv, int n_layers, int max_seq, int n_kv_heads, int head_dim, augur_error *err)
+#include "kernels/backend.h"
+
+size_t kv_cache_bytes(int n_layers, int max_seq, int n_kv_heads, int head_dim)
 {
-    *kv = (kv_cache){.n_layers = n_layers, .max_seq = max_seq, .n_kv_heads = n_kv_heads, .head_dim = head_dim};
+    return 2 * (size_t)n_layers * (size_t)max_seq * (size_t)n_kv_heads * (size_t)head_dim * sizeof(float);
+}
+
+static void *alloc_half(augur_backend *be, size_t bytes)
+{
+    if (!be)
+        return malloc(bytes);
+    void *p = NULL;
+    augur_error ignored = {0};
+    return backend_alloc(be, &p, bytes, &ignored) ? NULL : p;
+}
+
+augur_status kv_cache_init(kv_cache *kv, augur_backend *be, int n_layers, int max_seq, int n_kv_heads, int head_dim,
+                           augur_error *err)
+{
+    *kv = (kv_cache){.n_layers = n_layers, .max_seq = max_seq, .n_kv_heads = n_kv_heads, .head_dim = head_dim,
+                     .be = be};
     if (n_layers <= 0 || max_seq <= 0 || n_kv_heads <= 0 || head_dim <= 0)
         return augur_fail(err, AUGUR_E_INTERNAL, "kv cache: invalid shape %d layers x %d positions x %d heads x %d",
                           n_layers, max_seq, n_kv_heads, head_dim);
-    size_t count = (size_t)n_layers * (size_t)max_seq * (size_t)n_kv_heads * (size_t)head_dim;
-    kv->k = malloc(count * sizeof(float));
-    kv->v = malloc(count * sizeof(float));
+    size_t half = kv_cache_bytes(n_layers, max_seq, n_kv_heads, head_dim) / 2;
+    kv->k = alloc_half(be, half);
+    kv->v = alloc_half(be, half);
     if (!kv->k || !kv->v) {
         kv_cache_free(kv);
-        return augur_fail(err, AUGUR_E_NOMEM, "kv cache: cannot allocate 2 x %.1f MiB for %d positions",
-                          (double)count * sizeof(float) / (1 << 20), max_seq);
+        return augur_fail(err, AUGUR_E_NOMEM, "kv cache: cannot allocate 2 x %.1f MiB for %d positions%s%s",
+                          (double)half / (1 << 20), max_seq, be ? " on backend " : "", be ? be->name : "");
     }
     return AUGUR_OK;
 }
 
 void kv_cache_free(kv_cache *kv)
 {
-    free(kv->k);
-    free(kv->v);
+    if (kv->be) {
+        backend_free(kv->be, kv->k);
+        backend_free(kv->be, kv->v);
+    } else {
+        free(kv->k);
+        free(kv->v);
+    }
     kv->k = kv->v = NULL;
     kv->len = 0;
 }

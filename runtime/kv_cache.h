@@ -1,10 +1,13 @@
-/* Per-layer key/value cache of one rank: fp32 [max_seq][n_kv_heads][head_dim]. */
+/* Per-layer key/value cache of one rank: fp32 [max_seq][n_kv_heads][head_dim], in a
+ * compute backend's memory (or plain host memory when made without one). */
 #ifndef AUGUR_KV_CACHE_H
 #define AUGUR_KV_CACHE_H
 
 #include <stddef.h>
 
 #include "runtime/error.h"
+
+typedef struct augur_backend augur_backend;
 
 typedef struct {
     int n_layers;
@@ -14,12 +17,18 @@ typedef struct {
     int len;                 /* positions 0..len-1 are valid */
     float *k;                /* [n_layers][max_seq][n_kv_heads][head_dim] */
     float *v;
+    augur_backend *be;       /* where k and v live; NULL: host memory */
 } kv_cache;
 
-augur_status kv_cache_init(kv_cache *kv, int n_layers, int max_seq, int n_kv_heads, int head_dim, augur_error *err);
+/* be may be NULL (host memory). */
+augur_status kv_cache_init(kv_cache *kv, augur_backend *be, int n_layers, int max_seq, int n_kv_heads, int head_dim,
+                           augur_error *err);
+
+/* Bytes kv_cache_init allocates for these dimensions. */
+size_t kv_cache_bytes(int n_layers, int max_seq, int n_kv_heads, int head_dim);
 void kv_cache_free(kv_cache *kv);
 
-/* Row of position pos in layer l (n_kv_heads*head_dim floats). */
+/* Row of position pos in layer l (n_kv_heads*head_dim floats), in the cache's memory. */
 float *kv_cache_k(const kv_cache *kv, int layer, int pos);
 float *kv_cache_v(const kv_cache *kv, int layer, int pos);
 

@@ -10,6 +10,7 @@
 
 #include "runtime/mapped_file.h"
 #include "runtime/model.h"
+#include "runtime/model_shard.h"
 #include "runtime/safetensors.h"
 
 /* A whole 2-D (or 1-D: rows = 1) tensor before slicing. */
@@ -69,7 +70,7 @@ static float *vec_f32(raw_tensor t, int64_t start, int64_t count)
     return out;
 }
 
-static void plan_shard(model *m)
+void model_plan_shard(model *m)
 {
     const model_config *c = &m->cfg;
     int T = m->opts.tp_size, r = m->opts.tp_rank;
@@ -300,7 +301,7 @@ static augur_status load_hf(model *m, const char *dir, augur_error *err)
         m->cfg.n_layers = m->opts.max_layers;
     if ((s = tp_check_layout(&m->cfg, m->opts.tp_size, err)))
         return augur_wrap(err, "%s", dir);
-    plan_shard(m);
+    model_plan_shard(m);
     if ((s = hf_open_shards(m, dir, err)))
         return s;
     hf_loader L = {.m = m, .err = err};
@@ -426,7 +427,7 @@ static augur_status load_llama2c(model *m, const char *path, augur_error *err)
     raw_tensor head = shared ? emb : (raw_tensor){p, AUGUR_F32, V, D};
 
     c->n_layers = kept_layers;
-    plan_shard(m);
+    model_plan_shard(m);
     m->w.layers = calloc((size_t)c->n_layers, sizeof *m->w.layers);
     if (!m->w.layers)
         return augur_fail(err, AUGUR_E_NOMEM, "%s: out of memory", path);
@@ -469,8 +470,10 @@ augur_status model_load(model *m, const char *path, const model_load_opts *opts,
 
 void model_free(model *m)
 {
-    if (m->w.layers) {
-        for (int l = 0; l < m->cfg.n_layers; l++) {
+    if (m->memory != MODEL_WEIGHTS_HOST) {
+        model_free_backend_weights(m);
+    } else {
+        for (int l = 0; m->w.layers && l < m->cfg.n_layers; l++) {
             layer_weights *lw = &m->w.layers[l];
             free(lw->attn_norm);
             free(lw->ffn_norm);
@@ -478,9 +481,9 @@ void model_free(model *m)
             free(lw->bk);
             free(lw->bv);
         }
-        free(m->w.layers);
+        free(m->w.final_norm);
     }
-    free(m->w.final_norm);
+    free(m->w.layers);
     for (int k = 0; k < m->n_shards; k++)
         safetensors_close(m->shards[k]);
     free(m->shards);

@@ -18,10 +18,12 @@
 #include <mpi.h>
 
 #include "comm/collectives.h"
+#include "comm/gpu_placement.h"
 #include "comm/layout.h"
 #include "comm/messaging.h"
 #include "kernels/sampling.h"
 #include "proto/wire.h"
+#include "runtime/device_plan.h"
 #include "runtime/acceptance.h"
 #include "runtime/draft_rules.h"
 #include "runtime/forward.h"
@@ -32,6 +34,8 @@
 
 /* Most tokens one proposal may carry plus the verified last token. */
 #define SPEC_MAX_VERIFY (DRAFT_RULE_MAX_GAMMA + 1)
+/* Most positions one forward carries (prefill goes in chunks of this many). */
+#define SPEC_FORWARD_TOKENS (SPEC_MAX_VERIFY + 7)
 
 /* What a verification forward sends to the leader (Verify.gather). */
 typedef enum {
@@ -49,7 +53,12 @@ typedef struct {
     int n_targets;           /* T */
     int draft_rank;          /* T */
     MPI_Comm world;
-    collectives *tp;         /* target group (target ranks only) */
+    collectives *ctl;        /* target group over MPI, host buffers: command broadcasts, gathers */
+    collectives *tp;         /* target group for the forward's all-reduces: NCCL on GPUs, else ctl */
+    augur_backend *be;       /* where this rank's model runs (NULL on an idle draft rank) */
+    device_opts dev;
+    gpu_placement place;
+    memory_plan plan;
     model m;                 /* target shard, or the whole draft model */
     bool has_model;
     forward_ctx fwd;
@@ -103,11 +112,14 @@ typedef struct {
 } spec_output;
 
 /* Builds the engine for this rank: target ranks load their shard of target_path,
- * the draft rank loads draft_path (or the target's first draft_layers layers).
+ * the draft rank loads draft_path (or the target's first draft_layers layers), each on
+ * the backend dev asks for (a GPU chosen from the node-local ranks for "cuda"), and the
+ * KV caches get the context every rank can hold (max_context, or as much as fits).
  * Collective over MPI_COMM_WORLD: a failure on any rank fails every rank, and each
  * rank's err says what went wrong (on the rank at fault) or which rank failed. */
 augur_status spec_engine_init(spec_engine *e, comm_layout *layout, const char *target_path, const char *draft_path,
-                              int draft_layers, bool load_draft, int threads, int max_context, augur_error *err);
+                              int draft_layers, bool load_draft, const device_opts *dev, int max_context,
+                              augur_error *err);
 void spec_engine_free(spec_engine *e);
 
 /* Leader only: runs one request. */

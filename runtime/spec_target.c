@@ -74,7 +74,7 @@ static augur_status gather_rows(spec_engine *e, int rows, spec_gather gather, au
             return augur_fail(err, AUGUR_E_NOMEM, "leader: cannot allocate the argmax gather");
         for (int k = 0; leader && k < T; k++)
             e->gather_counts[k] = rows * 2;
-        augur_status st = e->tp->ops->gatherv_f32(e->tp, pairs, rows * 2, all, e->gather_counts, 0, err);
+        augur_status st = e->ctl->ops->gatherv_f32(e->ctl, pairs, rows * 2, all, e->gather_counts, 0, err);
         if (!st && leader)
             reduce_argmax(e, rows, all);
         free(all);
@@ -94,7 +94,7 @@ static augur_status gather_rows(spec_engine *e, int rows, spec_gather gather, au
         tp_split(e->vocab, T, k, &start, &count);
         e->gather_counts[k] = rows * count;
     }
-    augur_status st = e->tp->ops->gatherv_f32(e->tp, e->logits, rows * vl, all, e->gather_counts, 0, err);
+    augur_status st = e->ctl->ops->gatherv_f32(e->ctl, e->logits, rows * vl, all, e->gather_counts, 0, err);
     if (!st && leader)
         assemble_logits(e, rows, all);
     free(all);

@@ -8,6 +8,22 @@ STORIES_DIR="${AUGUR_SHARED_DIR:-}/models/stories260K"
 STORIES_BIN="$STORIES_DIR/stories260K.bin"
 STORIES_TOK="$STORIES_DIR/tok512.bin"
 export OMPI_ALLOW_RUN_AS_ROOT=1 OMPI_ALLOW_RUN_AS_ROOT_CONFIRM=1 OMP_WAIT_POLICY=passive
+# The CPU backend is the reference the unit, CLI and MPI tests assert exact text against;
+# GPU tests pass --device cuda themselves. NVLink multicast stays off (DESIGN, HOPPER notes).
+export AUGUR_DEVICE=cpu NCCL_NVLS_ENABLE=0
+
+# GPU tests: skip (77) where no GPU is visible or augur was built without CUDA.
+need_gpu() {
+  if ! command -v nvidia-smi >/dev/null 2>&1 || ! nvidia-smi -L 2>/dev/null | grep -q '^GPU'; then
+    echo "SKIP: no GPU visible (nvidia-smi -L)"
+    exit 77
+  fi
+  if ! "$AUGUR_BIN" --version 2>/dev/null | grep -q 'cuda'; then
+    echo "SKIP: $AUGUR_BIN was built without CUDA"
+    exit 77
+  fi
+}
+gpu_count() { nvidia-smi -L 2>/dev/null | grep -c '^GPU' || true; }
 
 need_stories() {
   [ -f "$STORIES_BIN" ] || { echo "SKIP: $STORIES_BIN not found"; exit 77; }

@@ -1,6 +1,8 @@
-/* CUDA-only knobs of the "cuda" backend (kernels/backend.h): which code path a kernel
- * takes. AUTO is what production uses; tests force each path to cover it. Plain C, no
- * CUDA headers needed. */
+/* CUDA-only knobs and queries of the "cuda" backend (kernels/backend.h): which code path a
+ * kernel takes (AUTO is what production uses; tests force each path to cover it), and
+ * device queries for placement and memory plans. Plain C, no CUDA headers needed; every
+ * function also exists in builds without CUDA (kernels/backend_stubs.c), where there are
+ * no devices. */
 #ifndef AUGUR_CUDA_BACKEND_H
 #define AUGUR_CUDA_BACKEND_H
 
@@ -27,7 +29,21 @@ typedef struct {
 /* Sets the paths of a backend made by backend_cuda_create; AUGUR_E_INTERNAL for any other. */
 augur_status backend_cuda_set_paths(augur_backend *be, const cuda_backend_paths *paths, augur_error *err);
 
-/* Number of CUDA devices visible (0 when none, or the driver is missing). */
+/* Number of CUDA devices visible (0 when none, the driver is missing, or augur was
+ * built without CUDA). */
 int backend_cuda_device_count(void);
+
+/* Free and total memory of a visible device (cudaMemGetInfo on it). */
+augur_status backend_cuda_mem_info(int device, size_t *free_bytes, size_t *total_bytes, augur_error *err);
+
+/* Name of a visible device, e.g. "NVIDIA H100 80GB HBM3" ("?" when unknown). */
+void backend_cuda_device_name(int device, char *name, size_t len);
+
+/* The cudaStream_t a "cuda" backend queues its work on (NULL for any other backend), so
+ * that NCCL collectives can follow the kernels that produce their input. */
+void *backend_cuda_stream(augur_backend *be);
+
+/* The device a "cuda" backend runs on (-1 for any other backend). */
+int backend_cuda_device(const augur_backend *be);
 
 #endif

@@ -71,6 +71,11 @@ cudaError_t cuk_argmax(cudaStream_t stream, int32_t *out, const float *x, int ro
 cudaError_t cuk_sample_probs(cudaStream_t stream, float *probs, const float *logits, int rows, int cols,
                              float temperature, int top_k, float top_p);
 
+/* buf[i] = augur_fill_value(seed, i, scale, offset) (kernels/fill_random.h) stored as
+ * dtype, for i < count; cudaErrorInvalidValue for any other dtype. */
+cudaError_t cuk_fill_random(cudaStream_t stream, void *buf, int dtype, int64_t count, uint64_t seed, float scale,
+                            float offset);
+
 #ifdef __cplusplus
 }
 #endif

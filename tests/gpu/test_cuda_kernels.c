@@ -1,6 +1,10 @@
 /* The CUDA backend's kernels against the CPU backend (kernels/backend.h), kernel by
  * kernel, on random inputs: odd sizes, strided weights, GQA, both RoPE pairings with and
  * without llama3 scaling, attention at several positions on every path, logits ties.
+ * Then weights: fill_random bit for bit against the CPU, weight_upload through the
+ * pinned staging (strided views, chunks ending inside rows), model_to_backend of a tiny
+ * checkpoint (strided row-parallel slices, tied lm_head) and model_load_dummy against
+ * the same on the CPU.
  *
  * Every output buffer is poisoned (a NaN pattern) before the run and carries a guard
  * tail: an element left unwritten, or a write past the end, fails the case. Prints one
@@ -14,10 +18,14 @@
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
+#include <unistd.h>
 
 #include "kernels/backend.h"
 #include "kernels/cpu_kernels.h"
 #include "kernels/cuda/cuda_backend.h"
+#include "kernels/fill_random.h"
+#include "runtime/model.h"
+#include "runtime/safetensors_write.h"
 
 #define GUARD 64                  /* floats past every output that must stay poisoned */
 #define POISON_BITS 0x7fc0deadu   /* a quiet NaN no kernel produces */
@@ -570,7 +578,7 @@ static void test_softmax(void)
         char shape[128];
         snprintf(shape, sizeof shape, "rows=%d cols=%d", rows, cols);
         /* The CPU sums in one fp32 chain (relative error ~ sqrt(cols) ulp), the GPU in a tree. */
-        report("softmax", shape, got, ref, count, 1e-4, 0, 0);
+        report("softmax", shape, got, ref, count, 5e-4, 0, 0);
         backend_free(gpu, dx);
         free(got);
         free(ref);
@@ -698,6 +706,356 @@ static void test_sampling(void)
     sample_case("T=1 k=100", &tk, 2, 129, true);
 }
 
+/* ------------------------------------------------------------------ weights */
+
+/* These cases must match exactly: the row gives how many elements differ. */
+static void print_exact_header(const char *section)
+{
+    printf("\n== %s\n%-14s %-58s %11s %11s %9s  %s\n", section, "operation", "shape", "differ", "extra", "tol",
+           "result");
+}
+
+static void report_exact(const char *op, const char *shape, int64_t differ, int64_t extra, const char *extra_what)
+{
+    const bool ok = differ == 0 && extra == 0;
+    printf("%-14s %-58s %11lld %11lld %9s  %s", op, shape, (long long)differ, (long long)extra, "exact",
+           ok ? "ok" : "FAIL");
+    if (extra)
+        printf(" (%lld %s)", (long long)extra, extra_what);
+    printf("\n");
+    n_cases++;
+    n_failed += !ok;
+}
+
+static void fill_case(augur_dtype dt, int64_t count, uint64_t seed, float scale, float offset)
+{
+    const size_t es = augur_dtype_size(dt), bytes = (size_t)count * es, guard = 256;
+    unsigned char *ref = xmalloc(bytes), *got = xmalloc(bytes + guard), *poison = xmalloc(bytes + guard);
+    memset(poison, 0xa5, bytes + guard);
+    unsigned char *d = dev_from(poison, bytes + guard);
+    OK(backend_fill_random(cpu, ref, dt, count, seed, scale, offset, &E));
+    OK(backend_fill_random(gpu, d, dt, count, seed, scale, offset, &E));
+    OK(backend_download(gpu, got, d, bytes + guard, &E));
+    int64_t differ = 0, overrun = 0;
+    for (int64_t i = 0; i < count; i++)
+        differ += memcmp(got + (size_t)i * es, ref + (size_t)i * es, es) != 0;
+    for (size_t b = 0; b < guard; b++)
+        overrun += got[bytes + b] != 0xa5;
+    char shape[128];
+    snprintf(shape, sizeof shape, "%s count=%lld seed=%llx scale=%g offset=%g", augur_dtype_name(dt),
+             (long long)count, (unsigned long long)seed, (double)scale, (double)offset);
+    report_exact("fill_random", shape, differ, overrun, "guard bytes written");
+    if (count > 1000) { /* a slice at an interior address, through the shifted seed */
+        OK(backend_upload(gpu, d, poison, bytes + guard, &E));
+        OK(backend_fill_random(gpu, d + 1000 * es, dt, count - 1000, augur_fill_seed_at(seed, 1000), scale, offset,
+                               &E));
+        OK(backend_download(gpu, got, d, bytes + guard, &E));
+        differ = overrun = 0;
+        for (int64_t i = 1000; i < count; i++)
+            differ += memcmp(got + (size_t)i * es, ref + (size_t)i * es, es) != 0;
+        for (size_t b = 0; b < 1000 * es; b++)
+            overrun += got[b] != 0xa5;
+        for (size_t b = 0; b < guard; b++)
+            overrun += got[bytes + b] != 0xa5;
+        strncat(shape, " from 1000", sizeof shape - strlen(shape) - 1);
+        report_exact("fill_random", shape, differ, overrun, "bytes outside the slice written");
+    }
+    backend_free(gpu, d);
+    free(ref);
+    free(got);
+    free(poison);
+}
+
+static void test_fill_random(void)
+{
+    print_exact_header("fill_random: CUDA bytes == CPU bytes");
+    const augur_dtype dts[] = {AUGUR_F32, AUGUR_BF16, AUGUR_F16};
+    static const struct {
+        uint64_t seed;
+        float scale, offset;
+    } params[] = {
+        {1, 1.0f, 0.0f},         {0xdeadbeefcafef00dull, 0.02f, 0.0f}, {3, 0.0f, 1.0f}, {42, 0.37f, -0.11f},
+        {5, 1e-6f, 0.0f},        /* fp16 subnormals */
+        {6, 70000.0f, 0.0f},     /* beyond fp16's range: infinities */
+    };
+    for (int d = 0; d < 3; d++) {
+        fill_case(dts[d], 1, 9, 1.0f, 0.0f);
+        fill_case(dts[d], 4097, 10, 0.125f, 0.5f);
+        for (size_t p = 0; p < sizeof params / sizeof params[0]; p++)
+            fill_case(dts[d], 3000017, params[p].seed, params[p].scale, params[p].offset);
+    }
+}
+
+/* Uploads a host matrix, wipes and frees the host copy at once (the upload has read it
+ * when it returns), and compares the device rows and their zero padding with a copy. */
+static void upload_case(augur_dtype dt, int rows, int cols, int stride)
+{
+    tensor_view hw = host_matrix(dt, rows, cols, stride, 1.0f);
+    const size_t es = augur_dtype_size(dt), host_bytes = (size_t)rows * (size_t)stride * es;
+    unsigned char *keep = xmalloc(host_bytes);
+    memcpy(keep, hw.data, host_bytes);
+    tensor_view dw;
+    OK(backend_weight_upload(gpu, &dw, &hw, &E));
+    memset((void *)hw.data, 0x5a, host_bytes);
+    free((void *)hw.data);
+    const int64_t per16 = 16 / (int64_t)es, want_stride = (cols + per16 - 1) / per16 * per16;
+    int64_t differ = 0, pad = 0;
+    if (dw.rows != rows || dw.cols != cols || dw.dtype != dt || dw.row_stride != want_stride) {
+        printf("weight_upload: device view %s %lld x %lld stride %lld, expected stride %lld\n",
+               augur_dtype_name(dw.dtype), (long long)dw.rows, (long long)dw.cols, (long long)dw.row_stride,
+               (long long)want_stride);
+        differ = rows;
+    } else {
+        const size_t drow = (size_t)dw.row_stride * es, dev_bytes = (size_t)rows * drow;
+        unsigned char *got = xmalloc(dev_bytes);
+        OK(backend_download(gpu, got, dw.data, dev_bytes, &E));
+        for (int r = 0; r < rows; r++) {
+            const unsigned char *g = got + (size_t)r * drow, *h = keep + (size_t)r * (size_t)stride * es;
+            differ += memcmp(g, h, (size_t)cols * es) != 0;
+            for (size_t b = (size_t)cols * es; b < drow; b++)
+                pad += g[b] != 0;
+        }
+        free(got);
+    }
+    char shape[128];
+    snprintf(shape, sizeof shape, "%s %dx%d st%d (%.1f MiB on the device)", augur_dtype_name(dt), rows, cols, stride,
+             (double)rows * (double)want_stride * (double)es / (1 << 20));
+    report_exact("weight_upload", shape, differ, pad, "padding bytes not zero");
+    backend_weight_free(gpu, &dw);
+    free(keep);
+}
+
+static void test_weight_upload(void)
+{
+    print_exact_header("weight_upload through the pinned staging: rows differing from the host's");
+    upload_case(AUGUR_F16, 7, 9, 9);               /* smaller than a chunk, padded */
+    upload_case(AUGUR_BF16, 3001, 4099, 4107);     /* strided, two chunks, the boundary inside a row */
+    upload_case(AUGUR_F32, 1500, 5001, 5003);      /* strided, padded */
+    upload_case(AUGUR_BF16, 20000, 1000, 1000);    /* three chunks: the first half reused */
+    upload_case(AUGUR_F32, 1, 5000000, 5000000);   /* one row longer than a chunk */
+    upload_case(AUGUR_F16, 4096, 2048, 8192);      /* a TP column slice of a wider matrix */
+}
+
+/* ----- a tiny checkpoint, written here (config.json + model.safetensors) */
+
+typedef struct {
+    int dim, hidden, layers, heads, kv_heads, vocab;
+    bool tie, qwen2;
+} tiny_model;
+
+/* Tensor k gets dtype k % 3, so that every element size is uploaded. */
+static void add_tensor(safetensors_writer *w, const char *name, int64_t rows, int64_t cols, int k)
+{
+    const augur_dtype dt = (augur_dtype)(k % 3);
+    const int64_t n = rows * (cols ? cols : 1);
+    float *x = random_floats((size_t)n, -1.0f, 1.0f);
+    uint16_t *h = xmalloc((size_t)n * sizeof *h);
+    for (int64_t i = 0; i < n; i++)
+        h[i] = dt == AUGUR_BF16 ? augur_f32_to_bf16(x[i]) : augur_f32_to_f16(x[i]);
+    const int64_t shape[2] = {rows, cols};
+    OK(safetensors_writer_add(w, name, dt, cols ? 2 : 1, shape, dt == AUGUR_F32 ? (void *)x : (void *)h, &E));
+    free(x);
+    free(h);
+}
+
+static void write_tiny_model(const char *dir, const tiny_model *t)
+{
+    char path[512];
+    snprintf(path, sizeof path, "%s/config.json", dir);
+    FILE *f = fopen(path, "w");
+    if (!f) {
+        fprintf(stderr, "FATAL: cannot write %s\n", path);
+        exit(1);
+    }
+    fprintf(f,
+            "{\"model_type\": \"%s\", \"hidden_size\": %d, \"intermediate_size\": %d, \"num_hidden_layers\": %d, "
+            "\"num_attention_heads\": %d, \"num_key_value_heads\": %d, \"vocab_size\": %d, "
+            "\"max_position_embeddings\": 64, \"rms_norm_eps\": 1e-5, \"rope_theta\": 10000.0, "
+            "\"tie_word_embeddings\": %s, \"bos_token_id\": 1, \"eos_token_id\": 2}\n",
+            t->qwen2 ? "qwen2" : "llama", t->dim, t->hidden, t->layers, t->heads, t->kv_heads, t->vocab,
+            t->tie ? "true" : "false");
+    fclose(f);
+    const int hd = t->dim / t->heads;
+    const int64_t q = (int64_t)t->heads * hd, kv = (int64_t)t->kv_heads * hd;
+    safetensors_writer *w = safetensors_writer_new();
+    if (!w) {
+        fprintf(stderr, "FATAL: out of memory\n");
+        exit(1);
+    }
+    int k = 0;
+    char name[128];
+    add_tensor(w, "model.embed_tokens.weight", t->vocab, t->dim, k++);
+    for (int l = 0; l < t->layers; l++) {
+        static const char *const suffix[] = {"input_layernorm.weight", "post_attention_layernorm.weight",
+                                             "self_attn.q_proj.weight", "self_attn.k_proj.weight",
+                                             "self_attn.v_proj.weight", "self_attn.o_proj.weight",
+                                             "mlp.gate_proj.weight", "mlp.up_proj.weight", "mlp.down_proj.weight",
+                                             "self_attn.q_proj.bias", "self_attn.k_proj.bias",
+                                             "self_attn.v_proj.bias"};
+        const int64_t rows[] = {t->dim, t->dim, q, kv, kv, t->dim, t->hidden, t->hidden, t->dim, q, kv, kv};
+        const int64_t cols[] = {0, 0, t->dim, t->dim, t->dim, q, t->dim, t->dim, t->hidden, 0, 0, 0};
+        for (int i = 0; i < (t->qwen2 ? 12 : 9); i++) {
+            snprintf(name, sizeof name, "model.layers.%d.%s", l, suffix[i]);
+            add_tensor(w, name, rows[i], cols[i], k++);
+        }
+    }
+    add_tensor(w, "model.norm.weight", t->dim, 0, k++);
+    if (!t->tie)
+        add_tensor(w, "lm_head.weight", t->vocab, t->dim, k++);
+    snprintf(path, sizeof path, "%s/model.safetensors", dir);
+    OK(safetensors_writer_save(w, path, &E));
+    safetensors_writer_free(w);
+}
+
+static void remove_tiny_model(const char *dir)
+{
+    char path[512];
+    snprintf(path, sizeof path, "%s/config.json", dir);
+    unlink(path);
+    snprintf(path, sizeof path, "%s/model.safetensors", dir);
+    unlink(path);
+}
+
+/* Elements of the device view dev (downloaded whole, at its own row stride) that differ
+ * bitwise from the host view host. */
+static int64_t view_differs(const tensor_view *dev, const tensor_view *host)
+{
+    if (dev->rows != host->rows || dev->cols != host->cols || dev->dtype != host->dtype)
+        return dev->rows * dev->cols + 1;
+    const size_t es = augur_dtype_size(dev->dtype), drow = (size_t)dev->row_stride * es;
+    const size_t bytes = (size_t)dev->rows * drow;
+    unsigned char *got = xmalloc(bytes);
+    OK(backend_download(gpu, got, dev->data, bytes, &E));
+    const unsigned char *h = host->data;
+    const size_t hrow = (size_t)host->row_stride * es;
+    int64_t differ = 0;
+    for (int64_t r = 0; r < dev->rows; r++)
+        for (int64_t c = 0; c < dev->cols; c++)
+            differ += memcmp(got + (size_t)r * drow + (size_t)c * es, h + (size_t)r * hrow + (size_t)c * es, es) != 0;
+    free(got);
+    return differ;
+}
+
+/* Floats of a device array that differ from the host's; both NULL is a match. */
+static int64_t vec_differs(const float *dev, const float *host, int64_t n)
+{
+    if (!dev || !host)
+        return (dev == NULL) != (host == NULL) ? n + 1 : 0;
+    float *got = fetch_plain(dev, (size_t)n);
+    int64_t differ = 0;
+    for (int64_t i = 0; i < n; i++)
+        differ += memcmp(&got[i], &host[i], sizeof(float)) != 0;
+    free(got);
+    return differ;
+}
+
+/* dev (in the GPU) against host, tensor by tensor: one result row per model. */
+static int64_t model_differs(const model *dev, const model *host)
+{
+    const int64_t D = host->cfg.dim, hd = host->cfg.head_dim;
+    int64_t differ = view_differs(&dev->w.tok_embedding, &host->w.tok_embedding) +
+                     view_differs(&dev->w.lm_head, &host->w.lm_head) +
+                     vec_differs(dev->w.final_norm, host->w.final_norm, D);
+    for (int l = 0; l < host->cfg.n_layers; l++) {
+        const layer_weights *a = &dev->w.layers[l], *b = &host->w.layers[l];
+        differ += view_differs(&a->wq, &b->wq) + view_differs(&a->wk, &b->wk) + view_differs(&a->wv, &b->wv) +
+                  view_differs(&a->wo, &b->wo) + view_differs(&a->w_gate, &b->w_gate) +
+                  view_differs(&a->w_up, &b->w_up) + view_differs(&a->w_down, &b->w_down) +
+                  vec_differs(a->attn_norm, b->attn_norm, D) + vec_differs(a->ffn_norm, b->ffn_norm, D) +
+                  vec_differs(a->bq, b->bq, host->n_heads_local * hd) +
+                  vec_differs(a->bk, b->bk, host->n_kv_heads_local * hd) +
+                  vec_differs(a->bv, b->bv, host->n_kv_heads_local * hd);
+    }
+    return differ;
+}
+
+/* Whether a tied model's lm_head is the embedding's rows from vocab_start on, at the
+ * embedding's row stride (an alias, not a copy). */
+static bool lm_head_aliased(const model *m)
+{
+    const tensor_view *e = &m->w.tok_embedding, *h = &m->w.lm_head;
+    const size_t row_bytes = (size_t)e->row_stride * augur_dtype_size(e->dtype);
+    return h->row_stride == e->row_stride && h->data == (const char *)e->data + (size_t)m->vocab_start * row_bytes;
+}
+
+static void to_backend_case(const char *dir, const tiny_model *t, int T, int r)
+{
+    model m, ref;
+    const model_load_opts o = {.tp_rank = r, .tp_size = T};
+    OK(model_load(&m, dir, &o, &E));
+    OK(model_load(&ref, dir, &o, &E));
+    OK(model_to_backend(&m, gpu, &E));
+    int64_t wrong = (m.backend != gpu) + (m.n_shards != 0) + (m.memory != MODEL_WEIGHTS_UPLOADED);
+    if (t->tie)
+        wrong += !lm_head_aliased(&m);
+    char shape[128];
+    snprintf(shape, sizeof shape, "%s%s dim %d hidden %d, rank %d of %d%s", t->qwen2 ? "qwen2" : "llama",
+             t->tie ? " tied" : "", t->dim, t->hidden, r, T, T > 1 ? " (strided o/down)" : "");
+    report_exact("to_backend", shape, model_differs(&m, &ref), wrong, "bookkeeping checks failed");
+    /* the device model computes what the host one does */
+    const int n = 3;
+    float *x = random_floats((size_t)n * t->dim, -1.0f, 1.0f);
+    float *want = xmalloc((size_t)n * m.vocab_local * sizeof(float));
+    OK(backend_matmul(cpu, want, x, n, &ref.w.lm_head, NULL, &E));
+    float *dx = dev_from(x, (size_t)n * t->dim * sizeof(float));
+    float *dout = dev_output((size_t)n * m.vocab_local);
+    OK(backend_matmul(gpu, dout, dx, n, &m.w.lm_head, NULL, &E));
+    int unwritten, overrun;
+    float *got = fetch(dout, (size_t)n * m.vocab_local, &unwritten, &overrun);
+    strncat(shape, " lm_head matmul", sizeof shape - strlen(shape) - 1);
+    report("to_backend", shape, got, want, (size_t)n * m.vocab_local, 1e-5, unwritten, overrun);
+    backend_free(gpu, dx);
+    backend_free(gpu, dout);
+    free(got);
+    free(want);
+    free(x);
+    model_free(&m);
+    model_free(&ref);
+}
+
+static void dummy_case(const char *dir, const tiny_model *t, int T, int r)
+{
+    model mc, mg;
+    const model_load_opts o = {.tp_rank = r, .tp_size = T};
+    OK(model_load_dummy(&mc, dir, &o, cpu, 77, &E));
+    OK(model_load_dummy(&mg, dir, &o, gpu, 77, &E));
+    int64_t wrong = (mg.backend != gpu) + (mg.memory != MODEL_WEIGHTS_ALLOCATED);
+    if (t->tie)
+        wrong += !lm_head_aliased(&mg);
+    char shape[128];
+    snprintf(shape, sizeof shape, "%s%s dim %d hidden %d, rank %d of %d", t->qwen2 ? "qwen2" : "llama",
+             t->tie ? " tied" : "", t->dim, t->hidden, r, T);
+    report_exact("load_dummy", shape, model_differs(&mg, &mc), wrong, "bookkeeping checks failed");
+    model_free(&mg);
+    model_free(&mc);
+}
+
+static void test_model_weights(void)
+{
+    print_exact_header("model_to_backend (vs the host model) and model_load_dummy (vs the CPU's)");
+    char dir[] = "/tmp/augur-cuda-test-XXXXXX";
+    if (!mkdtemp(dir)) {
+        fprintf(stderr, "FATAL: mkdtemp failed\n");
+        exit(1);
+    }
+    /* head_dim 6 and odd slices: most rows need padding to 16 bytes on the device */
+    const tiny_model models[] = {
+        {.dim = 24, .hidden = 22, .layers = 2, .heads = 4, .kv_heads = 2, .vocab = 30, .tie = true},
+        {.dim = 24, .hidden = 38, .layers = 2, .heads = 4, .kv_heads = 1, .vocab = 37, .qwen2 = true},
+        {.dim = 256, .hidden = 688, .layers = 2, .heads = 8, .kv_heads = 4, .vocab = 1000, .tie = false},
+    };
+    for (size_t i = 0; i < sizeof models / sizeof models[0]; i++) {
+        write_tiny_model(dir, &models[i]);
+        for (int T = 1; T <= 2; T++)
+            for (int r = 0; r < T; r++) {
+                to_backend_case(dir, &models[i], T, r);
+                dummy_case(dir, &models[i], T, r);
+            }
+        remove_tiny_model(dir);
+    }
+    rmdir(dir);
+}
+
 int main(void)
 {
     const int devices = backend_cuda_device_count();
@@ -721,6 +1079,9 @@ int main(void)
     test_softmax();
     test_argmax();
     test_sampling();
+    test_fill_random();
+    test_weight_upload();
+    test_model_weights();
 
     OK(backend_synchronize(gpu, &E));
     backend_destroy(gpu);

@@ -17,7 +17,7 @@ static void test_kv_append_trim(void **state)
     (void)state;
     kv_cache kv;
     augur_error err = {0};
-    assert_int_equal(kv_cache_init(&kv, 2, 8, 2, 4, &err), AUGUR_OK);
+    assert_int_equal(kv_cache_init(&kv, NULL, 2, 8, 2, 4, &err), AUGUR_OK);
     for (int p = 0; p < 6; p++) {
         kv_cache_k(&kv, 1, p)[0] = (float)p;
         kv_cache_v(&kv, 1, p)[7] = (float)(10 * p);

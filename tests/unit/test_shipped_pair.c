@@ -61,8 +61,8 @@ static void check_model(const char *name)
     assert_int_equal(model_load(&m, path, NULL, &err), AUGUR_OK);
     kv_cache kv;
     forward_ctx f;
-    assert_int_equal(kv_cache_init(&kv, m.cfg.n_layers, 256, m.n_kv_heads_local, m.cfg.head_dim, &err), AUGUR_OK);
-    assert_int_equal(forward_init(&f, &m, NULL, 2, 64, 256, &err), AUGUR_OK);
+    assert_int_equal(kv_cache_init(&kv, NULL, m.cfg.n_layers, 256, m.n_kv_heads_local, m.cfg.head_dim, &err), AUGUR_OK);
+    assert_int_equal(forward_init(&f, &m, NULL, NULL, 2, 64, 256, &err), AUGUR_OK);
     int equal = 0;
     size_t i;
     json_t *p;
