@@ -64,8 +64,8 @@ must_fail "$((G + 1)) targets on $G GPU(s)" "target ranks but has" -- \
 
 # 3a. weights that do not fit: the 70B shape (131 GiB of bf16 weights); on a GPU with more
 # memory than that, as many more layers (1.59 GiB each) as make them exceed it
-layers=$(awk -v mib="$total_mib" 'BEGIN { emb = 2 * 128256 * 8192 * 2; per = (2 * 8192 * 8192 + 2 * 1024 * 8192 +
-  3 * 8192 * 28672) * 2; need = mib * 1048576 * 1.05; n = int((need - emb) / per) + 1; print (n > 80 ? n : 80) }')
+layers=$(awk -v mib="$total_mib" 'BEGIN { emb = 2 * 128256 * 8192 * 2; per = (2 * 8192 * 8192 + 2 * 1024 * 8192 + 3 * 8192 * 28672) * 2;
+   need = mib * 1048576 * 1.05; n = int((need - emb) / per) + 1; print (n > 80 ? n : 80) }')
 [ "$layers" -eq 80 ] || echo "(GPU 0 holds ${total_mib} MiB: the 70B shape gets $layers layers instead of 80 so that its weights do not fit)"
 llama_config "$tmp/big" 8192 28672 "$layers" 64 8 8192
 must_fail "70B-shape weights" "weights need" -- \

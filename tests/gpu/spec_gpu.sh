@@ -55,7 +55,9 @@ $(diff "$tmp/base.$T" "$tmp/spec.$T" | head -n 8)"
   awk -v a="$acc" 'BEGIN { exit !(a > 0.3) }' || fail "T=$T: acceptance $acc is implausibly low for the shipped pair"
   echo "T=$T: speculative output equals target-only (6 prompts x 32 tokens)"
 done
-cmp -s "$tmp/base.1" "$tmp/base.2" || fail "T=2 output differs from T=1 output on the GPU
-$(diff "$tmp/base.1" "$tmp/base.2" | head -n 8)"
-echo "T=2 output equals T=1 output"
+# Different T sum the row-parallel products in a different order (per-shard partial sums,
+# then the all-reduce), so T=1 and T=2 may part at a near-tie: reported, not asserted; the
+# contract is speculative == target-only at each T, asserted above.
+same=$(paste -d '\t' "$tmp/base.1" "$tmp/base.2" | awk -F '\t' '$1 == $2' | wc -l)
+echo "T=2 target-only output equals T=1 on $same of $(wc -l <"$tmp/base.1") prompts"
 echo "PASS"
