@@ -16,6 +16,7 @@ static const char usage[] =
     "  trace      summarise a --trace file, or dump it as CSV (augur trace --help)\n"
     "  simulate   replay a --trace file under draft-length rules (augur simulate --help)\n"
     "  logits     write the logits of every prompt position to a file (augur logits --help)\n"
+    "  bench      time one rank's forward pass against its memory-bandwidth floor (augur bench --help)\n"
     "\n"
     "Run `augur <command> --help` for the flags of a command.\n";
 
@@ -46,6 +47,8 @@ int main(int argc, char **argv)
         return cmd_simulate(argc - 1, argv + 1);
     if (!strcmp(cmd, "logits"))
         return cmd_logits(argc - 1, argv + 1);
+    if (!strcmp(cmd, "bench"))
+        return cmd_bench(argc - 1, argv + 1);
     fprintf(stderr, "augur: unknown command '%s' (try augur --help)\n", cmd);
     return 2;
 }

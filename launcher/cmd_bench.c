@@ -1,0 +1,506 @@
+/* augur bench: times the forward pass of one tensor-parallel rank's shard (decode and
+ * verification sizes) against the floor its memory bandwidth sets: reading this rank's
+ * weights once. Loads shard R of T alone, with no collectives, so one GPU shows what one
+ * GPU of a T-GPU job computes per forward, minus the all-reduces. */
+#include <errno.h>
+#include <getopt.h>
+#include <stdbool.h>
+#include <stdint.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+#include <time.h>
+#include <unistd.h>
+
+#include "launcher/args.h"
+#include "launcher/commands.h"
+#include "kernels/cuda/cuda_backend.h"
+#include "runtime/device_plan.h"
+#include "runtime/forward.h"
+#include "runtime/kv_cache.h"
+
+#define BENCH_MAX_POSITIONS 16     /* largest --positions value: a verification of γ+1 <= 16 */
+#define BENCH_MAX_LIST 16          /* values in one --positions list */
+#define BENCH_DEFAULT_CONTEXT 1024
+#define BENCH_CHUNK 64             /* the forward's max_tokens: prefill chunk, >= every --positions value */
+#define BENCH_BW_REPEATS 10
+#define BENCH_BW_WARMUP 2
+#define BENCH_BW_BYTES_GPU ((size_t)1 << 30)
+#define BENCH_BW_BYTES_CPU ((size_t)256 << 20)
+#define BENCH_SEED 0x5eedbe4cULL
+
+static const char bench_usage[] =
+    "usage: augur bench --model PATH [options]\n"
+    "\n"
+    "Times forward passes of n positions (one-position decode, a gamma+1 verification)\n"
+    "over one tensor-parallel rank's shard of the model, against the floor set by memory\n"
+    "bandwidth: this rank's weight bytes (less the embedding table, of which a forward\n"
+    "reads only n rows; a tied lm_head's rows stay in) over the bandwidth measured here\n"
+    "(cuda: 1 GiB device-to-device copies; cpu: 256 MiB memcpy; read + write counted).\n"
+    "Only shard R of T is loaded and no collectives run (tp = none): this measures the\n"
+    "compute of one GPU of a T-GPU job, without its all-reduces.\n"
+    "\n"
+    "The KV cache holds --context positions, filled to half with random token ids first;\n"
+    "every timed forward is trimmed back to that fill level, so each sees the same cache,\n"
+    "and returns every row's logits to host memory (as verification does).\n"
+    "\n"
+    "  --model PATH         Hugging Face model directory (config.json, *.safetensors) or\n"
+    "                       llama2.c checkpoint (.bin); with --load-format dummy, a\n"
+    "                       directory holding config.json, or the config.json itself\n"
+    "  --load-format F      auto | dummy: dummy reads config.json only and fills the\n"
+    "                       weights (bf16) with seeded random values (default auto)\n"
+    "  --device D           auto | cpu | cuda (default: $AUGUR_DEVICE, else auto: cuda\n"
+    "                       when a GPU is visible)\n"
+    "  --gpu N              which visible GPU (default 0)\n"
+    "  --threads N          CPU threads (default: online CPUs)\n"
+    "  --tp-size T          tensor-parallel size whose shard to load (default 1)\n"
+    "  --tp-rank R          which shard, 0 <= R < T (default 0)\n"
+    "  --layers K           keep only the first K layers (default: all)\n"
+    "  --positions LIST     comma-separated positions per forward, each 1..16\n"
+    "                       (default 1,6: decode and a gamma=5 verification)\n"
+    "  --context N          KV cache positions (default 1024, at most the model's\n"
+    "                       max_position_embeddings); filled to N/2 before timing\n"
+    "  --warmup N           untimed forwards per positions value (default 3)\n"
+    "  --iters N            timed forwards per positions value (default 20)\n"
+    "  --csv FILE           also write the table's rows to FILE as CSV\n"
+    "  -h, --help           show this help\n"
+    "\n"
+    "Output: a header (backend, device, model shape, shard, weight bytes, measured\n"
+    "bandwidth), then one row per positions value: median and min ms per forward, the\n"
+    "floor in ms, median/floor, ms per position; and, when 1 is measured, the cost of\n"
+    "each larger forward relative to it (\"verify n=6 costs 1.05x a one-position forward\").\n";
+
+enum {
+    OPT_MODEL = 1000,
+    OPT_LOAD_FORMAT,
+    OPT_DEVICE,
+    OPT_GPU,
+    OPT_THREADS,
+    OPT_TP_SIZE,
+    OPT_TP_RANK,
+    OPT_LAYERS,
+    OPT_POSITIONS,
+    OPT_CONTEXT,
+    OPT_WARMUP,
+    OPT_ITERS,
+    OPT_CSV,
+};
+
+static const struct option bench_options[] = {
+    {"model", required_argument, NULL, OPT_MODEL},
+    {"load-format", required_argument, NULL, OPT_LOAD_FORMAT},
+    {"device", required_argument, NULL, OPT_DEVICE},
+    {"gpu", required_argument, NULL, OPT_GPU},
+    {"threads", required_argument, NULL, OPT_THREADS},
+    {"tp-size", required_argument, NULL, OPT_TP_SIZE},
+    {"tp-rank", required_argument, NULL, OPT_TP_RANK},
+    {"layers", required_argument, NULL, OPT_LAYERS},
+    {"positions", required_argument, NULL, OPT_POSITIONS},
+    {"context", required_argument, NULL, OPT_CONTEXT},
+    {"warmup", required_argument, NULL, OPT_WARMUP},
+    {"iters", required_argument, NULL, OPT_ITERS},
+    {"csv", required_argument, NULL, OPT_CSV},
+    {"help", no_argument, NULL, 'h'},
+    {NULL, 0, NULL, 0},
+};
+
+typedef struct {
+    const char *model_path;
+    const char *csv_path;
+    device_opts device;
+    int gpu;
+    int threads;
+    int tp_size;
+    int tp_rank;
+    int layers;              /* 0 = all */
+    int positions[BENCH_MAX_LIST];
+    int n_positions;
+    int context;             /* 0 = default (BENCH_DEFAULT_CONTEXT, capped by the model) */
+    int warmup;
+    int iters;
+} bench_cli;
+
+/* "1,6" -> {1, 6}; each value 1..BENCH_MAX_POSITIONS. */
+static augur_status parse_positions(const char *text, bench_cli *cli, augur_error *err)
+{
+    cli->n_positions = 0;
+    const char *p = text;
+    for (;;) {
+        const char *comma = strchr(p, ',');
+        size_t len = comma ? (size_t)(comma - p) : strlen(p);
+        char item[32];
+        if (len == 0 || len >= sizeof item)
+            return augur_fail(err, AUGUR_E_INPUT, "--positions: '%s' is not a comma-separated list of 1..%d", text,
+                              BENCH_MAX_POSITIONS);
+        if (cli->n_positions == BENCH_MAX_LIST)
+            return augur_fail(err, AUGUR_E_INPUT, "--positions: more than %d values", BENCH_MAX_LIST);
+        memcpy(item, p, len);
+        item[len] = '\0';
+        augur_status st = arg_int("--positions", item, 1, BENCH_MAX_POSITIONS, &cli->positions[cli->n_positions], err);
+        if (st)
+            return st;
+        cli->n_positions++;
+        if (!comma)
+            return AUGUR_OK;
+        p = comma + 1;
+    }
+}
+
+static augur_status parse_one(int c, const char *arg, bench_cli *cli, augur_error *err)
+{
+    switch (c) {
+    case OPT_MODEL: cli->model_path = arg; return AUGUR_OK;
+    case OPT_LOAD_FORMAT:
+        if (strcmp(arg, "auto") && strcmp(arg, "dummy"))
+            return augur_fail(err, AUGUR_E_INPUT, "--load-format: '%s' is not auto or dummy", arg);
+        cli->device.dummy = !strcmp(arg, "dummy");
+        return AUGUR_OK;
+    case OPT_DEVICE: return device_kind_parse("--device", arg, &cli->device.kind, err);
+    case OPT_GPU: return arg_int("--gpu", arg, 0, 1023, &cli->gpu, err);
+    case OPT_THREADS: return arg_int("--threads", arg, 1, 1024, &cli->threads, err);
+    case OPT_TP_SIZE: return arg_int("--tp-size", arg, 1, 1024, &cli->tp_size, err);
+    case OPT_TP_RANK: return arg_int("--tp-rank", arg, 0, 1023, &cli->tp_rank, err);
+    case OPT_LAYERS: return arg_int("--layers", arg, 1, 1 << 16, &cli->layers, err);
+    case OPT_POSITIONS: return parse_positions(arg, cli, err);
+    case OPT_CONTEXT: return arg_int("--context", arg, 2, 1 << 24, &cli->context, err);
+    case OPT_WARMUP: return arg_int("--warmup", arg, 0, 1000000, &cli->warmup, err);
+    case OPT_ITERS: return arg_int("--iters", arg, 1, 1000000, &cli->iters, err);
+    case OPT_CSV:
+        if (!arg[0])
+            return augur_fail(err, AUGUR_E_INPUT, "--csv: empty file name");
+        cli->csv_path = arg;
+        return AUGUR_OK;
+    default: return augur_fail(err, AUGUR_E_INTERNAL, "unhandled option %d", c);
+    }
+}
+
+static int max_positions(const bench_cli *cli)
+{
+    int most = 0;
+    for (int i = 0; i < cli->n_positions; i++)
+        if (cli->positions[i] > most)
+            most = cli->positions[i];
+    return most;
+}
+
+/* Returns -1 to continue, else an exit code. */
+static int parse_bench(int argc, char **argv, bench_cli *cli, augur_error *err)
+{
+    *cli = (bench_cli){.device = {.kind = AUGUR_DEVICE_AUTO, .dummy_seed = 0x5eed},
+                       .tp_size = 1,
+                       .positions = {1, 6},
+                       .n_positions = 2,
+                       .warmup = 3,
+                       .iters = 20};
+    const char *env_device = getenv("AUGUR_DEVICE");
+    if (env_device && env_device[0] && device_kind_parse("AUGUR_DEVICE", env_device, &cli->device.kind, err))
+        return cli_report(err);
+    optind = 1;
+    opterr = 0;
+    int c;
+    augur_status st = AUGUR_OK;
+    while (!st && (c = getopt_long(argc, argv, ":h", bench_options, NULL)) != -1) {
+        if (c == 'h') {
+            fputs(bench_usage, stdout);
+            return 0;
+        }
+        if (c == ':')
+            st = augur_fail(err, AUGUR_E_INPUT, "%s needs a value", argv[optind - 1]);
+        else if (c == '?')
+            st = augur_fail(err, AUGUR_E_INPUT, "unknown option '%s' (see augur bench --help)", argv[optind - 1]);
+        else
+            st = parse_one(c, optarg, cli, err);
+    }
+    if (!st && optind < argc)
+        st = augur_fail(err, AUGUR_E_INPUT, "unexpected argument '%s' (see augur bench --help)", argv[optind]);
+    if (!st && !cli->model_path)
+        st = augur_fail(err, AUGUR_E_INPUT, "--model PATH is required (see augur bench --help)");
+    if (!st && cli->tp_rank >= cli->tp_size)
+        st = augur_fail(err, AUGUR_E_INPUT, "--tp-rank %d is not below --tp-size %d", cli->tp_rank, cli->tp_size);
+    if (!st && cli->context && cli->context - cli->context / 2 < max_positions(cli))
+        st = augur_fail(err, AUGUR_E_INPUT,
+                        "--context %d leaves %d positions above its fill level %d, fewer than --positions' %d",
+                        cli->context, cli->context - cli->context / 2, cli->context / 2, max_positions(cli));
+    if (!st && !cli->threads) {
+        long ncpu = sysconf(_SC_NPROCESSORS_ONLN);
+        cli->threads = ncpu > 0 ? (int)ncpu : 1;
+    }
+    return st ? cli_report(err) : -1;
+}
+
+static double now_s(void)
+{
+    struct timespec ts;
+    clock_gettime(CLOCK_MONOTONIC, &ts);
+    return (double)ts.tv_sec + (double)ts.tv_nsec * 1e-9;
+}
+
+static int cmp_double(const void *a, const void *b)
+{
+    double x = *(const double *)a, y = *(const double *)b;
+    return (x > y) - (x < y);
+}
+
+/* Median of n values (sorts them). */
+static double median_of(double *v, int n)
+{
+    qsort(v, (size_t)n, sizeof *v, cmp_double);
+    return n % 2 ? v[n / 2] : 0.5 * (v[n / 2 - 1] + v[n / 2]);
+}
+
+/* "12.3 MiB" / "16.43 GiB" */
+static const char *fmt_bytes(char *buf, size_t len, size_t bytes)
+{
+    if (bytes >= ((size_t)1 << 30))
+        snprintf(buf, len, "%.2f GiB", (double)bytes / (double)((size_t)1 << 30));
+    else
+        snprintf(buf, len, "%.1f MiB", (double)bytes / (double)((size_t)1 << 20));
+    return buf;
+}
+
+/* Bytes per second of a backend-to-backend copy: reads and writes `bytes` each time. */
+static augur_status measure_bandwidth(augur_backend *be, size_t bytes, double *bw, augur_error *err)
+{
+    void *src = NULL, *dst = NULL;
+    augur_status st = backend_alloc(be, &src, bytes, err);
+    if (!st)
+        st = backend_alloc(be, &dst, bytes, err);
+    if (st) {
+        augur_wrap(err, "measuring bandwidth with two %zu MiB buffers", bytes >> 20);
+    } else {
+        /* Written once, so the copies read real pages (an untouched host page reads as the
+         * shared zero page, which caches would serve). */
+        st = backend_fill_random(be, src, AUGUR_F32, (int64_t)(bytes / sizeof(float)), BENCH_SEED, 1.0f, 0.0f, err);
+    }
+    for (int i = 0; !st && i < BENCH_BW_WARMUP; i++)
+        st = backend_copy(be, dst, src, bytes, err);
+    if (!st)
+        st = backend_synchronize(be, err);
+    double t0 = now_s();
+    for (int i = 0; !st && i < BENCH_BW_REPEATS; i++)
+        st = backend_copy(be, dst, src, bytes, err);
+    if (!st)
+        st = backend_synchronize(be, err);
+    double secs = now_s() - t0;
+    if (!st)
+        *bw = 2.0 * (double)bytes * BENCH_BW_REPEATS / (secs > 0 ? secs : 1e-9);
+    backend_free(be, dst);
+    backend_free(be, src);
+    return st;
+}
+
+static uint64_t lcg_next(uint64_t *s)
+{
+    *s = *s * 6364136223846793005ULL + 1442695040888963407ULL;
+    return *s >> 33;
+}
+
+static void random_ids(int32_t *ids, int n, int vocab, uint64_t *s)
+{
+    for (int i = 0; i < n; i++)
+        ids[i] = (int32_t)(lcg_next(s) % (uint64_t)vocab);
+}
+
+typedef struct {
+    int positions;
+    double median_ms, min_ms, floor_ms;
+} bench_row;
+
+/* Writes the rows to f (opened before the run, so a bad path fails at once) and closes it. */
+static augur_status write_csv(FILE *f, const char *path, const bench_row *rows, int n, augur_error *err)
+{
+    fprintf(f, "positions,median_ms,min_ms,floor_ms,median_over_floor,ms_per_position\n");
+    for (int i = 0; i < n; i++)
+        fprintf(f, "%d,%.6f,%.6f,%.6f,%.4f,%.6f\n", rows[i].positions, rows[i].median_ms, rows[i].min_ms,
+                rows[i].floor_ms, rows[i].median_ms / rows[i].floor_ms, rows[i].median_ms / rows[i].positions);
+    if (fclose(f) != 0) {
+        remove(path);
+        return augur_fail(err, AUGUR_E_IO, "--csv %s: write failed", path);
+    }
+    return AUGUR_OK;
+}
+
+static augur_status run_bench(const bench_cli *cli, augur_error *err)
+{
+    model m = {0};
+    forward_ctx fwd = {0};
+    kv_cache kv = {0};
+    augur_backend *be = NULL;
+    float *logits = NULL;
+    int32_t *ids = NULL;
+    double *times = NULL;
+    bench_row rows[BENCH_MAX_LIST];
+    device_opts dev = cli->device;
+    dev.threads = cli->threads;
+    memory_plan plan = {0};
+    model_load_opts lo = {.tp_rank = cli->tp_rank, .tp_size = cli->tp_size, .max_layers = cli->layers};
+    const int most = max_positions(cli);
+
+    FILE *csv = NULL;
+    augur_status st = AUGUR_OK;
+    if (cli->csv_path && !(csv = fopen(cli->csv_path, "w")))
+        st = augur_fail(err, AUGUR_E_IO, "--csv %s: cannot open for writing: %s", cli->csv_path, strerror(errno));
+    if (!st)
+        st = device_open_backend(&be, &dev, cli->gpu, err);
+    const bool on_cpu = be && !strcmp(be->name, "cpu");
+    if (!st) {
+        char layers[48] = "";
+        if (cli->layers)
+            snprintf(layers, sizeof layers, ", first %d layers", cli->layers);
+        fprintf(stderr, "augur: bench: loading %s (shard %d of %d%s%s)...\n", cli->model_path, cli->tp_rank,
+                cli->tp_size, layers, dev.dummy ? ", dummy weights" : "");
+        st = device_load_model(&m, be, cli->model_path, &lo, &dev, err);
+    }
+    const model_config *c = &m.cfg;
+    int context = cli->context;
+    if (!st) {
+        if (!context)
+            context = c->max_seq_len < BENCH_DEFAULT_CONTEXT ? c->max_seq_len : BENCH_DEFAULT_CONTEXT;
+        if (context > c->max_seq_len)
+            st = augur_fail(err, AUGUR_E_INPUT, "--context %d exceeds %s's max_position_embeddings %d", context,
+                            m.source, c->max_seq_len);
+        else if (context - context / 2 < most)
+            st = augur_fail(err, AUGUR_E_INPUT,
+                            "a context of %d positions (%s's max_position_embeddings) is too short for %d positions "
+                            "above its fill level %d",
+                            context, m.source, most, context / 2);
+    }
+
+    /* Bandwidth before the KV cache and activations take their memory. */
+    double bw = 0;
+    size_t bw_bytes = on_cpu ? BENCH_BW_BYTES_CPU : BENCH_BW_BYTES_GPU;
+    if (!st) {
+        fprintf(stderr, "augur: bench: measuring bandwidth (%s of %zu MiB, %d times)\n",
+                on_cpu ? "memcpy" : "device-to-device copy", bw_bytes >> 20, BENCH_BW_REPEATS);
+        st = measure_bandwidth(be, bw_bytes, &bw, err);
+    }
+
+    int max_tokens = BENCH_CHUNK > most ? BENCH_CHUNK : most;
+    if (!st) {
+        st = device_plan_memory(&m, be, &dev, context, 0, max_tokens, &plan, err);
+        if (!st && !on_cpu)
+            memory_plan_print(stderr, "bench", &plan);
+    }
+    if (!st)
+        st = kv_cache_init(&kv, be, c->n_layers, context, m.n_kv_heads_local, c->head_dim, err);
+    if (!st)
+        st = forward_init(&fwd, &m, be, NULL, cli->threads, max_tokens, context, err);
+
+    const int fill = context / 2;
+    const int vocab = m.vocab_local;
+    uint64_t seed = BENCH_SEED;
+    if (!st && !(ids = malloc((size_t)(fill > most ? fill : most) * sizeof *ids)))
+        st = augur_fail(err, AUGUR_E_NOMEM, "out of memory for %d token ids", fill);
+    if (!st && !(logits = malloc((size_t)most * (size_t)vocab * sizeof *logits)))
+        st = augur_fail(err, AUGUR_E_NOMEM, "out of memory for %d x %d logits", most, vocab);
+    if (!st && !(times = malloc((size_t)cli->iters * sizeof *times)))
+        st = augur_fail(err, AUGUR_E_NOMEM, "out of memory for %d timings", cli->iters);
+
+    if (!st && fill > 0) {
+        fprintf(stderr, "augur: bench: filling the KV cache with %d positions (chunks of %d)\n", fill, max_tokens);
+        random_ids(ids, fill, c->vocab_size, &seed);
+        st = forward_prefill(&fwd, &kv, ids, fill, NULL, err);
+    }
+
+    /* The floor: every weight this rank holds is read once per forward, except the
+     * embedding table, of which only n rows are; a tied lm_head still reads this rank's
+     * vocabulary rows of it. */
+    const size_t es = augur_dtype_size(m.w.tok_embedding.dtype);
+    const size_t weight_bytes = st ? 0 : model_weight_bytes(c, &m.opts, m.w.tok_embedding.dtype);
+    const size_t embed_bytes = (size_t)c->vocab_size * (size_t)c->dim * es;
+    size_t floor_bytes = weight_bytes > embed_bytes ? weight_bytes - embed_bytes : weight_bytes;
+    if (c->tie_embeddings)
+        floor_bytes += (size_t)vocab * (size_t)c->dim * es;
+    const double floor_ms = bw > 0 ? (double)floor_bytes / bw * 1e3 : 0;
+
+    for (int p = 0; !st && p < cli->n_positions; p++) {
+        const int n = cli->positions[p];
+        fprintf(stderr, "augur: bench: %d position%s per forward: %d warmup + %d timed\n", n, n == 1 ? "" : "s",
+                cli->warmup, cli->iters);
+        random_ids(ids, n, c->vocab_size, &seed);
+        for (int it = 0; !st && it < cli->warmup + cli->iters; it++) {
+            double t0 = now_s();
+            st = forward_run(&fwd, &kv, ids, n, 0, logits, err);
+            double ms = (now_s() - t0) * 1e3;
+            if (!st)
+                st = kv_cache_trim(&kv, fill, err);
+            if (it >= cli->warmup)
+                times[it - cli->warmup] = ms;
+        }
+        if (st)
+            break;
+        double min_ms = times[0];
+        for (int i = 1; i < cli->iters; i++)
+            if (times[i] < min_ms)
+                min_ms = times[i];
+        rows[p] = (bench_row){.positions = n, .median_ms = median_of(times, cli->iters), .min_ms = min_ms,
+                              .floor_ms = floor_ms};
+    }
+
+    if (csv) {
+        if (!st) {
+            st = write_csv(csv, cli->csv_path, rows, cli->n_positions, err);
+        } else {
+            fclose(csv);
+            remove(cli->csv_path);
+        }
+    }
+
+    if (!st) {
+        char where[192], wb[32], fb[32];
+        if (on_cpu) {
+            snprintf(where, sizeof where, "cpu, %d thread%s", cli->threads, cli->threads == 1 ? "" : "s");
+        } else {
+            char name[128];
+            backend_cuda_device_name(backend_cuda_device(be), name, sizeof name);
+            snprintf(where, sizeof where, "cuda, GPU %d (%s)", backend_cuda_device(be), name);
+        }
+        printf("augur bench: %s | %s: %d layers, hidden %d, %d heads, %d kv heads, vocab %d, %s | shard %d of %d "
+               "(%d heads, %d kv heads, %d intermediate, %d vocab rows) | weights %s\n",
+               where, c->model_type, c->n_layers, c->dim, c->n_heads, c->n_kv_heads, c->vocab_size,
+               augur_dtype_name(m.w.tok_embedding.dtype), cli->tp_rank, cli->tp_size, m.n_heads_local,
+               m.n_kv_heads_local, m.hidden_local, vocab, fmt_bytes(wb, sizeof wb, weight_bytes));
+        printf("compute only: no tensor-parallel collectives run%s\n",
+               cli->tp_size > 1 ? " (a real job adds the all-reduces across its ranks)" : "");
+        printf("bandwidth %.1f GB/s (%s, %zu MiB x %d, read + write); floor reads %s (weights less the "
+               "embedding table%s)\n",
+               bw / 1e9, on_cpu ? "memcpy" : "device-to-device copy", bw_bytes >> 20, BENCH_BW_REPEATS,
+               fmt_bytes(fb, sizeof fb, floor_bytes), c->tie_embeddings ? ", plus the tied lm_head's rows" : "");
+        printf("KV cache %d positions, filled to %d; %d timed forwards per row after %d warmup\n", context, fill,
+               cli->iters, cli->warmup);
+        printf("%9s | %9s | %9s | %9s | %12s | %15s\n", "positions", "median ms", "min ms", "floor ms", "median/floor",
+               "ms per position");
+        for (int p = 0; p < cli->n_positions; p++) {
+            const bench_row *r = &rows[p];
+            printf("%9d | %9.3f | %9.3f | %9.3f | %11.2fx | %15.3f\n", r->positions, r->median_ms, r->min_ms,
+                   r->floor_ms, r->floor_ms > 0 ? r->median_ms / r->floor_ms : 0.0, r->median_ms / r->positions);
+        }
+        const bench_row *one = NULL;
+        for (int p = 0; p < cli->n_positions && !one; p++)
+            if (rows[p].positions == 1)
+                one = &rows[p];
+        for (int p = 0; one && p < cli->n_positions; p++)
+            if (rows[p].positions > 1)
+                printf("verify n=%d costs %.2fx a one-position forward\n", rows[p].positions,
+                       one->median_ms > 0 ? rows[p].median_ms / one->median_ms : 0.0);
+    }
+
+    free(times);
+    free(logits);
+    free(ids);
+    forward_free(&fwd);
+    kv_cache_free(&kv);
+    model_free(&m);
+    backend_destroy(be);
+    return st;
+}
+
+int cmd_bench(int argc, char **argv)
+{
+    augur_error err = {0};
+    bench_cli cli;
+    int rc = parse_bench(argc, argv, &cli, &err);
+    if (rc >= 0)
+        return rc;
+    return run_bench(&cli, &err) ? cli_report(&err) : 0;
+}
