@@ -1,9 +1,9 @@
 /* Matrix products over fp32 / fp16 / bf16 weights with fp32 accumulation.
  *
  * Decode and verification (n <= 16 rows) are memory-bound: every weight byte is read
- * once per forward. cuk_gemv gives each output feature to one warp, whose lanes stream
- * the feature's weight row in 16-byte loads (8 bf16 at a time, coalesced across the
- * warp) and apply each loaded weight to all n rows of x held in registers. Per (row,
+ * once per forward. cuk_gemv gives one to four output features to a warp, whose lanes
+ * stream the features' weight rows in 16-byte loads (8 bf16 at a time, coalesced across
+ * the warp) and apply each loaded weight to all n rows of x held in registers. Per (row,
  * feature) the arithmetic is fixed: lane l accumulates columns l*E .. l*E+E-1, then
  * (l+32)*E ..., with explicit fmaf, then the tail columns, then one butterfly over the
  * warp, so an output does not depend on how many rows share the call.
@@ -50,35 +50,44 @@ template <> __device__ __forceinline__ void unpack16<__half>(const uint4 &r, flo
     }
 }
 
-/* Rows r0 .. r0+NR-1 of x (those below n) against feature (blockIdx.x, warp). VEC: the
- * weight rows and x rows are 16-byte aligned, so the bulk goes in 16-byte loads. */
-template <typename W, int NR, bool VEC>
+/* Rows r0 .. r0+NR-1 of x (those below n) against FPW consecutive features from
+ * (blockIdx.x, warp) on. A warp serving several features loads each chunk of x once for
+ * all of them: with one feature per warp the x re-reads from L1, not the weights, set the
+ * pace (a 16-byte weight load is met by NR 32-byte x loads). Each feature's arithmetic is
+ * the same whatever FPW and NR, so the choice of FPW is free. VEC: the weight rows and x
+ * rows are 16-byte aligned, so the bulk goes in 16-byte loads. */
+template <typename W, int NR, int FPW, bool VEC>
 __global__ void __launch_bounds__(GEMV_THREADS)
     gemv_kernel(float *__restrict__ out, const float *__restrict__ x, int n, const W *__restrict__ w,
                 int64_t rows, int64_t cols, int64_t ld, const float *__restrict__ bias)
 {
     const int lane = threadIdx.x & 31;
-    const int64_t o = (int64_t)blockIdx.x * GEMV_WARPS + (threadIdx.x >> 5);
-    if (o >= rows)
-        return; /* the whole warp: o is per warp */
+    const int64_t o0 = ((int64_t)blockIdx.x * GEMV_WARPS + (threadIdx.x >> 5)) * FPW;
+    if (o0 >= rows)
+        return; /* the whole warp: o0 is per warp */
+    const int nf = rows - o0 < FPW ? (int)(rows - o0) : FPW;
     const int r0 = blockIdx.y * NR;
     const int nr = n - r0 < NR ? n - r0 : NR;
-    const W *wr = w + o * ld;
     const float *xr = x + (int64_t)r0 * cols;
 
-    float acc[NR];
+    float acc[FPW][NR];
 #pragma unroll
-    for (int r = 0; r < NR; r++)
-        acc[r] = 0.0f;
+    for (int f = 0; f < FPW; f++)
+#pragma unroll
+        for (int r = 0; r < NR; r++)
+            acc[f][r] = 0.0f;
 
     int64_t c0 = 0;
     if (VEC) {
         constexpr int E = 16 / sizeof(W);
         const int64_t nvec = cols / E;
-        const uint4 *wv = reinterpret_cast<const uint4 *>(wr);
         for (int64_t v = lane; v < nvec; v += 32) {
-            float wf[E];
-            unpack16<W>(__ldg(wv + v), wf);
+            float wf[FPW][E];
+#pragma unroll
+            for (int f = 0; f < FPW; f++) {
+                if (f < nf)
+                    unpack16<W>(__ldg(reinterpret_cast<const uint4 *>(w + (o0 + f) * ld) + v), wf[f]);
+            }
 #pragma unroll
             for (int r = 0; r < NR; r++) {
                 if (r < nr) {
@@ -86,10 +95,15 @@ __global__ void __launch_bounds__(GEMV_THREADS)
 #pragma unroll
                     for (int k = 0; k < E / 4; k++) {
                         const float4 xv = __ldg(xp + k);
-                        acc[r] = fmaf(wf[4 * k + 0], xv.x, acc[r]);
-                        acc[r] = fmaf(wf[4 * k + 1], xv.y, acc[r]);
-                        acc[r] = fmaf(wf[4 * k + 2], xv.z, acc[r]);
-                        acc[r] = fmaf(wf[4 * k + 3], xv.w, acc[r]);
+#pragma unroll
+                        for (int f = 0; f < FPW; f++) {
+                            if (f < nf) {
+                                acc[f][r] = fmaf(wf[f][4 * k + 0], xv.x, acc[f][r]);
+                                acc[f][r] = fmaf(wf[f][4 * k + 1], xv.y, acc[f][r]);
+                                acc[f][r] = fmaf(wf[f][4 * k + 2], xv.z, acc[f][r]);
+                                acc[f][r] = fmaf(wf[f][4 * k + 3], xv.w, acc[f][r]);
+                            }
+                        }
                     }
                 }
             }
@@ -97,19 +111,40 @@ __global__ void __launch_bounds__(GEMV_THREADS)
         c0 = nvec * E;
     }
     for (int64_t c = c0 + lane; c < cols; c += 32) {
-        const float wf = cuk_load_f32(wr + c);
 #pragma unroll
-        for (int r = 0; r < NR; r++)
-            if (r < nr)
-                acc[r] = fmaf(wf, __ldg(xr + r * cols + c), acc[r]);
+        for (int f = 0; f < FPW; f++) {
+            if (f < nf) {
+                const float wf = cuk_load_f32(w + (o0 + f) * ld + c);
+#pragma unroll
+                for (int r = 0; r < NR; r++)
+                    if (r < nr)
+                        acc[f][r] = fmaf(wf, __ldg(xr + r * cols + c), acc[f][r]);
+            }
+        }
     }
 
 #pragma unroll
-    for (int r = 0; r < NR; r++) {
-        const float s = cuk_warp_sum(acc[r]);
-        if (lane == 0 && r < nr)
-            out[(int64_t)(r0 + r) * rows + o] = bias ? s + bias[o] : s;
+    for (int f = 0; f < FPW; f++) {
+#pragma unroll
+        for (int r = 0; r < NR; r++) {
+            const float s = cuk_warp_sum(acc[f][r]);
+            if (lane == 0 && r < nr && f < nf)
+                out[(int64_t)(r0 + r) * rows + o0 + f] = bias ? s + bias[o0 + f] : s;
+        }
     }
+}
+
+template <typename W, int NR, int FPW>
+static cudaError_t gemv_launch_fpw(cudaStream_t stream, float *out, const float *x, int n, const W *w,
+                                   int64_t rows, int64_t cols, int64_t ld, const float *bias, bool vec)
+{
+    const int64_t per_block = (int64_t)GEMV_WARPS * FPW;
+    const dim3 grid((unsigned)((rows + per_block - 1) / per_block), (unsigned)((n + NR - 1) / NR));
+    if (vec)
+        gemv_kernel<W, NR, FPW, true><<<grid, GEMV_THREADS, 0, stream>>>(out, x, n, w, rows, cols, ld, bias);
+    else
+        gemv_kernel<W, NR, FPW, false><<<grid, GEMV_THREADS, 0, stream>>>(out, x, n, w, rows, cols, ld, bias);
+    return cudaGetLastError();
 }
 
 template <typename W, int NR>
@@ -118,13 +153,18 @@ static cudaError_t gemv_launch(cudaStream_t stream, float *out, const float *x, 
 {
     const bool vec = (uintptr_t)w % 16 == 0 && (ld * (int64_t)sizeof(W)) % 16 == 0 && (uintptr_t)x % 16 == 0 &&
                      cols % 4 == 0;
-    const dim3 grid((unsigned)((rows + GEMV_WARPS - 1) / GEMV_WARPS), (unsigned)((n + NR - 1) / NR));
     const W *wt = static_cast<const W *>(w);
-    if (vec)
-        gemv_kernel<W, NR, true><<<grid, GEMV_THREADS, 0, stream>>>(out, x, n, wt, rows, cols, ld, bias);
-    else
-        gemv_kernel<W, NR, false><<<grid, GEMV_THREADS, 0, stream>>>(out, x, n, wt, rows, cols, ld, bias);
-    return cudaGetLastError();
+    /* Several features per warp only while the grid still fills the GPU twice over:
+     * small matrices (a KV projection shard) need every warp they can get. */
+    int device = 0, sms = 132;
+    if (cudaGetDevice(&device) != cudaSuccess || cudaDeviceGetAttribute(&sms, cudaDevAttrMultiProcessorCount, device))
+        sms = 132;
+    const int64_t want_blocks = 2 * (int64_t)sms;
+    if ((rows + GEMV_WARPS * 4 - 1) / (GEMV_WARPS * 4) >= want_blocks)
+        return gemv_launch_fpw<W, NR, 4>(stream, out, x, n, wt, rows, cols, ld, bias, vec);
+    if ((rows + GEMV_WARPS * 2 - 1) / (GEMV_WARPS * 2) >= want_blocks)
+        return gemv_launch_fpw<W, NR, 2>(stream, out, x, n, wt, rows, cols, ld, bias, vec);
+    return gemv_launch_fpw<W, NR, 1>(stream, out, x, n, wt, rows, cols, ld, bias, vec);
 }
 
 template <typename W>
