@@ -127,6 +127,7 @@ augur_status collectives_nccl_create(collectives **out, MPI_Comm comm, int devic
         free(n);
         return augur_fail(err, AUGUR_E_COMM, "rank %d: GPU %d: %s", rank, device, cudaGetErrorString(ce));
     }
+    setenv("NCCL_NVLS_ENABLE", "0", 1); /* never NVLink multicast, whoever calls this */
     rc = ncclCommInitRank(&n->comm, size, id, rank);
     if (rc != ncclSuccess) {
         if (n->own_stream)

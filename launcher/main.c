@@ -1,5 +1,6 @@
 /* augur: command-line entry point dispatching to subcommands. */
 #include <stdio.h>
+#include <stdlib.h>
 #include <string.h>
 
 #include "launcher/commands.h"
@@ -22,6 +23,10 @@ static const char usage[] =
 
 int main(int argc, char **argv)
 {
+    /* NVLink multicast (NVLS) stays off on every path that may start NCCL: its buffers
+     * and the fabric state it needs are not available on the machines augur targets, and
+     * it must never be switched on by default. Set before MPI or NCCL read the environment. */
+    setenv("NCCL_NVLS_ENABLE", "0", 1);
     if (argc < 2 || !strcmp(argv[1], "--help") || !strcmp(argv[1], "-h") || !strcmp(argv[1], "help")) {
         fputs(usage, argc < 2 ? stderr : stdout);
         return argc < 2 ? 2 : 0;
