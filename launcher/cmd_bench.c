@@ -192,8 +192,7 @@ static int parse_bench(int argc, char **argv, bench_cli *cli, augur_error *err)
                        .n_positions = 2,
                        .warmup = 3,
                        .iters = 20};
-    const char *env_device = getenv("AUGUR_DEVICE");
-    if (env_device && env_device[0] && device_kind_parse("AUGUR_DEVICE", env_device, &cli->device.kind, err))
+    if (device_kind_default(&cli->device.kind, err))
         return cli_report(err);
     optind = 1;
     opterr = 0;

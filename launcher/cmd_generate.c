@@ -210,11 +210,7 @@ static int parse_generate(int argc, char **argv, generate_cli *cli, augur_error 
                           .sampling = {.temperature = 0.0f, .top_k = 0, .top_p = 1.0f},
                           .rule = {.kind = DRAFT_RULE_FIXED, .gamma = 4, .window = 3},
                           .device = {.kind = AUGUR_DEVICE_AUTO, .dummy_seed = 0x5eed}};
-    const char *env_device = getenv("AUGUR_DEVICE");
-    augur_status env_st = env_device && env_device[0]
-                              ? device_kind_parse("AUGUR_DEVICE", env_device, &cli->device.kind, err)
-                              : AUGUR_OK;
-    if (env_st)
+    if (device_kind_default(&cli->device.kind, err))
         return cli_report(err);
     optind = 1;
     opterr = 0;

@@ -88,8 +88,7 @@ static augur_status parse_one(int c, const char *arg, logits_cli *cli, augur_err
 static int parse_logits(int argc, char **argv, logits_cli *cli, augur_error *err)
 {
     *cli = (logits_cli){.chunk = 64, .device = {.kind = AUGUR_DEVICE_AUTO, .dummy_seed = 0x5eed}};
-    const char *env_device = getenv("AUGUR_DEVICE");
-    if (env_device && env_device[0] && device_kind_parse("AUGUR_DEVICE", env_device, &cli->device.kind, err))
+    if (device_kind_default(&cli->device.kind, err))
         return cli_report(err);
     optind = 1;
     opterr = 0;

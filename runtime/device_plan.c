@@ -27,6 +27,13 @@ augur_status device_kind_parse(const char *flag, const char *s, augur_device_kin
     return AUGUR_OK;
 }
 
+augur_status device_kind_default(augur_device_kind *out, augur_error *err)
+{
+    const char *env = getenv("AUGUR_DEVICE");
+    *out = AUGUR_DEVICE_AUTO;
+    return env && env[0] ? device_kind_parse("AUGUR_DEVICE", env, out, err) : AUGUR_OK;
+}
+
 const char *device_kind_name(augur_device_kind k)
 {
     return k == AUGUR_DEVICE_CUDA ? "cuda" : k == AUGUR_DEVICE_CPU ? "cpu" : "auto";

@@ -28,6 +28,9 @@ typedef struct {
 augur_status device_kind_parse(const char *flag, const char *s, augur_device_kind *out, augur_error *err);
 const char *device_kind_name(augur_device_kind k);
 
+/* The --device default: $AUGUR_DEVICE when set and non-empty, else auto. */
+augur_status device_kind_default(augur_device_kind *out, augur_error *err);
+
 /* AUTO becomes CUDA where augur has CUDA and a GPU is visible, else CPU. */
 augur_device_kind device_kind_resolve(augur_device_kind k);
 

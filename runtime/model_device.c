@@ -158,29 +158,6 @@ static augur_status upload_lm_head(const model *m, augur_backend *be, model_weig
     return upload_view(be, &d->lm_head, hh, m->source, "lm_head.weight", err);
 }
 
-/* Once the device copy is complete nothing reads the host weights or the mapped
- * checkpoint any more: their memory goes back to the host. */
-static void release_host(model *m)
-{
-    for (int l = 0; l < m->cfg.n_layers; l++) {
-        layer_weights *lw = &m->w.layers[l];
-        free(lw->attn_norm);
-        free(lw->ffn_norm);
-        free(lw->bq);
-        free(lw->bk);
-        free(lw->bv);
-    }
-    free(m->w.layers);
-    free(m->w.final_norm);
-    for (int k = 0; k < m->n_shards; k++)
-        safetensors_close(m->shards[k]);
-    free(m->shards);
-    mapped_file_close(m->llama2c);
-    m->shards = NULL;
-    m->n_shards = 0;
-    m->llama2c = NULL;
-}
-
 augur_status model_to_backend(model *m, augur_backend *be, augur_error *err)
 {
     if (m->backend == be)
@@ -215,7 +192,9 @@ augur_status model_to_backend(model *m, augur_backend *be, augur_error *err)
         free(dev.w.layers);
         return st;
     }
-    release_host(m);
+    /* Nothing reads the host weights or the mapped checkpoint any more. */
+    model_release_host(m);
+    free(m->w.layers);
     m->w = dev.w;
     m->backend = be;
     m->memory = MODEL_WEIGHTS_UPLOADED;

@@ -468,26 +468,34 @@ augur_status model_load(model *m, const char *path, const model_load_opts *opts,
     return s;
 }
 
-void model_free(model *m)
+void model_release_host(model *m)
 {
-    if (m->memory != MODEL_WEIGHTS_HOST) {
-        model_free_backend_weights(m);
-    } else {
-        for (int l = 0; m->w.layers && l < m->cfg.n_layers; l++) {
-            layer_weights *lw = &m->w.layers[l];
-            free(lw->attn_norm);
-            free(lw->ffn_norm);
-            free(lw->bq);
-            free(lw->bk);
-            free(lw->bv);
-        }
-        free(m->w.final_norm);
+    for (int l = 0; m->w.layers && l < m->cfg.n_layers; l++) {
+        layer_weights *lw = &m->w.layers[l];
+        free(lw->attn_norm);
+        free(lw->ffn_norm);
+        free(lw->bq);
+        free(lw->bk);
+        free(lw->bv);
+        lw->attn_norm = lw->ffn_norm = lw->bq = lw->bk = lw->bv = NULL;
     }
-    free(m->w.layers);
+    free(m->w.final_norm);
+    m->w.final_norm = NULL;
     for (int k = 0; k < m->n_shards; k++)
         safetensors_close(m->shards[k]);
     free(m->shards);
     mapped_file_close(m->llama2c);
+    m->shards = NULL;
+    m->n_shards = 0;
+    m->llama2c = NULL;
+}
+
+void model_free(model *m)
+{
+    if (m->memory != MODEL_WEIGHTS_HOST)
+        model_free_backend_weights(m);
+    model_release_host(m);
+    free(m->w.layers);
     char source[sizeof m->source];
     memcpy(source, m->source, sizeof source);
     memset(m, 0, sizeof *m);

@@ -15,4 +15,8 @@ void model_plan_shard(model *m);
  * pointer then NULL. The layers array itself stays for model_free. */
 void model_free_backend_weights(model *m);
 
+/* Frees the host fp32 arrays (norms, biases) of a MODEL_WEIGHTS_HOST model and closes
+ * the checkpoint files its views point into; the layers array itself stays. */
+void model_release_host(model *m);
+
 #endif
