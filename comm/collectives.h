@@ -22,7 +22,7 @@
 
 #include <mpi.h>
 
-#include "runtime/error.h"
+#include "base/error.h"
 
 typedef struct collectives collectives;
 

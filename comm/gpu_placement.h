@@ -12,7 +12,7 @@
 
 #include <mpi.h>
 
-#include "runtime/error.h"
+#include "base/error.h"
 
 typedef struct {
     int gpu;                 /* -1: this rank needs none */

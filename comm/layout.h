@@ -11,7 +11,7 @@
 
 #include <mpi.h>
 
-#include "runtime/error.h"
+#include "base/error.h"
 
 typedef enum {
     COMM_ROLE_TARGET = 0,

@@ -20,7 +20,7 @@
 #include <mpi.h>
 
 #include "proto/wire.h"
-#include "runtime/error.h"
+#include "base/error.h"
 
 /* What a stalled round waits for before calling its peer dead. */
 #define MSG_DEFAULT_TIMEOUT_S 30.0

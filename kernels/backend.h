@@ -31,10 +31,10 @@
 #include <stddef.h>
 #include <stdint.h>
 
-#include "kernels/sampling.h"
-#include "runtime/error.h"
-#include "runtime/model_config.h"
-#include "runtime/tensor.h"
+#include "base/sampling_params.h"
+#include "base/error.h"
+#include "base/model_config.h"
+#include "base/tensor.h"
 
 typedef struct augur_backend augur_backend;
 

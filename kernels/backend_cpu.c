@@ -1,4 +1,4 @@
-/* The CPU backend: kernels/cpu_kernels.h and kernels/sampling.h behind the backend
+/* The CPU backend: kernels/cpu_kernels.h and kernels/probs.h behind the backend
  * interface. Buffers are host memory, so every operation is a direct call; the only
  * state is the thread count and scratch that grows to the largest call seen. */
 #include "kernels/backend.h"
@@ -8,6 +8,7 @@
 
 #include "kernels/cpu_kernels.h"
 #include "kernels/fill_random.h"
+#include "kernels/probs.h"
 
 typedef struct {
     int threads;

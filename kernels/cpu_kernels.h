@@ -11,8 +11,8 @@
 #include <stdbool.h>
 #include <stdint.h>
 
-#include "runtime/model_config.h"
-#include "runtime/tensor.h"
+#include "base/model_config.h"
+#include "base/tensor.h"
 
 /* out[i][o] = sum_c x[i][c] * W[o][c] (+ bias[o]) for i < n, o < W.rows; x is
  * [n][W.cols]. bias may be NULL. threads >= 1. */

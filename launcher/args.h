@@ -6,7 +6,7 @@
 #include <stddef.h>
 #include <stdint.h>
 
-#include "runtime/error.h"
+#include "base/error.h"
 
 augur_status arg_int(const char *flag, const char *text, long min, long max, int *out, augur_error *err);
 augur_status arg_u64(const char *flag, const char *text, uint64_t *out, augur_error *err);

@@ -4,7 +4,7 @@
 
 #include "launcher/args.h"
 #include "launcher/commands.h"
-#include "runtime/convert_llama2c.h"
+#include "runtime/model/convert_llama2c.h"
 
 static const char convert_usage[] =
     "usage: augur convert --llama2c FILE --out DIR\n"

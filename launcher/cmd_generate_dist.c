@@ -8,7 +8,7 @@
 #include "launcher/generate_cli.h"
 #include "launcher/model_files.h"
 #include "proto/trace_stream.h"
-#include "runtime/spec_engine.h"
+#include "runtime/spec/spec_engine.h"
 
 typedef struct {
     trace_writer *w;

@@ -10,7 +10,7 @@
 
 #include "launcher/args.h"
 #include "launcher/commands.h"
-#include "runtime/simulate.h"
+#include "runtime/spec/simulate.h"
 
 static const char simulate_usage[] =
     "usage: augur simulate FILE [--rule RULE] [--td MS] [--tt MS] [--gamma LIST] [--tau LIST]\n"

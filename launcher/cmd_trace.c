@@ -9,7 +9,7 @@
 #include "launcher/args.h"
 #include "launcher/commands.h"
 #include "proto/trace_stream.h"
-#include "runtime/simulate.h"
+#include "runtime/spec/simulate.h"
 
 static const char trace_usage[] =
     "usage: augur trace FILE [--csv] [-o OUT]\n"

@@ -4,7 +4,7 @@
 #ifndef AUGUR_CONFIG_FILE_H
 #define AUGUR_CONFIG_FILE_H
 
-#include "runtime/error.h"
+#include "base/error.h"
 
 typedef struct {
     int argc;

@@ -5,10 +5,10 @@
 #include <stdbool.h>
 #include <stdint.h>
 
-#include "kernels/sampling.h"
-#include "runtime/acceptance.h"
+#include "runtime/spec/sampling.h"
+#include "runtime/spec/acceptance.h"
 #include "runtime/device_plan.h"
-#include "runtime/draft_rules.h"
+#include "runtime/spec/draft_rules.h"
 
 typedef struct {
     const char *model_path;      /* single-process */

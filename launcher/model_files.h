@@ -2,9 +2,9 @@
 #ifndef AUGUR_MODEL_FILES_H
 #define AUGUR_MODEL_FILES_H
 
-#include "runtime/error.h"
-#include "runtime/model.h"
-#include "runtime/tokenizer.h"
+#include "base/error.h"
+#include "runtime/model/model.h"
+#include "runtime/tokenizer/tokenizer.h"
 
 /* The tokenizer to use: tokenizer_flag when given, else <model_dir>/tokenizer.json.
  * A llama2.c checkpoint (a file) needs --tokenizer. */

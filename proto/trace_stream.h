@@ -15,7 +15,7 @@
 #include <stdio.h>
 
 #include "proto/wire.h"
-#include "runtime/error.h"
+#include "base/error.h"
 
 /* A record longer than this cannot be a TraceRecord; the reader treats it as corruption
  * rather than allocating whatever a damaged length prefix asks for. */

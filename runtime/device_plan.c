@@ -1,4 +1,5 @@
 #include "runtime/device_plan.h"
+#include "runtime/model/hf_config.h"
 
 #include <stdio.h>
 #include <stdlib.h>

@@ -10,8 +10,8 @@
 #include <stdio.h>
 
 #include "kernels/backend.h"
-#include "runtime/error.h"
-#include "runtime/model.h"
+#include "base/error.h"
+#include "runtime/model/model.h"
 
 typedef enum { AUGUR_DEVICE_AUTO = 0, AUGUR_DEVICE_CPU, AUGUR_DEVICE_CUDA } augur_device_kind;
 

@@ -17,9 +17,9 @@
 
 #include "comm/collectives.h"
 #include "kernels/backend.h"
-#include "runtime/error.h"
+#include "base/error.h"
 #include "runtime/kv_cache.h"
-#include "runtime/model.h"
+#include "runtime/model/model.h"
 
 typedef struct {
     const model *m;

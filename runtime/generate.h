@@ -7,9 +7,9 @@
 #include <stddef.h>
 #include <stdint.h>
 
-#include "kernels/sampling.h"
+#include "runtime/spec/sampling.h"
 #include "runtime/forward.h"
-#include "runtime/tokenizer.h"
+#include "runtime/tokenizer/tokenizer.h"
 
 typedef struct {
     int max_tokens;          /* generated tokens at most */

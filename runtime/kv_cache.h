@@ -5,7 +5,7 @@
 
 #include <stddef.h>
 
-#include "runtime/error.h"
+#include "base/error.h"
 
 typedef struct augur_backend augur_backend;
 

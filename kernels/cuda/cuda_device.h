@@ -13,7 +13,7 @@
 #include <cuda_fp16.h>
 #include <cuda_runtime.h>
 
-#include "runtime/tensor.h"
+#include "base/tensor.h"
 
 /* One weight element as fp32 (all three conversions are exact). */
 __device__ __forceinline__ float cuk_to_f32(float v) { return v; }

@@ -24,8 +24,8 @@
 #include "kernels/cpu_kernels.h"
 #include "kernels/cuda/cuda_backend.h"
 #include "kernels/fill_random.h"
-#include "runtime/model.h"
-#include "runtime/safetensors_write.h"
+#include "runtime/model/model.h"
+#include "runtime/model/safetensors_write.h"
 
 #define GUARD 64                  /* floats past every output that must stay poisoned */
 #define POISON_BITS 0x7fc0deadu   /* a quiet NaN no kernel produces */

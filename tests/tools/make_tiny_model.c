@@ -13,7 +13,7 @@
 #include <sys/stat.h>
 #include <unistd.h>
 
-#include "runtime/safetensors.h"
+#include "runtime/model/safetensors.h"
 
 typedef struct {
     int dim, hidden, layers, heads, kv_heads, vocab;

@@ -11,7 +11,8 @@
 #include <string.h>
 #include <unistd.h>
 
-#include "runtime/model_config.h"
+#include "base/model_config.h"
+#include "runtime/model/hf_config.h"
 #include "test_util.h"
 
 typedef struct {

@@ -8,8 +8,8 @@
 #include <stdlib.h>
 #include <string.h>
 
-#include "runtime/acceptance.h"
-#include "runtime/draft_rules.h"
+#include "runtime/spec/acceptance.h"
+#include "runtime/spec/draft_rules.h"
 #include "runtime/kv_cache.h"
 
 static void test_kv_append_trim(void **state)

@@ -22,8 +22,9 @@
 
 #include "kernels/backend.h"
 #include "kernels/fill_random.h"
-#include "runtime/model.h"
-#include "runtime/safetensors_write.h"
+#include "runtime/model/model.h"
+#include "runtime/model/hf_config.h"
+#include "runtime/model/safetensors_write.h"
 #include "test_util.h"
 
 /* ------------------------------------------------------------------ helpers */

@@ -14,9 +14,9 @@
 #include <sys/stat.h>
 #include <unistd.h>
 
-#include "runtime/model.h"
-#include "runtime/safetensors.h"
-#include "runtime/safetensors_write.h"
+#include "runtime/model/model.h"
+#include "runtime/model/safetensors.h"
+#include "runtime/model/safetensors_write.h"
 #include "test_util.h"
 
 #define STORIES AUGUR_SHARED_DIR "/models/stories260K/stories260K.bin"

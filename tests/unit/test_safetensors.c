@@ -13,8 +13,8 @@
 #include <sys/stat.h>
 #include <unistd.h>
 
-#include "runtime/safetensors.h"
-#include "runtime/safetensors_write.h"
+#include "runtime/model/safetensors.h"
+#include "runtime/model/safetensors_write.h"
 #include "test_util.h"
 
 

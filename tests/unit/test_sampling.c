@@ -9,7 +9,7 @@
 #include <stdlib.h>
 #include <string.h>
 
-#include "kernels/sampling.h"
+#include "runtime/spec/sampling.h"
 #include "test_util.h"
 
 /* ---------------------------------------------------------------- rng */

@@ -11,7 +11,7 @@
 #include <string.h>
 
 #include "proto/trace_stream.h"
-#include "runtime/simulate.h"
+#include "runtime/spec/simulate.h"
 
 #define MAX_RECS 64
 

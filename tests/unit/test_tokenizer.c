@@ -14,7 +14,7 @@
 #include <cmocka.h>
 #include <jansson.h>
 
-#include "runtime/tokenizer.h"
+#include "runtime/tokenizer/tokenizer.h"
 #include "test_util.h"
 
 #define FIXTURES AUGUR_SOURCE_DIR "/tests/fixtures/tokenizers/"

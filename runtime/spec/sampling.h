@@ -1,0 +1,24 @@
+/* Turning processed distributions into tokens: a seeded reproducible RNG and the draw.
+ * The distributions themselves come from kernels/probs.h (host) or the backend. */
+#ifndef AUGUR_SAMPLING_H
+#define AUGUR_SAMPLING_H
+
+#include <stdint.h>
+
+#include "base/sampling_params.h"
+#include "kernels/probs.h"
+
+/* xoshiro256** seeded through splitmix64: the same seed gives the same stream on every platform. */
+typedef struct {
+    uint64_t s[4];
+} augur_rng;
+
+void rng_seed(augur_rng *rng, uint64_t seed);
+uint64_t rng_next(augur_rng *rng);
+/* Uniform in [0, 1) with 53 random bits. */
+double rng_uniform(augur_rng *rng);
+
+/* Draws an index from a distribution that sums to ~1 (inverse CDF in index order). */
+int sample_from_probs(const float *probs, int n, augur_rng *rng);
+
+#endif

@@ -1,0 +1,348 @@
+/* The draft rank: drafts proposals with its own model, records each token's draft
+ * distribution and entropy, and (with overlap) keeps drafting ahead while the target
+ * verifies, keeping whatever the verdict confirms (DESIGN §4). */
+#include <math.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+
+#include "comm/messaging.h"
+#include "kernels/cpu_kernels.h"
+#include "runtime/spec/spec_engine.h"
+
+/* Tokens drafted beyond the confirmed sequence, each with its q and entropy. */
+typedef struct {
+    int32_t *tokens;
+    float *entropies;
+    float *ms;               /* drafting time of each token */
+    bool *ahead;             /* drafted while the target verified (overlap) */
+    float *q;                /* [cap][vocab] when sampling, else NULL */
+    int n, cap;
+} drafted;
+
+typedef struct {
+    spec_engine *e;
+    wire_request req;
+    sampling_params sp;
+    bool greedy;
+    draft_rule rule;
+    draft_rule_state rule_state;
+    bool overlap;
+    augur_rng rng;
+    int32_t *seq;            /* confirmed sequence S */
+    int len;                 /* |S| */
+    int prompt_len;
+    drafted d;
+    float *logits, *probs, *softmax_buf;
+    int *scratch;
+    uint32_t round;
+    int proposals_sent;
+    int exit_after;          /* tests: exit after this many proposals */
+} draft_state;
+
+static void draft_state_free(draft_state *s)
+{
+    free(s->seq);
+    free(s->d.tokens);
+    free(s->d.entropies);
+    free(s->d.ms);
+    free(s->d.ahead);
+    free(s->d.q);
+    free(s->logits);
+    free(s->probs);
+    free(s->softmax_buf);
+    free(s->scratch);
+    wire_request_free(&s->req);
+}
+
+static draft_rule rule_from_wire(const wire_draft_rule *w)
+{
+    static const draft_rule_kind kinds[] = {
+        [WIRE_RULE_FIXED] = DRAFT_RULE_FIXED,
+        [WIRE_RULE_HEURISTIC] = DRAFT_RULE_HEURISTIC,
+        [WIRE_RULE_ENTROPY_STATIC] = DRAFT_RULE_STATIC,
+        [WIRE_RULE_ENTROPY_MOVING_AVG] = DRAFT_RULE_MOVING_AVERAGE,
+        [WIRE_RULE_ENTROPY_CUMULATIVE] = DRAFT_RULE_CUMULATIVE,
+    };
+    draft_rule r = {.kind = w->kind <= WIRE_RULE_ENTROPY_CUMULATIVE ? kinds[w->kind] : DRAFT_RULE_FIXED,
+                    .gamma = (int)w->max_len, .tau = w->tau, .lambda = w->lambda, .window = (int)w->window};
+    return r;
+}
+
+static augur_status draft_state_init(draft_state *s, spec_engine *e, augur_error *err)
+{
+    int V = e->vocab;
+    const wire_request *r = &s->req;
+    s->e = e;
+    s->sp = (sampling_params){.temperature = r->sampling.temperature, .top_k = r->sampling.top_k,
+                              .top_p = r->sampling.top_p};
+    s->greedy = sampling_is_greedy(&s->sp);
+    s->rule = rule_from_wire(&r->rule);
+    draft_rule_init(&s->rule_state, &s->rule);
+    rng_seed(&s->rng, r->sampling.seed ^ 0x6a09e667f3bcc908ull); /* a stream of its own, apart from the leader's */
+    s->len = s->prompt_len = r->n_prompt_tokens;
+    s->d.cap = 2 * DRAFT_RULE_MAX_GAMMA + 2;
+    s->seq = malloc((size_t)e->max_context * sizeof(int32_t));
+    s->d.tokens = malloc((size_t)s->d.cap * sizeof(int32_t));
+    s->d.entropies = malloc((size_t)s->d.cap * sizeof(float));
+    s->d.ms = malloc((size_t)s->d.cap * sizeof(float));
+    s->d.ahead = malloc((size_t)s->d.cap * sizeof(bool));
+    s->d.q = s->greedy ? NULL : malloc((size_t)s->d.cap * V * sizeof(float));
+    s->logits = malloc((size_t)V * sizeof(float));
+    s->probs = malloc((size_t)V * sizeof(float));
+    s->softmax_buf = malloc((size_t)V * sizeof(float));
+    s->scratch = malloc((size_t)V * sizeof(int));
+    if (!s->seq || !s->d.tokens || !s->d.entropies || !s->d.ms || !s->d.ahead || (!s->greedy && !s->d.q) || !s->logits || !s->probs ||
+        !s->softmax_buf || !s->scratch)
+        return augur_fail(err, AUGUR_E_NOMEM, "draft rank %d: out of memory for request %llu", e->world_rank,
+                          (unsigned long long)r->request_id);
+    if (r->n_prompt_tokens < 1 || r->n_prompt_tokens >= e->max_context)
+        return augur_fail(err, AUGUR_E_COMM, "draft rank %d: request %llu has a prompt of %d tokens (context %d)",
+                          e->world_rank, (unsigned long long)r->request_id, r->n_prompt_tokens, e->max_context);
+    memcpy(s->seq, r->prompt_tokens, (size_t)s->len * sizeof(int32_t));
+    e->kv.len = 0;
+    return AUGUR_OK;
+}
+
+/* Entropy (nats) the rules see: of the processed q when sampling; when greedy, of
+ * softmax(logits), since the one-hot greedy distribution carries no information. */
+static float draft_entropy(draft_state *s)
+{
+    if (!s->greedy)
+        return entropy_nats(s->probs, s->e->vocab);
+    memcpy(s->softmax_buf, s->logits, (size_t)s->e->vocab * sizeof(float));
+    cpu_softmax(s->softmax_buf, s->e->vocab);
+    return entropy_nats(s->softmax_buf, s->e->vocab);
+}
+
+/* Drafts one more token after S ++ D, feeding whatever the cache lacks first. */
+static augur_status draft_one(draft_state *s, bool ahead, augur_error *err)
+{
+    spec_engine *e = s->e;
+    double t0 = augur_now_ms();
+    int total = s->len + s->d.n;
+    if (s->d.n >= s->d.cap || total >= e->max_context)
+        return augur_fail(err, AUGUR_E_INTERNAL, "draft rank %d: no room to draft past %d tokens", e->world_rank,
+                          total);
+    /* Unfed tokens: positions kv.len .. total-1 of S ++ D. */
+    int32_t unfed[2 * DRAFT_RULE_MAX_GAMMA + 4];
+    int n_unfed = total - e->kv.len;
+    int32_t *feed;
+    if (e->kv.len >= s->len) {
+        for (int i = 0; i < n_unfed; i++)
+            unfed[i] = s->d.tokens[e->kv.len - s->len + i];
+        feed = unfed;
+    } else if (s->d.n == 0) {
+        feed = s->seq + e->kv.len;
+    } else { /* some of S and all of D: copy into one run */
+        int32_t *run = malloc((size_t)n_unfed * sizeof(int32_t));
+        if (!run)
+            return augur_fail(err, AUGUR_E_NOMEM, "draft rank %d: out of memory", e->world_rank);
+        memcpy(run, s->seq + e->kv.len, (size_t)(s->len - e->kv.len) * sizeof(int32_t));
+        memcpy(run + (s->len - e->kv.len), s->d.tokens, (size_t)s->d.n * sizeof(int32_t));
+        augur_status st = forward_prefill(&e->fwd, &e->kv, run, n_unfed, s->logits, err);
+        free(run);
+        if (st)
+            return st;
+        feed = NULL;
+    }
+    if (feed) {
+        augur_status st = forward_prefill(&e->fwd, &e->kv, feed, n_unfed, s->logits, err);
+        if (st)
+            return st;
+    }
+    int32_t tok;
+    if (s->greedy) {
+        tok = argmax_f32(s->logits, e->vocab);
+    } else {
+        sampling_probs(&s->sp, s->logits, e->vocab, s->probs, s->scratch);
+        tok = sample_from_probs(s->probs, e->vocab, &s->rng);
+        memcpy(s->d.q + (size_t)s->d.n * e->vocab, s->probs, (size_t)e->vocab * sizeof(float));
+    }
+    s->d.entropies[s->d.n] = draft_entropy(s);
+    s->d.ahead[s->d.n] = ahead;
+    s->d.ms[s->d.n] = (float)(augur_now_ms() - t0);
+    s->d.tokens[s->d.n++] = tok;
+    return AUGUR_OK;
+}
+
+static void drafted_drop_front(draft_state *s, int k)
+{
+    int V = s->e->vocab;
+    int rest = s->d.n - k;
+    memmove(s->d.tokens, s->d.tokens + k, (size_t)rest * sizeof(int32_t));
+    memmove(s->d.entropies, s->d.entropies + k, (size_t)rest * sizeof(float));
+    memmove(s->d.ms, s->d.ms + k, (size_t)rest * sizeof(float));
+    memmove(s->d.ahead, s->d.ahead + k, (size_t)rest * sizeof(bool));
+    if (s->d.q)
+        memmove(s->d.q, s->d.q + (size_t)k * V, (size_t)rest * V * sizeof(float));
+    s->d.n = rest;
+}
+
+/* Most tokens the next proposal may hold: the rule's limit, the context (the target
+ * verifies positions len-1 .. len-1+k), and what the request still needs. */
+static int proposal_limit(draft_state *s, int rule_max)
+{
+    int k = rule_max;
+    int room = s->e->max_context - s->len;
+    if (k > room)
+        k = room;
+    int remaining = (int)s->req.max_tokens - (s->len - s->prompt_len);
+    if (k > remaining)
+        k = remaining;
+    return k < 0 ? 0 : k;
+}
+
+static augur_status send_proposal(draft_state *s, int *proposed, augur_error *err)
+{
+    spec_engine *e = s->e;
+    double t0 = augur_now_ms();
+    int k_max = proposal_limit(s, draft_rule_begin_round(&s->rule_state));
+    int k = 0;
+    augur_status st = AUGUR_OK;
+    while (k < k_max) {
+        if (k >= s->d.n && (st = draft_one(s, false, err)))
+            return st;
+        bool stop = draft_rule_stop_after(&s->rule_state, s->d.entropies[k]);
+        k++;
+        if (stop)
+            break;
+    }
+    wire_proposal p = {.request_id = s->req.request_id, .round = s->round, .start_position = (uint32_t)s->len,
+                       .n_tokens = k, .tokens = s->d.tokens, .dists = s->greedy ? NULL : s->d.q,
+                       .entropies = s->d.entropies, .vocab_size = e->vocab,
+                       .draft_ms = (float)(augur_now_ms() - t0), .hidden_ms = 0};
+    for (int i = 0; i < k; i++)
+        if (s->d.ahead[i])
+            p.hidden_ms += s->d.ms[i];
+    st = msg_send_proposal(e->world, 0, &p, err);
+    *proposed = k;
+    s->proposals_sent++;
+    return st;
+}
+
+/* Overlap: draft ahead as if the whole proposal were accepted until the verdict arrives. */
+static augur_status draft_ahead(draft_state *s, int proposed, augur_error *err)
+{
+    spec_engine *e = s->e;
+    int limit = proposed + DRAFT_RULE_MAX_GAMMA;
+    if (limit > s->d.cap)
+        limit = s->d.cap;
+    while (s->d.n < limit && s->len + s->d.n < e->max_context - 1) {
+        bool ready = false;
+        augur_status st = msg_poll(e->world, 0, MSG_TAG_VERDICT, &ready, err);
+        if (st || ready)
+            return st;
+        if ((st = draft_one(s, true, err)))
+            return st;
+    }
+    return AUGUR_OK;
+}
+
+/* Applies a verdict: S grows by the accepted tokens and the next token; drafted tokens
+ * survive only where they continue the new S. */
+static augur_status apply_verdict(draft_state *s, const wire_verdict *v, int proposed, augur_error *err)
+{
+    spec_engine *e = s->e;
+    int n = (int)v->accepted;
+    if (n > proposed || (int)v->new_length != s->len + n + 1 || v->next_token < 0 || v->next_token >= e->vocab)
+        return augur_fail(err, AUGUR_E_COMM,
+                          "draft rank %d: verdict for round %u is inconsistent (accepted %d of %d, new length %u, "
+                          "sequence %d)",
+                          e->world_rank, v->round, n, proposed, v->new_length, s->len);
+    int old_len = s->len;
+    memcpy(s->seq + s->len, s->d.tokens, (size_t)n * sizeof(int32_t));
+    s->len += n;
+    s->seq[s->len++] = v->next_token;
+    if (n < s->d.n && s->d.tokens[n] == v->next_token) {
+        drafted_drop_front(s, n + 1); /* S ++ D is unchanged: the cache stays valid */
+    } else {
+        s->d.n = 0;
+        if (e->kv.len > old_len + n)
+            e->kv.len = old_len + n;
+    }
+    draft_rule_end_round(&s->rule_state, n, proposed);
+    return AUGUR_OK;
+}
+
+static augur_status recv_verdict(draft_state *s, wire_verdict *v, augur_error *err)
+{
+    wire_expect want = {.request_id = s->req.request_id, .round = s->round, .vocab_size = s->e->vocab,
+                        .peer_rank = 0};
+    return msg_recv_verdict(s->e->world, 0, s->e->timeout_s, &want, v, err);
+}
+
+/* Serves one request from its first proposal to the finishing verdict. */
+static augur_status draft_request(draft_state *s, augur_error *err)
+{
+    for (s->round = 1;; s->round++) {
+        int proposed = 0;
+        augur_status st = send_proposal(s, &proposed, err);
+        if (st)
+            return st;
+        if (s->exit_after > 0 && s->proposals_sent >= s->exit_after) {
+            fprintf(stderr, "augur: draft rank %d: exiting after %d proposals as asked (test)\n",
+                    s->e->world_rank, s->proposals_sent);
+            exit(3);
+        }
+        if (s->overlap && (st = draft_ahead(s, proposed, err)))
+            return st;
+        wire_verdict v = {0};
+        if ((st = recv_verdict(s, &v, err)))
+            return st;
+        if (v.finished)
+            return AUGUR_OK;
+        if ((st = apply_verdict(s, &v, proposed, err)))
+            return st;
+    }
+}
+
+/* Between requests the leader may take its time (tokenizing, a baseline run), so
+ * the draft waits without a deadline for either a request or the stop command. */
+static augur_status wait_for_leader(spec_engine *e, int *tag, augur_error *err)
+{
+    MPI_Status status;
+    int rc = MPI_Probe(0, MPI_ANY_TAG, e->world, &status);
+    if (rc != MPI_SUCCESS)
+        return augur_fail(err, AUGUR_E_COMM, "draft rank %d: waiting for the leader failed (MPI error %d)",
+                          e->world_rank, rc);
+    *tag = status.MPI_TAG;
+    return AUGUR_OK;
+}
+
+augur_status spec_draft_serve(spec_engine *e, augur_error *err)
+{
+    wire_expect want = {.request_id = WIRE_ANY_REQUEST, .round = WIRE_ANY_ROUND, .vocab_size = e->vocab,
+                        .peer_rank = 0};
+    for (;;) {
+        int tag = 0;
+        augur_status st = wait_for_leader(e, &tag, err);
+        if (st)
+            return st;
+        if (tag == MSG_TAG_COMMAND) {
+            wire_command cmd = {0};
+            st = msg_recv_command(e->world, 0, e->timeout_s, &want, &cmd, err);
+            bool stop = !st && cmd.kind == WIRE_CMD_STOP;
+            wire_command_free(&cmd);
+            if (st || stop)
+                return st;
+            return augur_fail(err, AUGUR_E_COMM, "draft rank %d: the leader sent a command other than stop",
+                              e->world_rank);
+        }
+        if (tag != MSG_TAG_REQUEST)
+            return augur_fail(err, AUGUR_E_COMM, "draft rank %d: expected a request from the leader, got tag %d",
+                              e->world_rank, tag);
+        draft_state s = {0};
+        st = msg_recv_request(e->world, 0, e->timeout_s, &want, &s.req, err);
+        if (!st)
+            st = draft_state_init(&s, e, err);
+        if (!st && s.req.rule.kind != WIRE_RULE_NONE) {
+            s.overlap = s.req.overlap;
+            s.exit_after = (int)s.req.debug_draft_exit_after;
+            st = draft_request(&s, err);
+        }
+        draft_state_free(&s);
+        if (st)
+            return st;
+    }
+}

@@ -1,0 +1,211 @@
+/* Building a rank's part of the distributed engine: layout, model shard, caches,
+ * and a start-up handshake that fails every rank together instead of leaving some
+ * waiting on a peer that already gave up. */
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+
+#include "runtime/spec/spec_engine.h"
+
+#include "kernels/cuda/cuda_backend.h"
+
+/* Every rank contributes its status; on failure each rank's err names the first rank
+ * at fault (its own message if that is this rank). */
+static augur_status agree(spec_engine *e, augur_status mine, augur_error *err)
+{
+    int world_size = 0;
+    MPI_Comm_size(e->world, &world_size);
+    int *all = calloc((size_t)world_size, sizeof(int));
+    if (!all)
+        return augur_fail(err, AUGUR_E_NOMEM, "rank %d: out of memory", e->world_rank);
+    int code = (int)mine;
+    MPI_Allgather(&code, 1, MPI_INT, all, 1, MPI_INT, e->world);
+    augur_status worst = AUGUR_OK;
+    for (int r = 0; r < world_size && !worst; r++) {
+        if (all[r]) {
+            worst = (augur_status)all[r];
+            if (r != e->world_rank)
+                augur_fail(err, worst, "rank %d failed to start (see its message)", r);
+        }
+    }
+    free(all);
+    return worst;
+}
+
+/* The draft rank idles under --no-speculation: no model, no GPU. */
+static bool runs_model(const spec_engine *e, bool load_draft)
+{
+    return e->role == SPEC_ROLE_TARGET || load_draft;
+}
+
+/* Picks this rank's GPU (collective over world) and opens its backend. */
+static augur_status open_backend(spec_engine *e, bool load_draft, augur_error *err)
+{
+    bool cuda = device_kind_resolve(e->dev.kind) == AUGUR_DEVICE_CUDA;
+    bool needs = cuda && runs_model(e, load_draft);
+    augur_status st = gpu_place(e->world, e->role == SPEC_ROLE_TARGET, needs, cuda ? backend_cuda_device_count() : 0,
+                                e->dev.tp_over_mpi, &e->place, err);
+    if (st || !runs_model(e, load_draft))
+        return st;
+    if ((st = device_open_backend(&e->be, &e->dev, e->place.gpu < 0 ? 0 : e->place.gpu, err)))
+        return augur_wrap(err, "rank %d", e->world_rank);
+    if (e->place.shared && e->role == SPEC_ROLE_DRAFT)
+        fprintf(stderr, "augur: rank %d (draft): node %s has no free GPU, sharing GPU %d with a target rank\n",
+                e->world_rank, e->place.node, e->place.gpu);
+    return AUGUR_OK;
+}
+
+static augur_status load_role_model(spec_engine *e, const char *target_path, const char *draft_path,
+                                    int draft_layers, bool load_draft, augur_error *err)
+{
+    augur_status st;
+    if (e->role == SPEC_ROLE_TARGET) {
+        model_load_opts o = {.tp_rank = e->world_rank, .tp_size = e->n_targets};
+        if ((st = device_load_model(&e->m, e->be, target_path, &o, &e->dev, err)))
+            return augur_wrap(err, "target rank %d", e->world_rank);
+        e->has_model = true;
+        return AUGUR_OK;
+    }
+    if (!load_draft)
+        return AUGUR_OK;
+    model_load_opts o = {.tp_rank = 0, .tp_size = 1, .max_layers = draft_layers};
+    const char *path = draft_path ? draft_path : target_path;
+    if ((st = device_load_model(&e->m, e->be, path, &o, &e->dev, err)))
+        return augur_wrap(err, "draft rank %d", e->world_rank);
+    e->has_model = true;
+    return AUGUR_OK;
+}
+
+/* Draft and target must agree on the vocabulary; the context is the smallest any rank allows. */
+static augur_status check_models(spec_engine *e, int max_context, augur_error *err)
+{
+    int mine[2] = {e->has_model ? e->m.cfg.vocab_size : -1, e->has_model ? e->m.cfg.max_seq_len : 1 << 30};
+    int world_size = 0;
+    MPI_Comm_size(e->world, &world_size);
+    int *all = calloc((size_t)world_size * 2, sizeof(int));
+    if (!all)
+        return augur_fail(err, AUGUR_E_NOMEM, "rank %d: out of memory", e->world_rank);
+    MPI_Allgather(mine, 2, MPI_INT, all, 2, MPI_INT, e->world);
+    int target_vocab = all[0], draft_vocab = all[2 * e->draft_rank];
+    int ctx_limit = 1 << 30;
+    for (int r = 0; r < world_size; r++)
+        if (all[2 * r + 1] < ctx_limit)
+            ctx_limit = all[2 * r + 1];
+    free(all);
+    e->vocab = target_vocab;
+    if (draft_vocab >= 0 && draft_vocab != target_vocab)
+        return augur_fail(err, AUGUR_E_INPUT,
+                          "draft and target vocabularies differ: the draft (rank %d) has %d tokens, the target %d",
+                          e->draft_rank, draft_vocab, target_vocab);
+    if (max_context > ctx_limit)
+        return augur_fail(err, AUGUR_E_INPUT, "--max-context %d exceeds a model's max_position_embeddings %d",
+                          max_context, ctx_limit);
+    e->max_context = ctx_limit;
+    return AUGUR_OK;
+}
+
+/* Every rank plans its memory for the context asked for (or as much as fits); the job
+ * uses the smallest context any rank can hold. */
+static augur_status plan_context(spec_engine *e, int requested, augur_error *err)
+{
+    int mine = 1 << 30;
+    augur_status st = AUGUR_OK;
+    if (e->has_model) {
+        st = device_plan_memory(&e->m, e->be, &e->dev, requested, e->max_context, SPEC_FORWARD_TOKENS, &e->plan, err);
+        if (!st)
+            mine = e->plan.context;
+    }
+    if ((st = agree(e, st, err)))
+        return st;
+    int least = 0;
+    MPI_Allreduce(&mine, &least, 1, MPI_INT, MPI_MIN, e->world);
+    e->max_context = least;
+    e->plan.context = least;
+    return AUGUR_OK;
+}
+
+static augur_status alloc_state(spec_engine *e, int threads, augur_error *err)
+{
+    if (!e->has_model)
+        return AUGUR_OK;
+    augur_status st = AUGUR_OK;
+    if (e->role == SPEC_ROLE_TARGET && e->n_targets > 1 && e->be != NULL && strcmp(e->be->name, "cpu") != 0 &&
+        !e->dev.tp_over_mpi) {
+#ifdef AUGUR_HAVE_CUDA
+        st = collectives_nccl_create(&e->tp, e->layout->target, e->place.gpu, backend_cuda_stream(e->be), err);
+#endif
+    } else if (e->role == SPEC_ROLE_TARGET) {
+        e->tp = e->ctl;
+    }
+    if (!st)
+        st = kv_cache_init(&e->kv, e->be, e->m.cfg.n_layers, e->max_context, e->m.n_kv_heads_local, e->m.cfg.head_dim,
+                           err);
+    if (!st)
+        st = forward_init(&e->fwd, &e->m, e->be, e->role == SPEC_ROLE_TARGET ? e->tp : NULL, threads,
+                          SPEC_FORWARD_TOKENS, e->max_context, err);
+    if (st)
+        return augur_wrap(err, "rank %d", e->world_rank);
+    if (e->role == SPEC_ROLE_TARGET) {
+        e->logits = malloc((size_t)SPEC_MAX_VERIFY * e->m.vocab_local * sizeof(float));
+        if (!e->logits)
+            return augur_fail(err, AUGUR_E_NOMEM, "target rank %d: cannot allocate logits", e->world_rank);
+        if (e->world_rank == 0) {
+            e->gather_buf = malloc((size_t)SPEC_MAX_VERIFY * e->vocab * sizeof(float));
+            e->gather_counts = calloc((size_t)e->n_targets, sizeof(int));
+            if (!e->gather_buf || !e->gather_counts)
+                return augur_fail(err, AUGUR_E_NOMEM, "leader: cannot allocate the gather buffers");
+        }
+    }
+    return AUGUR_OK;
+}
+
+augur_status spec_engine_init(spec_engine *e, comm_layout *layout, const char *target_path, const char *draft_path,
+                              int draft_layers, bool load_draft, const device_opts *dev, int max_context,
+                              augur_error *err)
+{
+    *e = (spec_engine){.layout = layout, .world = layout->world, .world_rank = layout->world_rank,
+                       .n_targets = layout->n_target, .draft_rank = layout->draft_rank,
+                       .role = layout->role == COMM_ROLE_TARGET ? SPEC_ROLE_TARGET : SPEC_ROLE_DRAFT,
+                       .timeout_s = MSG_DEFAULT_TIMEOUT_S, .dev = *dev};
+    augur_status st = AUGUR_OK;
+    if (e->role == SPEC_ROLE_TARGET)
+        st = collectives_mpi_create(&e->ctl, layout->target, err);
+    if ((st = agree(e, st, err)))
+        return st;
+    st = open_backend(e, load_draft, err);
+    if (!st)
+        st = load_role_model(e, target_path, draft_path, draft_layers, load_draft, err);
+    if ((st = agree(e, st, err)))
+        return st;
+    if ((st = agree(e, check_models(e, max_context, err), err)))
+        return st;
+    if ((st = plan_context(e, max_context, err)))
+        return st;
+    if ((st = agree(e, alloc_state(e, dev->threads, err), err)))
+        return st;
+    if (e->has_model) {
+        char who[64];
+        snprintf(who, sizeof who, "rank %d (%s)", e->world_rank,
+                 e->role == SPEC_ROLE_TARGET ? (e->n_targets > 1 ? "target shard" : "target") : "draft");
+        memory_plan_print(stderr, who, &e->plan);
+    }
+    return AUGUR_OK;
+}
+
+void spec_engine_free(spec_engine *e)
+{
+    free(e->logits);
+    free(e->gather_buf);
+    free(e->gather_counts);
+    if (e->has_model) {
+        forward_free(&e->fwd);
+        kv_cache_free(&e->kv);
+        model_free(&e->m);
+    }
+    if (e->tp && e->tp != e->ctl)
+        collectives_destroy(e->tp);
+    if (e->ctl)
+        collectives_destroy(e->ctl);
+    backend_destroy(e->be);
+    memset(e, 0, sizeof *e);
+}

@@ -1,0 +1,146 @@
+/* Distributed speculative decoding over MPI ranks (DESIGN §3–§5).
+ *
+ * Layout: world ranks 0..T-1 form the target tensor-parallel group (rank 0 is also the
+ * leader), world rank T is the draft rank. Every rank builds a spec_engine for its
+ * role; the leader drives requests with spec_leader_generate while the other ranks sit
+ * in spec_target_serve / spec_draft_serve until the leader says stop.
+ *
+ * Sequence invariant: for a confirmed sequence S of length L, every target rank's KV
+ * cache holds positions 0..L-2 (all but the last token), so one round verifies
+ * [S[L-1], x1..xk] at positions L-1..L-1+k, and trimming after the verdict keeps
+ * L + accepted positions. Target-only decoding is the same loop with k = 0. */
+#ifndef AUGUR_SPEC_ENGINE_H
+#define AUGUR_SPEC_ENGINE_H
+
+#include <stdbool.h>
+#include <stdint.h>
+
+#include <mpi.h>
+
+#include "comm/collectives.h"
+#include "comm/gpu_placement.h"
+#include "comm/layout.h"
+#include "comm/messaging.h"
+#include "runtime/spec/sampling.h"
+#include "proto/wire.h"
+#include "runtime/device_plan.h"
+#include "runtime/spec/acceptance.h"
+#include "runtime/spec/draft_rules.h"
+#include "runtime/forward.h"
+#include "runtime/generate.h"
+#include "runtime/kv_cache.h"
+#include "runtime/model/model.h"
+#include "runtime/tokenizer/tokenizer.h"
+
+/* Most tokens one proposal may carry plus the verified last token. */
+#define SPEC_MAX_VERIFY (DRAFT_RULE_MAX_GAMMA + 1)
+/* Most positions one forward carries (prefill goes in chunks of this many). */
+#define SPEC_FORWARD_TOKENS (SPEC_MAX_VERIFY + 7)
+
+/* What a verification forward sends to the leader (Verify.gather). */
+typedef enum {
+    SPEC_GATHER_NONE = 0,    /* prefill: nothing */
+    SPEC_GATHER_ARGMAX = 1,  /* greedy: per-shard (max, argmax) of each row */
+    SPEC_GATHER_LOGITS = 2,  /* sampling or tracing: every shard's logits */
+} spec_gather;
+
+typedef enum { SPEC_ROLE_TARGET, SPEC_ROLE_DRAFT } spec_role;
+
+typedef struct {
+    spec_role role;
+    comm_layout *layout;     /* not owned */
+    int world_rank;
+    int n_targets;           /* T */
+    int draft_rank;          /* T */
+    MPI_Comm world;
+    collectives *ctl;        /* target group over MPI, host buffers: command broadcasts, gathers */
+    collectives *tp;         /* target group for the forward's all-reduces: NCCL on GPUs, else ctl */
+    augur_backend *be;       /* where this rank's model runs (NULL on an idle draft rank) */
+    device_opts dev;
+    gpu_placement place;
+    memory_plan plan;
+    model m;                 /* target shard, or the whole draft model */
+    bool has_model;
+    forward_ctx fwd;
+    kv_cache kv;
+    int max_context;
+    double timeout_s;        /* how long to wait for a peer before failing */
+    /* target-side buffers */
+    float *logits;           /* [SPEC_MAX_VERIFY][vocab_local] */
+    float *gather_buf;       /* leader: [SPEC_MAX_VERIFY][vocab] (full) or argmax pairs */
+    int *gather_counts;      /* leader: [T] */
+    int vocab;               /* full vocabulary size */
+} spec_engine;
+
+typedef struct {
+    draft_rule rule;
+    bool speculate;          /* false: target-only baseline on the same ranks */
+    bool overlap;            /* the draft keeps drafting while the target verifies */
+    sampling_params sampling;
+    uint64_t seed;
+    int max_tokens;
+    acceptance_variant variant;
+    bool gather_full;        /* gather full logits even when greedy (target entropy for traces) */
+    int debug_draft_exit_after; /* >0: the draft rank exits after this many proposals (tests) */
+} spec_request_opts;
+
+typedef struct {
+    int rounds;
+    int proposed;
+    int accepted;
+    int generated;
+    bool hit_eos;
+    double total_ms;
+    double prefill_ms;
+    double draft_wait_ms;    /* leader blocked waiting for proposals: draft time not hidden */
+    double draft_compute_ms; /* drafting after each verdict: on the critical path */
+    double draft_hidden_ms;  /* drafting of proposed tokens done while the target verified */
+    double verify_ms;        /* target forwards on the leader */
+    double comm_ms;          /* broadcasts, gathers, verdicts */
+    double sample_ms;        /* acceptance tests and distribution processing */
+} spec_stats;
+
+/* Called for each trace record (one per proposed token up to the first rejection). */
+typedef void (*spec_trace_fn)(void *user, const wire_trace_record *rec);
+
+typedef struct {
+    text_sink *sink;         /* generated text, may be NULL */
+    bool echo_prompt;
+    int32_t *out_tokens;     /* may be NULL; capacity max_tokens */
+    spec_trace_fn trace;     /* may be NULL */
+    void *trace_user;
+} spec_output;
+
+/* Builds the engine for this rank: target ranks load their shard of target_path,
+ * the draft rank loads draft_path (or the target's first draft_layers layers), each on
+ * the backend dev asks for (a GPU chosen from the node-local ranks for "cuda"), and the
+ * KV caches get the context every rank can hold (max_context, or as much as fits).
+ * Collective over MPI_COMM_WORLD: a failure on any rank fails every rank, and each
+ * rank's err says what went wrong (on the rank at fault) or which rank failed. */
+augur_status spec_engine_init(spec_engine *e, comm_layout *layout, const char *target_path, const char *draft_path,
+                              int draft_layers, bool load_draft, const device_opts *dev, int max_context,
+                              augur_error *err);
+void spec_engine_free(spec_engine *e);
+
+/* Leader only: runs one request. */
+augur_status spec_leader_generate(spec_engine *e, uint64_t request_id, const tokenizer *tok, const int32_t *prompt,
+                                  int n_prompt, const spec_request_opts *opts, const spec_output *out,
+                                  spec_stats *stats, augur_error *err);
+/* Leader only: releases the other ranks from their serving loops. */
+augur_status spec_leader_stop(spec_engine *e, augur_error *err);
+
+/* Target ranks other than the leader, and the draft rank: serve until stopped. */
+augur_status spec_target_serve(spec_engine *e, augur_error *err);
+augur_status spec_draft_serve(spec_engine *e, augur_error *err);
+
+/* Shared by the leader and the followers: applies one command to this target rank
+ * (VERIFY runs a forward and contributes to the gather its `gather` field asks for;
+ * ACCEPT trims the cache). On the leader the gathered rows land in e->gather_buf:
+ * SPEC_GATHER_ARGMAX: [n][2] (max logit, global token id) already reduced over shards;
+ * SPEC_GATHER_LOGITS: [n][vocab] full logits. */
+augur_status spec_target_execute(spec_engine *e, const wire_command *cmd, augur_error *err);
+
+/* Broadcasts an encoded command over the target group (root = leader). */
+augur_status spec_bcast_command(spec_engine *e, wire_command *cmd, augur_error *err);
+
+#endif
