@@ -58,3 +58,27 @@ int augur_exit_code(augur_status code)
         return 1;
     }
 }
+
+const char *augur_escape(const char *s, char *out, size_t cap)
+{
+    if (cap == 0)
+        return out;
+    size_t o = 0;
+    for (const unsigned char *p = (const unsigned char *)s; *p; p++) {
+        char piece[8];
+        int n = *p < 0x20 || *p == 0x7f ? snprintf(piece, sizeof piece, "\\x%02x", *p)
+                : *p == '\\'            ? snprintf(piece, sizeof piece, "\\\\")
+                                        : snprintf(piece, sizeof piece, "%c", *p);
+        if (o + (size_t)n + 4 > cap) { /* keep room for "..." and the NUL */
+            if (o + 4 <= cap) {
+                memcpy(out + o, "...", 3);
+                o += 3;
+            }
+            break;
+        }
+        memcpy(out + o, piece, (size_t)n);
+        o += (size_t)n;
+    }
+    out[o < cap ? o : cap - 1] = '\0';
+    return out;
+}

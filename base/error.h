@@ -4,6 +4,7 @@
 #define AUGUR_ERROR_H
 
 #include <stdarg.h>
+#include <stddef.h>
 
 typedef enum {
     AUGUR_OK = 0,
@@ -32,6 +33,11 @@ augur_status augur_wrap(augur_error *err, const char *fmt, ...)
     __attribute__((format(printf, 2, 3)));
 
 void augur_error_clear(augur_error *err);
+
+/* Copies s into out (cap bytes, NUL-terminated) with control bytes, DEL and
+ * backslashes written as \xNN / \\, cut with "..." when it does not fit: text from a
+ * corrupt file can then be quoted in a message without moving the terminal. */
+const char *augur_escape(const char *s, char *out, size_t cap);
 
 /* Exit code the CLI uses for a status: input and format problems are the user's (2). */
 int augur_exit_code(augur_status code);

@@ -17,9 +17,11 @@ static augur_status parse_dtype(const char *path, const char *name, const char *
         *dt = AUGUR_F16;
     else if (!strcmp(s, "BF16"))
         *dt = AUGUR_BF16;
-    else
+    else {
+        char shown[64];
         return augur_fail(err, AUGUR_E_UNSUPPORTED, "%s: tensor %s has unsupported dtype %s (F32, F16, BF16)",
-                          path, name, s);
+                          path, name, augur_escape(s, shown, sizeof shown));
+    }
     return AUGUR_OK;
 }
 
@@ -114,6 +116,46 @@ static augur_status parse_prefix(const mapped_file *f, uint64_t *hlen, augur_err
     return AUGUR_OK;
 }
 
+static int by_offset(const void *a, const void *b)
+{
+    const safetensors_entry *x = *(const safetensors_entry *const *)a, *y = *(const safetensors_entry *const *)b;
+    if (x->data != y->data)
+        return (uintptr_t)x->data < (uintptr_t)y->data ? -1 : 1;
+    return x->nbytes < y->nbytes ? -1 : x->nbytes > y->nbytes;
+}
+
+/* The tensors must tile the data buffer exactly, as strict readers (the format's own)
+ * require: an overlap would let two tensors read the same bytes, a gap or a tail means
+ * the header and the data disagree. */
+static augur_status check_tiling(safetensors_file *sf, const unsigned char *data, size_t data_len, augur_error *err)
+{
+    const safetensors_entry **order = malloc((size_t)(sf->n_entries ? sf->n_entries : 1) * sizeof *order);
+    if (!order)
+        return augur_fail(err, AUGUR_E_NOMEM, "%s: out of memory", sf->file->path);
+    for (int i = 0; i < sf->n_entries; i++)
+        order[i] = &sf->entries[i];
+    qsort(order, (size_t)sf->n_entries, sizeof *order, by_offset);
+    augur_status st = AUGUR_OK;
+    size_t expected = 0;
+    char shown[160];
+    for (int i = 0; i < sf->n_entries && !st; i++) {
+        size_t begin = (size_t)((const unsigned char *)order[i]->data - data);
+        if (begin < expected)
+            st = augur_fail(err, AUGUR_E_FORMAT, "%s: tensor %s: data_offsets begin %zu overlaps the tensor before it "
+                            "(which ends at %zu)", sf->file->path, augur_escape(order[i]->name, shown, sizeof shown),
+                            begin, expected);
+        else if (begin > expected)
+            st = augur_fail(err, AUGUR_E_FORMAT, "%s: tensor %s: data_offsets begin %zu leaves a gap after byte %zu",
+                            sf->file->path, augur_escape(order[i]->name, shown, sizeof shown), begin, expected);
+        expected = begin + order[i]->nbytes;
+    }
+    if (!st && expected != data_len)
+        st = augur_fail(err, AUGUR_E_FORMAT, "%s: the tensors cover %zu of the %zu data bytes after the header",
+                        sf->file->path, expected, data_len);
+    free(order);
+    return st;
+}
+
 static augur_status parse_header(safetensors_file *sf, json_t *root, size_t hlen, augur_error *err)
 {
     const mapped_file *f = sf->file;
@@ -128,14 +170,15 @@ static augur_status parse_header(safetensors_file *sf, json_t *root, size_t hlen
             continue;
         }
         safetensors_entry *e = &sf->entries[sf->n_entries];
-        augur_status st = parse_entry(f->path, key, val, data, data_len, e, err);
+        char shown[160];
+        augur_status st = parse_entry(f->path, augur_escape(key, shown, sizeof shown), val, data, data_len, e, err);
         if (st)
             return st;
         if (!(e->name = strdup(key)))
             return augur_fail(err, AUGUR_E_NOMEM, "%s: out of memory", f->path);
         sf->n_entries++;
     }
-    return AUGUR_OK;
+    return check_tiling(sf, data, data_len, err);
 }
 
 augur_status safetensors_open(safetensors_file **out, const char *path, augur_error *err)
@@ -152,9 +195,10 @@ augur_status safetensors_open(safetensors_file **out, const char *path, augur_er
     if (!st) {
         json_error_t jerr;
         root = json_loadb((const char *)sf->file->base + 8, (size_t)hlen, JSON_REJECT_DUPLICATES, &jerr);
+        char shown[sizeof jerr.text];
         if (!root)
             st = augur_fail(err, AUGUR_E_FORMAT, "%s: header is not valid JSON (byte %d: %s)", path, jerr.position,
-                            jerr.text);
+                            augur_escape(jerr.text, shown, sizeof shown));
         else if (!json_is_object(root))
             st = augur_fail(err, AUGUR_E_FORMAT, "%s: header is JSON but not an object", path);
     }

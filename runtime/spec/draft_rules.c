@@ -40,7 +40,7 @@ void draft_rule_describe(const draft_rule *r, char *out, int cap)
 {
     switch (r->kind) {
     case DRAFT_RULE_FIXED: snprintf(out, (size_t)cap, "fixed(gamma=%d)", r->gamma); break;
-    case DRAFT_RULE_HEURISTIC: snprintf(out, (size_t)cap, "heuristic(+2/-1, initial gamma=%d)", r->gamma); break;
+    case DRAFT_RULE_HEURISTIC: snprintf(out, (size_t)cap, "heuristic(+2/-1, from and at most gamma=%d)", r->gamma); break;
     case DRAFT_RULE_STATIC: snprintf(out, (size_t)cap, "static(tau=%g, num_k=%d)", r->tau, r->gamma); break;
     case DRAFT_RULE_MOVING_AVERAGE:
         snprintf(out, (size_t)cap, "moving-average(lambda=%g, n=%d, num_k=%d)", r->lambda, r->window, r->gamma);
@@ -110,6 +110,6 @@ void draft_rule_end_round(draft_rule_state *s, int accepted, int proposed)
         s->heuristic_gamma -= 1;
     if (s->heuristic_gamma < 1)
         s->heuristic_gamma = 1;
-    if (s->heuristic_gamma > DRAFT_RULE_MAX_GAMMA)
-        s->heuristic_gamma = DRAFT_RULE_MAX_GAMMA;
+    if (s->heuristic_gamma > s->rule.gamma) /* --gamma caps every rule */
+        s->heuristic_gamma = s->rule.gamma;
 }

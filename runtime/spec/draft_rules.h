@@ -1,7 +1,8 @@
 /* Draft-length rules: how many tokens the draft proposes in a round.
  *
  * fixed γ; the Hugging Face heuristic (+2 after a fully accepted round, −1 otherwise,
- * never below 1); and the thesis's entropy rules (DESIGN §2), which stop drafting after
+ * never below 1, and here never above γ, where it starts: γ caps every rule, which
+ * bounds the verification width); and the thesis's entropy rules (DESIGN §2), which stop drafting after
  * the token whose draft entropy H_t (nats) fires the rule, keeping that token:
  *   static:          H_t >= τ
  *   moving average:  H_t² >= λ · mean(H²) over the last min(n, available) past entropies
@@ -27,7 +28,7 @@ typedef enum {
 
 typedef struct {
     draft_rule_kind kind;
-    int gamma;               /* fixed γ; initial γ (heuristic); num_k (entropy rules) */
+    int gamma;               /* fixed γ; start and cap (heuristic); num_k (entropy rules) */
     float tau;               /* static, cumulative */
     float lambda;            /* moving average */
     int window;              /* n: past entropies considered (moving average, cumulative) */

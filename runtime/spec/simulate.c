@@ -176,6 +176,54 @@ void sim_trace_free(sim_trace *t)
     memset(t, 0, sizeof *t);
 }
 
+/* ---- cost model ---- */
+
+double sim_cost_verify_ms(const sim_cost *c, int n)
+{
+    return c->tt_ms + c->tt_per_position_ms * (n > 1 ? n - 1 : 0);
+}
+
+augur_status sim_fit_target_cost(const sim_trace *t, sim_cost *c, int *n_widths, augur_error *err)
+{
+    /* Sums for the regression of target_ms on x = n − 1, one point per round. */
+    double n = 0, sx = 0, sy = 0, sxx = 0, sxy = 0;
+    bool seen[DRAFT_RULE_MAX_GAMMA + 2] = {false};
+    int widths = 0;
+    for (size_t i = 0; i < t->n_records; i++) {
+        const wire_trace_record *r = &t->records[i];
+        const wire_trace_record *prev = i ? r - 1 : NULL;
+        if (prev && prev->request_id == r->request_id && prev->round == r->round)
+            continue; /* one point per round: its first record */
+        double x = r->draft_len_in_round, y = r->target_ms;
+        uint32_t w = r->draft_len_in_round + 1;
+        if (w < sizeof seen / sizeof *seen && !seen[w]) {
+            seen[w] = true;
+            widths++;
+        }
+        n++;
+        sx += x;
+        sy += y;
+        sxx += x * x;
+        sxy += x * y;
+    }
+    *n_widths = widths;
+    if (n == 0)
+        return augur_fail(err, AUGUR_E_INPUT, "the trace holds no rounds to fit the target's cost to");
+    double var = sxx - sx * sx / n;
+    if (widths < 2 || !(var > 0)) {
+        c->tt_ms = sy / n;
+        c->tt_per_position_ms = 0;
+        return AUGUR_OK;
+    }
+    double slope = (sxy - sx * sy / n) / var;
+    if (slope < 0)
+        slope = 0;
+    double intercept = sy / n - slope * sx / n; /* t_t at x = 0, i.e. one position */
+    c->tt_per_position_ms = slope;
+    c->tt_ms = intercept > 0 ? intercept : 0;
+    return AUGUR_OK;
+}
+
 /* ---- replay ---- */
 
 static bool rule_reads_entropy(draft_rule_kind kind)
@@ -235,7 +283,7 @@ static void run_request(const sim_trace *t, const sim_request *q, const draft_ru
         res->rounds++;
         res->proposed += (uint64_t)k;
         res->accepted += (uint64_t)a;
-        res->cost_ms += k * cost->td_ms + cost->tt_ms;
+        res->cost_ms += k * cost->td_ms + sim_cost_verify_ms(cost, k + 1);
         p += (uint32_t)a + 1;
     }
 }
@@ -248,9 +296,10 @@ augur_status sim_run(const sim_trace *t, const draft_rule *rule, const sim_cost 
     augur_status st = draft_rule_validate(rule, err);
     if (st != AUGUR_OK)
         return st;
-    if (!(cost->td_ms >= 0) || !(cost->tt_ms > 0))
-        return augur_fail(err, AUGUR_E_INPUT, "cost model: t_d must be >= 0 and t_t > 0 ms (got %g and %g)",
-                          cost->td_ms, cost->tt_ms);
+    if (!(cost->td_ms >= 0) || !(cost->tt_ms > 0) || !(cost->tt_per_position_ms >= 0))
+        return augur_fail(err, AUGUR_E_INPUT,
+                          "cost model: t_d must be >= 0, t_t(1) > 0 and t_t's slope >= 0 ms (got %g, %g and %g)",
+                          cost->td_ms, cost->tt_ms, cost->tt_per_position_ms);
     if (t->n_requests == 0)
         return augur_fail(err, AUGUR_E_INPUT, "the trace holds no records to replay");
     for (size_t r = 0; r < t->n_requests; r++)
@@ -261,7 +310,7 @@ augur_status sim_run(const sim_trace *t, const draft_rule *rule, const sim_cost 
         out->acceptance = (double)out->accepted / (double)out->proposed;
     if (out->tokens) {
         out->ms_per_token = out->cost_ms / (double)out->tokens;
-        out->speedup = cost->tt_ms / out->ms_per_token;
+        out->speedup = sim_cost_verify_ms(cost, 1) / out->ms_per_token;
     }
     return AUGUR_OK;
 }

@@ -11,7 +11,7 @@
  *   round: k_max = begin_round; propose positions p, p+1, ... calling stop_after on each
  *          recorded draft entropy, until k_max, the rule fires, or the request's end;
  *          a = consecutive accepted records from p (at most k); end_round(a, k);
- *          the round yields a+1 tokens and costs k·t_d + t_t; p += a+1.
+ *          the round yields a+1 tokens and costs k·t_d + t_t(k+1); p += a+1.
  *
  * What the records cannot say, and how the replay treats it (counted in sim_result.cut
  * and .skipped so that a result shows how much it leaned on approximations):
@@ -85,20 +85,38 @@ augur_status sim_trace_read(sim_trace *t, FILE *f, const char *name, augur_error
 augur_status sim_trace_load(sim_trace *t, const char *path, augur_error *err);
 void sim_trace_free(sim_trace *t);
 
-/* Cost model c = x_d·t_d + x_t·t_t (DESIGN §1), per drafted token and per verify
- * forward; target-only decoding costs t_t a token. */
+/* Cost model c = x_d·t_d + Σ_rounds t_t(n) (DESIGN §1): t_d per drafted token, and a
+ * verify forward of n positions (the k drafted tokens and the last accepted one)
+ * costs t_t(n) = tt_ms + tt_per_position_ms·(n − 1). Target-only decoding costs
+ * t_t(1) = tt_ms a token. A verify forward reads the same weights whatever n, so one
+ * shared cost with a cheaper slope per extra row is the shape to fit; charging every
+ * round the mean verify time instead overstates the baseline (a recorded γ = 8 run
+ * predicted 1.84x where 0.82x was measured). tt_per_position_ms = 0 is the old
+ * one-cost model. */
 typedef struct {
     double td_ms, tt_ms;
+    double tt_per_position_ms;
 } sim_cost;
+
+/* Verify cost of n positions under c. */
+double sim_cost_verify_ms(const sim_cost *c, int n);
+
+/* Least-squares fit of t_t(n) to the trace's rounds (n = draft_len_in_round + 1, the
+ * round's target_ms), into tt_ms and tt_per_position_ms of *c (td_ms untouched).
+ * *n_widths receives how many distinct n the trace holds: with fewer than two the
+ * slope cannot be told from the intercept, so c gets the mean as t_t(n) of that one
+ * width (slope 0) and the caller should anchor t_t(1) with a measured target-only
+ * step. A fit with a negative slope or intercept (noise) is clamped at 0. */
+augur_status sim_fit_target_cost(const sim_trace *t, sim_cost *c, int *n_widths, augur_error *err);
 
 typedef struct {
     draft_rule rule;
     uint64_t tokens, rounds, proposed, accepted;
     uint64_t cut;                    /* proposals ended early for want of a record */
     uint64_t skipped;                /* bonus positions a round started on, passed over */
-    double cost_ms;                  /* Σ over rounds of k·t_d + t_t */
+    double cost_ms;                  /* Σ over rounds of k·t_d + t_t(k + 1) */
     double tokens_per_round, acceptance, ms_per_token;
-    double speedup;                  /* t_t / ms_per_token: over target-only decoding */
+    double speedup;                  /* t_t(1) / ms_per_token: over target-only decoding */
 } sim_result;
 
 /* Replays rule over every request of t (the rule is validated first). */
@@ -106,7 +124,7 @@ augur_status sim_run(const sim_trace *t, const draft_rule *rule, const sim_cost 
                      augur_error *err);
 
 /* Parameter lists of a grid; a list with n == 0 takes the rule's default:
- *   gamma  fixed γ 1..8 / heuristic initial γ 1..8 / num_k 8 for the entropy rules
+ *   gamma  fixed γ 1..8 / heuristic start and cap 1..8 / num_k 8 for the entropy rules
  *   tau    static 0.5..4 step 0.5, cumulative 2..16 step 1
  *   lambda moving average 0.2..1.0 step 0.1
  *   window moving average 1..5, cumulative 1..7 */

@@ -85,17 +85,25 @@ static void test_rules(void **state)
     draft_rule_init(&s, &r);
     assert_int_equal(run_rule(&s, h, 8), 8);
 
-    /* heuristic: +2 after full acceptance, -1 otherwise, never below 1 */
-    r = (draft_rule){.kind = DRAFT_RULE_HEURISTIC, .gamma = 2};
+    /* heuristic: +2 after full acceptance, -1 otherwise, never below 1, never above
+     * --gamma (where it starts): --gamma caps every rule */
+    r = (draft_rule){.kind = DRAFT_RULE_HEURISTIC, .gamma = 4};
     draft_rule_init(&s, &r);
-    assert_int_equal(draft_rule_begin_round(&s), 2);
-    draft_rule_end_round(&s, 2, 2);
+    assert_int_equal(draft_rule_begin_round(&s), 4);
+    draft_rule_end_round(&s, 4, 4);
     assert_int_equal(draft_rule_begin_round(&s), 4);
     draft_rule_end_round(&s, 1, 4);
     assert_int_equal(draft_rule_begin_round(&s), 3);
-    for (int i = 0; i < 5; i++)
+    draft_rule_end_round(&s, 3, 3);
+    assert_int_equal(draft_rule_begin_round(&s), 4);
+    for (int i = 0; i < 6; i++)
         draft_rule_end_round(&s, 0, 3);
     assert_int_equal(draft_rule_begin_round(&s), 1);
+    draft_rule_end_round(&s, 1, 1);
+    assert_int_equal(draft_rule_begin_round(&s), 3);
+    for (int i = 0; i < 40; i++)
+        draft_rule_end_round(&s, 3, 3);
+    assert_int_equal(draft_rule_begin_round(&s), 4);
 
     augur_error err = {0};
     draft_rule_kind kind;

@@ -67,7 +67,7 @@ static sim_result run(const sim_trace *st, draft_rule rule, double td, double tt
 {
     augur_error err = {0};
     sim_result res;
-    sim_cost cost = {td, tt};
+    sim_cost cost = {td, tt, 0};
     assert_int_equal(sim_run(st, &rule, &cost, &res, &err), AUGUR_OK);
     return res;
 }
@@ -184,12 +184,11 @@ static void test_static_stops_on_high_entropy(void **state)
 }
 
 /* Recorded with γ = 8, request 3: round at 0: 8×A (bonus at 8); at 9: A A A R; at 13:
- * A R (end 13 + 8 = 21). Heuristic from γ = 1:
- *   p=0  k=1 a=1 (+2 -> 3)  tokens 2
- *   p=2  k=3 a=3 (-> 5)     tokens 4
- *   p=6  6 A, 7 A, 8 unrecorded: cut, k=2 a=2 (-> 7)  tokens 3
- *   p=9  9 A 10 A 11 A 12 R 13 14 15.. (past the rejection, no record needed) k=7 a=3 (-> 6)  tokens 4
- *   p=13 13 A 14 R + 4 more, k=6 a=1 (-> 5)  tokens 2
+ * A R (end 13 + 8 = 21). Heuristic from γ = 4, which is also its cap:
+ *   p=0  k=4 a=4 (+2 -> 6, capped at 4)  tokens 5
+ *   p=5  5 A, 6 A, 7 A, 8 unrecorded: cut, k=3 a=3 (-> 4)  tokens 4
+ *   p=9  9 A 10 A 11 A 12 R, k=4 a=3 (-1 -> 3)  tokens 4
+ *   p=13 13 A 14 R 15 (past the rejection, no record needed) k=3 a=1 (-> 2)  tokens 2
  *   p=15 past the records. */
 static void test_heuristic_grows(void **state)
 {
@@ -200,11 +199,11 @@ static void test_heuristic_grows(void **state)
     add_round(&t, 3, 3, 13, "AR", 8, 1.0f, 10.0f);
     sim_trace st;
     build(&st, &t);
-    sim_result r = run(&st, (draft_rule){.kind = DRAFT_RULE_HEURISTIC, .gamma = 1}, 1.0, 10.0);
-    assert_int_equal(r.rounds, 5);
-    assert_int_equal(r.proposed, 1 + 3 + 2 + 7 + 6);
-    assert_int_equal(r.accepted, 1 + 3 + 2 + 3 + 1);
-    assert_int_equal(r.tokens, 2 + 4 + 3 + 4 + 2);
+    sim_result r = run(&st, (draft_rule){.kind = DRAFT_RULE_HEURISTIC, .gamma = 4}, 1.0, 10.0);
+    assert_int_equal(r.rounds, 4);
+    assert_int_equal(r.proposed, 4 + 3 + 4 + 3);
+    assert_int_equal(r.accepted, 4 + 3 + 3 + 1);
+    assert_int_equal(r.tokens, 5 + 4 + 4 + 2);
     assert_int_equal(r.cut, 1);
     /* Fixed γ = 8 is the recording itself. */
     sim_result f = run(&st, (draft_rule){.kind = DRAFT_RULE_FIXED, .gamma = 8}, 1.0, 10.0);
@@ -213,6 +212,52 @@ static void test_heuristic_grows(void **state)
     assert_int_equal(f.accepted, 8 + 3 + 1);
     assert_int_equal(f.tokens, 9 + 4 + 2);
     assert_int_equal(f.cut + f.skipped, 0);
+    sim_trace_free(&st);
+}
+
+
+/* Verification cost as a function of the positions verified. Request 1, rounds with
+ * target_ms = 10 + 2·(n − 1) exactly for n = k + 1 verified positions:
+ *   at 0: A R (k=2, 14 ms); at 2: A A A R (k=4, 18 ms); at 6: R (k=1, 12 ms); end 7.
+ * The fit recovers t_t(1) = 10 and 2 ms per extra position. Fixed γ = 2, t_d = 1:
+ *   p=0 0 A 1 R      k=2 a=1  2 + t_t(3)=14 -> 16  tokens 2
+ *   p=2 2 A 3 A      k=2 a=2  16               tokens 3
+ *   p=5 5 R 6 R      k=2 a=0  16               tokens 1
+ *   p=6 room 1: 6 R  k=1 a=0  1 + t_t(2)=12 -> 13  tokens 1
+ * 61 ms for 7 tokens against 10 ms a token target-only: speedup 70/61. */
+static void test_cost_by_width(void **state)
+{
+    (void)state;
+    recs t = {.n = 0};
+    add_round(&t, 1, 1, 0, "AR", 2, 1.0f, 14.0f);
+    add_round(&t, 1, 2, 2, "AAAR", 4, 1.0f, 18.0f);
+    add_round(&t, 1, 3, 6, "R", 1, 1.0f, 12.0f);
+    sim_trace st;
+    build(&st, &t);
+    augur_error err = {0};
+    sim_cost cost = {.td_ms = 1.0};
+    int widths = 0;
+    assert_int_equal(sim_fit_target_cost(&st, &cost, &widths, &err), AUGUR_OK);
+    assert_int_equal(widths, 3);
+    assert_float_equal(cost.tt_ms, 10.0, 1e-9);
+    assert_float_equal(cost.tt_per_position_ms, 2.0, 1e-9);
+    assert_float_equal(sim_cost_verify_ms(&cost, 6), 20.0, 1e-9);
+    draft_rule rule = {.kind = DRAFT_RULE_FIXED, .gamma = 2};
+    sim_result r;
+    assert_int_equal(sim_run(&st, &rule, &cost, &r, &err), AUGUR_OK);
+    assert_int_equal(r.rounds, 4);
+    assert_int_equal(r.tokens, 7);
+    assert_float_equal(r.cost_ms, 61.0, 1e-9);
+    assert_float_equal(r.speedup, 70.0 / 61.0, 1e-12);
+    sim_trace_free(&st);
+
+    /* One width only (every round proposed 4): no slope can be fitted, t_t(5) is the mean. */
+    gamma4_trace(&t);
+    build(&st, &t);
+    assert_int_equal(sim_fit_target_cost(&st, &cost, &widths, &err), AUGUR_OK);
+    assert_int_equal(widths, 1);
+    assert_float_equal(cost.tt_ms, 25.0, 1e-9);
+    assert_float_equal(cost.tt_per_position_ms, 0.0, 0.0);
     sim_trace_free(&st);
 }
 
@@ -294,7 +339,7 @@ static void test_bad_traces(void **state)
     /* An empty trace loads but does not replay. */
     assert_int_equal(sim_trace_from_records(&st, t.r, 0, "empty", &err), AUGUR_OK);
     sim_result r;
-    sim_cost cost = {1, 10};
+    sim_cost cost = {1, 10, 0};
     draft_rule rule = {.kind = DRAFT_RULE_FIXED, .gamma = 2};
     assert_int_equal(sim_run(&st, &rule, &cost, &r, &err), AUGUR_E_INPUT);
     sim_trace_free(&st);
@@ -395,6 +440,7 @@ int main(void)
         cmocka_unit_test(test_bonus_gap_skipped),
         cmocka_unit_test(test_static_stops_on_high_entropy),
         cmocka_unit_test(test_heuristic_grows),
+        cmocka_unit_test(test_cost_by_width),
         cmocka_unit_test(test_end_of_request),
         cmocka_unit_test(test_requests_and_order),
         cmocka_unit_test(test_bad_traces),
