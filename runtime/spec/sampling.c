@@ -19,6 +19,18 @@ void rng_seed(augur_rng *rng, uint64_t seed)
         rng->s[i] = splitmix64(&x);
 }
 
+void rng_seed_at(augur_rng *rng, uint64_t seed, uint64_t stream, uint64_t request, uint64_t position)
+{
+    /* Each field passes through splitmix64 before the next is mixed in, so nearby
+     * (request, position) pairs give unrelated states. */
+    uint64_t x = seed ^ stream;
+    uint64_t h = splitmix64(&x);
+    x = h ^ request;
+    h = splitmix64(&x);
+    x = h ^ position;
+    rng_seed(rng, splitmix64(&x));
+}
+
 static uint64_t rotl(uint64_t x, int k)
 {
     return (x << k) | (x >> (64 - k));

@@ -18,6 +18,14 @@ uint64_t rng_next(augur_rng *rng);
 /* Uniform in [0, 1) with 53 random bits. */
 double rng_uniform(augur_rng *rng);
 
+/* A fresh stream for the draws made at one position of one request: the seed, the
+ * request and the position hashed together (stream tells apart independent users of
+ * one seed, such as the draft and the leader). Keyed this way a draw never depends on
+ * how many draws came before it, so drafting ahead and discarding tokens cannot shift
+ * later samples (DESIGN §8: seeded sampling is reproducible). */
+enum { SPEC_DRAW_STREAM_LEADER = 0x4c454144u, SPEC_DRAW_STREAM_DRAFT = 0x44524654u };
+void rng_seed_at(augur_rng *rng, uint64_t seed, uint64_t stream, uint64_t request, uint64_t position);
+
 /* Draws an index from a distribution that sums to ~1 (inverse CDF in index order). */
 int sample_from_probs(const float *probs, int n, augur_rng *rng);
 

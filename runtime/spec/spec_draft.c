@@ -28,7 +28,6 @@ typedef struct {
     draft_rule rule;
     draft_rule_state rule_state;
     bool overlap;
-    augur_rng rng;
     int32_t *seq;            /* confirmed sequence S */
     int len;                 /* |S| */
     int prompt_len;
@@ -79,7 +78,6 @@ static augur_status draft_state_init(draft_state *s, spec_engine *e, augur_error
     s->greedy = sampling_is_greedy(&s->sp);
     s->rule = rule_from_wire(&r->rule);
     draft_rule_init(&s->rule_state, &s->rule);
-    rng_seed(&s->rng, r->sampling.seed ^ 0x6a09e667f3bcc908ull); /* a stream of its own, apart from the leader's */
     s->len = s->prompt_len = r->n_prompt_tokens;
     s->d.cap = 2 * DRAFT_RULE_MAX_GAMMA + 2;
     s->seq = malloc((size_t)e->max_context * sizeof(int32_t));
@@ -156,7 +154,12 @@ static augur_status draft_one(draft_state *s, bool ahead, augur_error *err)
         tok = argmax_f32(s->logits, e->vocab);
     } else {
         sampling_probs(&s->sp, s->logits, e->vocab, s->probs, s->scratch);
-        tok = sample_from_probs(s->probs, e->vocab, &s->rng);
+        /* Keyed by position: a token drafted ahead and discarded leaves the next draw
+         * at this position unchanged, so one seed gives one output however the
+         * verification and the drafting interleaved. */
+        augur_rng rng;
+        rng_seed_at(&rng, s->req.sampling.seed, SPEC_DRAW_STREAM_DRAFT, s->req.request_id, (uint64_t)total);
+        tok = sample_from_probs(s->probs, e->vocab, &rng);
         memcpy(s->d.q + (size_t)s->d.n * e->vocab, s->probs, (size_t)e->vocab * sizeof(float));
     }
     s->d.entropies[s->d.n] = draft_entropy(s);

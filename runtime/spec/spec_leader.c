@@ -20,7 +20,6 @@ typedef struct {
     int prompt_len;
     bool greedy;
     spec_gather gather;
-    augur_rng rng;
     float *p;                /* [SPEC_MAX_VERIFY][vocab] processed target distributions */
     float *residual;
     int *scratch;
@@ -149,7 +148,11 @@ static acceptance_result decide(leader_state *s, const wire_proposal *p)
                                                         : argmax_f32(s->e->gather_buf + (size_t)r * V, V);
         return accept_greedy(p->tokens, k, argmax);
     }
-    return accept_sampling(p->tokens, k, p->dists, s->p, V, &s->rng, s->residual, s->opts->variant);
+    /* The round's draws are keyed by where it starts, so they depend on the text so far
+     * and never on how far the draft ran ahead (round starts only ever increase). */
+    augur_rng rng;
+    rng_seed_at(&rng, s->opts->seed, SPEC_DRAW_STREAM_LEADER, s->request_id, (uint64_t)s->len);
+    return accept_sampling(p->tokens, k, p->dists, s->p, V, &rng, s->residual, s->opts->variant);
 }
 
 /* One round: verify [S[L-1], x1..xk], accept, extend S, tell everyone. */
@@ -235,7 +238,6 @@ augur_status spec_leader_generate(spec_engine *e, uint64_t request_id, const tok
     leader_state s = {.e = e, .opts = opts, .out = out, .tok = tok, .stats = stats, .request_id = request_id,
                       .len = n_prompt, .prompt_len = n_prompt, .greedy = sampling_is_greedy(&opts->sampling)};
     s.gather = s.greedy && !opts->gather_full ? SPEC_GATHER_ARGMAX : SPEC_GATHER_LOGITS;
-    rng_seed(&s.rng, opts->seed);
     s.seq = malloc((size_t)e->max_context * sizeof(int32_t));
     s.p = malloc((size_t)SPEC_MAX_VERIFY * V * sizeof(float));
     s.residual = malloc((size_t)V * sizeof(float));
