@@ -4,34 +4,19 @@
 #include <stdlib.h>
 #include <string.h>
 
-augur_status gpu_place(MPI_Comm world, bool is_target, bool needs_gpu, int n_gpus, bool allow_shared_targets,
-                       gpu_placement *out, augur_error *err)
+/* Places this rank among the ranks of `node` (a real or simulated node's ranks). */
+static augur_status place_in_node(MPI_Comm node, int world_rank, bool is_target, bool needs_gpu, int n_gpus,
+                                  bool allow_shared_targets, gpu_placement *out, augur_error *err)
 {
-    *out = (gpu_placement){.gpu = -1};
-    int world_rank = 0;
-    MPI_Comm_rank(world, &world_rank);
-    int name_len = 0;
-    char name[MPI_MAX_PROCESSOR_NAME];
-    if (MPI_Get_processor_name(name, &name_len) != MPI_SUCCESS)
-        snprintf(name, sizeof name, "?");
-    snprintf(out->node, sizeof out->node, "%s", name);
-
-    MPI_Comm node = MPI_COMM_NULL;
-    if (MPI_Comm_split_type(world, MPI_COMM_TYPE_SHARED, world_rank, MPI_INFO_NULL, &node) != MPI_SUCCESS)
-        return augur_fail(err, AUGUR_E_COMM, "rank %d: cannot group the ranks of node %s (MPI_Comm_split_type)",
-                          world_rank, out->node);
     int node_size = 1;
     MPI_Comm_rank(node, &out->node_rank);
     MPI_Comm_size(node, &node_size);
     /* role per node rank: 2 = target on a GPU, 1 = draft on a GPU, 0 = no GPU */
     int mine = needs_gpu ? (is_target ? 2 : 1) : 0;
     int *roles = calloc((size_t)node_size, sizeof(int));
-    if (!roles) {
-        MPI_Comm_free(&node);
+    if (!roles)
         return augur_fail(err, AUGUR_E_NOMEM, "rank %d: out of memory", world_rank);
-    }
     MPI_Allgather(&mine, 1, MPI_INT, roles, 1, MPI_INT, node);
-    MPI_Comm_free(&node);
 
     int targets = 0, my_index = 0, others_before = 0;
     for (int r = 0; r < node_size; r++) {
@@ -53,7 +38,7 @@ augur_status gpu_place(MPI_Comm world, bool is_target, bool needs_gpu, int n_gpu
     if (targets > n_gpus && !allow_shared_targets)
         return augur_fail(err, AUGUR_E_UNSUPPORTED,
                           "node %s runs %d target ranks but has %d GPU%s visible: each target rank needs its own GPU "
-                          "(use fewer ranks per node, more nodes, or a smaller --tp)",
+                          "(use fewer ranks per node, more nodes, a smaller --tp, or --simulate-hosts)",
                           out->node, targets, n_gpus, n_gpus == 1 ? "" : "s");
     if (is_target) {
         out->gpu = my_index % n_gpus;
@@ -64,4 +49,67 @@ augur_status gpu_place(MPI_Comm world, bool is_target, bool needs_gpu, int n_gpu
     out->gpu = slot < n_gpus ? slot : (n_gpus - 1 - (others_before % n_gpus) + n_gpus) % n_gpus;
     out->shared = slot >= n_gpus;
     return AUGUR_OK;
+}
+
+static void host_name(gpu_placement *out)
+{
+    int name_len = 0;
+    char name[MPI_MAX_PROCESSOR_NAME];
+    if (MPI_Get_processor_name(name, &name_len) != MPI_SUCCESS)
+        snprintf(name, sizeof name, "?");
+    snprintf(out->node, sizeof out->node, "%s", name);
+}
+
+augur_status gpu_place(MPI_Comm world, bool is_target, bool needs_gpu, int n_gpus, bool allow_shared_targets,
+                       gpu_placement *out, augur_error *err)
+{
+    *out = (gpu_placement){.gpu = -1, .sim_node = -1};
+    int world_rank = 0;
+    MPI_Comm_rank(world, &world_rank);
+    host_name(out);
+    MPI_Comm node = MPI_COMM_NULL;
+    if (MPI_Comm_split_type(world, MPI_COMM_TYPE_SHARED, world_rank, MPI_INFO_NULL, &node) != MPI_SUCCESS)
+        return augur_fail(err, AUGUR_E_COMM, "rank %d: cannot group the ranks of node %s (MPI_Comm_split_type)",
+                          world_rank, out->node);
+    augur_status st = place_in_node(node, world_rank, is_target, needs_gpu, n_gpus, allow_shared_targets, out, err);
+    MPI_Comm_free(&node);
+    return st;
+}
+
+int gpu_sim_node_of(int world_rank, int n_targets, int n_nodes)
+{
+    if (world_rank < n_targets)
+        return (int)((long long)world_rank * n_nodes / n_targets);
+    return n_nodes - 1;
+}
+
+augur_status gpu_place_simulated(MPI_Comm world, bool is_target, bool needs_gpu, int n_gpus, int n_targets,
+                                 int n_nodes, gpu_placement *out, augur_error *err)
+{
+    *out = (gpu_placement){.gpu = -1, .sim_node = -1};
+    int world_rank = 0, world_size = 1;
+    MPI_Comm_rank(world, &world_rank);
+    MPI_Comm_size(world, &world_size);
+    if (n_nodes < 1 || n_nodes > world_size)
+        return augur_fail(err, AUGUR_E_INPUT, "--simulate-hosts %d: needs 1 .. %d (the job's ranks)", n_nodes,
+                          world_size);
+    out->sim_node = gpu_sim_node_of(world_rank, n_targets, n_nodes);
+    char host[MPI_MAX_PROCESSOR_NAME];
+    host_name(out);
+    snprintf(host, sizeof host, "%s", out->node);
+    snprintf(out->node, sizeof out->node, "augur-sim-node%d", out->sim_node);
+    /* NCCL hashes NCCL_HOSTID instead of the host name when it is set: distinct values
+     * make distinct nodes, joined over sockets on the loopback interface. */
+    setenv("NCCL_HOSTID", out->node, 1);
+    setenv("NCCL_SOCKET_IFNAME", "lo", 0);
+    MPI_Comm node = MPI_COMM_NULL;
+    if (MPI_Comm_split(world, out->sim_node, world_rank, &node) != MPI_SUCCESS)
+        return augur_fail(err, AUGUR_E_COMM, "rank %d: cannot group the ranks of simulated node %d (MPI_Comm_split)",
+                          world_rank, out->sim_node);
+    augur_status st = place_in_node(node, world_rank, is_target, needs_gpu, n_gpus, false, out, err);
+    MPI_Comm_free(&node);
+    if (!st)
+        fprintf(stderr, "augur: rank %d: simulated node %d of %d (NCCL_HOSTID=%s) on host %s, physical GPU %d\n",
+                world_rank, out->sim_node, n_nodes, out->node, host, out->gpu);
+    return st;
 }
