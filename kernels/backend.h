@@ -13,13 +13,17 @@
  * asynchronously (the CUDA backend queues them on one stream); backend_download and
  * backend_synchronize wait for everything issued before them. backend_upload may be
  * reused as soon as it returns. A backend is used from one thread at a time; the CUDA
- * backend expects that thread's current device to be its own (backend_cuda_create
- * makes it so).
+ * backend expects that thread's current device to be its own (backend_create makes
+ * it so).
  *
  * Errors. Every operation returns an augur_status and fills err with a message naming
  * the operation (for CUDA, the kernel or library call and the CUDA error). A CUDA error
  * raised inside a kernel may surface at a later call, typically the next download; set
  * AUGUR_CUDA_SYNC=1 to synchronise after every kernel and attribute it exactly.
+ *
+ * Capabilities. Callers tell backends apart by what they can do (augur_backend_caps),
+ * never by name: the name is for messages. Some queries may be NULL (see the
+ * interface); their backend_* wrappers check.
  *
  * Numerics. "cpu" is the batch-invariant fp32 reference of kernels/cpu_kernels.h.
  * "cuda" computes in fp32 over fp32/fp16/bf16 weights; its products with more than 16
@@ -28,6 +32,7 @@
 #ifndef AUGUR_BACKEND_H
 #define AUGUR_BACKEND_H
 
+#include <stdbool.h>
 #include <stddef.h>
 #include <stdint.h>
 
@@ -37,6 +42,24 @@
 #include "base/tensor.h"
 
 typedef struct augur_backend augur_backend;
+
+/* The implementations there are (backend_create). */
+typedef enum { AUGUR_BACKEND_CPU = 0, AUGUR_BACKEND_CUDA } augur_backend_kind;
+
+/* What a backend can do, for callers that choose their path by it. */
+typedef struct {
+    /* Buffers are plain host memory: the host may read and write them in place, without
+     * backend_upload / backend_download. */
+    bool host_memory;
+    /* weight_upload aliases the host view instead of copying it: the host weights (the
+     * mapped checkpoint) are the backend's and must stay. */
+    bool weights_alias_host;
+    /* Work is queued asynchronously on a stream (backend_stream) that other libraries'
+     * work (NCCL collectives) can be ordered after. */
+    bool stream;
+    /* backend_memory_info reports the free and total memory of the backend's device. */
+    bool memory_info;
+} augur_backend_caps;
 
 /* The operations; see the backend_* wrappers below for what each computes. */
 typedef struct {
@@ -76,23 +99,42 @@ typedef struct {
     augur_status (*argmax)(augur_backend *be, int32_t *out, const float *x, int rows, int cols, augur_error *err);
     augur_status (*sample_probs)(augur_backend *be, float *probs, const float *logits, int rows, int cols,
                                  const sampling_params *sp, augur_error *err);
+
+    /* queries: memory_info and stream are NULL where their capability is false,
+     * device_name where the backend runs on the host */
+    augur_status (*memory_info)(augur_backend *be, size_t *free_bytes, size_t *total_bytes, augur_error *err);
+    void *(*stream)(augur_backend *be);
+    void (*device_name)(augur_backend *be, char *name, size_t len);
 } augur_backend_iface;
 
 struct augur_backend {
-    const char *name;         /* "cpu" or "cuda" */
+    const char *name;         /* "cpu" or "cuda", for messages only: compare caps, not names */
+    augur_backend_caps caps;
+    int device;               /* the accelerator it runs on (its device_name); -1 on the host */
     augur_backend_iface iface;
     void *ctx;                /* the implementation's state */
 };
+
+/* Which backend to create: threads for the CPU one (>= 1, as cpu_matmul), device for an
+ * accelerator (0 .. backend_device_count(kind) - 1). */
+typedef struct {
+    int threads;
+    int device;
+} augur_backend_opts;
+
+/* A backend of the given kind (backend_cpu_create / backend_cuda_create). Fails with
+ * AUGUR_E_UNSUPPORTED when augur was built without that kind or the device is absent. */
+augur_status backend_create(augur_backend **out, augur_backend_kind kind, const augur_backend_opts *opts,
+                            augur_error *err);
+
+/* Devices of that kind visible now: 1 for the CPU; 0 when none, the driver is missing, or
+ * augur was built without the kind. */
+int backend_device_count(augur_backend_kind kind);
 
 /* The CPU kernels behind the interface; threads >= 1 (as cpu_matmul). Buffers are
  * plain host memory, and weight_upload aliases the host view (no copy: weights stay in
  * the memory-mapped checkpoint). */
 augur_status backend_cpu_create(augur_backend **out, int threads, augur_error *err);
-
-/* The CUDA backend on device `device`, with its own stream and cuBLAS handle. Fails
- * with AUGUR_E_UNSUPPORTED when augur was built without CUDA or no such device is
- * visible. kernels/cuda/cuda_backend.h has its CUDA-only knobs. */
-augur_status backend_cuda_create(augur_backend **out, int device, augur_error *err);
 
 /* Frees the backend and its internal scratch (not the buffers it handed out). NULL is fine. */
 static inline void backend_destroy(augur_backend *be)
@@ -165,6 +207,19 @@ static inline augur_status backend_fill_random(augur_backend *be, void *buf, aug
 {
     return be->iface.fill_random(be, buf, dtype, count, seed, scale, offset, err);
 }
+
+/* ----------------------------------------------------------------- queries */
+
+/* Free and total memory of the backend's device; AUGUR_E_UNSUPPORTED without caps.memory_info. */
+augur_status backend_memory_info(augur_backend *be, size_t *free_bytes, size_t *total_bytes, augur_error *err);
+
+/* The stream the backend queues its work on (a cudaStream_t for "cuda"), so that other
+ * work can follow the kernels producing its input; NULL without caps.stream. */
+void *backend_stream(augur_backend *be);
+
+/* The name of the backend's device, e.g. "NVIDIA H100 80GB HBM3" ("host" on the CPU, "?"
+ * when unknown), for messages. */
+void backend_device_name(augur_backend *be, char *name, size_t len);
 
 /* ----------------------------------------------------------------- kernels */
 

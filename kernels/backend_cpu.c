@@ -37,6 +37,14 @@ static augur_status grow(void **buf, size_t *len, size_t count, size_t esize, co
     return AUGUR_OK;
 }
 
+/* The status of an operation that cannot fail, whatever of be and err it leaves unused. */
+static augur_status infallible(const augur_backend *be, const augur_error *err)
+{
+    (void)be;
+    (void)err;
+    return AUGUR_OK;
+}
+
 static void cpu_destroy(augur_backend *be)
 {
     cpu_ctx *c = ctx_of(be);
@@ -65,27 +73,21 @@ static void cpu_free(augur_backend *be, void *buf)
 
 static augur_status cpu_memcpy(augur_backend *be, void *dst, const void *src, size_t bytes, augur_error *err)
 {
-    (void)be;
-    (void)err;
     if (bytes)
         memcpy(dst, src, bytes);
-    return AUGUR_OK;
+    return infallible(be, err);
 }
 
 static augur_status cpu_synchronize(augur_backend *be, augur_error *err)
 {
-    (void)be;
-    (void)err;
-    return AUGUR_OK;
+    return infallible(be, err);
 }
 
 static augur_status cpu_weight_upload(augur_backend *be, tensor_view *dev, const tensor_view *host,
                                       augur_error *err)
 {
-    (void)be;
-    (void)err;
     *dev = *host; /* host memory is this backend's memory: alias, don't copy */
-    return AUGUR_OK;
+    return infallible(be, err);
 }
 
 static void cpu_weight_free(augur_backend *be, tensor_view *dev)
@@ -132,18 +134,15 @@ static augur_status cpu_fill_random(augur_backend *be, void *buf, augur_dtype dt
 static augur_status cpu_matmul_op(augur_backend *be, float *out, const float *x, int n, const tensor_view *w,
                                   const float *bias, augur_error *err)
 {
-    (void)err;
     cpu_matmul(out, x, n, w, bias, ctx_of(be)->threads);
-    return AUGUR_OK;
+    return infallible(be, err);
 }
 
 static augur_status cpu_rmsnorm_op(augur_backend *be, float *out, const float *x, const float *weight, int n,
                                    int dim, float eps, augur_error *err)
 {
-    (void)be;
-    (void)err;
     cpu_rmsnorm(out, x, weight, n, dim, eps);
-    return AUGUR_OK;
+    return infallible(be, err);
 }
 
 static augur_status cpu_rope_op(augur_backend *be, float *x, int n, int n_heads, int head_dim, int start_pos,
@@ -176,47 +175,37 @@ static augur_status cpu_attention_op(augur_backend *be, float *out, const float 
 static augur_status cpu_swiglu_op(augur_backend *be, float *out, const float *gate, const float *up, int64_t count,
                                   augur_error *err)
 {
-    (void)be;
-    (void)err;
     cpu_swiglu(out, gate, up, count);
-    return AUGUR_OK;
+    return infallible(be, err);
 }
 
 static augur_status cpu_embedding_op(augur_backend *be, float *out, const tensor_view *table, const int32_t *ids,
                                      int n, augur_error *err)
 {
-    (void)be;
-    (void)err;
     cpu_embedding(out, table, ids, n);
-    return AUGUR_OK;
+    return infallible(be, err);
 }
 
 static augur_status cpu_add_op(augur_backend *be, float *out, const float *a, const float *b, int64_t count,
                                augur_error *err)
 {
-    (void)be;
-    (void)err;
     cpu_add(out, a, b, count);
-    return AUGUR_OK;
+    return infallible(be, err);
 }
 
 static augur_status cpu_softmax_op(augur_backend *be, float *x, int rows, int cols, augur_error *err)
 {
-    (void)be;
-    (void)err;
     for (int r = 0; r < rows; r++)
         cpu_softmax(x + (size_t)r * cols, cols);
-    return AUGUR_OK;
+    return infallible(be, err);
 }
 
 static augur_status cpu_argmax_op(augur_backend *be, int32_t *out, const float *x, int rows, int cols,
                                   augur_error *err)
 {
-    (void)be;
-    (void)err;
     for (int r = 0; r < rows; r++)
         out[r] = argmax_f32(x + (size_t)r * cols, cols);
-    return AUGUR_OK;
+    return infallible(be, err);
 }
 
 static augur_status cpu_sample_probs_op(augur_backend *be, float *probs, const float *logits, int rows, int cols,
@@ -266,18 +255,10 @@ augur_status backend_cpu_create(augur_backend **out, int threads, augur_error *e
     }
     c->threads = threads < 1 ? 1 : threads;
     be->name = "cpu";
+    be->caps = (augur_backend_caps){.host_memory = true, .weights_alias_host = true};
+    be->device = -1;
     be->iface = cpu_iface;
     be->ctx = c;
     *out = be;
     return AUGUR_OK;
 }
-
-#ifndef AUGUR_HAVE_CUDA
-/* Built without a CUDA toolkit: the CUDA backend's constructor exists and says so, so
- * that callers need no #ifdef. kernels/cuda/backend_cuda.c defines it otherwise. */
-augur_status backend_cuda_create(augur_backend **out, int device, augur_error *err)
-{
-    *out = NULL;
-    return augur_fail(err, AUGUR_E_UNSUPPORTED, "cuda backend (device %d): augur was built without CUDA", device);
-}
-#endif

@@ -1,9 +1,16 @@
-/* Built without a CUDA toolkit: the CUDA backend's queries exist and report no devices,
- * so that callers need no #ifdef (kernels/cuda/ defines them otherwise). */
+/* Built without a CUDA toolkit: the CUDA backend's constructor and queries exist, fail
+ * and report no devices, so that callers need no #ifdef (kernels/cuda/ defines them
+ * otherwise). */
 #ifndef AUGUR_HAVE_CUDA
 #include <stdio.h>
 
 #include "kernels/cuda/cuda_backend.h"
+
+augur_status backend_cuda_create(augur_backend **out, int device, augur_error *err)
+{
+    *out = NULL;
+    return augur_fail(err, AUGUR_E_UNSUPPORTED, "cuda backend (device %d): augur was built without CUDA", device);
+}
 
 int backend_cuda_device_count(void)
 {

@@ -6,7 +6,6 @@
 #include <string.h>
 #include <sys/stat.h>
 
-#include "kernels/cuda/cuda_backend.h"
 #include "runtime/forward.h"
 #include "runtime/kv_cache.h"
 
@@ -44,15 +43,16 @@ augur_device_kind device_kind_resolve(augur_device_kind k)
 {
     if (k != AUGUR_DEVICE_AUTO)
         return k;
-    return backend_cuda_device_count() > 0 ? AUGUR_DEVICE_CUDA : AUGUR_DEVICE_CPU;
+    return backend_device_count(AUGUR_BACKEND_CUDA) > 0 ? AUGUR_DEVICE_CUDA : AUGUR_DEVICE_CPU;
 }
 
 augur_status device_open_backend(augur_backend **be, const device_opts *d, int gpu, augur_error *err)
 {
     *be = NULL;
+    const augur_backend_opts opts = {.threads = d->threads, .device = gpu};
     if (device_kind_resolve(d->kind) == AUGUR_DEVICE_CPU)
-        return backend_cpu_create(be, d->threads, err);
-    int count = backend_cuda_device_count();
+        return backend_create(be, AUGUR_BACKEND_CPU, &opts, err);
+    int count = backend_device_count(AUGUR_BACKEND_CUDA);
     if (count == 0)
         return augur_fail(err, AUGUR_E_UNSUPPORTED,
                           "--device cuda: no GPU is visible (CUDA_VISIBLE_DEVICES='%s'%s); use --device cpu",
@@ -65,7 +65,7 @@ augur_status device_open_backend(augur_backend **be, const device_opts *d, int g
         );
     if (gpu < 0 || gpu >= count)
         return augur_fail(err, AUGUR_E_UNSUPPORTED, "--device cuda: GPU %d asked for, %d visible", gpu, count);
-    return backend_cuda_create(be, gpu, err);
+    return backend_create(be, AUGUR_BACKEND_CUDA, &opts, err);
 }
 
 static bool is_dir(const char *path)
@@ -79,14 +79,14 @@ static double gib(size_t bytes)
     return (double)bytes / (double)(1ull << 30);
 }
 
-/* On a GPU: the weights must fit in what is free now, with the reserve left over. */
+/* On a device: the weights must fit in what is free now, with the reserve left over. */
 static augur_status check_weights_fit(augur_backend *be, const char *path, size_t weight_bytes, augur_error *err)
 {
-    int gpu = backend_cuda_device(be);
-    if (gpu < 0)
+    if (!be->caps.memory_info)
         return AUGUR_OK;
+    const int gpu = be->device;
     size_t free_b = 0, total_b = 0;
-    augur_status st = backend_cuda_mem_info(gpu, &free_b, &total_b, err);
+    augur_status st = backend_memory_info(be, &free_b, &total_b, err);
     if (st)
         return st;
     if (weight_bytes + DEVICE_RESERVE_BYTES > free_b)
@@ -133,7 +133,7 @@ augur_status device_plan_memory(const model *m, augur_backend *be, const device_
                                 int model_limit, int max_tokens, memory_plan *plan, augur_error *err)
 {
     const model_config *c = &m->cfg;
-    int gpu = backend_cuda_device(be);
+    const int gpu = be->device;
     int limit = c->max_seq_len;
     if (model_limit > 0 && model_limit < limit)
         limit = model_limit;
@@ -148,11 +148,12 @@ augur_status device_plan_memory(const model *m, augur_backend *be, const device_
     if (requested > limit)
         return augur_fail(err, AUGUR_E_INPUT, "--max-context %d exceeds %s's max_position_embeddings %d", requested,
                           m->source, limit);
-    if (gpu < 0) {
+    if (!be->caps.memory_info) { /* no device memory to plan (the CPU) */
         plan->context = requested ? requested : (limit < CPU_DEFAULT_CONTEXT ? limit : CPU_DEFAULT_CONTEXT);
         return AUGUR_OK;
     }
-    augur_status st = backend_cuda_mem_info(gpu, &plan->free_bytes, &plan->total_bytes, err);
+    backend_device_name(be, plan->device_name, sizeof plan->device_name);
+    augur_status st = backend_memory_info(be, &plan->free_bytes, &plan->total_bytes, err);
     if (st)
         return st;
     double fraction = d->mem_fraction > 0 && d->mem_fraction <= 1 ? d->mem_fraction : 0.9;
@@ -185,11 +186,9 @@ void memory_plan_print(FILE *out, const char *who, const memory_plan *p)
                 (double)p->context * p->kv_bytes_per_position / (1 << 20), (double)p->workspace_bytes / (1 << 20));
         return;
     }
-    char name[128];
-    backend_cuda_device_name(p->gpu, name, sizeof name);
     fprintf(out,
             "augur: %s: GPU %d (%s), weights %.2f GiB, KV cache %d positions (%.2f GiB, fits %d), workspace "
             "%.1f MiB, %.2f of %.2f GiB free after weights\n",
-            who, p->gpu, name, gib(p->weight_bytes), p->context, gib((size_t)p->context * p->kv_bytes_per_position),
-            p->context_fit, (double)p->workspace_bytes / (1 << 20), gib(p->free_bytes), gib(p->total_bytes));
+            who, p->gpu, p->device_name, gib(p->weight_bytes), p->context,
+            gib((size_t)p->context * p->kv_bytes_per_position), p->context_fit, (double)p->workspace_bytes / (1 << 20), gib(p->free_bytes), gib(p->total_bytes));
 }

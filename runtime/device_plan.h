@@ -47,6 +47,7 @@ augur_status device_load_model(model *m, augur_backend *be, const char *path, co
 typedef struct {
     const char *backend;     /* "cpu" / "cuda" */
     int gpu;                 /* -1 on CPU */
+    char device_name[128];   /* the GPU's, for memory_plan_print */
     size_t weight_bytes;     /* this rank's weights */
     size_t kv_bytes_per_position;
     size_t workspace_bytes;  /* activations of one forward */

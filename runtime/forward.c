@@ -46,7 +46,6 @@ augur_status forward_init(forward_ctx *f, const model *m, augur_backend *be, col
             return st;
         f->owns_be = true;
     }
-    f->host_memory = strcmp(f->be->name, "cpu") == 0;
     const model_config *c = &m->cfg;
     act_sizes s = sizes_of(m, max_tokens);
     struct {
@@ -64,7 +63,7 @@ augur_status forward_init(forward_ctx *f, const model *m, augur_backend *be, col
         {(void **)&f->v, s.kv * sizeof(float)},
         {(void **)&f->gate, s.hidden * sizeof(float)},
         {(void **)&f->up, s.hidden * sizeof(float)},
-        {(void **)&f->logits, f->host_memory ? 0 : s.logits * sizeof(float)},
+        {(void **)&f->logits, f->be->caps.host_memory ? 0 : s.logits * sizeof(float)},
     };
     for (size_t i = 0; i < sizeof bufs / sizeof bufs[0]; i++) {
         if (!bufs[i].bytes)
@@ -74,7 +73,7 @@ augur_status forward_init(forward_ctx *f, const model *m, augur_backend *be, col
             return augur_wrap(err, "%s: activations for %d positions", m->source, max_tokens);
         }
     }
-    if (tp && tp->size > 1 && !tp->ops->device_buffers && !f->host_memory) {
+    if (tp && tp->size > 1 && !tp->ops->device_buffers && !f->be->caps.host_memory) {
         f->stage = malloc(s.dim * sizeof(float));
         if (!f->stage) {
             forward_free(f);
@@ -207,11 +206,11 @@ augur_status forward_run(forward_ctx *f, kv_cache *kv, const int32_t *tokens, in
     if (logits && logits_from < n) {
         int rows = n - logits_from;
         float *xs = f->x + (size_t)logits_from * c->dim;
-        float *out = f->host_memory ? logits : f->logits;
+        float *out = f->be->caps.host_memory ? logits : f->logits;
         if ((st = backend_rmsnorm(be, f->xb, xs, m->w.final_norm, rows, c->dim, c->rms_norm_eps, err)) ||
             (st = backend_matmul(be, out, f->xb, rows, &m->w.lm_head, NULL, err)))
             return augur_wrap(err, "%s: logits", m->source);
-        if (!f->host_memory &&
+        if (!f->be->caps.host_memory &&
             (st = backend_download(be, logits, f->logits, (size_t)rows * m->vocab_local * sizeof(float), err)))
             return augur_wrap(err, "%s: logits", m->source);
     }

@@ -25,7 +25,6 @@ typedef struct {
     const model *m;
     augur_backend *be;
     bool owns_be;             /* forward_init made a CPU backend itself */
-    bool host_memory;         /* the backend's buffers are plain host memory */
     collectives *tp;          /* NULL: a single rank holds the whole model */
     int max_tokens;           /* most positions one call may carry */
     int max_seq;              /* context length of the caches it serves */

@@ -169,139 +169,71 @@ __attribute__((target("avx512f"))) INLINE void load_w16(v16f *wv, const void *w,
  *              loaded and widened once per R rows (the verification shape);
  *   feats_vN - one row of x against F weight rows: F independent add chains, which a
  *              single dot product (one chain per register) lacks at n = 1.
- * acc is indexed [feature][row][lane]. */
+ * acc is indexed [feature][row][lane].
+ *
+ * KERNELS defines both for one instruction set: ATTR its target attribute, N the floats
+ * of its vector type V (LANES / N of them hold the 16 lanes), LOAD_W its weight load. Only
+ * the vector width differs between instruction sets; each lane's arithmetic is the same.
+ * MAXR_N / MAXF_N: the most rows / features one call takes, the register budget its
+ * block function passes on. */
+enum {
+    MAXR_4 = 2, MAXF_4 = 2,  /* 16 SSE registers: 8 accumulators + 4 operands + scratch */
+    MAXR_8 = 4, MAXF_8 = 4,  /* 16 AVX registers: 8 accumulators + 2-4 operands */
+    MAXR_16 = 8, MAXF_16 = 4 /* 32 registers */
+};
 
-INLINE void rows_v4(float (*acc)[LANES], const float *x, int64_t ldx, const void *w, weight_kind kind,
-                    int64_t len, int R)
-{
-    v4f a[2][4];
-    for (int r = 0; r < R; r++)
-        for (int k = 0; k < 4; k++)
-            LOADU(a[r][k], acc[r] + 4 * k);
-    for (int64_t c = 0; c < len; c += LANES) {
-        v4f wv[4];
-        load_w4(wv, w, kind, c);
-        for (int r = 0; r < R; r++)
-            for (int k = 0; k < 4; k++) {
-                v4f xv;
-                LOADU(xv, x + r * ldx + c + 4 * k);
-                a[r][k] += xv * wv[k];
-            }
+#define KERNELS(ATTR, N, V, LOAD_W)                                                                            \
+    ATTR INLINE void rows_v##N(float (*acc)[LANES], const float *x, int64_t ldx, const void *w,                \
+                               weight_kind kind, int64_t len, int R)                                           \
+    {                                                                                                          \
+        V a[MAXR_##N][LANES / N];                                                                              \
+        for (int r = 0; r < R; r++)                                                                            \
+            for (int k = 0; k < LANES / N; k++)                                                                \
+                LOADU(a[r][k], acc[r] + N * k);                                                                \
+        for (int64_t c = 0; c < len; c += LANES) {                                                             \
+            V wv[LANES / N];                                                                                   \
+            LOAD_W(wv, w, kind, c);                                                                            \
+            for (int r = 0; r < R; r++)                                                                        \
+                for (int k = 0; k < LANES / N; k++) {                                                          \
+                    V xv;                                                                                      \
+                    LOADU(xv, x + r * ldx + c + N * k);                                                        \
+                    a[r][k] += xv * wv[k];                                                                     \
+                }                                                                                              \
+        }                                                                                                      \
+        for (int r = 0; r < R; r++)                                                                            \
+            for (int k = 0; k < LANES / N; k++)                                                                \
+                STOREU(acc[r] + N * k, a[r][k]);                                                               \
+    }                                                                                                          \
+                                                                                                               \
+    ATTR INLINE void feats_v##N(float (*acc)[ROW_BLOCK][LANES], const float *x, const void *const *w,          \
+                                weight_kind kind, int64_t len, int F)                                          \
+    {                                                                                                          \
+        V a[MAXF_##N][LANES / N];                                                                              \
+        for (int f = 0; f < F; f++)                                                                            \
+            for (int k = 0; k < LANES / N; k++)                                                                \
+                LOADU(a[f][k], acc[f][0] + N * k);                                                             \
+        for (int64_t c = 0; c < len; c += LANES) {                                                             \
+            V xv[LANES / N];                                                                                   \
+            for (int k = 0; k < LANES / N; k++)                                                                \
+                LOADU(xv[k], x + c + N * k);                                                                   \
+            for (int f = 0; f < F; f++) {                                                                      \
+                V wv[LANES / N];                                                                               \
+                LOAD_W(wv, w[f], kind, c);                                                                     \
+                for (int k = 0; k < LANES / N; k++)                                                            \
+                    a[f][k] += xv[k] * wv[k];                                                                  \
+            }                                                                                                  \
+        }                                                                                                      \
+        for (int f = 0; f < F; f++)                                                                            \
+            for (int k = 0; k < LANES / N; k++)                                                                \
+                STOREU(acc[f][0] + N * k, a[f][k]);                                                            \
     }
-    for (int r = 0; r < R; r++)
-        for (int k = 0; k < 4; k++)
-            STOREU(acc[r] + 4 * k, a[r][k]);
-}
 
-INLINE void feats_v4(float (*acc)[ROW_BLOCK][LANES], const float *x, const void *const *w, weight_kind kind,
-                     int64_t len, int F)
-{
-    v4f a[2][4];
-    for (int f = 0; f < F; f++)
-        for (int k = 0; k < 4; k++)
-            LOADU(a[f][k], acc[f][0] + 4 * k);
-    for (int64_t c = 0; c < len; c += LANES) {
-        v4f xv[4];
-        for (int k = 0; k < 4; k++)
-            LOADU(xv[k], x + c + 4 * k);
-        for (int f = 0; f < F; f++) {
-            v4f wv[4];
-            load_w4(wv, w[f], kind, c);
-            for (int k = 0; k < 4; k++)
-                a[f][k] += xv[k] * wv[k];
-        }
-    }
-    for (int f = 0; f < F; f++)
-        for (int k = 0; k < 4; k++)
-            STOREU(acc[f][0] + 4 * k, a[f][k]);
-}
-
+KERNELS(, 4, v4f, load_w4)
 #if HAVE_X86_PATHS
-__attribute__((target("avx2,f16c"))) INLINE void rows_v8(float (*acc)[LANES], const float *x, int64_t ldx,
-                                                          const void *w, weight_kind kind, int64_t len, int R)
-{
-    v8f a[4][2];
-    for (int r = 0; r < R; r++)
-        for (int k = 0; k < 2; k++)
-            LOADU(a[r][k], acc[r] + 8 * k);
-    for (int64_t c = 0; c < len; c += LANES) {
-        v8f wv[2];
-        load_w8(wv, w, kind, c);
-        for (int r = 0; r < R; r++)
-            for (int k = 0; k < 2; k++) {
-                v8f xv;
-                LOADU(xv, x + r * ldx + c + 8 * k);
-                a[r][k] += xv * wv[k];
-            }
-    }
-    for (int r = 0; r < R; r++)
-        for (int k = 0; k < 2; k++)
-            STOREU(acc[r] + 8 * k, a[r][k]);
-}
-
-__attribute__((target("avx2,f16c"))) INLINE void feats_v8(float (*acc)[ROW_BLOCK][LANES], const float *x,
-                                                           const void *const *w, weight_kind kind, int64_t len,
-                                                           int F)
-{
-    v8f a[4][2];
-    for (int f = 0; f < F; f++)
-        for (int k = 0; k < 2; k++)
-            LOADU(a[f][k], acc[f][0] + 8 * k);
-    for (int64_t c = 0; c < len; c += LANES) {
-        v8f xv[2];
-        for (int k = 0; k < 2; k++)
-            LOADU(xv[k], x + c + 8 * k);
-        for (int f = 0; f < F; f++) {
-            v8f wv[2];
-            load_w8(wv, w[f], kind, c);
-            for (int k = 0; k < 2; k++)
-                a[f][k] += xv[k] * wv[k];
-        }
-    }
-    for (int f = 0; f < F; f++)
-        for (int k = 0; k < 2; k++)
-            STOREU(acc[f][0] + 8 * k, a[f][k]);
-}
-
-__attribute__((target("avx512f"))) INLINE void rows_v16(float (*acc)[LANES], const float *x, int64_t ldx,
-                                                        const void *w, weight_kind kind, int64_t len, int R)
-{
-    v16f a[8];
-    for (int r = 0; r < R; r++)
-        LOADU(a[r], acc[r]);
-    for (int64_t c = 0; c < len; c += LANES) {
-        v16f wv;
-        load_w16(&wv, w, kind, c);
-        for (int r = 0; r < R; r++) {
-            v16f xv;
-            LOADU(xv, x + r * ldx + c);
-            a[r] += xv * wv;
-        }
-    }
-    for (int r = 0; r < R; r++)
-        STOREU(acc[r], a[r]);
-}
-
-__attribute__((target("avx512f"))) INLINE void feats_v16(float (*acc)[ROW_BLOCK][LANES], const float *x,
-                                                         const void *const *w, weight_kind kind, int64_t len,
-                                                         int F)
-{
-    v16f a[4];
-    for (int f = 0; f < F; f++)
-        LOADU(a[f], acc[f][0]);
-    for (int64_t c = 0; c < len; c += LANES) {
-        v16f xv;
-        LOADU(xv, x + c);
-        for (int f = 0; f < F; f++) {
-            v16f wv;
-            load_w16(&wv, w[f], kind, c);
-            a[f] += xv * wv;
-        }
-    }
-    for (int f = 0; f < F; f++)
-        STOREU(acc[f][0], a[f]);
-}
+KERNELS(__attribute__((target("avx2,f16c"))), 8, v8f, load_w8)
+KERNELS(__attribute__((target("avx512f"))), 16, v16f, load_w16)
 #endif
+#undef KERNELS
 
 /* Block functions: nb rows of x against len columns (a multiple of 16) of nf weight rows
  * (w[f], already offset to the first column), in as few passes as the registers allow.
@@ -309,47 +241,44 @@ __attribute__((target("avx512f"))) INLINE void feats_v16(float (*acc)[ROW_BLOCK]
 typedef void block_fn(float (*acc)[ROW_BLOCK][LANES], const float *x, int64_t ldx, const void *const *w, int nf,
                       augur_dtype dtype, int64_t len, int nb);
 
-/* Passes of MAXR rows (MAXF features at n = 1), then fewer. The count passed to a kernel
- * stays within its register array even in the branches a small MAX disables, which -O0
- * still compiles. */
-#define PASSES(KIND, W, LEN, X)                                                                               \
-    do {                                                                                                      \
-        if (nb == 1) {                                                                                        \
-            int f_ = 0;                                                                                       \
-            if (MAXF >= 4)                                                                                    \
-                for (; f_ + 4 <= nf; f_ += 4)                                                                 \
-                    FEATS(acc + f_, (X), (W) + f_, KIND, LEN, MAXF >= 4 ? 4 : 1);                             \
-            for (; f_ + 2 <= nf; f_ += 2)                                                                     \
-                FEATS(acc + f_, (X), (W) + f_, KIND, LEN, 2);                                                 \
-            for (; f_ < nf; f_++)                                                                             \
-                FEATS(acc + f_, (X), (W) + f_, KIND, LEN, 1);                                                 \
-            break;                                                                                            \
-        }                                                                                                     \
-        for (int f_ = 0; f_ < nf; f_++) {                                                                     \
-            int i_ = 0;                                                                                       \
-            if (MAXR >= 8)                                                                                    \
-                for (; i_ + 8 <= nb; i_ += 8)                                                                 \
-                    ROWS(acc[f_] + i_, (X) + i_ * ldx, ldx, (W)[f_], KIND, LEN, MAXR >= 8 ? 8 : 1);           \
-            if (MAXR >= 4)                                                                                    \
-                for (; i_ + 4 <= nb; i_ += 4)                                                                 \
-                    ROWS(acc[f_] + i_, (X) + i_ * ldx, ldx, (W)[f_], KIND, LEN, MAXR >= 4 ? 4 : 1);           \
-            for (; i_ + 2 <= nb; i_ += 2)                                                                     \
-                ROWS(acc[f_] + i_, (X) + i_ * ldx, ldx, (W)[f_], KIND, LEN, 2);                               \
-            for (; i_ < nb; i_++)                                                                             \
-                ROWS(acc[f_] + i_, (X) + i_ * ldx, ldx, (W)[f_], KIND, LEN, 1);                               \
-        }                                                                                                     \
+/* Passes of MAXR_N rows (MAXF_N features at n = 1) through the kernels of width N, then
+ * fewer. The count passed to a kernel stays within its register array even in the
+ * branches a small MAX disables, which -O0 still compiles. */
+#define PASSES(N, KIND, W, LEN, X)                                                                             \
+    do {                                                                                                       \
+        if (nb == 1) {                                                                                         \
+            int f_ = 0;                                                                                        \
+            if (MAXF_##N >= 4)                                                                                 \
+                for (; f_ + 4 <= nf; f_ += 4)                                                                  \
+                    feats_v##N(acc + f_, (X), (W) + f_, KIND, LEN, MAXF_##N >= 4 ? 4 : 1);                     \
+            for (; f_ + 2 <= nf; f_ += 2)                                                                      \
+                feats_v##N(acc + f_, (X), (W) + f_, KIND, LEN, 2);                                             \
+            for (; f_ < nf; f_++)                                                                              \
+                feats_v##N(acc + f_, (X), (W) + f_, KIND, LEN, 1);                                             \
+            break;                                                                                             \
+        }                                                                                                      \
+        for (int f_ = 0; f_ < nf; f_++) {                                                                      \
+            int i_ = 0;                                                                                        \
+            if (MAXR_##N >= 8)                                                                                 \
+                for (; i_ + 8 <= nb; i_ += 8)                                                                  \
+                    rows_v##N(acc[f_] + i_, (X) + i_ * ldx, ldx, (W)[f_], KIND, LEN, MAXR_##N >= 8 ? 8 : 1);   \
+            if (MAXR_##N >= 4)                                                                                 \
+                for (; i_ + 4 <= nb; i_ += 4)                                                                  \
+                    rows_v##N(acc[f_] + i_, (X) + i_ * ldx, ldx, (W)[f_], KIND, LEN, MAXR_##N >= 4 ? 4 : 1);   \
+            for (; i_ + 2 <= nb; i_ += 2)                                                                      \
+                rows_v##N(acc[f_] + i_, (X) + i_ * ldx, ldx, (W)[f_], KIND, LEN, 2);                           \
+            for (; i_ < nb; i_++)                                                                              \
+                rows_v##N(acc[f_] + i_, (X) + i_ * ldx, ldx, (W)[f_], KIND, LEN, 1);                           \
+        }                                                                                                      \
     } while (0)
 
-#define ROWS rows_v4
-#define FEATS feats_v4
 static void block_baseline(float (*acc)[ROW_BLOCK][LANES], const float *x, int64_t ldx, const void *const *w,
                            int nf, augur_dtype dtype, int64_t len, int nb)
 {
-    enum { MAXR = 2, MAXF = 2 }; /* 16 SSE registers: 8 accumulators + 4 operands + scratch */
     if (dtype == AUGUR_F32) {
-        PASSES(WK_F32, w, len, x);
+        PASSES(4, WK_F32, w, len, x);
     } else if (dtype == AUGUR_BF16) {
-        PASSES(WK_BF16, w, len, x);
+        PASSES(4, WK_BF16, w, len, x);
     } else {
         /* No F16C here: convert a step of each row into an L1-resident buffer. */
         _Alignas(64) float wbuf[FEATURE_GROUP][CHUNK];
@@ -360,48 +289,30 @@ static void block_baseline(float (*acc)[ROW_BLOCK][LANES], const float *x, int64
                 convert_f16(wbuf[f], (const uint16_t *)w[f] + c0, part);
                 wb[f] = wbuf[f];
             }
-            PASSES(WK_F32, wb, part, x + c0);
+            PASSES(4, WK_F32, wb, part, x + c0);
         }
     }
 }
-#undef ROWS
-#undef FEATS
 
 #if HAVE_X86_PATHS
-#define ROWS rows_v8
-#define FEATS feats_v8
-__attribute__((target("avx2,f16c"))) static void block_avx2(float (*acc)[ROW_BLOCK][LANES], const float *x,
-                                                             int64_t ldx, const void *const *w, int nf,
-                                                             augur_dtype dtype, int64_t len, int nb)
-{
-    enum { MAXR = 4, MAXF = 4 }; /* 16 AVX registers: 8 accumulators + 2-4 operands */
-    if (dtype == AUGUR_F32)
-        PASSES(WK_F32, w, len, x);
-    else if (dtype == AUGUR_BF16)
-        PASSES(WK_BF16, w, len, x);
-    else
-        PASSES(WK_F16, w, len, x);
-}
-#undef ROWS
-#undef FEATS
+/* The block function of an instruction set whose weight loads widen every dtype in registers. */
+#define WIDENING_BLOCK(ATTR, NAME, N)                                                                          \
+    ATTR static void NAME(float (*acc)[ROW_BLOCK][LANES], const float *x, int64_t ldx, const void *const *w,   \
+                          int nf, augur_dtype dtype, int64_t len, int nb)                                      \
+    {                                                                                                          \
+        if (dtype == AUGUR_F32)                                                                                \
+            PASSES(N, WK_F32, w, len, x);                                                                      \
+        else if (dtype == AUGUR_BF16)                                                                          \
+            PASSES(N, WK_BF16, w, len, x);                                                                     \
+        else                                                                                                   \
+            PASSES(N, WK_F16, w, len, x);                                                                      \
+    }
 
-#define ROWS rows_v16
-#define FEATS feats_v16
-__attribute__((target("avx512f"))) static void block_avx512(float (*acc)[ROW_BLOCK][LANES], const float *x,
-                                                            int64_t ldx, const void *const *w, int nf,
-                                                            augur_dtype dtype, int64_t len, int nb)
-{
-    enum { MAXR = 8, MAXF = 4 }; /* 32 registers */
-    if (dtype == AUGUR_F32)
-        PASSES(WK_F32, w, len, x);
-    else if (dtype == AUGUR_BF16)
-        PASSES(WK_BF16, w, len, x);
-    else
-        PASSES(WK_F16, w, len, x);
-}
-#undef ROWS
-#undef FEATS
+WIDENING_BLOCK(__attribute__((target("avx2,f16c"))), block_avx2, 8)
+WIDENING_BLOCK(__attribute__((target("avx512f"))), block_avx512, 16)
+#undef WIDENING_BLOCK
 #endif
+#undef PASSES
 
 /* Output features [o0, o0+nf) for rows [i0, i0+nb) of x. With several rows, the features
  * of a group walk the columns together, CHUNK at a time, so that the slice of x they all

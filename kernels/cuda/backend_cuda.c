@@ -150,23 +150,25 @@ static void cuda_free(augur_backend *be, void *buf)
     cudaFree(buf);
 }
 
-static augur_status cuda_upload(augur_backend *be, void *dst, const void *src, size_t bytes, augur_error *err)
+/* bytes from src to dst queued on the stream; what names the operation in errors. */
+static augur_status copy_async(cuda_ctx *c, void *dst, const void *src, size_t bytes, enum cudaMemcpyKind kind,
+                               const char *what, augur_error *err)
 {
-    cuda_ctx *c = ctx_of(be);
     if (!bytes)
         return AUGUR_OK;
+    return check(c, cudaMemcpyAsync(dst, src, bytes, kind, c->stream), what, err);
+}
+
+static augur_status cuda_upload(augur_backend *be, void *dst, const void *src, size_t bytes, augur_error *err)
+{
     /* From pageable memory the call returns once src is staged: the caller may reuse it. */
-    return check(c, cudaMemcpyAsync(dst, src, bytes, cudaMemcpyHostToDevice, c->stream), "upload (cudaMemcpyAsync)",
-                 err);
+    return copy_async(ctx_of(be), dst, src, bytes, cudaMemcpyHostToDevice, "upload (cudaMemcpyAsync)", err);
 }
 
 static augur_status cuda_download(augur_backend *be, void *dst, const void *src, size_t bytes, augur_error *err)
 {
     cuda_ctx *c = ctx_of(be);
-    augur_status st = AUGUR_OK;
-    if (bytes)
-        st = check(c, cudaMemcpyAsync(dst, src, bytes, cudaMemcpyDeviceToHost, c->stream),
-                   "download (cudaMemcpyAsync)", err);
+    augur_status st = copy_async(c, dst, src, bytes, cudaMemcpyDeviceToHost, "download (cudaMemcpyAsync)", err);
     if (st)
         return st;
     return check(c, cudaStreamSynchronize(c->stream), "download (cudaStreamSynchronize: an earlier kernel failed)",
@@ -175,11 +177,7 @@ static augur_status cuda_download(augur_backend *be, void *dst, const void *src,
 
 static augur_status cuda_copy(augur_backend *be, void *dst, const void *src, size_t bytes, augur_error *err)
 {
-    cuda_ctx *c = ctx_of(be);
-    if (!bytes)
-        return AUGUR_OK;
-    return check(c, cudaMemcpyAsync(dst, src, bytes, cudaMemcpyDeviceToDevice, c->stream), "copy (cudaMemcpyAsync)",
-                 err);
+    return copy_async(ctx_of(be), dst, src, bytes, cudaMemcpyDeviceToDevice, "copy (cudaMemcpyAsync)", err);
 }
 
 static augur_status cuda_synchronize(augur_backend *be, augur_error *err)
@@ -462,13 +460,22 @@ static augur_status cuda_attention(augur_backend *be, float *out, const float *q
                     "attention (split + combine kernels)", err);
 }
 
-static augur_status cuda_swiglu(augur_backend *be, float *out, const float *gate, const float *up, int64_t count,
-                                augur_error *err)
+/* out[i] = kernel(a[i], b[i]) for i < count. */
+typedef cudaError_t binary_kernel(cudaStream_t stream, float *out, const float *a, const float *b, int64_t count);
+
+static augur_status elementwise(augur_backend *be, binary_kernel *kernel, float *out, const float *a, const float *b,
+                                int64_t count, const char *what, augur_error *err)
 {
     cuda_ctx *c = ctx_of(be);
     if (count <= 0)
         return AUGUR_OK;
-    return launched(c, cuk_swiglu(c->stream, out, gate, up, count), "swiglu kernel", err);
+    return launched(c, kernel(c->stream, out, a, b, count), what, err);
+}
+
+static augur_status cuda_swiglu(augur_backend *be, float *out, const float *gate, const float *up, int64_t count,
+                                augur_error *err)
+{
+    return elementwise(be, cuk_swiglu, out, gate, up, count, "swiglu kernel", err);
 }
 
 static augur_status cuda_embedding(augur_backend *be, float *out, const tensor_view *table, const int32_t *ids, int n,
@@ -488,10 +495,7 @@ static augur_status cuda_embedding(augur_backend *be, float *out, const tensor_v
 static augur_status cuda_add(augur_backend *be, float *out, const float *a, const float *b, int64_t count,
                              augur_error *err)
 {
-    cuda_ctx *c = ctx_of(be);
-    if (count <= 0)
-        return AUGUR_OK;
-    return launched(c, cuk_add(c->stream, out, a, b, count), "add kernel", err);
+    return elementwise(be, cuk_add, out, a, b, count, "add kernel", err);
 }
 
 static augur_status cuda_softmax(augur_backend *be, float *x, int rows, int cols, augur_error *err)
@@ -521,6 +525,21 @@ static augur_status cuda_sample_probs(augur_backend *be, float *probs, const flo
                     "sample_probs kernel", err);
 }
 
+static augur_status cuda_memory_info(augur_backend *be, size_t *free_bytes, size_t *total_bytes, augur_error *err)
+{
+    return backend_cuda_mem_info(ctx_of(be)->device, free_bytes, total_bytes, err);
+}
+
+static void *cuda_stream(augur_backend *be)
+{
+    return (void *)ctx_of(be)->stream;
+}
+
+static void cuda_device_name(augur_backend *be, char *name, size_t len)
+{
+    backend_cuda_device_name(ctx_of(be)->device, name, len);
+}
+
 static const augur_backend_iface cuda_iface = {
     .destroy = cuda_destroy,
     .alloc = cuda_alloc,
@@ -542,6 +561,9 @@ static const augur_backend_iface cuda_iface = {
     .softmax = cuda_softmax,
     .argmax = cuda_argmax,
     .sample_probs = cuda_sample_probs,
+    .memory_info = cuda_memory_info,
+    .stream = cuda_stream,
+    .device_name = cuda_device_name,
 };
 
 int backend_cuda_device_count(void)
@@ -609,15 +631,23 @@ augur_status backend_cuda_create(augur_backend **out, int device, augur_error *e
     const char *sync = getenv("AUGUR_CUDA_SYNC");
     c->sync_each = sync && *sync && strcmp(sync, "0") != 0;
     be->name = "cuda";
+    be->caps = (augur_backend_caps){.stream = true, .memory_info = true};
+    be->device = device;
     be->iface = cuda_iface;
     be->ctx = c;
     *out = be;
     return AUGUR_OK;
 }
 
+/* A backend is this one when its operations are (names are for messages only). */
+static bool is_cuda(const augur_backend *be)
+{
+    return be && be->iface.destroy == cuda_destroy;
+}
+
 augur_status backend_cuda_set_paths(augur_backend *be, const cuda_backend_paths *paths, augur_error *err)
 {
-    if (!be || be->iface.destroy != cuda_destroy)
+    if (!is_cuda(be))
         return augur_fail(err, AUGUR_E_INTERNAL, "backend_cuda_set_paths: not a cuda backend");
     ctx_of(be)->paths = *paths;
     return AUGUR_OK;
@@ -625,14 +655,10 @@ augur_status backend_cuda_set_paths(augur_backend *be, const cuda_backend_paths 
 
 void *backend_cuda_stream(augur_backend *be)
 {
-    if (!be || strcmp(be->name, "cuda") != 0)
-        return NULL;
-    return (void *)ctx_of(be)->stream;
+    return is_cuda(be) ? cuda_stream(be) : NULL;
 }
 
 int backend_cuda_device(const augur_backend *be)
 {
-    if (!be || strcmp(be->name, "cuda") != 0)
-        return -1;
-    return ((const cuda_ctx *)be->ctx)->device;
+    return is_cuda(be) ? be->device : -1;
 }

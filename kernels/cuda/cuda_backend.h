@@ -1,8 +1,9 @@
-/* CUDA-only knobs and queries of the "cuda" backend (kernels/backend.h): which code path a
- * kernel takes (AUTO is what production uses; tests force each path to cover it), and
- * device queries for placement and memory plans. Plain C, no CUDA headers needed; every
- * function also exists in builds without CUDA (kernels/backend_stubs.c), where there are
- * no devices. */
+/* The "cuda" backend's own entry points (kernels/backend.h): its constructor, which code
+ * path a kernel takes (AUTO is what production uses; tests force each path to cover it),
+ * and device queries. Plain C, no CUDA headers needed; every function also exists in
+ * builds without CUDA (kernels/backend_stubs.c), where there are no devices. Code outside
+ * kernels/ reaches the backend through kernels/backend.h (backend_create and the
+ * capability queries) and needs none of this but the test knobs. */
 #ifndef AUGUR_CUDA_BACKEND_H
 #define AUGUR_CUDA_BACKEND_H
 
@@ -25,6 +26,11 @@ typedef struct {
     cuda_attn_path attention;
     int split_chunk;          /* positions per split (split path); 0 = chosen per call */
 } cuda_backend_paths;
+
+/* The CUDA backend on device `device`, with its own stream and cuBLAS handle. Fails
+ * with AUGUR_E_UNSUPPORTED when augur was built without CUDA or no such device is
+ * visible. */
+augur_status backend_cuda_create(augur_backend **out, int device, augur_error *err);
 
 /* Sets the paths of a backend made by backend_cuda_create; AUGUR_E_INTERNAL for any other. */
 augur_status backend_cuda_set_paths(augur_backend *be, const cuda_backend_paths *paths, augur_error *err);

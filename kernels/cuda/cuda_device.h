@@ -24,67 +24,55 @@ __device__ __forceinline__ float cuk_to_f32(__half v) { return __half2float(v); 
  * by the kernels that read them. */
 template <typename T> __device__ __forceinline__ float cuk_load_f32(const T *p) { return cuk_to_f32(__ldg(p)); }
 
-__device__ __forceinline__ float cuk_warp_sum(float v)
+/* The operators of the reductions below. */
+struct cuk_sum_op {
+    template <typename T> __device__ __forceinline__ T operator()(T a, T b) const { return a + b; }
+};
+struct cuk_max_op {
+    __device__ __forceinline__ float operator()(float a, float b) const { return fmaxf(a, b); }
+};
+
+/* Butterfly over the 32 lanes of a warp: every lane gets op over all of them. */
+template <typename T, typename Op> __device__ __forceinline__ T cuk_warp_reduce(T v, Op op)
 {
     for (int off = 16; off > 0; off >>= 1)
-        v += __shfl_xor_sync(0xffffffffu, v, off);
+        v = op(v, __shfl_xor_sync(0xffffffffu, v, off));
     return v;
 }
 
-__device__ __forceinline__ float cuk_warp_max(float v)
-{
-    for (int off = 16; off > 0; off >>= 1)
-        v = fmaxf(v, __shfl_xor_sync(0xffffffffu, v, off));
-    return v;
-}
-
-__device__ __forceinline__ double cuk_warp_sum_d(double v)
-{
-    for (int off = 16; off > 0; off >>= 1)
-        v += __shfl_xor_sync(0xffffffffu, v, off);
-    return v;
-}
+__device__ __forceinline__ float cuk_warp_sum(float v) { return cuk_warp_reduce(v, cuk_sum_op()); }
+__device__ __forceinline__ float cuk_warp_max(float v) { return cuk_warp_reduce(v, cuk_max_op()); }
+__device__ __forceinline__ double cuk_warp_sum_d(double v) { return cuk_warp_reduce(v, cuk_sum_op()); }
 
 /* Block-wide reductions: every thread of the block must call them (blockDim.x a multiple
  * of 32, at most 1024); every thread gets the result. red: 32 slots of shared memory,
- * free again when the call returns. */
-__device__ __forceinline__ float cuk_block_sum(float v, float *red)
+ * free again when the call returns; identity: what a lane past the last warp adds. */
+template <typename T, typename Op> __device__ __forceinline__ T cuk_block_reduce(T v, T *red, T identity, Op op)
 {
     const int lane = threadIdx.x & 31, warp = threadIdx.x >> 5, nwarps = blockDim.x >> 5;
-    v = cuk_warp_sum(v);
+    v = cuk_warp_reduce(v, op);
     if (lane == 0)
         red[warp] = v;
     __syncthreads();
-    float t = lane < nwarps ? red[lane] : 0.0f;
-    t = cuk_warp_sum(t);
+    T t = lane < nwarps ? red[lane] : identity;
+    t = cuk_warp_reduce(t, op);
     __syncthreads(); /* red may be reused right after */
     return t;
 }
 
+__device__ __forceinline__ float cuk_block_sum(float v, float *red)
+{
+    return cuk_block_reduce(v, red, 0.0f, cuk_sum_op());
+}
+
 __device__ __forceinline__ float cuk_block_max(float v, float *red)
 {
-    const int lane = threadIdx.x & 31, warp = threadIdx.x >> 5, nwarps = blockDim.x >> 5;
-    v = cuk_warp_max(v);
-    if (lane == 0)
-        red[warp] = v;
-    __syncthreads();
-    float t = lane < nwarps ? red[lane] : -INFINITY;
-    t = cuk_warp_max(t);
-    __syncthreads();
-    return t;
+    return cuk_block_reduce(v, red, -INFINITY, cuk_max_op());
 }
 
 __device__ __forceinline__ double cuk_block_sum_d(double v, double *red)
 {
-    const int lane = threadIdx.x & 31, warp = threadIdx.x >> 5, nwarps = blockDim.x >> 5;
-    v = cuk_warp_sum_d(v);
-    if (lane == 0)
-        red[warp] = v;
-    __syncthreads();
-    double t = lane < nwarps ? red[lane] : 0.0;
-    t = cuk_warp_sum_d(t);
-    __syncthreads();
-    return t;
+    return cuk_block_reduce(v, red, 0.0, cuk_sum_op());
 }
 
 /* Grid size for a grid-stride loop over count elements. */

@@ -15,11 +15,6 @@
 #include "runtime/model/model_shard.h"
 #include "runtime/model/safetensors.h"
 
-static bool is_cpu(const augur_backend *be)
-{
-    return !strcmp(be->name, "cpu");
-}
-
 /* ---------------------------------------------------------------- uploading */
 
 static augur_status upload_view(augur_backend *be, tensor_view *dev, const tensor_view *host, const char *source,
@@ -110,7 +105,7 @@ augur_status model_to_backend(model *m, augur_backend *be, augur_error *err)
                           m->backend->name, be->name);
     if (!m->w.layers)
         return augur_fail(err, AUGUR_E_INTERNAL, "%s: model_to_backend of a model with no weights", m->source);
-    if (is_cpu(be)) {
+    if (be->caps.weights_alias_host) {
         m->backend = be;
         return AUGUR_OK;
     }

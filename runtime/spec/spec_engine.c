@@ -7,8 +7,6 @@
 
 #include "runtime/spec/spec_engine.h"
 
-#include "kernels/cuda/cuda_backend.h"
-
 /* Every rank contributes its status; on failure each rank's err names the first rank
  * at fault (its own message if that is this rank). */
 static augur_status agree(spec_engine *e, augur_status mine, augur_error *err)
@@ -43,7 +41,7 @@ static augur_status open_backend(spec_engine *e, bool load_draft, augur_error *e
 {
     bool cuda = device_kind_resolve(e->dev.kind) == AUGUR_DEVICE_CUDA;
     bool needs = cuda && runs_model(e, load_draft);
-    augur_status st = gpu_place(e->world, e->role == SPEC_ROLE_TARGET, needs, cuda ? backend_cuda_device_count() : 0,
+    augur_status st = gpu_place(e->world, e->role == SPEC_ROLE_TARGET, needs, cuda ? backend_device_count(AUGUR_BACKEND_CUDA) : 0,
                                 e->dev.tp_over_mpi, &e->place, err);
     if (st || !runs_model(e, load_draft))
         return st;
@@ -129,10 +127,11 @@ static augur_status alloc_state(spec_engine *e, int threads, augur_error *err)
     if (!e->has_model)
         return AUGUR_OK;
     augur_status st = AUGUR_OK;
-    if (e->role == SPEC_ROLE_TARGET && e->n_targets > 1 && e->be != NULL && strcmp(e->be->name, "cpu") != 0 &&
+    /* Only a backend with a stream holds device buffers NCCL can reduce in place, after its kernels. */
+    if (e->role == SPEC_ROLE_TARGET && e->n_targets > 1 && e->be != NULL && e->be->caps.stream &&
         !e->dev.tp_over_mpi) {
 #ifdef AUGUR_HAVE_CUDA
-        st = collectives_nccl_create(&e->tp, e->layout->target, e->place.gpu, backend_cuda_stream(e->be), err);
+        st = collectives_nccl_create(&e->tp, e->layout->target, e->place.gpu, backend_stream(e->be), err);
 #endif
     } else if (e->role == SPEC_ROLE_TARGET) {
         e->tp = e->ctl;

@@ -1056,6 +1056,23 @@ static void test_model_weights(void)
     rmdir(dir);
 }
 
+/* What the interface says of a CUDA backend (kernels/backend.h: capabilities and queries). */
+static void test_caps(void)
+{
+    size_t free_b = 0, total_b = 0;
+    OK(backend_memory_info(gpu, &free_b, &total_b, &E));
+    char name[256];
+    backend_device_name(gpu, name, sizeof name);
+    const augur_backend_caps *c = &gpu->caps;
+    const bool ok = c->stream && c->memory_info && !c->host_memory && !c->weights_alias_host && gpu->device == 0 &&
+                    backend_stream(gpu) != NULL && backend_stream(gpu) == backend_cuda_stream(gpu) &&
+                    free_b > 0 && free_b <= total_b && strcmp(name, "?") != 0;
+    printf("\n== capabilities\nstream, memory info (%.1f of %.1f GiB free), device %d (%s): %s\n",
+           (double)free_b / (1 << 30), (double)total_b / (1 << 30), gpu->device, name, ok ? "ok" : "FAIL");
+    n_cases++;
+    n_failed += !ok;
+}
+
 int main(void)
 {
     const int devices = backend_cuda_device_count();
@@ -1071,6 +1088,7 @@ int main(void)
     printf("augur CUDA kernels vs CPU backend, device 0 of %d%s\n", devices,
            getenv("AUGUR_CUDA_SYNC") ? " (AUGUR_CUDA_SYNC: synchronised after every kernel)" : "");
 
+    test_caps();
     test_matmul();
     test_rmsnorm();
     test_rope();

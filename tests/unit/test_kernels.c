@@ -1,5 +1,6 @@
 /* CPU kernels against plain double-precision references, plus the batch-invariance
- * property the speculative verifier depends on (DESIGN §8). */
+ * property the speculative verifier depends on (DESIGN §8), and what the backend
+ * interface (kernels/backend.h) says of the CPU backend and of absent devices. */
 #include <setjmp.h>
 #include <stdarg.h>
 #include <stddef.h>
@@ -10,6 +11,7 @@
 #include <stdlib.h>
 #include <string.h>
 
+#include "kernels/backend.h"
 #include "kernels/cpu_kernels.h"
 #include "test_util.h"
 
@@ -537,6 +539,50 @@ static void test_add(void **state)
     free(a);
 }
 
+/* ---------------------------------------------------------- backend interface */
+
+static void test_backend_cpu_caps(void **state)
+{
+    (void)state;
+    augur_error err = {0};
+    augur_backend *be = NULL;
+    assert_int_equal(backend_create(&be, AUGUR_BACKEND_CPU, &(augur_backend_opts){.threads = 2}, &err), AUGUR_OK);
+    assert_true(be->caps.host_memory);
+    assert_true(be->caps.weights_alias_host);
+    assert_false(be->caps.stream);
+    assert_false(be->caps.memory_info);
+    assert_int_equal(be->device, -1);
+    assert_null(backend_stream(be));
+    char name[32];
+    backend_device_name(be, name, sizeof name);
+    assert_string_equal(name, "host");
+    size_t free_b = 1, total_b = 1;
+    assert_int_equal(backend_memory_info(be, &free_b, &total_b, &err), AUGUR_E_UNSUPPORTED);
+    assert_true(free_b == 0 && total_b == 0);
+    assert_non_null(strstr(err.message, "cpu backend"));
+    assert_int_equal(backend_device_count(AUGUR_BACKEND_CPU), 1);
+    backend_destroy(be);
+}
+
+/* A device past the last visible one (none without a GPU or without CUDA) is refused
+ * with a message, and nothing is left to destroy. */
+static void test_backend_absent_device(void **state)
+{
+    (void)state;
+    augur_error err = {0};
+    augur_backend *be = (augur_backend *)&err;
+    const int past = backend_device_count(AUGUR_BACKEND_CUDA);
+    assert_true(past >= 0);
+    assert_int_equal(backend_create(&be, AUGUR_BACKEND_CUDA, &(augur_backend_opts){.device = past}, &err),
+                     AUGUR_E_UNSUPPORTED);
+    assert_null(be);
+    assert_non_null(strstr(err.message, "cuda backend"));
+    augur_error err2 = {0};
+    assert_int_equal(backend_create(&be, (augur_backend_kind)7, &(augur_backend_opts){.threads = 1}, &err2),
+                     AUGUR_E_INTERNAL);
+    assert_null(be);
+}
+
 int main(void)
 {
     const struct CMUnitTest tests[] = {
@@ -555,6 +601,8 @@ int main(void)
         cmocka_unit_test(test_embedding),
         cmocka_unit_test(test_softmax),
         cmocka_unit_test(test_add),
+        cmocka_unit_test(test_backend_cpu_caps),
+        cmocka_unit_test(test_backend_absent_device),
     };
     return cmocka_run_group_tests(tests, NULL, NULL);
 }

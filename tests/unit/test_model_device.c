@@ -739,6 +739,7 @@ static copy_backend *fake_create(void)
     f->cpu = cpu_backend(1);
     f->be = *f->cpu; /* the CPU operations, with its context */
     f->be.name = "fakegpu";
+    f->be.caps = (augur_backend_caps){0}; /* a GPU's: nothing read in place, weights copied */
     f->be.iface.destroy = fake_destroy;
     f->be.iface.alloc = fake_alloc;
     f->be.iface.free = fake_free;
