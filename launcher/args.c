@@ -8,7 +8,6 @@
 #include <time.h>
 #include <unistd.h>
 
-
 #define ARGS_MAX_SPECS 64          /* flags of one command, sections included */
 #define ARGS_ITEM_MAX 64           /* longest item of a comma-separated list */
 #define ARGS_SPEC_VAL 1000         /* getopt_long's value for spec i is this + i */
