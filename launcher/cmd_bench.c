@@ -3,17 +3,16 @@
  * weights once. Loads shard R of T alone, with no collectives, so one GPU shows what one
  * GPU of a T-GPU job computes per forward, minus the all-reduces. */
 #include <errno.h>
-#include <getopt.h>
 #include <stdbool.h>
 #include <stdint.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
 #include <time.h>
-#include <unistd.h>
 
 #include "launcher/args.h"
 #include "launcher/commands.h"
+#include "launcher/model_files.h"
 #include "kernels/cuda/cuda_backend.h"
 #include "runtime/device_plan.h"
 #include "runtime/forward.h"
@@ -29,7 +28,7 @@
 #define BENCH_BW_BYTES_CPU ((size_t)256 << 20)
 #define BENCH_SEED 0x5eedbe4cULL
 
-static const char bench_usage[] =
+static const char bench_synopsis[] =
     "usage: augur bench --model PATH [options]\n"
     "\n"
     "Times forward passes of n positions (one-position decode, a gamma+1 verification)\n"
@@ -43,66 +42,14 @@ static const char bench_usage[] =
     "The KV cache holds --context positions, filled to half with random token ids first;\n"
     "every timed forward is trimmed back to that fill level, so each sees the same cache,\n"
     "and returns every row's logits to host memory (as verification does).\n"
-    "\n"
-    "  --model PATH         Hugging Face model directory (config.json, *.safetensors) or\n"
-    "                       llama2.c checkpoint (.bin); with --load-format dummy, a\n"
-    "                       directory holding config.json, or the config.json itself\n"
-    "  --load-format F      auto | dummy: dummy reads config.json only and fills the\n"
-    "                       weights (bf16) with seeded random values (default auto)\n"
-    "  --device D           auto | cpu | cuda (default: $AUGUR_DEVICE, else auto: cuda\n"
-    "                       when a GPU is visible)\n"
-    "  --gpu N              which visible GPU (default 0)\n"
-    "  --threads N          CPU threads (default: online CPUs)\n"
-    "  --tp-size T          tensor-parallel size whose shard to load (default 1)\n"
-    "  --tp-rank R          which shard, 0 <= R < T (default 0)\n"
-    "  --layers K           keep only the first K layers (default: all)\n"
-    "  --positions LIST     comma-separated positions per forward, each 1..16\n"
-    "                       (default 1,6: decode and a gamma=5 verification)\n"
-    "  --context N          KV cache positions (default 1024, at most the model's\n"
-    "                       max_position_embeddings); filled to N/2 before timing\n"
-    "  --warmup N           untimed forwards per positions value (default 3)\n"
-    "  --iters N            timed forwards per positions value (default 20)\n"
-    "  --csv FILE           also write the table's rows to FILE as CSV\n"
-    "  -h, --help           show this help\n"
+    "\n";
+
+static const char bench_epilogue[] =
     "\n"
     "Output: a header (backend, device, model shape, shard, weight bytes, measured\n"
     "bandwidth), then one row per positions value: median and min ms per forward, the\n"
     "floor in ms, median/floor, ms per position; and, when 1 is measured, the cost of\n"
     "each larger forward relative to it (\"verify n=6 costs 1.05x a one-position forward\").\n";
-
-enum {
-    OPT_MODEL = 1000,
-    OPT_LOAD_FORMAT,
-    OPT_DEVICE,
-    OPT_GPU,
-    OPT_THREADS,
-    OPT_TP_SIZE,
-    OPT_TP_RANK,
-    OPT_LAYERS,
-    OPT_POSITIONS,
-    OPT_CONTEXT,
-    OPT_WARMUP,
-    OPT_ITERS,
-    OPT_CSV,
-};
-
-static const struct option bench_options[] = {
-    {"model", required_argument, NULL, OPT_MODEL},
-    {"load-format", required_argument, NULL, OPT_LOAD_FORMAT},
-    {"device", required_argument, NULL, OPT_DEVICE},
-    {"gpu", required_argument, NULL, OPT_GPU},
-    {"threads", required_argument, NULL, OPT_THREADS},
-    {"tp-size", required_argument, NULL, OPT_TP_SIZE},
-    {"tp-rank", required_argument, NULL, OPT_TP_RANK},
-    {"layers", required_argument, NULL, OPT_LAYERS},
-    {"positions", required_argument, NULL, OPT_POSITIONS},
-    {"context", required_argument, NULL, OPT_CONTEXT},
-    {"warmup", required_argument, NULL, OPT_WARMUP},
-    {"iters", required_argument, NULL, OPT_ITERS},
-    {"csv", required_argument, NULL, OPT_CSV},
-    {"help", no_argument, NULL, 'h'},
-    {NULL, 0, NULL, 0},
-};
 
 typedef struct {
     const char *model_path;
@@ -114,77 +61,45 @@ typedef struct {
     int tp_rank;
     int layers;              /* 0 = all */
     int positions[BENCH_MAX_LIST];
-    int n_positions;
+    size_t n_positions;
     int context;             /* 0 = default (BENCH_DEFAULT_CONTEXT, capped by the model) */
     int warmup;
     int iters;
 } bench_cli;
 
-/* "1,6" -> {1, 6}; each value 1..BENCH_MAX_POSITIONS. */
-static augur_status parse_positions(const char *text, bench_cli *cli, augur_error *err)
+static augur_status parse_csv_path(const char *flag, const char *text, void *dest, augur_error *err)
 {
-    cli->n_positions = 0;
-    const char *p = text;
-    for (;;) {
-        const char *comma = strchr(p, ',');
-        size_t len = comma ? (size_t)(comma - p) : strlen(p);
-        char item[32];
-        if (len == 0 || len >= sizeof item)
-            return augur_fail(err, AUGUR_E_INPUT, "--positions: '%s' is not a comma-separated list of 1..%d", text,
-                              BENCH_MAX_POSITIONS);
-        if (cli->n_positions == BENCH_MAX_LIST)
-            return augur_fail(err, AUGUR_E_INPUT, "--positions: more than %d values", BENCH_MAX_LIST);
-        memcpy(item, p, len);
-        item[len] = '\0';
-        augur_status st = arg_int("--positions", item, 1, BENCH_MAX_POSITIONS, &cli->positions[cli->n_positions], err);
-        if (st)
-            return st;
-        cli->n_positions++;
-        if (!comma)
-            return AUGUR_OK;
-        p = comma + 1;
-    }
-}
-
-static augur_status parse_one(int c, const char *arg, bench_cli *cli, augur_error *err)
-{
-    switch (c) {
-    case OPT_MODEL: cli->model_path = arg; return AUGUR_OK;
-    case OPT_LOAD_FORMAT:
-        if (strcmp(arg, "auto") && strcmp(arg, "dummy"))
-            return augur_fail(err, AUGUR_E_INPUT, "--load-format: '%s' is not auto or dummy", arg);
-        cli->device.dummy = !strcmp(arg, "dummy");
-        return AUGUR_OK;
-    case OPT_DEVICE: return device_kind_parse("--device", arg, &cli->device.kind, err);
-    case OPT_GPU: return arg_int("--gpu", arg, 0, 1023, &cli->gpu, err);
-    case OPT_THREADS: return arg_int("--threads", arg, 1, 1024, &cli->threads, err);
-    case OPT_TP_SIZE: return arg_int("--tp-size", arg, 1, 1024, &cli->tp_size, err);
-    case OPT_TP_RANK: return arg_int("--tp-rank", arg, 0, 1023, &cli->tp_rank, err);
-    case OPT_LAYERS: return arg_int("--layers", arg, 1, 1 << 16, &cli->layers, err);
-    case OPT_POSITIONS: return parse_positions(arg, cli, err);
-    case OPT_CONTEXT: return arg_int("--context", arg, 2, 1 << 24, &cli->context, err);
-    case OPT_WARMUP: return arg_int("--warmup", arg, 0, 1000000, &cli->warmup, err);
-    case OPT_ITERS: return arg_int("--iters", arg, 1, 1000000, &cli->iters, err);
-    case OPT_CSV:
-        if (!arg[0])
-            return augur_fail(err, AUGUR_E_INPUT, "--csv: empty file name");
-        cli->csv_path = arg;
-        return AUGUR_OK;
-    default: return augur_fail(err, AUGUR_E_INTERNAL, "unhandled option %d", c);
-    }
+    if (!text[0])
+        return augur_fail(err, AUGUR_E_INPUT, "%s: empty file name", flag);
+    *(const char **)dest = text;
+    return AUGUR_OK;
 }
 
 static int max_positions(const bench_cli *cli)
 {
     int most = 0;
-    for (int i = 0; i < cli->n_positions; i++)
+    for (size_t i = 0; i < cli->n_positions; i++)
         if (cli->positions[i] > most)
             most = cli->positions[i];
     return most;
 }
 
-/* Returns -1 to continue, else an exit code. */
-static int parse_bench(int argc, char **argv, bench_cli *cli, augur_error *err)
+static augur_status check_bench(void *ctx, int n_operands, char **operands, augur_error *err)
+{
+    (void)n_operands, (void)operands; /* ARGS_NO_OPERANDS */
+    const bench_cli *cli = ctx;
+    if (cli->tp_rank >= cli->tp_size)
+        return augur_fail(err, AUGUR_E_INPUT, "--tp-rank %d is not below --tp-size %d", cli->tp_rank, cli->tp_size);
+    if (cli->context && cli->context - cli->context / 2 < max_positions(cli))
+        return augur_fail(err, AUGUR_E_INPUT,
+                          "--context %d leaves %d position%s above its fill level %d, fewer than --positions' %d",
+                          cli->context, cli->context - cli->context / 2, plural(cli->context - cli->context / 2),
+                          cli->context / 2, max_positions(cli));
+    return AUGUR_OK;
+}
+
+/* Returns ARGS_RUN to continue, else an exit code. */
+static int parse_bench(int argc, char **argv, bench_cli *cli)
 {
     *cli = (bench_cli){.device = {.kind = AUGUR_DEVICE_AUTO, .dummy_seed = 0x5eed},
                        .tp_size = 1,
@@ -192,39 +107,38 @@ static int parse_bench(int argc, char **argv, bench_cli *cli, augur_error *err)
                        .n_positions = 2,
                        .warmup = 3,
                        .iters = 20};
-    if (device_kind_default(&cli->device.kind, err))
-        return cli_report(err);
-    optind = 1;
-    opterr = 0;
-    int c;
-    augur_status st = AUGUR_OK;
-    while (!st && (c = getopt_long(argc, argv, ":h", bench_options, NULL)) != -1) {
-        if (c == 'h') {
-            fputs(bench_usage, stdout);
-            return 0;
-        }
-        if (c == ':')
-            st = augur_fail(err, AUGUR_E_INPUT, "%s needs a value", argv[optind - 1]);
-        else if (c == '?')
-            st = augur_fail(err, AUGUR_E_INPUT, "unknown option '%s' (see augur bench --help)", argv[optind - 1]);
-        else
-            st = parse_one(c, optarg, cli, err);
-    }
-    if (!st && optind < argc)
-        st = augur_fail(err, AUGUR_E_INPUT, "unexpected argument '%s' (see augur bench --help)", argv[optind]);
-    if (!st && !cli->model_path)
-        st = augur_fail(err, AUGUR_E_INPUT, "--model PATH is required (see augur bench --help)");
-    if (!st && cli->tp_rank >= cli->tp_size)
-        st = augur_fail(err, AUGUR_E_INPUT, "--tp-rank %d is not below --tp-size %d", cli->tp_rank, cli->tp_size);
-    if (!st && cli->context && cli->context - cli->context / 2 < max_positions(cli))
-        st = augur_fail(err, AUGUR_E_INPUT,
-                        "--context %d leaves %d positions above its fill level %d, fewer than --positions' %d",
-                        cli->context, cli->context - cli->context / 2, cli->context / 2, max_positions(cli));
-    if (!st && !cli->threads) {
-        long ncpu = sysconf(_SC_NPROCESSORS_ONLN);
-        cli->threads = ncpu > 0 ? (int)ncpu : 1;
-    }
-    return st ? cli_report(err) : -1;
+    int rc = args_device_default(&cli->device.kind);
+    if (rc != ARGS_RUN)
+        return rc;
+    const arg_spec specs[] = {
+        FLAG_REQUIRED("model", &cli->model_path, "PATH",
+                      MODEL_PATH_HELP "; with --load-format dummy, a\n"
+                      "directory holding config.json, or the config.json itself"),
+        FLAG_SWITCH("load-format", &cli->device.dummy, "F", "auto", "dummy",
+                    "auto | dummy: dummy reads config.json only and fills the\n"
+                    "weights (bf16) with seeded random values (default auto)"),
+        FLAG_CUSTOM("device", arg_device_kind, &cli->device.kind, "D", ARG_DEVICE_HELP),
+        FLAG_INT("gpu", &cli->gpu, "N", 0, 1023, "which visible GPU (default 0)"),
+        FLAG_INT("threads", &cli->threads, "N", 1, 1024, "CPU threads (default: online CPUs)"),
+        FLAG_INT("tp-size", &cli->tp_size, "T", 1, 1024, "tensor-parallel size whose shard to load (default 1)"),
+        FLAG_INT("tp-rank", &cli->tp_rank, "R", 0, 1023, "which shard, 0 <= R < T (default 0)"),
+        FLAG_INT("layers", &cli->layers, "K", 1, 1 << 16, "keep only the first K layers (default: all)"),
+        {.name = "positions", .kind = ARG_INT_LIST, .dest = cli->positions, .count = &cli->n_positions,
+         .cap = BENCH_MAX_LIST, .min = 1, .max = BENCH_MAX_POSITIONS, .value = "LIST",
+         .help = "comma-separated positions per forward, each 1..16\n"
+                 "(default 1,6: decode and a gamma=5 verification)"},
+        FLAG_INT("context", &cli->context, "N", 2, 1 << 24,
+                 "KV cache positions (default 1024, at most the model's\n"
+                 "max_position_embeddings); filled to N/2 before timing"),
+        FLAG_INT("warmup", &cli->warmup, "N", 0, 1000000, "untimed forwards per positions value (default 3)"),
+        FLAG_INT("iters", &cli->iters, "N", 1, 1000000, "timed forwards per positions value (default 20)"),
+        FLAG_CUSTOM("csv", parse_csv_path, &cli->csv_path, "FILE", "also write the table's rows to FILE as CSV"),
+        FLAG_HELP,
+    };
+    const arg_command cmd = {.name = "bench", .synopsis = bench_synopsis, .specs = specs,
+                             .n_specs = sizeof specs / sizeof specs[0], .epilogue = bench_epilogue,
+                             .help_column = 23, .check = check_bench, .cli = cli};
+    return args_parse(&cmd, argc, argv, NULL);
 }
 
 static double now_s(void)
@@ -306,10 +220,10 @@ typedef struct {
 } bench_row;
 
 /* Writes the rows to f (opened before the run, so a bad path fails at once) and closes it. */
-static augur_status write_csv(FILE *f, const char *path, const bench_row *rows, int n, augur_error *err)
+static augur_status write_csv(FILE *f, const char *path, const bench_row *rows, size_t n, augur_error *err)
 {
     fprintf(f, "positions,median_ms,min_ms,floor_ms,median_over_floor,ms_per_position\n");
-    for (int i = 0; i < n; i++)
+    for (size_t i = 0; i < n; i++)
         fprintf(f, "%d,%.6f,%.6f,%.6f,%.4f,%.6f\n", rows[i].positions, rows[i].median_ms, rows[i].min_ms,
                 rows[i].floor_ms, rows[i].median_ms / rows[i].floor_ms, rows[i].median_ms / rows[i].positions);
     if (fclose(f) != 0) {
@@ -345,7 +259,7 @@ static augur_status run_bench(const bench_cli *cli, augur_error *err)
     if (!st) {
         char layers[48] = "";
         if (cli->layers)
-            snprintf(layers, sizeof layers, ", first %d layers", cli->layers);
+            snprintf(layers, sizeof layers, ", first %d layer%s", cli->layers, plural(cli->layers));
         fprintf(stderr, "augur: bench: loading %s (shard %d of %d%s%s)...\n", cli->model_path, cli->tp_rank,
                 cli->tp_size, layers, dev.dummy ? ", dummy weights" : "");
         st = device_load_model(&m, be, cli->model_path, &lo, &dev, err);
@@ -396,7 +310,8 @@ static augur_status run_bench(const bench_cli *cli, augur_error *err)
         st = augur_fail(err, AUGUR_E_NOMEM, "out of memory for %d timings", cli->iters);
 
     if (!st && fill > 0) {
-        fprintf(stderr, "augur: bench: filling the KV cache with %d positions (chunks of %d)\n", fill, max_tokens);
+        fprintf(stderr, "augur: bench: filling the KV cache with %d position%s (chunks of %d)\n", fill, plural(fill),
+                max_tokens);
         random_ids(ids, fill, c->vocab_size, &seed);
         st = forward_prefill(&fwd, &kv, ids, fill, NULL, err);
     }
@@ -412,9 +327,9 @@ static augur_status run_bench(const bench_cli *cli, augur_error *err)
         floor_bytes += (size_t)vocab * (size_t)c->dim * es;
     const double floor_ms = bw > 0 ? (double)floor_bytes / bw * 1e3 : 0;
 
-    for (int p = 0; !st && p < cli->n_positions; p++) {
+    for (size_t p = 0; !st && p < cli->n_positions; p++) {
         const int n = cli->positions[p];
-        fprintf(stderr, "augur: bench: %d position%s per forward: %d warmup + %d timed\n", n, n == 1 ? "" : "s",
+        fprintf(stderr, "augur: bench: %d position%s per forward: %d warmup + %d timed\n", n, plural(n),
                 cli->warmup, cli->iters);
         random_ids(ids, n, c->vocab_size, &seed);
         for (int it = 0; !st && it < cli->warmup + cli->iters; it++) {
@@ -448,37 +363,39 @@ static augur_status run_bench(const bench_cli *cli, augur_error *err)
     if (!st) {
         char where[192], wb[32], fb[32];
         if (on_cpu) {
-            snprintf(where, sizeof where, "cpu, %d thread%s", cli->threads, cli->threads == 1 ? "" : "s");
+            snprintf(where, sizeof where, "cpu, %d thread%s", cli->threads, plural(cli->threads));
         } else {
             char name[128];
             backend_cuda_device_name(backend_cuda_device(be), name, sizeof name);
             snprintf(where, sizeof where, "cuda, GPU %d (%s)", backend_cuda_device(be), name);
         }
-        printf("augur bench: %s | %s: %d layers, hidden %d, %d heads, %d kv heads, vocab %d, %s | shard %d of %d "
-               "(%d heads, %d kv heads, %d intermediate, %d vocab rows) | weights %s\n",
-               where, c->model_type, c->n_layers, c->dim, c->n_heads, c->n_kv_heads, c->vocab_size,
-               augur_dtype_name(m.w.tok_embedding.dtype), cli->tp_rank, cli->tp_size, m.n_heads_local,
-               m.n_kv_heads_local, m.hidden_local, vocab, fmt_bytes(wb, sizeof wb, weight_bytes));
+        printf("augur bench: %s | %s: %d layer%s, hidden %d, %d head%s, %d kv head%s, vocab %d, %s | shard %d of %d "
+               "(%d head%s, %d kv head%s, %d intermediate, %d vocab row%s) | weights %s\n",
+               where, c->model_type, c->n_layers, plural(c->n_layers), c->dim, c->n_heads, plural(c->n_heads),
+               c->n_kv_heads, plural(c->n_kv_heads), c->vocab_size, augur_dtype_name(m.w.tok_embedding.dtype),
+               cli->tp_rank, cli->tp_size, m.n_heads_local, plural(m.n_heads_local), m.n_kv_heads_local,
+               plural(m.n_kv_heads_local), m.hidden_local, vocab, plural(vocab),
+               fmt_bytes(wb, sizeof wb, weight_bytes));
         printf("compute only: no tensor-parallel collectives run%s\n",
                cli->tp_size > 1 ? " (a real job adds the all-reduces across its ranks)" : "");
         printf("bandwidth %.1f GB/s (%s, %zu MiB x %d, read + write); floor reads %s (weights less the "
                "embedding table%s)\n",
                bw / 1e9, on_cpu ? "memcpy" : "device-to-device copy", bw_bytes >> 20, BENCH_BW_REPEATS,
                fmt_bytes(fb, sizeof fb, floor_bytes), c->tie_embeddings ? ", plus the tied lm_head's rows" : "");
-        printf("KV cache %d positions, filled to %d; %d timed forwards per row after %d warmup\n", context, fill,
-               cli->iters, cli->warmup);
+        printf("KV cache %d positions, filled to %d; %d timed forward%s per row after %d warmup\n", context, fill,
+               cli->iters, plural(cli->iters), cli->warmup);
         printf("%9s | %9s | %9s | %9s | %12s | %15s\n", "positions", "median ms", "min ms", "floor ms", "median/floor",
                "ms per position");
-        for (int p = 0; p < cli->n_positions; p++) {
+        for (size_t p = 0; p < cli->n_positions; p++) {
             const bench_row *r = &rows[p];
             printf("%9d | %9.3f | %9.3f | %9.3f | %11.2fx | %15.3f\n", r->positions, r->median_ms, r->min_ms,
                    r->floor_ms, r->floor_ms > 0 ? r->median_ms / r->floor_ms : 0.0, r->median_ms / r->positions);
         }
         const bench_row *one = NULL;
-        for (int p = 0; p < cli->n_positions && !one; p++)
+        for (size_t p = 0; p < cli->n_positions && !one; p++)
             if (rows[p].positions == 1)
                 one = &rows[p];
-        for (int p = 0; one && p < cli->n_positions; p++)
+        for (size_t p = 0; one && p < cli->n_positions; p++)
             if (rows[p].positions > 1)
                 printf("verify n=%d costs %.2fx a one-position forward\n", rows[p].positions,
                        one->median_ms > 0 ? rows[p].median_ms / one->median_ms : 0.0);
@@ -498,8 +415,10 @@ int cmd_bench(int argc, char **argv)
 {
     augur_error err = {0};
     bench_cli cli;
-    int rc = parse_bench(argc, argv, &cli, &err);
-    if (rc >= 0)
+    int rc = parse_bench(argc, argv, &cli);
+    if (rc != ARGS_RUN)
         return rc;
+    if (!cli.threads)
+        cli.threads = online_cpus();
     return run_bench(&cli, &err) ? cli_report(&err) : 0;
 }

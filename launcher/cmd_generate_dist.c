@@ -42,13 +42,13 @@ static void die(int rank, const augur_error *err)
 
 static int default_threads(int world_size)
 {
-    long ncpu = sysconf(_SC_NPROCESSORS_ONLN);
+    int ncpu = online_cpus();
     const char *local = getenv("OMPI_COMM_WORLD_LOCAL_SIZE");
     int ranks_here = local ? atoi(local) : world_size;
     if (ranks_here < 1)
         ranks_here = 1;
-    long t = ncpu > 0 ? ncpu / ranks_here : 1;
-    return t < 1 ? 1 : (int)t;
+    int t = ncpu / ranks_here;
+    return t < 1 ? 1 : t;
 }
 
 static void add_stats(spec_stats *sum, const spec_stats *s)
@@ -75,19 +75,20 @@ static double tok_per_s(const spec_stats *s)
 
 static void print_stats(const char *label, const spec_stats *s, int requests)
 {
-    fprintf(stderr, "augur: %s: %d request%s, %d tokens in %.1f ms (prefill %.1f ms), %.1f tok/s\n", label, requests,
-            requests == 1 ? "" : "s", s->generated, s->total_ms, s->prefill_ms, tok_per_s(s));
+    fprintf(stderr, "augur: %s: %d request%s, %d token%s in %.1f ms (prefill %.1f ms), %.1f tok/s\n", label,
+            requests, plural(requests), s->generated, plural(s->generated), s->total_ms, s->prefill_ms,
+            tok_per_s(s));
     if (s->proposed > 0) {
         fprintf(stderr,
-                "augur: %s: %d rounds, %.2f tokens/round, acceptance %.3f (%d of %d proposed)\n"
+                "augur: %s: %d round%s, %.2f tokens/round, acceptance %.3f (%d of %d proposed)\n"
                 "augur: %s: time: draft wait %.1f ms (drafting %.1f ms after verdicts, %.1f ms hidden by overlap), "
                 "verify %.1f ms, comm %.1f ms, sample %.1f ms\n",
-                label, s->rounds, s->rounds ? (double)s->generated / s->rounds : 0.0,
+                label, s->rounds, plural(s->rounds), s->rounds ? (double)s->generated / s->rounds : 0.0,
                 (double)s->accepted / s->proposed, s->accepted, s->proposed, label, s->draft_wait_ms,
                 s->draft_compute_ms, s->draft_hidden_ms, s->verify_ms, s->comm_ms, s->sample_ms);
     } else {
-        fprintf(stderr, "augur: %s: %d rounds, time: verify %.1f ms, comm %.1f ms, sample %.1f ms\n", label,
-                s->rounds, s->verify_ms, s->comm_ms, s->sample_ms);
+        fprintf(stderr, "augur: %s: %d round%s, time: verify %.1f ms, comm %.1f ms, sample %.1f ms\n", label,
+                s->rounds, plural(s->rounds), s->verify_ms, s->comm_ms, s->sample_ms);
     }
 }
 

@@ -2,11 +2,9 @@
  * writes every position's logits to a file (raw little-endian float32, [n][vocab]), for
  * checking a backend against another implementation (tools/gpu/hf_logits_check.py). */
 #include <errno.h>
-#include <getopt.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
-#include <unistd.h>
 
 #include "launcher/args.h"
 #include "launcher/commands.h"
@@ -19,41 +17,13 @@
 /* The KV cache is sized to the prompt rounded up to this many positions. */
 #define LOGITS_CONTEXT_ROUND 64
 
-static const char logits_usage[] =
+static const char logits_synopsis[] =
     "usage: augur logits --model PATH --prompt-ids IDS --out FILE [options]\n"
     "\n"
     "Runs the prompt through the model (one forward pass per chunk of positions) and\n"
     "writes the logits of every position to FILE as raw little-endian float32,\n"
     "[positions][vocab_size] row-major; prints the shape to stderr.\n"
-    "\n"
-    "  --model PATH         Hugging Face model directory (config.json, *.safetensors) or\n"
-    "                       llama2.c checkpoint (.bin)\n"
-    "  --prompt-ids IDS     the input as token ids (\"1 2 3\", spaces or commas)\n"
-    "  --out FILE           where to write the logits\n"
-    "  --device D           auto | cpu | cuda (default: $AUGUR_DEVICE, else auto: cuda\n"
-    "                       when a GPU is visible)\n"
-    "  --gpu N              which visible GPU (default 0)\n"
-    "  --load-format F      auto | dummy: dummy reads config.json only and fills the\n"
-    "                       weights with seeded random values (default auto)\n"
-    "  --threads N          CPU threads (default: online CPUs)\n"
-    "  --chunk N            positions per forward pass (default 64); the CPU backend\n"
-    "                       gives the same bits for every chunk size\n"
-    "  -h, --help           show this help\n";
-
-enum { OPT_MODEL = 1000, OPT_PROMPT_IDS, OPT_OUT, OPT_DEVICE, OPT_GPU, OPT_LOAD_FORMAT, OPT_THREADS, OPT_CHUNK };
-
-static const struct option logits_options[] = {
-    {"model", required_argument, NULL, OPT_MODEL},
-    {"prompt-ids", required_argument, NULL, OPT_PROMPT_IDS},
-    {"out", required_argument, NULL, OPT_OUT},
-    {"device", required_argument, NULL, OPT_DEVICE},
-    {"gpu", required_argument, NULL, OPT_GPU},
-    {"load-format", required_argument, NULL, OPT_LOAD_FORMAT},
-    {"threads", required_argument, NULL, OPT_THREADS},
-    {"chunk", required_argument, NULL, OPT_CHUNK},
-    {"help", no_argument, NULL, 'h'},
-    {NULL, 0, NULL, 0},
-};
+    "\n";
 
 typedef struct {
     const char *model_path;
@@ -65,60 +35,32 @@ typedef struct {
     int chunk;
 } logits_cli;
 
-static augur_status parse_one(int c, const char *arg, logits_cli *cli, augur_error *err)
-{
-    switch (c) {
-    case OPT_MODEL: cli->model_path = arg; return AUGUR_OK;
-    case OPT_PROMPT_IDS: cli->prompt_ids = arg; return AUGUR_OK;
-    case OPT_OUT: cli->out_path = arg; return AUGUR_OK;
-    case OPT_DEVICE: return device_kind_parse("--device", arg, &cli->device.kind, err);
-    case OPT_GPU: return arg_int("--gpu", arg, 0, 1023, &cli->gpu, err);
-    case OPT_LOAD_FORMAT:
-        if (strcmp(arg, "auto") && strcmp(arg, "dummy"))
-            return augur_fail(err, AUGUR_E_INPUT, "--load-format: '%s' is not auto or dummy", arg);
-        cli->device.dummy = !strcmp(arg, "dummy");
-        return AUGUR_OK;
-    case OPT_THREADS: return arg_int("--threads", arg, 1, 1024, &cli->threads, err);
-    case OPT_CHUNK: return arg_int("--chunk", arg, 1, 1 << 16, &cli->chunk, err);
-    default: return augur_fail(err, AUGUR_E_INTERNAL, "unhandled option %d", c);
-    }
-}
-
-/* Returns -1 to continue, else an exit code. */
-static int parse_logits(int argc, char **argv, logits_cli *cli, augur_error *err)
+/* Returns ARGS_RUN to continue, else an exit code. */
+static int parse_logits(int argc, char **argv, logits_cli *cli)
 {
     *cli = (logits_cli){.chunk = 64, .device = {.kind = AUGUR_DEVICE_AUTO, .dummy_seed = 0x5eed}};
-    if (device_kind_default(&cli->device.kind, err))
-        return cli_report(err);
-    optind = 1;
-    opterr = 0;
-    int c;
-    augur_status st = AUGUR_OK;
-    while (!st && (c = getopt_long(argc, argv, ":h", logits_options, NULL)) != -1) {
-        if (c == 'h') {
-            fputs(logits_usage, stdout);
-            return 0;
-        }
-        if (c == ':')
-            st = augur_fail(err, AUGUR_E_INPUT, "%s needs a value", argv[optind - 1]);
-        else if (c == '?')
-            st = augur_fail(err, AUGUR_E_INPUT, "unknown option '%s' (see augur logits --help)", argv[optind - 1]);
-        else
-            st = parse_one(c, optarg, cli, err);
-    }
-    if (!st && optind < argc)
-        st = augur_fail(err, AUGUR_E_INPUT, "unexpected argument '%s' (see augur logits --help)", argv[optind]);
-    if (!st && !cli->model_path)
-        st = augur_fail(err, AUGUR_E_INPUT, "--model PATH is required (see augur logits --help)");
-    if (!st && !cli->prompt_ids)
-        st = augur_fail(err, AUGUR_E_INPUT, "--prompt-ids IDS is required (see augur logits --help)");
-    if (!st && (!cli->out_path || !cli->out_path[0]))
-        st = augur_fail(err, AUGUR_E_INPUT, "--out FILE is required (see augur logits --help)");
-    if (!st && !cli->threads) {
-        long ncpu = sysconf(_SC_NPROCESSORS_ONLN);
-        cli->threads = ncpu > 0 ? (int)ncpu : 1;
-    }
-    return st ? cli_report(err) : -1;
+    int rc = args_device_default(&cli->device.kind);
+    if (rc != ARGS_RUN)
+        return rc;
+    const arg_spec specs[] = {
+        FLAG_REQUIRED("model", &cli->model_path, "PATH", MODEL_PATH_HELP),
+        FLAG_REQUIRED("prompt-ids", &cli->prompt_ids, "IDS",
+                      "the input as token ids (\"1 2 3\", spaces or commas)"),
+        FLAG_REQUIRED("out", &cli->out_path, "FILE", "where to write the logits"),
+        FLAG_CUSTOM("device", arg_device_kind, &cli->device.kind, "D", ARG_DEVICE_HELP),
+        FLAG_INT("gpu", &cli->gpu, "N", 0, 1023, "which visible GPU (default 0)"),
+        FLAG_SWITCH("load-format", &cli->device.dummy, "F", "auto", "dummy",
+                    "auto | dummy: dummy reads config.json only and fills the\n"
+                    "weights with seeded random values (default auto)"),
+        FLAG_INT("threads", &cli->threads, "N", 1, 1024, "CPU threads (default: online CPUs)"),
+        FLAG_INT("chunk", &cli->chunk, "N", 1, 1 << 16,
+                 "positions per forward pass (default 64); the CPU backend\n"
+                 "gives the same bits for every chunk size"),
+        FLAG_HELP,
+    };
+    const arg_command cmd = {.name = "logits", .synopsis = logits_synopsis, .specs = specs,
+                             .n_specs = sizeof specs / sizeof specs[0], .help_column = 23};
+    return args_parse(&cmd, argc, argv, NULL);
 }
 
 /* Writes n floats as little-endian float32. */
@@ -196,7 +138,7 @@ static augur_status run_logits(const logits_cli *cli, augur_error *err)
     if (!st) {
         char where[192];
         if (strcmp(be->name, "cpu") == 0) {
-            snprintf(where, sizeof where, "%d thread%s", cli->threads, cli->threads == 1 ? "" : "s");
+            snprintf(where, sizeof where, "%d thread%s", cli->threads, plural(cli->threads));
         } else {
             char name[128];
             backend_cuda_device_name(backend_cuda_device(be), name, sizeof name);
@@ -217,8 +159,10 @@ int cmd_logits(int argc, char **argv)
 {
     augur_error err = {0};
     logits_cli cli;
-    int rc = parse_logits(argc, argv, &cli, &err);
-    if (rc >= 0)
+    int rc = parse_logits(argc, argv, &cli);
+    if (rc != ARGS_RUN)
         return rc;
+    if (!cli.threads)
+        cli.threads = online_cpus();
     return run_logits(&cli, &err) ? cli_report(&err) : 0;
 }

@@ -1,7 +1,6 @@
 /* augur simulate: replays a recorded trace under grids of draft-length rules and ranks
  * them by the cost model (runtime/simulate.h has the method). */
 #include <errno.h>
-#include <getopt.h>
 #include <inttypes.h>
 #include <stdbool.h>
 #include <stdio.h>
@@ -12,7 +11,7 @@
 #include "launcher/commands.h"
 #include "runtime/spec/simulate.h"
 
-static const char simulate_usage[] =
+static const char simulate_synopsis[] =
     "usage: augur simulate FILE [--rule RULE] [--td MS] [--tt MS] [--gamma LIST] [--tau LIST]\n"
     "                      [--lambda LIST] [--window LIST] [--top N]\n"
     "\n"
@@ -20,21 +19,9 @@ static const char simulate_usage[] =
     "draft-length rule had drafted, and ranks the settings by the cost model\n"
     "c = x_d*t_d + x_t*t_t: a round drafting k tokens costs k*t_d + t_t, and target-only\n"
     "decoding costs t_t a token, so speedup = t_t / (cost per token).\n"
-    "\n"
-    "  --rule RULE     fixed, heuristic, static, moving-average, cumulative or all\n"
-    "                  (default all)\n"
-    "  --td MS         draft time per drafted token (default: the trace's mean, which\n"
-    "                  includes drafting that overlap hid behind verification: the\n"
-    "                  model charges every drafted token, as without overlap)\n"
-    "  --tt MS         target time per verify forward (default: the trace's mean)\n"
-    "  --gamma LIST    fixed gamma / heuristic initial gamma / entropy rules' num_k\n"
-    "                  (default 1..8 for fixed and heuristic, 8 for entropy rules)\n"
-    "  --tau LIST      static threshold (default 0.5..4 step 0.5) and cumulative\n"
-    "                  threshold (default 2..16 step 1), nats and squared nats\n"
-    "  --lambda LIST   moving-average factor (default 0.2..1.0 step 0.1)\n"
-    "  --window LIST   past entropies n (default 1..5 moving-average, 1..7 cumulative)\n"
-    "  --top N         print only the N cheapest settings (best lines still cover all)\n"
-    "  -h, --help      show this help\n"
+    "\n";
+
+static const char simulate_epilogue[] =
     "\n"
     "LISTs are comma-separated, e.g. --gamma 1,2,4,8; a grid is every combination of the\n"
     "lists its rule reads. Output: one line per setting, cheapest cost per token first\n"
@@ -48,21 +35,6 @@ static const char simulate_usage[] =
     "round starting on one skips it; the gaps column counts both. Settings drafting more\n"
     "than the recorded proposals, or entropy rules deciding after a rejection, are\n"
     "therefore estimates. Record with a large fixed --gamma to search widely.\n";
-
-enum { OPT_RULE = 1000, OPT_TD, OPT_TT, OPT_GAMMA, OPT_TAU, OPT_LAMBDA, OPT_WINDOW, OPT_TOP };
-
-static const struct option simulate_options[] = {
-    {"rule", required_argument, NULL, OPT_RULE},
-    {"td", required_argument, NULL, OPT_TD},
-    {"tt", required_argument, NULL, OPT_TT},
-    {"gamma", required_argument, NULL, OPT_GAMMA},
-    {"tau", required_argument, NULL, OPT_TAU},
-    {"lambda", required_argument, NULL, OPT_LAMBDA},
-    {"window", required_argument, NULL, OPT_WINDOW},
-    {"top", required_argument, NULL, OPT_TOP},
-    {"help", no_argument, NULL, 'h'},
-    {NULL, 0, NULL, 0},
-};
 
 #define MAX_LIST 64
 #define N_KINDS 5
@@ -78,78 +50,21 @@ typedef struct {
     const char *path;
 } simulate_cli;
 
-/* Splits a comma list into items, each parsed by parse(flag, item, index). */
-static augur_status parse_list(const char *flag, const char *text, size_t *n,
-                               augur_status (*parse)(simulate_cli *, const char *, const char *, size_t,
-                                                     augur_error *),
-                               simulate_cli *cli, augur_error *err)
+static augur_status parse_rule(const char *flag, const char *text, void *dest, augur_error *err)
 {
-    char item[64];
-    size_t count = 0;
-    const char *p = text;
-    for (;;) {
-        const char *comma = strchr(p, ',');
-        size_t len = comma ? (size_t)(comma - p) : strlen(p);
-        if (len == 0 || len >= sizeof item)
-            return augur_fail(err, AUGUR_E_INPUT, "%s: '%s' is not a comma-separated list of values", flag, text);
-        if (count == MAX_LIST)
-            return augur_fail(err, AUGUR_E_INPUT, "%s: more than %d values", flag, MAX_LIST);
-        memcpy(item, p, len);
-        item[len] = '\0';
-        augur_status st = parse(cli, flag, item, count, err);
-        if (st != AUGUR_OK)
-            return st;
-        count++;
-        if (!comma)
-            break;
-        p = comma + 1;
-    }
-    *n = count;
-    return AUGUR_OK;
-}
-
-static augur_status parse_gamma(simulate_cli *c, const char *flag, const char *item, size_t i, augur_error *err)
-{
-    return arg_int(flag, item, 1, DRAFT_RULE_MAX_GAMMA, &c->gamma[i], err);
-}
-
-static augur_status parse_window(simulate_cli *c, const char *flag, const char *item, size_t i, augur_error *err)
-{
-    return arg_int(flag, item, 1, DRAFT_RULE_MAX_GAMMA, &c->window[i], err);
-}
-
-static augur_status parse_positive(const char *flag, const char *item, float *out, augur_error *err)
-{
-    augur_status st = arg_float(flag, item, 0, 1e6, out, err);
-    if (st == AUGUR_OK && !(*out > 0))
-        return augur_fail(err, AUGUR_E_INPUT, "%s: %s is not > 0", flag, item);
-    return st;
-}
-
-static augur_status parse_tau(simulate_cli *c, const char *flag, const char *item, size_t i, augur_error *err)
-{
-    return parse_positive(flag, item, &c->tau[i], err);
-}
-
-static augur_status parse_lambda(simulate_cli *c, const char *flag, const char *item, size_t i, augur_error *err)
-{
-    return parse_positive(flag, item, &c->lambda[i], err);
-}
-
-static augur_status parse_rule(simulate_cli *c, const char *text, augur_error *err)
-{
-    memset(c->kinds, 0, sizeof c->kinds);
+    bool *kinds = dest;
+    memset(kinds, 0, N_KINDS * sizeof *kinds);
     if (!strcmp(text, "all")) {
         for (int k = 0; k < N_KINDS; k++)
-            c->kinds[k] = true;
+            kinds[k] = true;
         return AUGUR_OK;
     }
     draft_rule_kind kind;
     if (draft_rule_kind_parse(text, &kind, NULL) != AUGUR_OK)
         return augur_fail(err, AUGUR_E_INPUT,
-                          "--rule: '%s' is not a rule (fixed, heuristic, static, moving-average, cumulative, all)",
+                          "%s: '%s' is not a rule (fixed, heuristic, static, moving-average, cumulative, all)", flag,
                           text);
-    c->kinds[kind] = true;
+    kinds[kind] = true;
     return AUGUR_OK;
 }
 
@@ -166,47 +81,55 @@ static augur_status check_lists_used(const simulate_cli *c, augur_error *err)
     return AUGUR_OK;
 }
 
-static augur_status parse_args(simulate_cli *c, int argc, char **argv, bool *help, augur_error *err)
+static augur_status check_simulate(void *ctx, int n_operands, char **operands, augur_error *err)
 {
-    *help = false;
+    simulate_cli *c = ctx;
+    if (n_operands < 1)
+        return augur_fail(err, AUGUR_E_INPUT, "no trace FILE given (see augur simulate --help)");
+    if (n_operands > 1)
+        return augur_fail(err, AUGUR_E_INPUT, "simulate takes one FILE, got %d more argument%s",
+                          n_operands - 1, plural(n_operands - 1));
+    c->path = operands[0];
+    return check_lists_used(c, err);
+}
+
+/* Returns ARGS_RUN to continue, else an exit code. */
+static int parse_simulate(simulate_cli *c, int argc, char **argv)
+{
     for (int k = 0; k < N_KINDS; k++)
         c->kinds[k] = true;
     c->grid = (sim_grid){.gamma = c->gamma, .tau = c->tau, .lambda = c->lambda, .window = c->window};
-    optind = 1;
-    opterr = 0;
-    int opt;
-    augur_status st = AUGUR_OK;
-    /* Without "+" getopt moves positionals last, so FILE may come before the flags. */
-    while (!st && (opt = getopt_long(argc, argv, "h", simulate_options, NULL)) != -1) {
-        switch (opt) {
-        case OPT_RULE: st = parse_rule(c, optarg, err); break;
-        case OPT_TD:
-            st = arg_float("--td", optarg, 0, 1e6, &c->td, err);
-            c->have_td = true;
-            break;
-        case OPT_TT:
-            st = parse_positive("--tt", optarg, &c->tt, err);
-            c->have_tt = true;
-            break;
-        case OPT_GAMMA: st = parse_list("--gamma", optarg, &c->grid.n_gamma, parse_gamma, c, err); break;
-        case OPT_TAU: st = parse_list("--tau", optarg, &c->grid.n_tau, parse_tau, c, err); break;
-        case OPT_LAMBDA: st = parse_list("--lambda", optarg, &c->grid.n_lambda, parse_lambda, c, err); break;
-        case OPT_WINDOW: st = parse_list("--window", optarg, &c->grid.n_window, parse_window, c, err); break;
-        case OPT_TOP: st = arg_int("--top", optarg, 1, 1000000, &c->top, err); break;
-        case 'h': *help = true; return AUGUR_OK;
-        default:
-            return augur_fail(err, AUGUR_E_INPUT, "unknown or incomplete option '%s' (see augur simulate --help)",
-                              argv[optind - 1]);
-        }
-    }
-    if (st != AUGUR_OK)
-        return st;
-    if (optind >= argc)
-        return augur_fail(err, AUGUR_E_INPUT, "no trace FILE given (see augur simulate --help)");
-    if (argc - optind > 1)
-        return augur_fail(err, AUGUR_E_INPUT, "simulate takes one FILE, got %d more arguments", argc - optind - 1);
-    c->path = argv[optind];
-    return check_lists_used(c, err);
+    const arg_spec specs[] = {
+        FLAG_CUSTOM("rule", parse_rule, c->kinds, "RULE",
+                    "fixed, heuristic, static, moving-average, cumulative or all\n"
+                    "(default all)"),
+        {.name = "td", .kind = ARG_FLOAT, .dest = &c->td, .given = &c->have_td, .min = 0, .max = 1e6, .value = "MS",
+         .help = "draft time per drafted token (default: the trace's mean, which\n"
+                 "includes drafting that overlap hid behind verification: the\n"
+                 "model charges every drafted token, as without overlap)"},
+        {.name = "tt", .kind = ARG_FLOAT, .dest = &c->tt, .given = &c->have_tt, .min = 0, .max = 1e6,
+         .above_min = true, .value = "MS", .help = "target time per verify forward (default: the trace's mean)"},
+        {.name = "gamma", .kind = ARG_INT_LIST, .dest = c->gamma, .count = &c->grid.n_gamma, .cap = MAX_LIST,
+         .min = 1, .max = DRAFT_RULE_MAX_GAMMA, .value = "LIST",
+         .help = "fixed gamma / heuristic initial gamma / entropy rules' num_k\n"
+                 "(default 1..8 for fixed and heuristic, 8 for entropy rules)"},
+        {.name = "tau", .kind = ARG_FLOAT_LIST, .dest = c->tau, .count = &c->grid.n_tau, .cap = MAX_LIST, .min = 0,
+         .max = 1e6, .above_min = true, .value = "LIST",
+         .help = "static threshold (default 0.5..4 step 0.5) and cumulative\n"
+                 "threshold (default 2..16 step 1), nats and squared nats"},
+        {.name = "lambda", .kind = ARG_FLOAT_LIST, .dest = c->lambda, .count = &c->grid.n_lambda, .cap = MAX_LIST,
+         .min = 0, .max = 1e6, .above_min = true, .value = "LIST",
+         .help = "moving-average factor (default 0.2..1.0 step 0.1)"},
+        {.name = "window", .kind = ARG_INT_LIST, .dest = c->window, .count = &c->grid.n_window, .cap = MAX_LIST,
+         .min = 1, .max = DRAFT_RULE_MAX_GAMMA, .value = "LIST",
+         .help = "past entropies n (default 1..5 moving-average, 1..7 cumulative)"},
+        FLAG_INT("top", &c->top, "N", 1, 1000000, "print only the N cheapest settings (best lines still cover all)"),
+        FLAG_HELP,
+    };
+    const arg_command cmd = {.name = "simulate", .synopsis = simulate_synopsis, .specs = specs,
+                             .n_specs = sizeof specs / sizeof specs[0], .epilogue = simulate_epilogue,
+                             .help_column = 18, .operands = ARGS_OPERANDS, .check = check_simulate, .cli = c};
+    return args_parse(&cmd, argc, argv, NULL);
 }
 
 static void print_table(const sim_result *res, size_t n, int top)
@@ -231,7 +154,7 @@ static void print_table(const sim_result *res, size_t n, int top)
                r->cut + r->skipped);
     }
     if (shown < n)
-        printf("(%zu more settings not shown; --top %d)\n", n - shown, top);
+        printf("(%zu more setting%s not shown; --top %d)\n", n - shown, plural(n - shown), top);
 }
 
 /* One line per rule with its cheapest setting; then the overall best against the
@@ -301,9 +224,10 @@ static augur_status simulate(simulate_cli *c, augur_error *err)
     }
     sim_results_sort(res, n);
 
-    printf("trace %s: %" PRIu64 " request%s, %" PRIu64 " records, %" PRIu64 " rounds, acceptance %.3f (%" PRIu64
+    printf("trace %s: %" PRIu64 " request%s, %" PRIu64 " record%s, %" PRIu64 " round%s, acceptance %.3f (%" PRIu64
            " of %" PRIu64 " proposed), longest proposal %u\n",
-           c->path, s->requests, s->requests == 1 ? "" : "s", s->records, s->rounds,
+           c->path, s->requests, plural(s->requests), s->records, plural(s->records), s->rounds,
+           plural(s->rounds),
            s->proposed ? (double)s->accepted / (double)s->proposed : 0.0, s->accepted, s->proposed,
            s->max_draft_len);
     printf("cost model: t_d = %.4f ms per drafted token (%s), t_t = %.4f ms per verify forward (%s)\n", cost.td_ms,
@@ -325,14 +249,8 @@ int cmd_simulate(int argc, char **argv)
 {
     augur_error err = {0};
     simulate_cli cli = {0};
-    bool help;
-    augur_status st = parse_args(&cli, argc, argv, &help, &err);
-    if (st != AUGUR_OK)
-        return cli_report(&err);
-    if (help) {
-        fputs(simulate_usage, stdout);
-        return 0;
-    }
-    st = simulate(&cli, &err);
-    return st ? cli_report(&err) : 0;
+    int rc = parse_simulate(&cli, argc, argv);
+    if (rc != ARGS_RUN)
+        return rc;
+    return simulate(&cli, &err) ? cli_report(&err) : 0;
 }

@@ -1,5 +1,5 @@
 /* augur tokenize: text to ids (one line, space-separated), or ids back to text. */
-#include <getopt.h>
+#include <stdbool.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
@@ -8,30 +8,13 @@
 #include "launcher/commands.h"
 #include "launcher/model_files.h"
 
-static const char tokenize_usage[] =
+static const char tokenize_synopsis[] =
     "usage: augur tokenize --model PATH [--tokenizer FILE] [--no-special] TEXT\n"
     "       augur tokenize --model PATH [--tokenizer FILE] --decode ID [ID ...]\n"
     "\n"
     "Prints the token ids of TEXT on one line, space-separated; with --decode, prints\n"
     "the text of the given ids.\n"
-    "\n"
-    "  --model PATH       model directory whose tokenizer.json to use\n"
-    "  --tokenizer FILE   tokenizer.json or llama2.c tokenizer.bin (instead of, or\n"
-    "                     overriding, the model's)\n"
-    "  --no-special       do not add BOS/EOS as the tokenizer's post-processor says\n"
-    "  --decode           turn ids back into text (special tokens are kept)\n"
-    "  -h, --help         show this help\n";
-
-enum { OPT_MODEL = 1000, OPT_TOKENIZER, OPT_DECODE, OPT_NO_SPECIAL };
-
-static const struct option tokenize_options[] = {
-    {"model", required_argument, NULL, OPT_MODEL},
-    {"tokenizer", required_argument, NULL, OPT_TOKENIZER},
-    {"decode", no_argument, NULL, OPT_DECODE},
-    {"no-special", no_argument, NULL, OPT_NO_SPECIAL},
-    {"help", no_argument, NULL, 'h'},
-    {NULL, 0, NULL, 0},
-};
+    "\n";
 
 static augur_status decode_ids(const tokenizer *tok, int argc, char **argv, augur_error *err)
 {
@@ -55,58 +38,80 @@ static augur_status decode_ids(const tokenizer *tok, int argc, char **argv, augu
     return st;
 }
 
+typedef struct {
+    const char *model_path;
+    const char *tokenizer_path;
+    bool decode;
+    bool no_special;
+    int n_operands;          /* TEXT, or the ids after --decode */
+    char **operands;
+} tokenize_cli;
+
+static augur_status check_tokenize(void *ctx, int n_operands, char **operands, augur_error *err)
+{
+    tokenize_cli *cli = ctx;
+    cli->n_operands = n_operands;
+    cli->operands = operands;
+    if (!cli->model_path && !cli->tokenizer_path)
+        return augur_fail(err, AUGUR_E_INPUT,
+                          "--model PATH or --tokenizer FILE is required (see augur tokenize --help)");
+    if (cli->n_operands < 1)
+        return augur_fail(err, AUGUR_E_INPUT, cli->decode ? "--decode needs token ids" : "no TEXT to tokenize");
+    if (!cli->decode && cli->n_operands > 1)
+        return augur_fail(err, AUGUR_E_INPUT, "tokenize takes one TEXT argument (quote it), got %d",
+                          cli->n_operands);
+    return AUGUR_OK;
+}
+
+/* Returns ARGS_RUN to continue, else an exit code. */
+static int parse_tokenize(int argc, char **argv, tokenize_cli *cli)
+{
+    *cli = (tokenize_cli){0};
+    const arg_spec specs[] = {
+        FLAG_STRING("model", &cli->model_path, "PATH", "model directory whose tokenizer.json to use"),
+        FLAG_STRING("tokenizer", &cli->tokenizer_path, "FILE",
+                    "tokenizer.json or llama2.c tokenizer.bin (instead of, or\n"
+                    "overriding, the model's)"),
+        FLAG_BOOL("no-special", &cli->no_special, "do not add BOS/EOS as the tokenizer's post-processor says"),
+        FLAG_BOOL("decode", &cli->decode, "turn ids back into text (special tokens are kept)"),
+        FLAG_HELP,
+    };
+    /* The ids after --decode may look like flags ("-1"): the first operand ends the flags. */
+    const arg_command cmd = {.name = "tokenize", .synopsis = tokenize_synopsis, .specs = specs,
+                             .n_specs = sizeof specs / sizeof specs[0], .help_column = 21,
+                             .operands = ARGS_OPERANDS_LAST, .check = check_tokenize, .cli = cli};
+    return args_parse(&cmd, argc, argv, NULL);
+}
+
+static augur_status encode_text(const tokenizer *tok, const char *text, bool add_special, augur_error *err)
+{
+    int32_t *ids = NULL;
+    size_t n = 0;
+    augur_status st = tokenizer_encode(tok, text, strlen(text), add_special, &ids, &n, err);
+    for (size_t i = 0; !st && i < n; i++)
+        printf(i ? " %d" : "%d", ids[i]);
+    if (!st)
+        putchar('\n');
+    free(ids);
+    return st;
+}
+
 int cmd_tokenize(int argc, char **argv)
 {
     augur_error err = {0};
-    const char *model_path = NULL, *tok_path = NULL;
-    bool decode = false, add_special = true;
-    optind = 1;
-    opterr = 0;
-    int c;
-    while ((c = getopt_long(argc, argv, "+h", tokenize_options, NULL)) != -1) {
-        switch (c) {
-        case OPT_MODEL: model_path = optarg; break;
-        case OPT_TOKENIZER: tok_path = optarg; break;
-        case OPT_DECODE: decode = true; break;
-        case OPT_NO_SPECIAL: add_special = false; break;
-        case 'h': fputs(tokenize_usage, stdout); return 0;
-        default:
-            augur_fail(&err, AUGUR_E_INPUT, "unknown or incomplete option '%s' (see augur tokenize --help)",
-                       argv[optind - 1]);
-            return cli_report(&err);
-        }
-    }
-    if (!model_path && !tok_path) {
-        augur_fail(&err, AUGUR_E_INPUT, "--model PATH or --tokenizer FILE is required (see augur tokenize --help)");
-        return cli_report(&err);
-    }
-    if (optind >= argc) {
-        augur_fail(&err, AUGUR_E_INPUT, decode ? "--decode needs token ids" : "no TEXT to tokenize");
-        return cli_report(&err);
-    }
+    tokenize_cli cli;
+    int rc = parse_tokenize(argc, argv, &cli);
+    if (rc != ARGS_RUN)
+        return rc;
     char path[1024];
     tokenizer *tok = NULL;
-    augur_status st = resolve_tokenizer_path(model_path, tok_path, path, sizeof path, &err);
+    augur_status st = resolve_tokenizer_path(cli.model_path, cli.tokenizer_path, path, sizeof path, &err);
     if (!st)
         st = tokenizer_load(&tok, path, 0, &err);
-    if (!st && decode) {
-        st = decode_ids(tok, argc - optind, argv + optind, &err);
-    } else if (!st) {
-        if (optind + 1 < argc) {
-            st = augur_fail(&err, AUGUR_E_INPUT, "tokenize takes one TEXT argument (quote it), got %d",
-                            argc - optind);
-        } else {
-            int32_t *ids = NULL;
-            size_t n = 0;
-            const char *text = argv[optind];
-            st = tokenizer_encode(tok, text, strlen(text), add_special, &ids, &n, &err);
-            for (size_t i = 0; !st && i < n; i++)
-                printf(i ? " %d" : "%d", ids[i]);
-            if (!st)
-                putchar('\n');
-            free(ids);
-        }
-    }
+    if (!st && cli.decode)
+        st = decode_ids(tok, cli.n_operands, cli.operands, &err);
+    else if (!st)
+        st = encode_text(tok, cli.operands[0], !cli.no_special, &err);
     tokenizer_free(tok);
     return st ? cli_report(&err) : 0;
 }

@@ -1,6 +1,5 @@
 /* augur trace: summarises a per-token trace (augur generate --trace), or dumps it as CSV. */
 #include <errno.h>
-#include <getopt.h>
 #include <inttypes.h>
 #include <stdbool.h>
 #include <stdio.h>
@@ -11,7 +10,7 @@
 #include "proto/trace_stream.h"
 #include "runtime/spec/simulate.h"
 
-static const char trace_usage[] =
+static const char trace_synopsis[] =
     "usage: augur trace FILE [--csv] [-o OUT]\n"
     "\n"
     "Reads a trace written by `augur generate --trace FILE` (one record per proposed\n"
@@ -19,23 +18,11 @@ static const char trace_usage[] =
     "summary: records, requests, rounds, acceptance (accepted of proposed tokens, as\n"
     "generate reports it), mean draft and target entropies (nats) of accepted and\n"
     "rejected tokens, mean draft time per drafted token and target time per round.\n"
-    "\n"
-    "  --csv              print every record as CSV instead, with a header line:\n"
-    "                     request_id,round,position,index_in_round,draft_len_in_round,\n"
-    "                     draft_entropy,target_entropy,accepted,draft_ms,target_ms\n"
-    "  -o, --output OUT   write to OUT instead of stdout (removed again on failure)\n"
-    "  -h, --help         show this help\n"
+    "\n";
+
+static const char trace_epilogue[] =
     "\n"
     "A missing, truncated or corrupt trace is one line on stderr and exit code 2.\n";
-
-enum { OPT_CSV = 1000 };
-
-static const struct option trace_options[] = {
-    {"csv", no_argument, NULL, OPT_CSV},
-    {"output", required_argument, NULL, 'o'},
-    {"help", no_argument, NULL, 'h'},
-    {NULL, 0, NULL, 0},
-};
 
 static augur_status print_summary(FILE *out, const char *out_name, const char *path, const sim_trace *t,
                                   augur_error *err)
@@ -48,7 +35,7 @@ static augur_status print_summary(FILE *out, const char *out_name, const char *p
     fprintf(out, "rounds:           %" PRIu64 "\n", s->rounds);
     fprintf(out, "acceptance:       %.3f (%" PRIu64 " of %" PRIu64 " proposed)\n",
             s->proposed ? (double)s->accepted / (double)s->proposed : 0.0, s->accepted, s->proposed);
-    fprintf(out, "longest proposal: %u tokens\n", s->max_draft_len);
+    fprintf(out, "longest proposal: %u token%s\n", s->max_draft_len, plural(s->max_draft_len));
     fprintf(out, "draft entropy:    accepted %.3f, rejected %.3f (mean, nats)\n", s->draft_entropy_accepted,
             s->draft_entropy_rejected);
     fprintf(out, "target entropy:   accepted %.3f, rejected %.3f (mean, nats)\n", s->target_entropy_accepted,
@@ -81,46 +68,59 @@ static augur_status run_trace(const char *path, bool csv, FILE *out, const char 
     return st;
 }
 
+typedef struct {
+    const char *path;
+    const char *out_path;
+    bool csv;
+} trace_cli;
+
+static augur_status check_trace(void *ctx, int n_operands, char **operands, augur_error *err)
+{
+    trace_cli *cli = ctx;
+    if (n_operands < 1)
+        return augur_fail(err, AUGUR_E_INPUT, "no trace FILE given (see augur trace --help)");
+    if (n_operands > 1)
+        return augur_fail(err, AUGUR_E_INPUT, "trace takes one FILE, got %d more argument%s",
+                          n_operands - 1, plural(n_operands - 1));
+    cli->path = operands[0];
+    if (cli->out_path && !strcmp(cli->out_path, cli->path))
+        return augur_fail(err, AUGUR_E_INPUT, "-o: %s is the trace being read", cli->out_path);
+    return AUGUR_OK;
+}
+
+/* Returns ARGS_RUN to continue, else an exit code. */
+static int parse_trace(int argc, char **argv, trace_cli *cli)
+{
+    *cli = (trace_cli){0};
+    const arg_spec specs[] = {
+        FLAG_BOOL("csv", &cli->csv,
+                  "print every record as CSV instead, with a header line:\n"
+                  "request_id,round,position,index_in_round,draft_len_in_round,\n"
+                  "draft_entropy,target_entropy,accepted,draft_ms,target_ms"),
+        {.name = "output", .short_name = 'o', .kind = ARG_STRING, .dest = &cli->out_path, .value = "OUT",
+         .help = "write to OUT instead of stdout (removed again on failure)"},
+        FLAG_HELP,
+    };
+    const arg_command cmd = {.name = "trace", .synopsis = trace_synopsis, .specs = specs,
+                             .n_specs = sizeof specs / sizeof specs[0], .epilogue = trace_epilogue,
+                             .help_column = 21, .operands = ARGS_OPERANDS, .check = check_trace, .cli = cli};
+    return args_parse(&cmd, argc, argv, NULL);
+}
+
 int cmd_trace(int argc, char **argv)
 {
     augur_error err = {0};
-    const char *out_path = NULL;
-    bool csv = false;
-    optind = 1;
-    opterr = 0;
-    int c;
-    while ((c = getopt_long(argc, argv, "ho:", trace_options, NULL)) != -1) {
-        switch (c) {
-        case OPT_CSV: csv = true; break;
-        case 'o': out_path = optarg; break;
-        case 'h': fputs(trace_usage, stdout); return 0;
-        default:
-            augur_fail(&err, AUGUR_E_INPUT, "unknown or incomplete option '%s' (see augur trace --help)",
-                       argv[optind - 1]);
-            return cli_report(&err);
-        }
-    }
-    /* Without "+" getopt moves positionals last, so FILE may come before the flags. */
-    const char *path = optind < argc ? argv[optind] : NULL;
-    int extra = optind < argc ? argc - optind - 1 : 0;
-    if (!path) {
-        augur_fail(&err, AUGUR_E_INPUT, "no trace FILE given (see augur trace --help)");
-        return cli_report(&err);
-    }
-    if (extra > 0) {
-        augur_fail(&err, AUGUR_E_INPUT, "trace takes one FILE, got %d more arguments", extra);
-        return cli_report(&err);
-    }
-    if (out_path && !strcmp(out_path, path)) {
-        augur_fail(&err, AUGUR_E_INPUT, "-o: %s is the trace being read", out_path);
-        return cli_report(&err);
-    }
+    trace_cli cli;
+    int rc = parse_trace(argc, argv, &cli);
+    if (rc != ARGS_RUN)
+        return rc;
+    const char *out_path = cli.out_path;
     FILE *out = stdout;
     if (out_path && !(out = fopen(out_path, "w"))) {
         augur_fail(&err, AUGUR_E_IO, "-o: cannot create %s: %s", out_path, strerror(errno));
         return cli_report(&err);
     }
-    augur_status st = run_trace(path, csv, out, out_path ? out_path : "stdout", &err);
+    augur_status st = run_trace(cli.path, cli.csv, out, out_path ? out_path : "stdout", &err);
     if (out != stdout) {
         if (fclose(out) != 0 && st == AUGUR_OK)
             st = augur_fail(&err, AUGUR_E_IO, "-o: cannot write %s: %s", out_path, strerror(errno));

@@ -1,5 +1,6 @@
 #include "launcher/config_file.h"
 
+#include <errno.h>
 #include <jansson.h>
 #include <stdio.h>
 #include <stdlib.h>
@@ -44,6 +45,28 @@ static augur_status add_entry(config_args *c, const char *path, const char *key,
     return AUGUR_OK;
 }
 
+/* Opened here rather than by json_load_file, so that a file that cannot be opened says
+ * why (errno) instead of a parse error at line -1. */
+static augur_status load_object(const char *path, json_t **root, augur_error *err)
+{
+    FILE *f = fopen(path, "r");
+    if (!f)
+        return augur_fail(err, AUGUR_E_INPUT, "--config: %s: cannot open: %s", path, strerror(errno));
+    json_error_t jerr;
+    *root = json_loadf(f, 0, &jerr);
+    fclose(f);
+    if (!*root && jerr.line > 0)
+        return augur_fail(err, AUGUR_E_INPUT, "--config: %s: %s (line %d)", path, jerr.text, jerr.line);
+    if (!*root)
+        return augur_fail(err, AUGUR_E_INPUT, "--config: %s: %s", path, jerr.text);
+    if (!json_is_object(*root)) {
+        json_decref(*root);
+        *root = NULL;
+        return augur_fail(err, AUGUR_E_INPUT, "--config: %s is not a JSON object of flags", path);
+    }
+    return AUGUR_OK;
+}
+
 augur_status config_args_expand(config_args *out, int argc, char **argv, augur_error *err)
 {
     *out = (config_args){0};
@@ -61,14 +84,9 @@ augur_status config_args_expand(config_args *out, int argc, char **argv, augur_e
     json_t *root = NULL;
     size_t n_keys = 0;
     if (path) {
-        json_error_t jerr;
-        root = json_load_file(path, 0, &jerr);
-        if (!root)
-            return augur_fail(err, AUGUR_E_INPUT, "--config: %s: %s (line %d)", path, jerr.text, jerr.line);
-        if (!json_is_object(root)) {
-            json_decref(root);
-            return augur_fail(err, AUGUR_E_INPUT, "--config: %s is not a JSON object of flags", path);
-        }
+        augur_status st = load_object(path, &root, err);
+        if (st)
+            return st;
         n_keys = json_object_size(root);
     }
     out->argv = calloc((size_t)argc + 2 * n_keys + 1, sizeof *out->argv);

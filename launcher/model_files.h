@@ -6,6 +6,11 @@
 #include "runtime/model/model.h"
 #include "runtime/tokenizer/tokenizer.h"
 
+/* The start of --model's help text. */
+#define MODEL_PATH_HELP \
+    "Hugging Face model directory (config.json, *.safetensors) or\n" \
+    "llama2.c checkpoint (.bin)"
+
 /* The tokenizer to use: tokenizer_flag when given, else <model_dir>/tokenizer.json.
  * A llama2.c checkpoint (a file) needs --tokenizer. */
 augur_status resolve_tokenizer_path(const char *model_path, const char *tokenizer_flag, char *out, size_t cap,

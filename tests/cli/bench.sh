@@ -14,7 +14,7 @@ m="$tmp/tiny"
 # check_table FILE N...: the header lines, the table header, exactly one row per N.
 check_table() {
   local out=$1; shift
-  grep -Eq '^augur bench: cpu, 1 thread \| llama: [12] layers, hidden 64, 4 heads, 2 kv heads, vocab 256, ' "$out" ||
+  grep -Eq '^augur bench: cpu, 1 thread \| llama: [12] layers?, hidden 64, 4 heads, 2 kv heads, vocab 256, ' "$out" ||
     fail "header line missing: $(cat "$out")"
   grep -q '^compute only: no tensor-parallel collectives' "$out" || fail "no 'compute only' line: $(cat "$out")"
   grep -Eq '^bandwidth [0-9.]+ GB/s' "$out" || fail "no bandwidth line: $(cat "$out")"
@@ -50,7 +50,7 @@ echo "ok: table, verify line, csv"
   --iters 3 --warmup 1 --context 64 >"$tmp/out" 2>"$tmp/err" || fail "dummy T=2 rank 1: $(cat "$tmp/err")"
 cat "$tmp/out"
 check_table "$tmp/out" 1 6
-grep -q 'shard 1 of 2 (2 heads, 1 kv heads, 96 intermediate, 128 vocab rows)' "$tmp/out" ||
+grep -q 'shard 1 of 2 (2 heads, 1 kv head, 96 intermediate, 128 vocab rows)' "$tmp/out" ||
   fail "dummy shard line: $(cat "$tmp/out")"
 grep -q 'a real job adds the all-reduces' "$tmp/out" || fail "T=2 without the all-reduce note"
 grep -Eq '^verify n=6 costs' "$tmp/out" || fail "dummy: verify line missing"
@@ -60,7 +60,7 @@ echo "ok: dummy shard 1 of 2"
 "$A" bench --model "$m" --device cpu --threads 1 --layers 1 --positions 3 --iters 2 --warmup 0 --context 16 \
   >"$tmp/out" 2>"$tmp/err" || fail "--layers 1 --positions 3: $(cat "$tmp/err")"
 check_table "$tmp/out" 3
-grep -q 'llama: 1 layers' "$tmp/out" || fail "--layers 1: $(cat "$tmp/out")"
+grep -q 'llama: 1 layer,' "$tmp/out" || fail "--layers 1: $(cat "$tmp/out")"
 grep -q 'filling the KV cache with 8 positions' "$tmp/err" || fail "--context 16: $(cat "$tmp/err")"
 ! grep -q '^verify' "$tmp/out" || fail "verify line without a one-position row"
 echo "ok: --layers 1 --positions 3"

@@ -123,7 +123,7 @@ expect_fail 2 "cut.bin: truncated" -- "$A" simulate "$tmp/cut.bin"
 expect_fail 2 "no trace FILE" -- "$A" trace
 expect_fail 2 "no trace FILE" -- "$A" simulate --rule fixed
 expect_fail 2 "takes one FILE" -- "$A" trace "$tmp/t.bin" "$tmp/t.bin"
-expect_fail 2 "unknown or incomplete option '--bogus'" -- "$A" simulate "$tmp/t.bin" --bogus
+expect_fail 2 "unknown option '--bogus'" -- "$A" simulate "$tmp/t.bin" --bogus
 expect_fail 2 "--rule: 'fastest' is not a rule" -- "$A" simulate "$tmp/t.bin" --rule fastest
 expect_fail 2 "--gamma: 0 is outside 1..64" -- "$A" simulate "$tmp/t.bin" --rule fixed --gamma 4,0
 expect_fail 2 "--gamma: '4,,8' is not a comma-separated list" -- "$A" simulate "$tmp/t.bin" --gamma 4,,8
