@@ -13,7 +13,6 @@
 #include "launcher/args.h"
 #include "launcher/commands.h"
 #include "launcher/model_files.h"
-#include "kernels/cuda/cuda_backend.h"
 #include "runtime/device_plan.h"
 #include "runtime/forward.h"
 #include "runtime/kv_cache.h"
@@ -255,7 +254,7 @@ static augur_status run_bench(const bench_cli *cli, augur_error *err)
         st = augur_fail(err, AUGUR_E_IO, "--csv %s: cannot open for writing: %s", cli->csv_path, strerror(errno));
     if (!st)
         st = device_open_backend(&be, &dev, cli->gpu, err);
-    const bool on_cpu = be && !strcmp(be->name, "cpu");
+    const bool on_cpu = be && be->caps.host_memory;
     if (!st) {
         char layers[48] = "";
         if (cli->layers)
@@ -362,13 +361,9 @@ static augur_status run_bench(const bench_cli *cli, augur_error *err)
 
     if (!st) {
         char where[192], wb[32], fb[32];
-        if (on_cpu) {
-            snprintf(where, sizeof where, "cpu, %d thread%s", cli->threads, plural(cli->threads));
-        } else {
-            char name[128];
-            backend_cuda_device_name(backend_cuda_device(be), name, sizeof name);
-            snprintf(where, sizeof where, "cuda, GPU %d (%s)", backend_cuda_device(be), name);
-        }
+        char ran_on[160];
+        describe_backend(be, cli->threads, ran_on, sizeof ran_on);
+        snprintf(where, sizeof where, "%s, %s", be->name, ran_on);
         printf("augur bench: %s | %s: %d layer%s, hidden %d, %d head%s, %d kv head%s, vocab %d, %s | shard %d of %d "
                "(%d head%s, %d kv head%s, %d intermediate, %d vocab row%s) | weights %s\n",
                where, c->model_type, c->n_layers, plural(c->n_layers), c->dim, c->n_heads, plural(c->n_heads),

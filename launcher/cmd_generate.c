@@ -8,7 +8,6 @@
 #include "launcher/commands.h"
 #include "launcher/generate_cli.h"
 #include "launcher/model_files.h"
-#include "kernels/cuda/cuda_backend.h"
 #include "runtime/device_plan.h"
 #include "runtime/generate.h"
 
@@ -197,7 +196,7 @@ static int run_single(const generate_cli *cli, augur_error *err)
         st = tokenizer_encode(tok, cli->prompt, strlen(cli->prompt), true, &prompt, &n_prompt, err);
     if (!st) {
         st = device_plan_memory(&m, be, &dev, cli->max_context, 0, SINGLE_FORWARD_TOKENS, &plan, err);
-        if (!st && strcmp(be->name, "cpu") != 0)
+        if (!st && !be->caps.host_memory)
             memory_plan_print(stderr, "model", &plan);
     }
     int ctx = plan.context;
@@ -231,13 +230,7 @@ static int run_single(const generate_cli *cli, augur_error *err)
         int steps = stats.generated_tokens - 1;
         double tps = steps > 0 && stats.decode_ms > 0 ? steps / (stats.decode_ms / 1e3) : 0.0;
         char where[160];
-        if (strcmp(be->name, "cpu") == 0) {
-            snprintf(where, sizeof where, "%d thread%s", cli->threads, plural(cli->threads));
-        } else {
-            char name[128];
-            backend_cuda_device_name(cli->gpu, name, sizeof name);
-            snprintf(where, sizeof where, "GPU %d, %s", cli->gpu, name);
-        }
+        describe_backend(be, cli->threads, where, sizeof where);
         fprintf(stderr,
                 "augur: prompt %d token%s, generated %d token%s%s, prefill %.2f ms, decode %.1f tok/s (%s)\n",
                 stats.prompt_tokens, plural(stats.prompt_tokens), stats.generated_tokens,

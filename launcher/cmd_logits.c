@@ -9,7 +9,6 @@
 #include "launcher/args.h"
 #include "launcher/commands.h"
 #include "launcher/model_files.h"
-#include "kernels/cuda/cuda_backend.h"
 #include "runtime/device_plan.h"
 #include "runtime/forward.h"
 #include "runtime/kv_cache.h"
@@ -111,7 +110,7 @@ static augur_status run_logits(const logits_cli *cli, augur_error *err)
         if (requested < 2)
             requested = 2;
         st = device_plan_memory(&m, be, &dev, requested, 0, chunk, &plan, err);
-        if (!st && strcmp(be->name, "cpu") != 0)
+        if (!st && !be->caps.host_memory)
             memory_plan_print(stderr, "model", &plan);
     }
     int ctx = plan.context;
@@ -137,13 +136,7 @@ static augur_status run_logits(const logits_cli *cli, augur_error *err)
         remove(cli->out_path);
     if (!st) {
         char where[192];
-        if (strcmp(be->name, "cpu") == 0) {
-            snprintf(where, sizeof where, "%d thread%s", cli->threads, plural(cli->threads));
-        } else {
-            char name[128];
-            backend_cuda_device_name(backend_cuda_device(be), name, sizeof name);
-            snprintf(where, sizeof where, "GPU %d, %s", backend_cuda_device(be), name);
-        }
+        describe_backend(be, cli->threads, where, sizeof where);
         fprintf(stderr, "augur: logits %d x %d (%s, %s) -> %s\n", n, vocab, be->name, where, cli->out_path);
     }
     free(logits);

@@ -1,5 +1,7 @@
 #include "launcher/model_files.h"
 
+#include "launcher/args.h"
+
 #include <stdio.h>
 #include <sys/stat.h>
 
@@ -38,4 +40,15 @@ augur_status open_tokenizer_for(const model *m, const char *tokenizer_flag, toke
                           m->cfg.vocab_size);
     }
     return AUGUR_OK;
+}
+
+void describe_backend(const augur_backend *be, int threads, char *out, size_t cap)
+{
+    if (be->caps.host_memory) {
+        snprintf(out, cap, "%d thread%s", threads, plural((unsigned long long)threads));
+        return;
+    }
+    char name[128];
+    backend_device_name((augur_backend *)be, name, sizeof name);
+    snprintf(out, cap, "GPU %d, %s", be->device, name);
 }

@@ -1,8 +1,9 @@
-/* Resolving the files behind --model / --tokenizer. */
+/* Resolving the files behind --model / --tokenizer, and naming the backend a command ran on. */
 #ifndef AUGUR_MODEL_FILES_H
 #define AUGUR_MODEL_FILES_H
 
 #include "base/error.h"
+#include "kernels/backend.h"
 #include "runtime/model/model.h"
 #include "runtime/tokenizer/tokenizer.h"
 
@@ -18,5 +19,9 @@ augur_status resolve_tokenizer_path(const char *model_path, const char *tokenize
 
 /* Loads the tokenizer for a model and checks its ids fit the model's vocabulary. */
 augur_status open_tokenizer_for(const model *m, const char *tokenizer_flag, tokenizer **out, augur_error *err);
+
+/* Where a command ran, for its closing line: "2 threads" on the host, else
+ * "GPU 0, NVIDIA H200". */
+void describe_backend(const augur_backend *be, int threads, char *out, size_t cap);
 
 #endif
