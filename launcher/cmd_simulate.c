@@ -17,8 +17,10 @@ static const char simulate_synopsis[] =
     "\n"
     "Replays a trace written by `augur generate --trace FILE` as if each setting of a\n"
     "draft-length rule had drafted, and ranks the settings by the cost model\n"
-    "c = x_d*t_d + x_t*t_t: a round drafting k tokens costs k*t_d + t_t, and target-only\n"
-    "decoding costs t_t a token, so speedup = t_t / (cost per token).\n"
+    "c = x_d*t_d + sum t_t(n): a round drafting k tokens costs k*t_d + t_t(k+1), where a\n"
+    "verify forward of n positions costs t_t(n) = t_t(1) + s*(n-1), fitted to the trace's\n"
+    "rounds; target-only decoding costs t_t(1) a token, so speedup = t_t(1) / (cost per\n"
+    "token). A trace whose rounds all verified one width needs --tt (t_t(1)).\n"
     "\n";
 
 static const char simulate_epilogue[] =
@@ -44,8 +46,8 @@ typedef struct {
     float tau[MAX_LIST], lambda[MAX_LIST];
     sim_grid grid;
     bool kinds[N_KINDS];
-    bool have_td, have_tt;
-    float td, tt;
+    bool have_td, have_tt, have_slope;
+    float td, tt, slope;
     int top;                 /* 0 = all */
     const char *path;
 } simulate_cli;
@@ -108,10 +110,15 @@ static int parse_simulate(simulate_cli *c, int argc, char **argv)
                  "includes drafting that overlap hid behind verification: the\n"
                  "model charges every drafted token, as without overlap)"},
         {.name = "tt", .kind = ARG_FLOAT, .dest = &c->tt, .given = &c->have_tt, .min = 0, .max = 1e6,
-         .above_min = true, .value = "MS", .help = "target time per verify forward (default: the trace's mean)"},
+         .above_min = true, .value = "MS",
+         .help = "t_t(1): a one-position target step, e.g. the per-token time of\n"
+                 "--no-speculation (default: fitted with the slope from the trace)"},
+        {.name = "tt-slope", .kind = ARG_FLOAT, .dest = &c->slope, .given = &c->have_slope, .min = 0, .max = 1e6,
+         .value = "MS", .help = "s: what each verified position beyond the first adds to t_t(n)\n"
+                                "(default: fitted from the trace)"},
         {.name = "gamma", .kind = ARG_INT_LIST, .dest = c->gamma, .count = &c->grid.n_gamma, .cap = MAX_LIST,
          .min = 1, .max = DRAFT_RULE_MAX_GAMMA, .value = "LIST",
-         .help = "fixed gamma / heuristic initial gamma / entropy rules' num_k\n"
+         .help = "fixed gamma / heuristic start and cap / entropy rules' num_k\n"
                  "(default 1..8 for fixed and heuristic, 8 for entropy rules)"},
         {.name = "tau", .kind = ARG_FLOAT_LIST, .dest = c->tau, .count = &c->grid.n_tau, .cap = MAX_LIST, .min = 0,
          .max = 1e6, .above_min = true, .value = "LIST",
@@ -197,13 +204,25 @@ static augur_status simulate(simulate_cli *c, augur_error *err)
     sim_result *res = NULL;
     size_t n = 0;
     const sim_trace_stats *s = &t.stats;
-    sim_cost cost = {.td_ms = c->have_td ? c->td : s->draft_ms, .tt_ms = c->have_tt ? c->tt : s->target_ms};
+    sim_cost cost = {.td_ms = c->have_td ? c->td : s->draft_ms};
+    int widths = 0;
     if (t.n_records == 0) {
         st = augur_fail(err, AUGUR_E_FORMAT, "%s: the trace holds no records to replay", c->path);
         goto out;
     }
+    if (c->have_tt && c->have_slope) {
+        cost.tt_ms = c->tt;
+        cost.tt_per_position_ms = c->slope;
+    } else if ((st = sim_fit_target_cost(&t, c->have_tt ? c->tt : 0, &cost, &widths, err))) {
+        augur_wrap(err, "%s", c->path);
+        goto out;
+    } else if (c->have_slope) { /* the line of that slope through the rounds' centre */
+        cost.tt_ms += (cost.tt_per_position_ms - c->slope) * s->proposed / (double)(s->rounds ? s->rounds : 1);
+        cost.tt_per_position_ms = c->slope;
+    }
     if (!(cost.tt_ms > 0)) {
-        st = augur_fail(err, AUGUR_E_INPUT, "%s: the trace records no target time; pass --tt MS", c->path);
+        st = augur_fail(err, AUGUR_E_INPUT, "%s: the trace's target times fit t_t(1) = %g ms; pass --tt MS", c->path,
+                        cost.tt_ms);
         goto out;
     }
     for (int k = 0; !st && k < N_KINDS; k++)
@@ -230,8 +249,15 @@ static augur_status simulate(simulate_cli *c, augur_error *err)
            plural(s->rounds),
            s->proposed ? (double)s->accepted / (double)s->proposed : 0.0, s->accepted, s->proposed,
            s->max_draft_len);
-    printf("cost model: t_d = %.4f ms per drafted token (%s), t_t = %.4f ms per verify forward (%s)\n", cost.td_ms,
-           c->have_td ? "--td" : "trace mean", cost.tt_ms, c->have_tt ? "--tt" : "trace mean");
+    printf("cost model: t_d = %.4f ms per drafted token (%s), t_t(n) = %.4f + %.4f*(n-1) ms per verify forward "
+           "(%s, %" PRIu64 " round%s over %d width%s)\n",
+           cost.td_ms, c->have_td ? "--td" : "trace mean", cost.tt_ms, cost.tt_per_position_ms,
+           c->have_tt && c->have_slope ? "--tt, --tt-slope"
+           : c->have_tt                ? "t_t(1) from --tt, slope fitted"
+           : c->have_slope             ? "slope from --tt-slope, t_t(1) fitted"
+                                       : "fitted",
+           s->rounds, plural(s->rounds), widths,
+           plural((unsigned long long)widths));
     printf("\n");
     print_table(res, n, c->top);
     printf("\n");

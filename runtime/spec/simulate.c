@@ -183,12 +183,13 @@ double sim_cost_verify_ms(const sim_cost *c, int n)
     return c->tt_ms + c->tt_per_position_ms * (n > 1 ? n - 1 : 0);
 }
 
-augur_status sim_fit_target_cost(const sim_trace *t, sim_cost *c, int *n_widths, augur_error *err)
+augur_status sim_fit_target_cost(const sim_trace *t, double anchor_tt1_ms, sim_cost *c, int *n_widths,
+                                  augur_error *err)
 {
     /* Sums for the regression of target_ms on x = n − 1, one point per round. */
     double n = 0, sx = 0, sy = 0, sxx = 0, sxy = 0;
     bool seen[DRAFT_RULE_MAX_GAMMA + 2] = {false};
-    int widths = 0;
+    int widths = 0, only_width = 0;
     for (size_t i = 0; i < t->n_records; i++) {
         const wire_trace_record *r = &t->records[i];
         const wire_trace_record *prev = i ? r - 1 : NULL;
@@ -199,6 +200,7 @@ augur_status sim_fit_target_cost(const sim_trace *t, sim_cost *c, int *n_widths,
         if (w < sizeof seen / sizeof *seen && !seen[w]) {
             seen[w] = true;
             widths++;
+            only_width = (int)w;
         }
         n++;
         sx += x;
@@ -209,12 +211,20 @@ augur_status sim_fit_target_cost(const sim_trace *t, sim_cost *c, int *n_widths,
     *n_widths = widths;
     if (n == 0)
         return augur_fail(err, AUGUR_E_INPUT, "the trace holds no rounds to fit the target's cost to");
-    double var = sxx - sx * sx / n;
-    if (widths < 2 || !(var > 0)) {
-        c->tt_ms = sy / n;
-        c->tt_per_position_ms = 0;
+    if (anchor_tt1_ms > 0) {
+        /* Through the measured point (x = 0, t_t(1)): minimise Σ (y − t1 − b·x)². */
+        double slope = sxx > 0 ? (sxy - anchor_tt1_ms * sx) / sxx : 0;
+        c->tt_ms = anchor_tt1_ms;
+        c->tt_per_position_ms = slope > 0 ? slope : 0;
         return AUGUR_OK;
     }
+    double var = sxx - sx * sx / n;
+    if (widths < 2 || !(var > 0))
+        return augur_fail(err, AUGUR_E_INPUT,
+                          "every round of the trace verified %d positions, so the cost of a one-position step "
+                          "cannot be fitted: give it (--tt MS, e.g. the per-token time of the same run with "
+                          "--no-speculation)",
+                          only_width);
     double slope = (sxy - sx * sy / n) / var;
     if (slope < 0)
         slope = 0;

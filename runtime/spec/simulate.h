@@ -103,11 +103,14 @@ double sim_cost_verify_ms(const sim_cost *c, int n);
 
 /* Least-squares fit of t_t(n) to the trace's rounds (n = draft_len_in_round + 1, the
  * round's target_ms), into tt_ms and tt_per_position_ms of *c (td_ms untouched).
- * *n_widths receives how many distinct n the trace holds: with fewer than two the
- * slope cannot be told from the intercept, so c gets the mean as t_t(n) of that one
- * width (slope 0) and the caller should anchor t_t(1) with a measured target-only
- * step. A fit with a negative slope or intercept (noise) is clamped at 0. */
-augur_status sim_fit_target_cost(const sim_trace *t, sim_cost *c, int *n_widths, augur_error *err);
+ * anchor_tt1_ms > 0 fixes t_t(1) at that measured one-position time (a target-only
+ * step) and fits the slope alone; otherwise both are fitted, which needs at least two
+ * distinct widths. *n_widths receives how many distinct n the trace holds. A trace of
+ * one width with no anchor is an AUGUR_E_INPUT error saying so: its rounds tell
+ * nothing about a one-position step, and guessing t_t(1) as their mean is what made
+ * the old model wrong. Negative fitted values (noise) are clamped at 0. */
+augur_status sim_fit_target_cost(const sim_trace *t, double anchor_tt1_ms, sim_cost *c, int *n_widths,
+                                  augur_error *err);
 
 typedef struct {
     draft_rule rule;

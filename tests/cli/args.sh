@@ -19,7 +19,7 @@ declare -A flags=(
   [bench]="--model --load-format --device --gpu --threads --tp-size --tp-rank --layers --positions --context
            --warmup --iters --csv --help"
   [logits]="--model --prompt-ids --out --device --gpu --load-format --threads --chunk --help"
-  [simulate]="--rule --td --tt --gamma --tau --lambda --window --top --help"
+  [simulate]="--rule --td --tt --tt-slope --gamma --tau --lambda --window --top --help"
   [tokenize]="--model --tokenizer --no-special --decode --help"
   [convert]="--llama2c --out --help"
   [trace]="--csv --output --help"

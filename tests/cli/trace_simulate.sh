@@ -45,7 +45,7 @@ cmp -s "$tmp/t.csv" "$tmp/o.csv" || fail "-o output differs from stdout's"
 echo "ok: trace summary and CSV ($records records)"
 
 # ---- augur simulate ----
-"$A" simulate "$tmp/t.bin" --rule all >"$tmp/sim" || fail "augur simulate --rule all failed"
+"$A" simulate "$tmp/t.bin" --rule all --tt 5 >"$tmp/sim" || fail "augur simulate --rule all failed"
 head -n 4 "$tmp/sim"
 grep -q "^setting  *rounds  *tokens  *tok/round  *accepted/proposed  *acceptance  *ms/token  *speedup  *gaps$" "$tmp/sim" ||
   fail "no table header"
@@ -83,15 +83,21 @@ s_tpr=$(awk -v t=$((s_tokens + bonus)) -v r="$s_rounds" 'BEGIN { printf "%.2f", 
   fail "simulated fixed γ=8: $s_tpr tokens/round, generate printed $gen_tpr"
 echo "ok: fixed γ=8 replay = generate ($s_rounds rounds, $s_ap accepted, $s_tokens tokens)"
 
-# The cost model with given times: k·t_d + t_t a round, speedup t_t / cost per token.
-"$A" simulate "$tmp/t.bin" --rule fixed --gamma 8,4 --td 1 --tt 10 >"$tmp/sim2" || fail "simulate --td --tt failed"
-grep -q "t_d = 1.0000 ms per drafted token (--td), t_t = 10.0000 ms per verify forward (--tt)" "$tmp/sim2" ||
-  fail "cost model line does not show --td/--tt"
+# The cost model with given times: k·t_d + t_t(k+1) a round, t_t(n) = t_t(1) + s·(n−1),
+# speedup t_t(1) / cost per token. s = 0 first, then s = 1 (Σ k over rounds = proposed).
+"$A" simulate "$tmp/t.bin" --rule fixed --gamma 8,4 --td 1 --tt 10 --tt-slope 0 >"$tmp/sim2" ||
+  fail "simulate --td --tt --tt-slope failed"
+grep -q "t_d = 1.0000 ms per drafted token (--td), t_t(n) = 10.0000 + 0.0000\*(n-1) ms per verify forward (--tt, --tt-slope" "$tmp/sim2" ||
+  fail "cost model line does not show --td/--tt/--tt-slope: $(grep 'cost model' "$tmp/sim2")"
 [ "$(grep -c '^fixed(' "$tmp/sim2")" -eq 2 ] || fail "--gamma 8,4 should give 2 settings"
-want=$(awk -v r="$gen_rounds" -v p="$gen_p" -v t="$s_tokens" \
-  'BEGIN { c = (p * 1 + r * 10) / t; printf "%.4f %.3fx", c, 10 / c }')
-got=$(awk '$1 == "fixed(gamma=8)" { print $(NF - 2), $(NF - 1) }' "$tmp/sim2")
-[ "$got" = "$want" ] || fail "fixed γ=8 cost/speedup: got '$got', want '$want'"
+for slope in 0 1; do
+  "$A" simulate "$tmp/t.bin" --rule fixed --gamma 8 --td 1 --tt 10 --tt-slope $slope >"$tmp/sim2" ||
+    fail "simulate --tt-slope $slope failed"
+  want=$(awk -v r="$gen_rounds" -v p="$gen_p" -v t="$s_tokens" -v s=$slope \
+    'BEGIN { c = (p * 1 + r * 10 + s * p) / t; printf "%.4f %.3fx", c, 10 / c }')
+  got=$(awk '$1 == "fixed(gamma=8)" { print $(NF - 2), $(NF - 1) }' "$tmp/sim2")
+  [ "$got" = "$want" ] || fail "fixed γ=8, slope $slope: cost/speedup got '$got', want '$want'"
+done
 "$A" simulate "$tmp/t.bin" --rule cumulative --tau 10,12 --window 1,3 --gamma 6 --top 2 >"$tmp/sim3" ||
   fail "simulate cumulative grid failed"
 [ "$(grep -c '^cumulative(' "$tmp/sim3")" -eq 2 ] || fail "--top 2 should print 2 settings"
@@ -101,7 +107,7 @@ echo "ok: cost model and grids"
 
 # ---- help and errors ----
 "$A" trace --help | grep -q -- "--csv" || fail "trace --help does not document --csv"
-for flag in --rule --td --tt --gamma --tau --lambda --window --top; do
+for flag in --rule --td --tt --tt-slope --gamma --tau --lambda --window --top; do
   "$A" simulate --help | grep -q -- "$flag" || fail "simulate --help does not document $flag"
 done
 "$A" --help | grep -q "simulate" || fail "augur --help does not list simulate"

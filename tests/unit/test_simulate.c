@@ -237,7 +237,7 @@ static void test_cost_by_width(void **state)
     augur_error err = {0};
     sim_cost cost = {.td_ms = 1.0};
     int widths = 0;
-    assert_int_equal(sim_fit_target_cost(&st, &cost, &widths, &err), AUGUR_OK);
+    assert_int_equal(sim_fit_target_cost(&st, 0, &cost, &widths, &err), AUGUR_OK);
     assert_int_equal(widths, 3);
     assert_float_equal(cost.tt_ms, 10.0, 1e-9);
     assert_float_equal(cost.tt_per_position_ms, 2.0, 1e-9);
@@ -249,20 +249,27 @@ static void test_cost_by_width(void **state)
     assert_int_equal(r.tokens, 7);
     assert_float_equal(r.cost_ms, 61.0, 1e-9);
     assert_float_equal(r.speedup, 70.0 / 61.0, 1e-12);
+
+    /* Anchored at a measured one-position step of 8 ms: the slope alone is fitted,
+     * Σx(y − 8) / Σx² = (2·6 + 4·10 + 1·4) / (4 + 16 + 1) = 56/21. */
+    assert_int_equal(sim_fit_target_cost(&st, 8.0, &cost, &widths, &err), AUGUR_OK);
+    assert_float_equal(cost.tt_ms, 8.0, 0.0);
+    assert_float_equal(cost.tt_per_position_ms, 56.0 / 21.0, 1e-12);
     sim_trace_free(&st);
 
-    /* One width only (every round proposed 4): no slope can be fitted, t_t(5) is the mean. */
+    /* One width only (every round proposed 4): t_t(1) cannot be fitted without an anchor;
+     * with one, the line runs through it and the rounds' mean (25 ms at n = 5). */
     gamma4_trace(&t);
     build(&st, &t);
-    assert_int_equal(sim_fit_target_cost(&st, &cost, &widths, &err), AUGUR_OK);
+    assert_int_equal(sim_fit_target_cost(&st, 0, &cost, &widths, &err), AUGUR_E_INPUT);
     assert_int_equal(widths, 1);
-    assert_float_equal(cost.tt_ms, 25.0, 1e-9);
-    assert_float_equal(cost.tt_per_position_ms, 0.0, 0.0);
+    assert_non_null(strstr(err.message, "verified 5 positions"));
+    assert_int_equal(sim_fit_target_cost(&st, 5.0, &cost, &widths, &err), AUGUR_OK);
+    assert_float_equal(cost.tt_ms, 5.0, 0.0);
+    assert_float_equal(cost.tt_per_position_ms, 5.0, 1e-12);
     sim_trace_free(&st);
 }
 
-/* A last round cut by --max-tokens: the draft proposed only the 2 tokens the request had
- * left, and both were accepted, so the leader emitted no bonus token. */
 static void test_end_of_request(void **state)
 {
     (void)state;
