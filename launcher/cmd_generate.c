@@ -61,9 +61,9 @@ static augur_status check_generate(void *ctx, int n_operands, char **operands, a
                           "--load-format dummy reads config.json only: give --prompt-ids (or --tokenizer FILE)");
     if (cli->draft_path && cli->draft_layers)
         return augur_fail(err, AUGUR_E_INPUT, "--draft and --draft-layers exclude each other");
-    if (cli->model_path && (cli->draft_path || cli->draft_layers || cli->trace_path))
+    if (cli->model_path && (cli->draft_path || cli->draft_layers || cli->trace_path || cli->device.simulate_hosts))
         return augur_fail(err, AUGUR_E_INPUT,
-                          "--draft, --draft-layers and --trace need --target (distributed mode)");
+                          "--draft, --draft-layers, --trace and --simulate-hosts need --target (distributed mode)");
     return draft_rule_validate(&cli->rule, err);
 }
 
@@ -112,6 +112,12 @@ static int parse_generate(int argc, char **argv, generate_cli *cli, config_args 
                     "nccl | mpi: how target ranks all-reduce on GPUs (default\n"
                     "nccl; mpi goes through host memory and lets target ranks\n"
                     "share a GPU, for testing)"),
+        FLAG_INT("simulate-hosts", &cli->device.simulate_hosts, "N", 1, 4096,
+                 "spread the ranks over N simulated nodes (target rank t on\n"
+                 "node t*N/T, the draft on the last): each gets its own\n"
+                 "NCCL_HOSTID, so NCCL joins them over loopback sockets and\n"
+                 "target ranks of different nodes may share a GPU (testing\n"
+                 "and node-boundary benchmarks on one machine)"),
         FLAG_SECTION("generation:"),
         FLAG_STRING("prompt", &cli->prompt, "TEXT", "the prompt (non-empty)"),
         FLAG_STRING("prompt-ids", &cli->prompt_ids, "IDS", "the prompt as token ids (\"1 2 3\"), instead of --prompt"),
