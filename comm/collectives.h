@@ -1,9 +1,9 @@
 /* One collectives interface for the target tensor-parallel group, with an MPI
  * implementation (CPU) and an NCCL one (GPU, compiled when CUDA exists).
- * Every call is collective over the group and returns a status naming the rank
- * and operation at fault. A call that fails its own argument checks returns before
- * entering the collective, so the other ranks are left inside it: treat any failure
- * as fatal for the job (MPI_Abort), never retry.
+ * Every call is collective over the group and returns a status naming the operation
+ * at fault (the caller's log line names the rank). A call that fails its own argument
+ * checks returns before entering the collective, so the other ranks are left inside
+ * it: treat any failure as fatal for the job (MPI_Abort), never retry.
  *
  * Reproducibility (MPI implementation): allreduce_sum_f32 returns, bit for bit on every
  * rank, the left-to-right sum in rank order ((x0 + x1) + x2) + ..., whatever the count.

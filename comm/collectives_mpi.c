@@ -4,9 +4,9 @@
 #include "comm/collectives.h"
 
 #include <limits.h>
-#include <stdio.h>
 #include <stdlib.h>
-#include <string.h>
+
+#include "comm/mpi_error.h"
 
 /* Bounds the ordered all-reduce's scratch to size * this many floats per step. */
 #define ORDERED_CHUNK_FLOATS (1u << 20)
@@ -17,13 +17,10 @@ typedef struct {
     size_t scratch_cap;      /* in floats */
 } mpi_impl;
 
+/* Errors name the operation, not this rank: the caller's log line does that. */
 static augur_status mpi_fail(const collectives *c, const char *op, int rc, augur_error *err)
 {
-    char text[MPI_MAX_ERROR_STRING];
-    int len = 0;
-    if (MPI_Error_string(rc, text, &len) != MPI_SUCCESS)
-        snprintf(text, sizeof text, "MPI error code %d", rc);
-    return augur_fail(err, AUGUR_E_COMM, "rank %d of %d: %s failed: %s", c->rank, c->size, op, text);
+    return comm_mpi_fail(err, rc, "%s over %d ranks failed", op, c->size);
 }
 
 static augur_status ensure_scratch(collectives *c, size_t floats, augur_error *err)
@@ -33,8 +30,7 @@ static augur_status ensure_scratch(collectives *c, size_t floats, augur_error *e
         return AUGUR_OK;
     float *p = realloc(m->scratch, floats * sizeof *p);
     if (!p)
-        return augur_fail(err, AUGUR_E_NOMEM, "rank %d: allreduce cannot allocate %zu floats of scratch",
-                          c->rank, floats);
+        return augur_fail(err, AUGUR_E_NOMEM, "allreduce cannot allocate %zu floats of scratch", floats);
     m->scratch = p;
     m->scratch_cap = floats;
     return AUGUR_OK;
@@ -86,24 +82,24 @@ static augur_status root_displacements(collectives *c, int count, const float *r
                                        int **displs_out, augur_error *err)
 {
     if (!counts)
-        return augur_fail(err, AUGUR_E_INTERNAL, "rank %d: gatherv root without per-rank counts", c->rank);
+        return augur_fail(err, AUGUR_E_INTERNAL, "gatherv root without per-rank counts");
     int *displs = malloc((size_t)c->size * sizeof *displs);
     if (!displs)
-        return augur_fail(err, AUGUR_E_NOMEM, "rank %d: gatherv cannot allocate displacements", c->rank);
+        return augur_fail(err, AUGUR_E_NOMEM, "gatherv cannot allocate displacements");
     long long total = 0;
     for (int r = 0; r < c->size; r++) {
         if (counts[r] < 0 || total + counts[r] > INT_MAX) {
             free(displs);
-            return augur_fail(err, AUGUR_E_INTERNAL, "rank %d: gatherv counts[%d] = %d is negative or overflows",
-                              c->rank, r, counts[r]);
+            return augur_fail(err, AUGUR_E_INTERNAL, "gatherv counts[%d] = %d is negative or overflows", r,
+                              counts[r]);
         }
         displs[r] = (int)total;
         total += counts[r];
     }
     if (counts[c->rank] != count || (total > 0 && !recv)) {
         free(displs);
-        return augur_fail(err, AUGUR_E_INTERNAL, "rank %d: gatherv root sends %d floats but counts[%d] = %d%s",
-                          c->rank, count, c->rank, counts[c->rank], total > 0 && !recv ? ", and no receive buffer" : "");
+        return augur_fail(err, AUGUR_E_INTERNAL, "gatherv root sends %d floats but counts[%d] = %d%s", count,
+                          c->rank, counts[c->rank], total > 0 && !recv ? ", and no receive buffer" : "");
     }
     *displs_out = displs;
     return AUGUR_OK;
@@ -114,10 +110,9 @@ static augur_status mpi_gatherv_f32(collectives *c, const float *send, int count
 {
     mpi_impl *m = c->impl;
     if (root < 0 || root >= c->size)
-        return augur_fail(err, AUGUR_E_INTERNAL, "rank %d: gatherv to root %d outside the group of %d", c->rank,
-                          root, c->size);
+        return augur_fail(err, AUGUR_E_INTERNAL, "gatherv to root %d outside the group of %d", root, c->size);
     if (count < 0)
-        return augur_fail(err, AUGUR_E_INTERNAL, "rank %d: gatherv of %d floats", c->rank, count);
+        return augur_fail(err, AUGUR_E_INTERNAL, "gatherv of %d floats", count);
     int *displs = NULL;
     if (c->rank == root) {
         augur_status st = root_displacements(c, count, recv, counts, &displs, err);
@@ -135,8 +130,7 @@ static augur_status mpi_bcast(collectives *c, void *buf, size_t bytes, int root,
 {
     mpi_impl *m = c->impl;
     if (root < 0 || root >= c->size)
-        return augur_fail(err, AUGUR_E_INTERNAL, "rank %d: bcast from root %d outside the group of %d", c->rank,
-                          root, c->size);
+        return augur_fail(err, AUGUR_E_INTERNAL, "bcast from root %d outside the group of %d", root, c->size);
     for (size_t off = 0; off < bytes; off += INT_MAX) {
         size_t n = bytes - off < INT_MAX ? bytes - off : INT_MAX;
         int rc = MPI_Bcast((char *)buf + off, (int)n, MPI_BYTE, root, m->comm);
@@ -180,16 +174,14 @@ augur_status collectives_mpi_create(collectives **out, MPI_Comm comm, augur_erro
         rc = MPI_Comm_rank(comm, &rank);
     if (rc == MPI_SUCCESS)
         rc = MPI_Comm_size(comm, &size);
-    if (rc != MPI_SUCCESS) {
-        collectives probe = {.rank = rank, .size = size};
-        return mpi_fail(&probe, "collectives setup", rc, err);
-    }
+    if (rc != MPI_SUCCESS)
+        return comm_mpi_fail(err, rc, "collectives setup failed");
     collectives *c = calloc(1, sizeof *c);
     mpi_impl *m = calloc(1, sizeof *m);
     if (!c || !m) {
         free(c);
         free(m);
-        return augur_fail(err, AUGUR_E_NOMEM, "rank %d: cannot allocate MPI collectives", rank);
+        return augur_fail(err, AUGUR_E_NOMEM, "cannot allocate MPI collectives");
     }
     m->comm = comm;
     c->ops = &mpi_ops;

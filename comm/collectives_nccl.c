@@ -16,10 +16,10 @@ typedef struct {
     int device;
 } nccl_impl;
 
+/* Errors name the operation, not this rank: the caller's log line does that. */
 static augur_status nccl_fail(const collectives *c, const char *op, ncclResult_t rc, augur_error *err)
 {
-    return augur_fail(err, AUGUR_E_COMM, "rank %d of the target group: %s failed: %s", c->rank, op,
-                      ncclGetErrorString(rc));
+    return augur_fail(err, AUGUR_E_COMM, "%s over %d ranks failed: %s", op, c->size, ncclGetErrorString(rc));
 }
 
 static augur_status finish(collectives *c, const char *op, ncclResult_t rc, augur_error *err)
@@ -29,8 +29,7 @@ static augur_status finish(collectives *c, const char *op, ncclResult_t rc, augu
         return nccl_fail(c, op, rc, err);
     cudaError_t ce = cudaStreamSynchronize(n->stream);
     if (ce != cudaSuccess)
-        return augur_fail(err, AUGUR_E_COMM, "rank %d of the target group: %s: %s", c->rank, op,
-                          cudaGetErrorString(ce));
+        return augur_fail(err, AUGUR_E_COMM, "%s over %d ranks: %s", op, c->size, cudaGetErrorString(ce));
     return AUGUR_OK;
 }
 
@@ -106,15 +105,14 @@ augur_status collectives_nccl_create(collectives **out, MPI_Comm comm, int devic
     int ok = rc == ncclSuccess, all_ok = 0;
     MPI_Allreduce(&ok, &all_ok, 1, MPI_INT, MPI_MIN, comm);
     if (!all_ok)
-        return augur_fail(err, AUGUR_E_COMM, "rank %d: ncclGetUniqueId failed on the leader: %s", rank,
-                          ncclGetErrorString(rc));
+        return augur_fail(err, AUGUR_E_COMM, "ncclGetUniqueId failed on the leader: %s", ncclGetErrorString(rc));
     MPI_Bcast(&id, sizeof id, MPI_BYTE, 0, comm);
     collectives *c = calloc(1, sizeof *c);
     nccl_impl *n = calloc(1, sizeof *n);
     if (!c || !n) {
         free(c);
         free(n);
-        return augur_fail(err, AUGUR_E_NOMEM, "rank %d: out of memory", rank);
+        return augur_fail(err, AUGUR_E_NOMEM, "NCCL collectives: out of memory");
     }
     n->device = device;
     n->stream = (cudaStream_t)stream;
@@ -125,7 +123,7 @@ augur_status collectives_nccl_create(collectives **out, MPI_Comm comm, int devic
     if (ce != cudaSuccess) {
         free(c);
         free(n);
-        return augur_fail(err, AUGUR_E_COMM, "rank %d: GPU %d: %s", rank, device, cudaGetErrorString(ce));
+        return augur_fail(err, AUGUR_E_COMM, "GPU %d: %s", device, cudaGetErrorString(ce));
     }
     setenv("NCCL_NVLS_ENABLE", "0", 1); /* never NVLink multicast, whoever calls this */
     rc = ncclCommInitRank(&n->comm, size, id, rank);
@@ -134,7 +132,7 @@ augur_status collectives_nccl_create(collectives **out, MPI_Comm comm, int devic
             cudaStreamDestroy(n->stream);
         free(c);
         free(n);
-        return augur_fail(err, AUGUR_E_COMM, "rank %d: ncclCommInitRank over %d ranks failed: %s", rank, size,
+        return augur_fail(err, AUGUR_E_COMM, "ncclCommInitRank over %d ranks failed: %s", size,
                           ncclGetErrorString(rc));
     }
     *c = (collectives){.ops = &nccl_ops, .rank = rank, .size = size, .impl = n};

@@ -1,16 +1,14 @@
 /* Rank roles and communicators (see layout.h). */
 #include "comm/layout.h"
 
-#include <stdio.h>
 #include <string.h>
 
+#include "comm/mpi_error.h"
+
+/* The launcher prints layout errors without a rank prefix, so these name it. */
 static augur_status layout_mpi_fail(const comm_layout *l, const char *op, int rc, augur_error *err)
 {
-    char text[MPI_MAX_ERROR_STRING];
-    int len = 0;
-    if (MPI_Error_string(rc, text, &len) != MPI_SUCCESS)
-        snprintf(text, sizeof text, "MPI error code %d", rc);
-    return augur_fail(err, AUGUR_E_COMM, "layout: rank %d: %s failed: %s", l->world_rank, op, text);
+    return comm_mpi_fail(err, rc, "layout: rank %d: %s failed", l->world_rank, op);
 }
 
 augur_status comm_layout_plan(comm_layout *out, int world_size, int world_rank, int n_target, bool speculation,

@@ -3,51 +3,41 @@
 
 #include <limits.h>
 #include <sched.h>
-#include <stdio.h>
 #include <stdlib.h>
 #include <time.h>
 
-static const char *tag_noun(int tag)
+#include "comm/mpi_error.h"
+
+/* What each tag carries, for errors: "no proposal from draft rank 2", "verdict to
+ * draft rank 2 not taken". */
+typedef struct {
+    int tag;
+    const char *noun;
+    const char *sender;
+    const char *receiver;
+} msg_kind;
+
+static const msg_kind kinds[] = {
+    {MSG_TAG_REQUEST, "request", "leader rank", "draft rank"},
+    {MSG_TAG_PROPOSAL, "proposal", "draft rank", "leader rank"},
+    {MSG_TAG_VERDICT, "verdict", "leader rank", "draft rank"},
+    {MSG_TAG_STOP, "stop", "leader rank", "draft rank"},
+    {MSG_TAG_RESULT, "result", "rank", "rank"},
+    {MSG_TAG_COMMAND, "command", "leader rank", "rank"},
+};
+
+static const msg_kind *kind_of(int tag)
 {
-    switch (tag) {
-    case MSG_TAG_REQUEST: return "request";
-    case MSG_TAG_PROPOSAL: return "proposal";
-    case MSG_TAG_VERDICT: return "verdict";
-    case MSG_TAG_STOP: return "stop";
-    case MSG_TAG_RESULT: return "result";
-    case MSG_TAG_COMMAND: return "command";
-    default: return "message";
-    }
+    static const msg_kind other = {-1, "message", "rank", "rank"};
+    for (size_t i = 0; i < sizeof kinds / sizeof kinds[0]; i++)
+        if (kinds[i].tag == tag)
+            return &kinds[i];
+    return &other;
 }
 
-/* Who sends this kind of message, for "no proposal from draft rank 2". */
-static const char *tag_sender(int tag)
+static augur_status msg_mpi_fail(const char *op, int tag, int peer, int rc, augur_error *err)
 {
-    switch (tag) {
-    case MSG_TAG_PROPOSAL: return "draft rank";
-    case MSG_TAG_REQUEST:
-    case MSG_TAG_VERDICT:
-    case MSG_TAG_STOP:
-    case MSG_TAG_COMMAND: return "leader rank";
-    default: return "rank";
-    }
-}
-
-static int my_rank(MPI_Comm comm)
-{
-    int rank = -1;
-    MPI_Comm_rank(comm, &rank);
-    return rank;
-}
-
-static augur_status msg_mpi_fail(MPI_Comm comm, const char *op, int tag, int peer, int rc, augur_error *err)
-{
-    char text[MPI_MAX_ERROR_STRING];
-    int len = 0;
-    if (MPI_Error_string(rc, text, &len) != MPI_SUCCESS)
-        snprintf(text, sizeof text, "MPI error code %d", rc);
-    return augur_fail(err, AUGUR_E_COMM, "rank %d: %s of a %s with rank %d failed: %s", my_rank(comm), op,
-                      tag_noun(tag), peer, text);
+    return comm_mpi_fail(err, rc, "%s of a %s with rank %d failed", op, kind_of(tag)->noun, peer);
 }
 
 static double now_s(void)
@@ -71,16 +61,73 @@ static void backoff(unsigned *polls)
     nanosleep(&ts, NULL);
 }
 
-augur_status msg_send(MPI_Comm comm, int dest, int tag, const uint8_t *buf, size_t len, augur_error *err)
+/* ---- sends ---- */
+
+/* A send buffer MPI may still read after its send was abandoned: kept reachable rather
+ * than freed (a use after free) or dropped (a leak report); the job is ending anyway. */
+static uint8_t *abandoned_buf;
+
+/* Tries to withdraw a send past its deadline. Open MPI does not cancel sends, so after
+ * a short grace the request is freed with the send still posted; returns whether MPI
+ * is done with the buffer. */
+static bool withdraw(MPI_Request *req)
 {
-    if (len > INT_MAX)
-        return augur_fail(err, AUGUR_E_INTERNAL, "rank %d: %s of %zu bytes to rank %d exceeds MPI's int count",
-                          my_rank(comm), tag_noun(tag), len, dest);
-    int rc = MPI_Send(buf, (int)len, MPI_BYTE, dest, tag, comm);
-    if (rc != MPI_SUCCESS)
-        return msg_mpi_fail(comm, "MPI_Send", tag, dest, rc, err);
-    return AUGUR_OK;
+    MPI_Cancel(req);
+    double give_up = now_s() + 0.05;
+    unsigned polls = 0;
+    do {
+        int done = 0;
+        if (MPI_Test(req, &done, MPI_STATUS_IGNORE) != MPI_SUCCESS)
+            break;
+        if (done)
+            return true;
+        backoff(&polls);
+    } while (now_s() < give_up);
+    MPI_Request_free(req);
+    return false;
 }
+
+/* Posts the send and polls it against the deadline; *in_use says whether MPI may still
+ * read buf when this returns (only after an error). */
+static augur_status send_bytes(MPI_Comm comm, int dest, int tag, const uint8_t *buf, size_t len,
+                               double timeout_s, bool *in_use, augur_error *err)
+{
+    *in_use = false;
+    const msg_kind *k = kind_of(tag);
+    if (len > INT_MAX)
+        return augur_fail(err, AUGUR_E_INTERNAL, "%s of %zu bytes to rank %d exceeds MPI's int count", k->noun, len,
+                          dest);
+    MPI_Request req;
+    int rc = MPI_Isend(buf, (int)len, MPI_BYTE, dest, tag, comm, &req);
+    if (rc != MPI_SUCCESS)
+        return msg_mpi_fail("MPI_Isend", tag, dest, rc, err);
+    double deadline = now_s() + timeout_s;
+    unsigned polls = 0;
+    for (;;) {
+        int done = 0;
+        rc = MPI_Test(&req, &done, MPI_STATUS_IGNORE);
+        if (rc != MPI_SUCCESS) {
+            *in_use = true; /* the request's state is unknown: assume the worst */
+            return msg_mpi_fail("MPI_Test", tag, dest, rc, err);
+        }
+        if (done)
+            return AUGUR_OK;
+        if (timeout_s > 0 && now_s() > deadline)
+            break;
+        backoff(&polls);
+    }
+    *in_use = !withdraw(&req);
+    return augur_fail(err, AUGUR_E_COMM, "%s to %s %d not taken within %g s", k->noun, k->receiver, dest, timeout_s);
+}
+
+augur_status msg_send(MPI_Comm comm, int dest, int tag, const uint8_t *buf, size_t len, double timeout_s,
+                      augur_error *err)
+{
+    bool in_use;
+    return send_bytes(comm, dest, tag, buf, len, timeout_s, &in_use, err);
+}
+
+/* ---- receives ---- */
 
 augur_status msg_poll(MPI_Comm comm, int source, int tag, bool *ready, augur_error *err)
 {
@@ -88,17 +135,36 @@ augur_status msg_poll(MPI_Comm comm, int source, int tag, bool *ready, augur_err
     int rc = MPI_Iprobe(source, tag, comm, &flag, MPI_STATUS_IGNORE);
     *ready = flag != 0;
     if (rc != MPI_SUCCESS)
-        return msg_mpi_fail(comm, "MPI_Iprobe", tag, source, rc, err);
+        return msg_mpi_fail("MPI_Iprobe", tag, source, rc, err);
     return AUGUR_OK;
 }
 
-static augur_status timed_out(MPI_Comm comm, int source, int tag, double timeout_s, augur_error *err)
+static augur_status timed_out(int source, int tag, double timeout_s, augur_error *err)
 {
+    const msg_kind *k = kind_of(tag);
     if (source == MPI_ANY_SOURCE)
-        return augur_fail(err, AUGUR_E_COMM, "no %s from any rank within %g s (rank %d waiting)", tag_noun(tag),
-                          timeout_s, my_rank(comm));
-    return augur_fail(err, AUGUR_E_COMM, "no %s from %s %d within %g s (rank %d waiting)", tag_noun(tag),
-                      tag_sender(tag), source, timeout_s, my_rank(comm));
+        return augur_fail(err, AUGUR_E_COMM, "no %s from any rank within %g s", k->noun, timeout_s);
+    return augur_fail(err, AUGUR_E_COMM, "no %s from %s %d within %g s", k->noun, k->sender, source, timeout_s);
+}
+
+/* Claims the next matching message, polling against the deadline. The matched probe
+ * means nothing else can receive it between our size query and the receive. */
+static augur_status claim(MPI_Comm comm, int source, int tag, double timeout_s, MPI_Message *handle,
+                          MPI_Status *status, augur_error *err)
+{
+    double deadline = now_s() + timeout_s;
+    unsigned polls = 0;
+    for (;;) {
+        int flag = 0;
+        int rc = MPI_Improbe(source, tag, comm, &flag, handle, status);
+        if (rc != MPI_SUCCESS)
+            return msg_mpi_fail("MPI_Improbe", tag, source, rc, err);
+        if (flag)
+            return AUGUR_OK;
+        if (timeout_s > 0 && now_s() > deadline)
+            return timed_out(source, tag, timeout_s, err);
+        backoff(&polls);
+    }
 }
 
 /* msg_recv that also reports the sender, for the typed receives' error messages. */
@@ -107,40 +173,27 @@ static augur_status recv_from(MPI_Comm comm, int source, int tag, double timeout
 {
     *buf = NULL;
     *len = 0;
-    double deadline = now_s() + timeout_s;
-    unsigned polls = 0;
     MPI_Message handle;
     MPI_Status status;
-    for (;;) {
-        int flag = 0;
-        /* The matched probe claims the message, so nothing can receive it between our
-         * size query and the receive below. */
-        int rc = MPI_Improbe(source, tag, comm, &flag, &handle, &status);
-        if (rc != MPI_SUCCESS)
-            return msg_mpi_fail(comm, "MPI_Improbe", tag, source, rc, err);
-        if (flag)
-            break;
-        if (timeout_s > 0 && now_s() > deadline)
-            return timed_out(comm, source, tag, timeout_s, err);
-        backoff(&polls);
-    }
+    augur_status st = claim(comm, source, tag, timeout_s, &handle, &status, err);
+    if (st != AUGUR_OK)
+        return st;
+    const char *noun = kind_of(status.MPI_TAG)->noun;
     int count = 0;
     int rc = MPI_Get_count(&status, MPI_BYTE, &count);
     if (rc != MPI_SUCCESS || count < 0)
-        return augur_fail(err, AUGUR_E_COMM, "rank %d: %s from rank %d has no byte count", my_rank(comm),
-                          tag_noun(status.MPI_TAG), status.MPI_SOURCE);
+        return augur_fail(err, AUGUR_E_COMM, "%s from rank %d has no byte count", noun, status.MPI_SOURCE);
     uint8_t *data = malloc(count ? (size_t)count : 1);
     if (!data) {
         /* The message is claimed: it must still be received, into a throwaway buffer. */
         char sink;
         MPI_Mrecv(&sink, 0, MPI_BYTE, &handle, MPI_STATUS_IGNORE);
-        return augur_fail(err, AUGUR_E_NOMEM, "rank %d: cannot allocate %d bytes for a %s", my_rank(comm), count,
-                          tag_noun(status.MPI_TAG));
+        return augur_fail(err, AUGUR_E_NOMEM, "cannot allocate %d bytes for a %s", count, noun);
     }
     rc = MPI_Mrecv(data, count, MPI_BYTE, &handle, MPI_STATUS_IGNORE);
     if (rc != MPI_SUCCESS) {
         free(data);
-        return msg_mpi_fail(comm, "MPI_Mrecv", status.MPI_TAG, status.MPI_SOURCE, rc, err);
+        return msg_mpi_fail("MPI_Mrecv", status.MPI_TAG, status.MPI_SOURCE, rc, err);
     }
     *buf = data;
     *len = (size_t)count;
@@ -159,14 +212,33 @@ augur_status msg_recv(MPI_Comm comm, int source, int tag, double timeout_s, uint
 
 /* ---- typed messages: encode + send, receive + decode ---- */
 
-static augur_status send_encoded(MPI_Comm comm, int dest, int tag, augur_status encoded, uint8_t *buf,
-                                 size_t len, augur_error *err)
+static augur_status no_wire_form(int tag, augur_error *err)
 {
-    augur_status st = encoded;
-    if (st == AUGUR_OK)
-        st = msg_send(comm, dest, tag, buf, len, err);
-    free(buf);
-    return st;
+    return augur_fail(err, AUGUR_E_INTERNAL, "messaging: a %s (tag %d) has no typed wire form", kind_of(tag)->noun,
+                      tag);
+}
+
+static augur_status encode(int tag, const void *msg, uint8_t **buf, size_t *len, augur_error *err)
+{
+    switch (tag) {
+    case MSG_TAG_REQUEST: return wire_request_encode(msg, buf, len, err);
+    case MSG_TAG_PROPOSAL: return wire_proposal_encode(msg, buf, len, err);
+    case MSG_TAG_VERDICT: return wire_verdict_encode(msg, buf, len, err);
+    case MSG_TAG_COMMAND: return wire_command_encode(msg, buf, len, err);
+    default: return no_wire_form(tag, err);
+    }
+}
+
+static augur_status decode(int tag, const uint8_t *buf, size_t len, const wire_expect *want, void *out,
+                           augur_error *err)
+{
+    switch (tag) {
+    case MSG_TAG_REQUEST: return wire_request_decode(buf, len, want, out, err);
+    case MSG_TAG_PROPOSAL: return wire_proposal_decode(buf, len, want, out, err);
+    case MSG_TAG_VERDICT: return wire_verdict_decode(buf, len, want, out, err);
+    case MSG_TAG_COMMAND: return wire_command_decode(buf, len, want, out, err);
+    default: return no_wire_form(tag, err);
+    }
 }
 
 /* The decoders name the sender from want->peer_rank. */
@@ -178,143 +250,85 @@ static wire_expect expect_from(const wire_expect *want, int source)
     return w;
 }
 
-augur_status msg_send_proposal(MPI_Comm comm, int leader, const wire_proposal *p, augur_error *err)
+augur_status msg_send_typed(MPI_Comm comm, int dest, int tag, const void *msg, double timeout_s, augur_error *err)
 {
     uint8_t *buf = NULL;
     size_t len = 0;
-    augur_status st = wire_proposal_encode(p, &buf, &len, err);
-    return send_encoded(comm, leader, MSG_TAG_PROPOSAL, st, buf, len, err);
-}
-
-augur_status msg_recv_proposal(MPI_Comm comm, int draft, double timeout_s, const wire_expect *want,
-                               wire_proposal *out, augur_error *err)
-{
-    uint8_t *buf;
-    size_t len;
-    int from;
-    augur_status st = recv_from(comm, draft, MSG_TAG_PROPOSAL, timeout_s, &buf, &len, NULL, &from, err);
-    if (st != AUGUR_OK)
-        return st;
-    wire_expect w = expect_from(want, from);
-    st = wire_proposal_decode(buf, len, &w, out, err);
-    free(buf);
+    augur_status st = encode(tag, msg, &buf, &len, err);
+    bool in_use = false;
+    if (st == AUGUR_OK)
+        st = send_bytes(comm, dest, tag, buf, len, timeout_s, &in_use, err);
+    if (in_use)
+        abandoned_buf = buf;
+    else
+        free(buf);
     return st;
 }
 
-augur_status msg_send_verdict(MPI_Comm comm, int draft, const wire_verdict *v, augur_error *err)
-{
-    uint8_t *buf = NULL;
-    size_t len = 0;
-    augur_status st = wire_verdict_encode(v, &buf, &len, err);
-    return send_encoded(comm, draft, MSG_TAG_VERDICT, st, buf, len, err);
-}
-
-augur_status msg_recv_verdict(MPI_Comm comm, int leader, double timeout_s, const wire_expect *want,
-                              wire_verdict *out, augur_error *err)
+augur_status msg_recv_typed(MPI_Comm comm, int source, int tag, double timeout_s, const wire_expect *want, void *out,
+                            augur_error *err)
 {
     uint8_t *buf;
     size_t len;
     int from;
-    augur_status st = recv_from(comm, leader, MSG_TAG_VERDICT, timeout_s, &buf, &len, NULL, &from, err);
+    augur_status st = recv_from(comm, source, tag, timeout_s, &buf, &len, NULL, &from, err);
     if (st != AUGUR_OK)
         return st;
     wire_expect w = expect_from(want, from);
-    st = wire_verdict_decode(buf, len, &w, out, err);
-    free(buf);
-    return st;
-}
-
-augur_status msg_send_request(MPI_Comm comm, int dest, const wire_request *r, augur_error *err)
-{
-    uint8_t *buf = NULL;
-    size_t len = 0;
-    augur_status st = wire_request_encode(r, &buf, &len, err);
-    return send_encoded(comm, dest, MSG_TAG_REQUEST, st, buf, len, err);
-}
-
-augur_status msg_recv_request(MPI_Comm comm, int leader, double timeout_s, const wire_expect *want,
-                              wire_request *out, augur_error *err)
-{
-    uint8_t *buf;
-    size_t len;
-    int from;
-    augur_status st = recv_from(comm, leader, MSG_TAG_REQUEST, timeout_s, &buf, &len, NULL, &from, err);
-    if (st != AUGUR_OK)
-        return st;
-    wire_expect w = expect_from(want, from);
-    st = wire_request_decode(buf, len, &w, out, err);
-    free(buf);
-    return st;
-}
-
-augur_status msg_send_command(MPI_Comm comm, int dest, const wire_command *c, augur_error *err)
-{
-    uint8_t *buf = NULL;
-    size_t len = 0;
-    augur_status st = wire_command_encode(c, &buf, &len, err);
-    return send_encoded(comm, dest, MSG_TAG_COMMAND, st, buf, len, err);
-}
-
-augur_status msg_recv_command(MPI_Comm comm, int leader, double timeout_s, const wire_expect *want,
-                              wire_command *out, augur_error *err)
-{
-    uint8_t *buf;
-    size_t len;
-    int from;
-    augur_status st = recv_from(comm, leader, MSG_TAG_COMMAND, timeout_s, &buf, &len, NULL, &from, err);
-    if (st != AUGUR_OK)
-        return st;
-    wire_expect w = expect_from(want, from);
-    st = wire_command_decode(buf, len, &w, out, err);
+    st = decode(tag, buf, len, &w, out, err);
     free(buf);
     return st;
 }
 
 /* ---- broadcast to the target group ---- */
 
+/* Root: encodes *cmd into *buf, *len; a failure still lets the broadcast go on. */
+static augur_status encode_for_bcast(const wire_command *cmd, uint8_t **buf, size_t *len, augur_error *err)
+{
+    augur_status st = wire_command_encode(cmd, buf, len, err);
+    if (st == AUGUR_OK && *len > INT_MAX)
+        st = augur_fail(err, AUGUR_E_INTERNAL, "command of %zu bytes exceeds MPI's int count", *len);
+    return st;
+}
+
 augur_status msg_bcast_command(MPI_Comm comm, int root, wire_command *cmd, const wire_expect *want,
                                augur_error *err)
 {
-    int rank = my_rank(comm);
+    int rank = -1;
+    MPI_Comm_rank(comm, &rank);
     uint8_t *buf = NULL;
     size_t len = 0;
-    augur_status st = AUGUR_OK;
-    if (rank == root) {
-        st = wire_command_encode(cmd, &buf, &len, err);
-        if (st == AUGUR_OK && len > INT_MAX)
-            st = augur_fail(err, AUGUR_E_INTERNAL, "rank %d: command of %zu bytes exceeds MPI's int count", rank, len);
-    }
+    augur_status st = rank == root ? encode_for_bcast(cmd, &buf, &len, err) : AUGUR_OK;
     /* Length 0 never encodes a command (version is always set), so it tells the other
      * ranks that the root failed and they should not wait for the bytes. */
     uint64_t n = st == AUGUR_OK ? (uint64_t)len : 0;
     int rc = MPI_Bcast(&n, 1, MPI_UINT64_T, root, comm);
     if (rc != MPI_SUCCESS) {
         free(buf);
-        return msg_mpi_fail(comm, "MPI_Bcast (length)", MSG_TAG_COMMAND, root, rc, err);
+        return msg_mpi_fail("MPI_Bcast (length)", MSG_TAG_COMMAND, root, rc, err);
     }
     if (rank == root && st != AUGUR_OK) {
         free(buf);
         return st;
     }
     if (n == 0)
-        return augur_fail(err, AUGUR_E_COMM, "rank %d: leader rank %d could not encode its command", rank, root);
+        return augur_fail(err, AUGUR_E_COMM, "leader rank %d could not encode its command", root);
     if (n > INT_MAX)
-        return augur_fail(err, AUGUR_E_COMM, "rank %d: command broadcast of %llu bytes from rank %d is impossible",
-                          rank, (unsigned long long)n, root);
+        return augur_fail(err, AUGUR_E_COMM, "command broadcast of %llu bytes from rank %d is impossible",
+                          (unsigned long long)n, root);
     if (rank != root) {
         buf = malloc((size_t)n);
         if (!buf)
-            return augur_fail(err, AUGUR_E_NOMEM, "rank %d: cannot allocate %llu bytes for a command", rank,
-                              (unsigned long long)n);
+            return augur_fail(err, AUGUR_E_NOMEM, "cannot allocate %llu bytes for a command", (unsigned long long)n);
     }
     rc = MPI_Bcast(buf, (int)n, MPI_BYTE, root, comm);
     if (rc != MPI_SUCCESS) {
         free(buf);
-        return msg_mpi_fail(comm, "MPI_Bcast (bytes)", MSG_TAG_COMMAND, root, rc, err);
+        return msg_mpi_fail("MPI_Bcast (bytes)", MSG_TAG_COMMAND, root, rc, err);
     }
     if (rank != root) {
         wire_expect w = expect_from(want, root);
-        st = wire_command_decode(buf, (size_t)n, &w, cmd, err);
+        st = decode(MSG_TAG_COMMAND, buf, (size_t)n, &w, cmd, err);
     }
     free(buf);
     return st;

@@ -2,14 +2,19 @@
  * the leader's command broadcast to the target group.
  *
  * Each message type has its own tag, so a verdict can never be read as a proposal.
- * Receives poll MPI_Improbe against a deadline: a peer that died or wandered off is
- * reported as "no proposal from draft rank 2 within 30 s" instead of a hang. Sends
- * are plain MPI_Send: they block only until the peer's matching receive is posted,
- * and the peer's receive is what carries the deadline, so one side of every exchange
- * always notices. The job is then expected to end (MPI_Abort) on the first error.
+ * Both directions carry a deadline, so a peer that died or stopped answering is
+ * reported ("no proposal from draft rank 2 within 30 s", "proposal to leader rank 0
+ * not taken within 30 s") instead of a hang: receives poll MPI_Improbe, sends post
+ * MPI_Isend and poll MPI_Test. The job is then expected to end (MPI_Abort) on the
+ * first error. A large send is taken only when the peer posts its receive, so its
+ * deadline also covers the peer's work before that (the leader's target prefill
+ * before the first proposal), as a receive's covers the peer's work before sending.
  *
- * Typed receives decode and validate with proto/wire.c; want->peer_rank is filled in
- * from the source rank so errors name it. */
+ * Error messages name the peer, not the rank they run on: the caller's log line does
+ * that ("augur: rank 1: ...").
+ *
+ * Typed messages (msg_send_typed, msg_recv_typed) encode, decode and validate with
+ * proto/wire.c; want->peer_rank is filled in from the source rank so errors name it. */
 #ifndef AUGUR_MESSAGING_H
 #define AUGUR_MESSAGING_H
 
@@ -22,12 +27,11 @@
 #include "proto/wire.h"
 #include "base/error.h"
 
-/* What a stalled round waits for before calling its peer dead. */
+/* How long a send or receive waits before calling its peer dead. */
 #define MSG_DEFAULT_TIMEOUT_S 30.0
 
 /* Tags are plain ints so callers may define their own beside these (and pass
- * MPI_ANY_TAG to receive); these are the ones errors name ("no proposal ..."). The
- * values match runtime/spec_engine.h's SPEC_TAG_*. */
+ * MPI_ANY_TAG to receive); these are the ones errors name ("no proposal ..."). */
 enum {
     MSG_TAG_REQUEST = 11,    /* leader -> draft: a new request */
     MSG_TAG_PROPOSAL = 12,   /* draft -> leader */
@@ -37,8 +41,12 @@ enum {
     MSG_TAG_COMMAND = 16,    /* leader -> one rank, point to point */
 };
 
-/* Sends len bytes (len <= INT_MAX). */
-augur_status msg_send(MPI_Comm comm, int dest, int tag, const uint8_t *buf, size_t len, augur_error *err);
+/* Sends len bytes (len <= INT_MAX) and waits until MPI has taken them (buffered, or
+ * matched by the peer's receive), at most timeout_s (<= 0 waits forever). After a
+ * timeout the send is abandoned, not withdrawn (MPI may not cancel a send): keep buf
+ * alive until the job ends, which should be at once. */
+augur_status msg_send(MPI_Comm comm, int dest, int tag, const uint8_t *buf, size_t len, double timeout_s,
+                      augur_error *err);
 
 /* Waits for one message with this tag (or MPI_ANY_TAG) from source (or MPI_ANY_SOURCE)
  * and returns it in a malloc'ed buffer (*buf, *len; the caller frees, also for an
@@ -49,21 +57,14 @@ augur_status msg_recv(MPI_Comm comm, int source, int tag, double timeout_s, uint
 /* Whether a message with this tag from source is waiting, without receiving it. */
 augur_status msg_poll(MPI_Comm comm, int source, int tag, bool *ready, augur_error *err);
 
-augur_status msg_send_proposal(MPI_Comm comm, int leader, const wire_proposal *p, augur_error *err);
-augur_status msg_recv_proposal(MPI_Comm comm, int draft, double timeout_s, const wire_expect *want,
-                               wire_proposal *out, augur_error *err);
-
-augur_status msg_send_verdict(MPI_Comm comm, int draft, const wire_verdict *v, augur_error *err);
-augur_status msg_recv_verdict(MPI_Comm comm, int leader, double timeout_s, const wire_expect *want,
-                              wire_verdict *out, augur_error *err);
-
-augur_status msg_send_request(MPI_Comm comm, int dest, const wire_request *r, augur_error *err);
-augur_status msg_recv_request(MPI_Comm comm, int leader, double timeout_s, const wire_expect *want,
-                              wire_request *out, augur_error *err);
-
-augur_status msg_send_command(MPI_Comm comm, int dest, const wire_command *c, augur_error *err);
-augur_status msg_recv_command(MPI_Comm comm, int leader, double timeout_s, const wire_expect *want,
-                              wire_command *out, augur_error *err);
+/* Typed messages: the tag says what msg / out points to (MSG_TAG_REQUEST: wire_request,
+ * MSG_TAG_PROPOSAL: wire_proposal, MSG_TAG_VERDICT: wire_verdict, MSG_TAG_COMMAND:
+ * wire_command); any other tag is refused. The send encodes *msg and sends it like
+ * msg_send; the receive waits like msg_recv, then decodes into *out and checks it
+ * against want (NULL: anything goes). Free what *out owns with its wire_*_free. */
+augur_status msg_send_typed(MPI_Comm comm, int dest, int tag, const void *msg, double timeout_s, augur_error *err);
+augur_status msg_recv_typed(MPI_Comm comm, int source, int tag, double timeout_s, const wire_expect *want, void *out,
+                            augur_error *err);
 
 /* Collective over comm: root sends *cmd, every other rank decodes it into *cmd (free
  * with wire_command_free) after checking it against want. If the root cannot encode,

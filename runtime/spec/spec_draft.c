@@ -92,11 +92,11 @@ static augur_status draft_state_init(draft_state *s, spec_engine *e, augur_error
     s->scratch = malloc((size_t)V * sizeof(int));
     if (!s->seq || !s->d.tokens || !s->d.entropies || !s->d.ms || !s->d.ahead || (!s->greedy && !s->d.q) || !s->logits || !s->probs ||
         !s->softmax_buf || !s->scratch)
-        return augur_fail(err, AUGUR_E_NOMEM, "draft rank %d: out of memory for request %llu", e->world_rank,
+        return augur_fail(err, AUGUR_E_NOMEM, "draft: out of memory for request %llu",
                           (unsigned long long)r->request_id);
     if (r->n_prompt_tokens < 1 || r->n_prompt_tokens >= e->max_context)
-        return augur_fail(err, AUGUR_E_COMM, "draft rank %d: request %llu has a prompt of %d tokens (context %d)",
-                          e->world_rank, (unsigned long long)r->request_id, r->n_prompt_tokens, e->max_context);
+        return augur_fail(err, AUGUR_E_COMM, "draft: request %llu has a prompt of %d tokens (context %d)",
+                          (unsigned long long)r->request_id, r->n_prompt_tokens, e->max_context);
     memcpy(s->seq, r->prompt_tokens, (size_t)s->len * sizeof(int32_t));
     e->kv.len = 0;
     return AUGUR_OK;
@@ -120,8 +120,7 @@ static augur_status draft_one(draft_state *s, bool ahead, augur_error *err)
     double t0 = augur_now_ms();
     int total = s->len + s->d.n;
     if (s->d.n >= s->d.cap || total >= e->max_context)
-        return augur_fail(err, AUGUR_E_INTERNAL, "draft rank %d: no room to draft past %d tokens", e->world_rank,
-                          total);
+        return augur_fail(err, AUGUR_E_INTERNAL, "draft: no room to draft past %d tokens", total);
     /* Unfed tokens: positions kv.len .. total-1 of S ++ D. */
     int32_t unfed[2 * DRAFT_RULE_MAX_GAMMA + 4];
     int n_unfed = total - e->kv.len;
@@ -135,7 +134,7 @@ static augur_status draft_one(draft_state *s, bool ahead, augur_error *err)
     } else { /* some of S and all of D: copy into one run */
         int32_t *run = malloc((size_t)n_unfed * sizeof(int32_t));
         if (!run)
-            return augur_fail(err, AUGUR_E_NOMEM, "draft rank %d: out of memory", e->world_rank);
+            return augur_fail(err, AUGUR_E_NOMEM, "draft: out of memory");
         memcpy(run, s->seq + e->kv.len, (size_t)(s->len - e->kv.len) * sizeof(int32_t));
         memcpy(run + (s->len - e->kv.len), s->d.tokens, (size_t)s->d.n * sizeof(int32_t));
         augur_status st = forward_prefill(&e->fwd, &e->kv, run, n_unfed, s->logits, err);
@@ -218,7 +217,7 @@ static augur_status send_proposal(draft_state *s, int *proposed, augur_error *er
     for (int i = 0; i < k; i++)
         if (s->d.ahead[i])
             p.hidden_ms += s->d.ms[i];
-    st = msg_send_proposal(e->world, 0, &p, err);
+    st = msg_send_typed(e->world, 0, MSG_TAG_PROPOSAL, &p, e->timeout_s, err);
     *proposed = k;
     s->proposals_sent++;
     return st;
@@ -250,9 +249,9 @@ static augur_status apply_verdict(draft_state *s, const wire_verdict *v, int pro
     int n = (int)v->accepted;
     if (n > proposed || (int)v->new_length != s->len + n + 1 || v->next_token < 0 || v->next_token >= e->vocab)
         return augur_fail(err, AUGUR_E_COMM,
-                          "draft rank %d: verdict for round %u is inconsistent (accepted %d of %d, new length %u, "
+                          "draft: verdict for round %u is inconsistent (accepted %d of %d, new length %u, "
                           "sequence %d)",
-                          e->world_rank, v->round, n, proposed, v->new_length, s->len);
+                          v->round, n, proposed, v->new_length, s->len);
     int old_len = s->len;
     memcpy(s->seq + s->len, s->d.tokens, (size_t)n * sizeof(int32_t));
     s->len += n;
@@ -272,7 +271,7 @@ static augur_status recv_verdict(draft_state *s, wire_verdict *v, augur_error *e
 {
     wire_expect want = {.request_id = s->req.request_id, .round = s->round, .vocab_size = s->e->vocab,
                         .peer_rank = 0};
-    return msg_recv_verdict(s->e->world, 0, s->e->timeout_s, &want, v, err);
+    return msg_recv_typed(s->e->world, 0, MSG_TAG_VERDICT, s->e->timeout_s, &want, v, err);
 }
 
 /* Serves one request from its first proposal to the finishing verdict. */
@@ -307,8 +306,7 @@ static augur_status wait_for_leader(spec_engine *e, int *tag, augur_error *err)
     MPI_Status status;
     int rc = MPI_Probe(0, MPI_ANY_TAG, e->world, &status);
     if (rc != MPI_SUCCESS)
-        return augur_fail(err, AUGUR_E_COMM, "draft rank %d: waiting for the leader failed (MPI error %d)",
-                          e->world_rank, rc);
+        return augur_fail(err, AUGUR_E_COMM, "draft: waiting for the leader failed (MPI error %d)", rc);
     *tag = status.MPI_TAG;
     return AUGUR_OK;
 }
@@ -324,19 +322,17 @@ augur_status spec_draft_serve(spec_engine *e, augur_error *err)
             return st;
         if (tag == MSG_TAG_COMMAND) {
             wire_command cmd = {0};
-            st = msg_recv_command(e->world, 0, e->timeout_s, &want, &cmd, err);
+            st = msg_recv_typed(e->world, 0, MSG_TAG_COMMAND, e->timeout_s, &want, &cmd, err);
             bool stop = !st && cmd.kind == WIRE_CMD_STOP;
             wire_command_free(&cmd);
             if (st || stop)
                 return st;
-            return augur_fail(err, AUGUR_E_COMM, "draft rank %d: the leader sent a command other than stop",
-                              e->world_rank);
+            return augur_fail(err, AUGUR_E_COMM, "draft: the leader sent a command other than stop");
         }
         if (tag != MSG_TAG_REQUEST)
-            return augur_fail(err, AUGUR_E_COMM, "draft rank %d: expected a request from the leader, got tag %d",
-                              e->world_rank, tag);
+            return augur_fail(err, AUGUR_E_COMM, "draft: expected a request from the leader, got tag %d", tag);
         draft_state s = {0};
-        st = msg_recv_request(e->world, 0, e->timeout_s, &want, &s.req, err);
+        st = msg_recv_typed(e->world, 0, MSG_TAG_REQUEST, e->timeout_s, &want, &s.req, err);
         if (!st)
             st = draft_state_init(&s, e, err);
         if (!st && s.req.rule.kind != WIRE_RULE_NONE) {

@@ -75,7 +75,7 @@ static augur_status send_request(leader_state *s, augur_error *err)
         .debug_draft_exit_after = (uint32_t)(o->debug_draft_exit_after > 0 ? o->debug_draft_exit_after : 0),
     };
     double t0 = augur_now_ms();
-    augur_status st = msg_send_request(s->e->world, s->e->draft_rank, &r, err);
+    augur_status st = msg_send_typed(s->e->world, s->e->draft_rank, MSG_TAG_REQUEST, &r, s->e->timeout_s, err);
     s->stats->comm_ms += augur_now_ms() - t0;
     return st;
 }
@@ -85,7 +85,7 @@ static augur_status recv_proposal(leader_state *s, wire_proposal *p, augur_error
     double t0 = augur_now_ms();
     wire_expect want = {.request_id = s->request_id, .round = s->round, .vocab_size = s->e->vocab,
                         .peer_rank = s->e->draft_rank};
-    augur_status st = msg_recv_proposal(s->e->world, s->e->draft_rank, s->e->timeout_s, &want, p, err);
+    augur_status st = msg_recv_typed(s->e->world, s->e->draft_rank, MSG_TAG_PROPOSAL, s->e->timeout_s, &want, p, err);
     s->stats->draft_wait_ms += augur_now_ms() - t0;
     if (st)
         return st;
@@ -215,7 +215,7 @@ static augur_status leader_round(leader_state *s, bool *finished, augur_error *e
         goto out;
     if (s->opts->speculate) {
         double t2 = augur_now_ms();
-        st = msg_send_verdict(e->world, e->draft_rank, &v, err);
+        st = msg_send_typed(e->world, e->draft_rank, MSG_TAG_VERDICT, &v, e->timeout_s, err);
         s->stats->comm_ms += augur_now_ms() - t2;
     }
 out:
@@ -290,6 +290,6 @@ augur_status spec_leader_stop(spec_engine *e, augur_error *err)
     wire_command stop = {.kind = WIRE_CMD_STOP, .request_id = 0, .round = 0};
     augur_status st = spec_bcast_command(e, &stop, err);
     if (!st)
-        st = msg_send_command(e->world, e->draft_rank, &stop, err);
+        st = msg_send_typed(e->world, e->draft_rank, MSG_TAG_COMMAND, &stop, e->timeout_s, err);
     return st;
 }

@@ -107,15 +107,15 @@ augur_status spec_target_execute(spec_engine *e, const wire_command *cmd, augur_
     if (cmd->kind == WIRE_CMD_ACCEPT) {
         int keep = (int)cmd->accept.new_length - 1;
         if ((st = kv_cache_trim(&e->kv, keep, err)))
-            return augur_wrap(err, "target rank %d, round %u", e->world_rank, cmd->round);
+            return augur_wrap(err, "target, round %u", cmd->round);
         return AUGUR_OK;
     }
     if (cmd->kind != WIRE_CMD_VERIFY)
-        return augur_fail(err, AUGUR_E_INTERNAL, "target rank %d: unexpected command %d", e->world_rank, cmd->kind);
+        return augur_fail(err, AUGUR_E_INTERNAL, "target: unexpected command %d", cmd->kind);
     int start = (int)cmd->start_position;
     if (start > e->kv.len)
-        return augur_fail(err, AUGUR_E_COMM, "target rank %d, round %u: verify at position %d but the cache holds %d",
-                          e->world_rank, cmd->round, start, e->kv.len);
+        return augur_fail(err, AUGUR_E_COMM, "target, round %u: verify at position %d but the cache holds %d",
+                          cmd->round, start, e->kv.len);
     e->kv.len = start; /* a new request (start 0) or a resend: forget what lies beyond */
     int n = cmd->n_tokens;
     spec_gather gather = (spec_gather)cmd->gather;
@@ -124,8 +124,8 @@ augur_status spec_target_execute(spec_engine *e, const wire_command *cmd, augur_
     if (gather == SPEC_GATHER_NONE)
         return forward_prefill(&e->fwd, &e->kv, cmd->tokens, n, NULL, err);
     if (n > SPEC_MAX_VERIFY)
-        return augur_fail(err, AUGUR_E_COMM, "target rank %d, round %u: %d positions to verify (limit %d)",
-                          e->world_rank, cmd->round, n, SPEC_MAX_VERIFY);
+        return augur_fail(err, AUGUR_E_COMM, "target, round %u: %d positions to verify (limit %d)",
+                          cmd->round, n, SPEC_MAX_VERIFY);
     if ((st = forward_run(&e->fwd, &e->kv, cmd->tokens, n, 0, e->logits, err)))
         return st;
     return gather_rows(e, n, gather, err);
