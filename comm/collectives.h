@@ -41,6 +41,9 @@ struct collectives {
     const collectives_ops *ops;
     int rank;                /* rank within the group */
     int size;
+    /* How long one collective may wait for its peers before it fails with a message
+     * naming what it waited for (a peer that died or stopped); <= 0 waits forever. */
+    double timeout_s;
     void *impl;
 };
 

@@ -298,7 +298,7 @@ int run_generate_distributed(const generate_cli *cli)
         MPI_Finalize();
         return augur_exit_code(st) ? augur_exit_code(st) : 1;
     }
-    e.timeout_s = cli->timeout_s;
+    spec_engine_set_timeout(&e, cli->timeout_s);
     int rc = 0;
     if (world_rank == 0) {
         st = lead(cli, &e, &err);

@@ -186,6 +186,7 @@ augur_status spec_engine_init(spec_engine *e, comm_layout *layout, const char *t
         return st;
     if ((st = agree(e, alloc_state(e, dev->threads, err), err)))
         return st;
+    spec_engine_set_timeout(e, e->timeout_s);
     if (e->has_model) {
         char who[64];
         snprintf(who, sizeof who, "rank %d (%s)", e->world_rank,
@@ -193,6 +194,15 @@ augur_status spec_engine_init(spec_engine *e, comm_layout *layout, const char *t
         memory_plan_print(stderr, who, &e->plan);
     }
     return AUGUR_OK;
+}
+
+void spec_engine_set_timeout(spec_engine *e, double timeout_s)
+{
+    e->timeout_s = timeout_s;
+    if (e->ctl)
+        e->ctl->timeout_s = timeout_s;
+    if (e->tp)
+        e->tp->timeout_s = timeout_s;
 }
 
 void spec_engine_free(spec_engine *e)

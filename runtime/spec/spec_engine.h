@@ -120,6 +120,9 @@ typedef struct {
 augur_status spec_engine_init(spec_engine *e, comm_layout *layout, const char *target_path, const char *draft_path,
                               int draft_layers, bool load_draft, const device_opts *dev, int max_context,
                               augur_error *err);
+/* Sets how long any blocking wait of this rank (messages and collectives) may take. */
+void spec_engine_set_timeout(spec_engine *e, double timeout_s);
+
 void spec_engine_free(spec_engine *e);
 
 /* Leader only: runs one request. */
