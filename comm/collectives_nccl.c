@@ -1,20 +1,47 @@
 /* NCCL implementation of the collectives interface (GPU backend). Compiled only
  * where a CUDA toolkit with NCCL exists. Buffers are device pointers; every call
  * is enqueued on the communicator's stream and completes before returning, matching
- * the MPI implementation's blocking semantics. */
+ * the MPI implementation's blocking semantics.
+ *
+ * Reproducibility: from three ranks on, NCCL's all-reduce may associate an element's
+ * sum differently with the message size (ring chunks, tree, protocol), so a verify
+ * batch would differ from a one-row decode in the last bit. There, the all-reduce is an
+ * all-gather of the partial sums and a rank-order sum on the GPU
+ * (comm/nccl_ordered_sum.cu), the same ((x0 + x1) + x2) + ... in fp32 as the MPI
+ * implementation computes on the host: the two communicators give equal bits. Two
+ * ranks need no such care (a + b == b + a exactly).
+ *
+ * Faults: completion is polled rather than waited for, against c->timeout_s, while
+ * ncclCommGetAsyncError reports a transport failure (a peer that died); either way the
+ * communicator is aborted (ncclCommAbort) so that nothing stays stuck on the GPU, and the
+ * caller ends the job. */
 #include <cuda_runtime.h>
 #include <nccl.h>
+#include <sched.h>
 #include <stdbool.h>
+#include <stdio.h>
 #include <stdlib.h>
+#include <time.h>
 
 #include "comm/collectives.h"
+#include "comm/nccl_ordered_sum.h"
 
 typedef struct {
     ncclComm_t comm;
     cudaStream_t stream;
     bool own_stream;         /* made here, rather than the compute backend's */
+    bool aborted;            /* ncclCommAbort ran: the communicator is gone */
     int device;
+    float *gathered;         /* [size][gathered_cap] partial sums of the ordered all-reduce */
+    size_t gathered_cap;     /* floats per rank */
 } nccl_impl;
+
+static double now_s(void)
+{
+    struct timespec ts;
+    clock_gettime(CLOCK_MONOTONIC, &ts);
+    return (double)ts.tv_sec + (double)ts.tv_nsec * 1e-9;
+}
 
 /* Errors name the operation, not this rank: the caller's log line does that. */
 static augur_status nccl_fail(const collectives *c, const char *op, ncclResult_t rc, augur_error *err)
@@ -22,22 +49,86 @@ static augur_status nccl_fail(const collectives *c, const char *op, ncclResult_t
     return augur_fail(err, AUGUR_E_COMM, "%s over %d ranks failed: %s", op, c->size, ncclGetErrorString(rc));
 }
 
+static augur_status abort_comm(collectives *c, augur_status code)
+{
+    nccl_impl *n = c->impl;
+    if (!n->aborted) {
+        ncclCommAbort(n->comm);
+        n->aborted = true;
+    }
+    return code;
+}
+
+/* Waits for the stream (the collective and what came before it) against the deadline,
+ * watching NCCL's asynchronous error. Spins first: most waits are microseconds. */
 static augur_status finish(collectives *c, const char *op, ncclResult_t rc, augur_error *err)
 {
     nccl_impl *n = c->impl;
     if (rc != ncclSuccess)
-        return nccl_fail(c, op, rc, err);
-    cudaError_t ce = cudaStreamSynchronize(n->stream);
+        return abort_comm(c, nccl_fail(c, op, rc, err));
+    const double start = now_s();
+    for (long polls = 0;; polls++) {
+        cudaError_t ce = cudaStreamQuery(n->stream);
+        if (ce == cudaSuccess)
+            return AUGUR_OK;
+        if (ce != cudaErrorNotReady)
+            return abort_comm(c,
+                              augur_fail(err, AUGUR_E_COMM, "rank %d of the target group: %s: %s", c->rank, op,
+                                         cudaGetErrorString(ce)));
+        if (polls % 64 == 63) {
+            ncclResult_t async = ncclSuccess;
+            if (ncclCommGetAsyncError(n->comm, &async) == ncclSuccess && async != ncclSuccess &&
+                async != ncclInProgress)
+                return abort_comm(c,
+                                  augur_fail(err, AUGUR_E_COMM,
+                                             "rank %d of the target group: %s failed in NCCL's transport (%s): "
+                                             "a peer rank of the %d-rank group died or disconnected",
+                                             c->rank, op, ncclGetErrorString(async), c->size));
+            double waited = now_s() - start;
+            if (c->timeout_s > 0 && waited > c->timeout_s)
+                return abort_comm(c,
+                                  augur_fail(err, AUGUR_E_COMM,
+                                             "rank %d of the target group: %s not complete within %g s: a peer "
+                                             "rank of the %d-rank group stopped answering",
+                                             c->rank, op, c->timeout_s, c->size));
+            if (waited > 1e-3)
+                sched_yield();
+        }
+    }
+}
+
+static augur_status ensure_gathered(collectives *c, size_t count, augur_error *err)
+{
+    nccl_impl *n = c->impl;
+    if (count <= n->gathered_cap)
+        return AUGUR_OK;
+    cudaFree(n->gathered);
+    n->gathered = NULL;
+    n->gathered_cap = 0;
+    cudaError_t ce = cudaMalloc((void **)&n->gathered, count * (size_t)c->size * sizeof(float));
     if (ce != cudaSuccess)
-        return augur_fail(err, AUGUR_E_COMM, "%s over %d ranks: %s", op, c->size, cudaGetErrorString(ce));
+        return augur_fail(err, AUGUR_E_NOMEM, "rank %d of the target group: %zu floats for the ordered all-reduce: %s",
+                          c->rank, count * (size_t)c->size, cudaGetErrorString(ce));
+    n->gathered_cap = count;
     return AUGUR_OK;
 }
 
 static augur_status nccl_allreduce(collectives *c, float *buf, size_t count, augur_error *err)
 {
     nccl_impl *n = c->impl;
-    return finish(c, "ncclAllReduce", ncclAllReduce(buf, buf, count, ncclFloat32, ncclSum, n->comm, n->stream),
-                  err);
+    if (n->aborted)
+        return augur_fail(err, AUGUR_E_COMM, "rank %d of the target group: the NCCL communicator was aborted",
+                          c->rank);
+    if (c->size <= 2)
+        return finish(c, "ncclAllReduce",
+                      ncclAllReduce(buf, buf, count, ncclFloat32, ncclSum, n->comm, n->stream), err);
+    augur_status st = ensure_gathered(c, count, err);
+    if (st)
+        return st;
+    ncclResult_t rc = ncclAllGather(buf, n->gathered, count, ncclFloat32, n->comm, n->stream);
+    if (rc == ncclSuccess && nccl_sum_ranks_f32(buf, n->gathered, c->size, count, n->stream) != cudaSuccess)
+        rc = ncclUnhandledCudaError;
+    return finish(c, "all-reduce (ncclAllGather + rank-order sum)", rc, err);
 }
 
 /* NCCL has no gatherv: the root receives each rank's block with grouped point-to-point calls. */
@@ -73,7 +164,9 @@ static void nccl_destroy(collectives *c)
 {
     nccl_impl *n = c->impl;
     if (n) {
-        ncclCommDestroy(n->comm);
+        if (!n->aborted)
+            ncclCommDestroy(n->comm);
+        cudaFree(n->gathered);
         if (n->own_stream)
             cudaStreamDestroy(n->stream);
         free(n);

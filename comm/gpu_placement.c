@@ -5,7 +5,7 @@
 #include <string.h>
 
 /* Places this rank among the ranks of `node` (a real or simulated node's ranks). */
-static augur_status place_in_node(MPI_Comm node, int world_rank, bool is_target, bool needs_gpu, int n_gpus,
+static augur_status place_in_node(MPI_Comm node, bool is_target, bool needs_gpu, int n_gpus,
                                   bool allow_shared_targets, gpu_placement *out, augur_error *err)
 {
     int node_size = 1;
@@ -15,7 +15,7 @@ static augur_status place_in_node(MPI_Comm node, int world_rank, bool is_target,
     int mine = needs_gpu ? (is_target ? 2 : 1) : 0;
     int *roles = calloc((size_t)node_size, sizeof(int));
     if (!roles)
-        return augur_fail(err, AUGUR_E_NOMEM, "rank %d: out of memory", world_rank);
+        return augur_fail(err, AUGUR_E_NOMEM, "GPU placement: out of memory");
     MPI_Allgather(&mine, 1, MPI_INT, roles, 1, MPI_INT, node);
 
     int targets = 0, my_index = 0, others_before = 0;
@@ -33,8 +33,7 @@ static augur_status place_in_node(MPI_Comm node, int world_rank, bool is_target,
     if (!needs_gpu)
         return AUGUR_OK;
     if (n_gpus <= 0)
-        return augur_fail(err, AUGUR_E_UNSUPPORTED, "rank %d on %s: --device cuda but no GPU is visible", world_rank,
-                          out->node);
+        return augur_fail(err, AUGUR_E_UNSUPPORTED, "--device cuda but no GPU is visible on %s", out->node);
     if (targets > n_gpus && !allow_shared_targets)
         return augur_fail(err, AUGUR_E_UNSUPPORTED,
                           "node %s runs %d target ranks but has %d GPU%s visible: each target rank needs its own GPU "
@@ -69,9 +68,8 @@ augur_status gpu_place(MPI_Comm world, bool is_target, bool needs_gpu, int n_gpu
     host_name(out);
     MPI_Comm node = MPI_COMM_NULL;
     if (MPI_Comm_split_type(world, MPI_COMM_TYPE_SHARED, world_rank, MPI_INFO_NULL, &node) != MPI_SUCCESS)
-        return augur_fail(err, AUGUR_E_COMM, "rank %d: cannot group the ranks of node %s (MPI_Comm_split_type)",
-                          world_rank, out->node);
-    augur_status st = place_in_node(node, world_rank, is_target, needs_gpu, n_gpus, allow_shared_targets, out, err);
+        return augur_fail(err, AUGUR_E_COMM, "cannot group the ranks of node %s (MPI_Comm_split_type)", out->node);
+    augur_status st = place_in_node(node, is_target, needs_gpu, n_gpus, allow_shared_targets, out, err);
     MPI_Comm_free(&node);
     return st;
 }
@@ -104,9 +102,9 @@ augur_status gpu_place_simulated(MPI_Comm world, bool is_target, bool needs_gpu,
     setenv("NCCL_SOCKET_IFNAME", "lo", 0);
     MPI_Comm node = MPI_COMM_NULL;
     if (MPI_Comm_split(world, out->sim_node, world_rank, &node) != MPI_SUCCESS)
-        return augur_fail(err, AUGUR_E_COMM, "rank %d: cannot group the ranks of simulated node %d (MPI_Comm_split)",
-                          world_rank, out->sim_node);
-    augur_status st = place_in_node(node, world_rank, is_target, needs_gpu, n_gpus, false, out, err);
+        return augur_fail(err, AUGUR_E_COMM, "cannot group the ranks of simulated node %d (MPI_Comm_split)",
+                          out->sim_node);
+    augur_status st = place_in_node(node, is_target, needs_gpu, n_gpus, false, out, err);
     MPI_Comm_free(&node);
     if (!st)
         fprintf(stderr, "augur: rank %d: simulated node %d of %d (NCCL_HOSTID=%s) on host %s, physical GPU %d\n",

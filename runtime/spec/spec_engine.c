@@ -15,7 +15,7 @@ static augur_status agree(spec_engine *e, augur_status mine, augur_error *err)
     MPI_Comm_size(e->world, &world_size);
     int *all = calloc((size_t)world_size, sizeof(int));
     if (!all)
-        return augur_fail(err, AUGUR_E_NOMEM, "rank %d: out of memory", e->world_rank);
+        return augur_fail(err, AUGUR_E_NOMEM, "out of memory");
     int code = (int)mine;
     MPI_Allgather(&code, 1, MPI_INT, all, 1, MPI_INT, e->world);
     augur_status worst = AUGUR_OK;
@@ -50,7 +50,7 @@ static augur_status open_backend(spec_engine *e, bool load_draft, augur_error *e
     if (st || !runs_model(e, load_draft))
         return st;
     if ((st = device_open_backend(&e->be, &e->dev, e->place.gpu < 0 ? 0 : e->place.gpu, err)))
-        return augur_wrap(err, "rank %d", e->world_rank);
+        return augur_wrap(err, "opening the backend");
     if (e->place.shared && e->role == SPEC_ROLE_DRAFT)
         fprintf(stderr, "augur: rank %d (draft): node %s has no free GPU, sharing GPU %d with a target rank\n",
                 e->world_rank, e->place.node, e->place.gpu);
@@ -64,7 +64,7 @@ static augur_status load_role_model(spec_engine *e, const char *target_path, con
     if (e->role == SPEC_ROLE_TARGET) {
         model_load_opts o = {.tp_rank = e->world_rank, .tp_size = e->n_targets};
         if ((st = device_load_model(&e->m, e->be, target_path, &o, &e->dev, err)))
-            return augur_wrap(err, "target rank %d", e->world_rank);
+            return augur_wrap(err, "target shard %d of %d", e->world_rank, e->n_targets);
         e->has_model = true;
         return AUGUR_OK;
     }
@@ -73,7 +73,7 @@ static augur_status load_role_model(spec_engine *e, const char *target_path, con
     model_load_opts o = {.tp_rank = 0, .tp_size = 1, .max_layers = draft_layers};
     const char *path = draft_path ? draft_path : target_path;
     if ((st = device_load_model(&e->m, e->be, path, &o, &e->dev, err)))
-        return augur_wrap(err, "draft rank %d", e->world_rank);
+        return augur_wrap(err, "draft");
     e->has_model = true;
     return AUGUR_OK;
 }
@@ -86,7 +86,7 @@ static augur_status check_models(spec_engine *e, int max_context, augur_error *e
     MPI_Comm_size(e->world, &world_size);
     int *all = calloc((size_t)world_size * 2, sizeof(int));
     if (!all)
-        return augur_fail(err, AUGUR_E_NOMEM, "rank %d: out of memory", e->world_rank);
+        return augur_fail(err, AUGUR_E_NOMEM, "out of memory");
     MPI_Allgather(mine, 2, MPI_INT, all, 2, MPI_INT, e->world);
     int target_vocab = all[0], draft_vocab = all[2 * e->draft_rank];
     int ctx_limit = 1 << 30;
@@ -147,11 +147,11 @@ static augur_status alloc_state(spec_engine *e, int threads, augur_error *err)
         st = forward_init(&e->fwd, &e->m, e->be, e->role == SPEC_ROLE_TARGET ? e->tp : NULL, threads,
                           SPEC_FORWARD_TOKENS, e->max_context, err);
     if (st)
-        return augur_wrap(err, "rank %d", e->world_rank);
+        return augur_wrap(err, "allocating caches and activations");
     if (e->role == SPEC_ROLE_TARGET) {
         e->logits = malloc((size_t)SPEC_MAX_VERIFY * e->m.vocab_local * sizeof(float));
         if (!e->logits)
-            return augur_fail(err, AUGUR_E_NOMEM, "target rank %d: cannot allocate logits", e->world_rank);
+            return augur_fail(err, AUGUR_E_NOMEM, "target: cannot allocate logits");
         if (e->world_rank == 0) {
             e->gather_buf = malloc((size_t)SPEC_MAX_VERIFY * e->vocab * sizeof(float));
             e->gather_counts = calloc((size_t)e->n_targets, sizeof(int));
