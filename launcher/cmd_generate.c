@@ -143,6 +143,10 @@ static int parse_generate(int argc, char **argv, generate_cli *cli, config_args 
         FLAG_INT("window", &cli->rule.window, "N", 1, DRAFT_RULE_MAX_GAMMA,
                  "moving-average / cumulative: past entropies used (default 3)"),
         FLAG_BOOL("no-overlap", &cli->no_overlap, "the draft waits for each verdict instead of drafting ahead"),
+        FLAG_BOOL("measure-comm", &cli->measure_comm,
+                  "time each tensor-parallel all-reduce on its own (the GPU is\n"
+                  "synchronised before it, which costs a little speed) and print\n"
+                  "the count, mean latency and time per token"),
         FLAG_BOOL("no-speculation", &cli->no_speculation, "target-only decoding on the same ranks (the baseline)"),
         FLAG_BOOL("compare-baseline", &cli->compare_baseline, "also run target-only and report the speedup"),
         FLAG_STRING("trace", &cli->trace_path, "FILE",

@@ -92,6 +92,21 @@ static void print_stats(const char *label, const spec_stats *s, int requests)
     }
 }
 
+/* The leader's own all-reduces (it is target rank 0): what crossing ranks (or nodes) costs. */
+static void print_allreduce(const char *label, const spec_engine *e, double ms, int64_t calls, const spec_stats *s)
+{
+    if (e->n_targets < 2 || calls <= 0) {
+        fprintf(stderr, "augur: %s: all-reduce: none (one target rank)\n", label);
+        return;
+    }
+    fprintf(stderr,
+            "augur: %s: all-reduce (rank 0, %s over %d ranks): %lld calls (2 a layer per forward), %.1f us mean, "
+            "%.3f ms per token, %.1f%% of the run\n",
+            label, e->tp->ops->name, e->n_targets, (long long)calls, 1e3 * ms / (double)calls,
+            s->generated ? ms / s->generated : 0.0,
+            s->total_ms > 0 ? 100.0 * ms / s->total_ms : 0.0);
+}
+
 /* The prompts of a run: one (--prompt / --prompt-ids) or one per line of --prompts-file. */
 typedef struct {
     int32_t **ids;
@@ -237,10 +252,15 @@ static augur_status lead(const generate_cli *cli, spec_engine *e, augur_error *e
     bool speculate = !cli->no_speculation;
     int requests = ps.n * cli->repeat;
     spec_stats main_stats = {0}, base_stats = {0};
+    double ar_ms = e->fwd.allreduce_ms;
+    int64_t ar_n = e->fwd.allreduces;
     if (!st)
         st = run_requests(cli, e, tok, &ps, speculate, true, trace.w ? &trace : NULL, &main_stats, err);
     if (!st)
         print_stats(speculate ? "speculative" : "target-only", &main_stats, requests);
+    if (!st && cli->measure_comm)
+        print_allreduce(speculate ? "speculative" : "target-only", e, e->fwd.allreduce_ms - ar_ms,
+                        e->fwd.allreduces - ar_n, &main_stats);
     if (!st && cli->compare_baseline && speculate) {
         st = run_requests(cli, e, tok, &ps, false, false, NULL, &base_stats, err);
         if (!st) {
@@ -299,6 +319,7 @@ int run_generate_distributed(const generate_cli *cli)
         return augur_exit_code(st) ? augur_exit_code(st) : 1;
     }
     spec_engine_set_timeout(&e, cli->timeout_s);
+    e.fwd.time_allreduce = cli->measure_comm;
     int rc = 0;
     if (world_rank == 0) {
         st = lead(cli, &e, &err);

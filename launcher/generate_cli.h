@@ -27,6 +27,7 @@ typedef struct {
     uint64_t seed;
     draft_rule rule;
     bool no_overlap;
+    bool measure_comm;       /* --measure-comm: time each TP all-reduce alone (synchronising first) */
     bool no_speculation;
     bool compare_baseline;
     bool ids_only;               /* print generated ids, one request per line */

@@ -114,6 +114,10 @@ static augur_status add_reduced(forward_ctx *f, float *x, float *partial, size_t
 {
     augur_status st = AUGUR_OK;
     if (f->tp && f->tp->size > 1) {
+        /* Without the synchronisation the clock would also run over the kernels still
+         * queued before the all-reduce on a device backend. */
+        if (f->time_allreduce && (st = backend_synchronize(f->be, err)))
+            return st;
         double t0 = now_ms();
         if (f->stage) {
             /* MPI over a device backend: the sum travels through host memory. */

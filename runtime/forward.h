@@ -33,6 +33,7 @@ typedef struct {
     float *x, *xb, *q, *k, *v, *att, *proj, *gate, *up; /* activations, [max_tokens][...] */
     float *logits;            /* [max_tokens][vocab_local] (device backends) */
     float *stage;             /* host copy of proj when tp works on host memory but be does not */
+    bool time_allreduce;      /* synchronise before each all-reduce so that allreduce_ms is its own time */
     double allreduce_ms;      /* time inside the TP all-reduces, summed over calls */
     int64_t allreduces;       /* how many */
 } forward_ctx;
