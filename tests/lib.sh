@@ -4,6 +4,7 @@ fail() { echo "FAIL: $*" >&2; exit 1; }
 
 : "${AUGUR_BIN:?AUGUR_BIN is not set (run through ctest)}"
 MAKE_TINY="$(dirname "$AUGUR_BIN")/../tests/augur_make_tiny_model"
+MODELS="${AUGUR_SOURCE_DIR:-}/models" # the shipped draft/target pair, in the source tree
 STORIES_DIR="${AUGUR_SHARED_DIR:-}/models/stories260K"
 STORIES_BIN="$STORIES_DIR/stories260K.bin"
 STORIES_TOK="$STORIES_DIR/tok512.bin"
@@ -25,9 +26,34 @@ need_gpu() {
 }
 gpu_count() { nvidia-smi -L 2>/dev/null | grep -c '^GPU' || true; }
 
-need_stories() {
-  [ -f "$STORIES_BIN" ] || { echo "SKIP: $STORIES_BIN not found"; exit 77; }
+# GPU tests: need_gpu, then ASan settings for the CUDA driver, which needs the shadow gap
+# unprotected and whose allocations at exit are not leaks of ours.
+gpu_test() {
+  need_gpu
+  export ASAN_OPTIONS="${ASAN_OPTIONS:-}:protect_shadow_gap=0:detect_leaks=0"
 }
+
+# make_tmp: $tmp becomes a fresh directory, removed when the script exits.
+make_tmp() {
+  tmp=$(mktemp -d)
+  trap 'rm -rf "$tmp"' EXIT
+}
+
+# need_fixture FILE...: the one rule for fixtures (tests/unit/test_util.c's
+# test_need_fixture is its C twin). A file that cannot be read skips the test (exit 77)
+# with a message naming it; under CI (CI=true), where every fixture must be present, it
+# fails the test with that message instead.
+need_fixture() {
+  local f
+  for f in "$@"; do
+    [ -r "$f" ] && continue
+    [ "${CI:-}" = true ] && fail "fixture $f not found (CI=true: a missing fixture fails; set AUGUR_SHARED_DIR)"
+    echo "SKIP: fixture $f not found"
+    exit 77
+  done
+}
+
+need_stories() { need_fixture "$STORIES_BIN" "$STORIES_TOK"; }
 
 # mpirun with as many ranks as asked on any core count; a hang fails after 120 s.
 # Open MPI's plugins leak at exit from modules it has already unloaded, which
@@ -37,6 +63,21 @@ mpirun_n() {
   local n=$1; shift
   ASAN_OPTIONS="${ASAN_OPTIONS:-}:detect_leaks=0" \
     timeout 120 mpirun --oversubscribe --mca mpi_yield_when_idle 1 --bind-to none -np "$n" "$@"
+}
+
+# run_to FILE command...: stdout to FILE, stderr to FILE.err. A non-zero exit fails the
+# test with the command, its status (124: a timeout gave up on it) and its stderr's end,
+# so that a failure on a busy machine still says why.
+run_to() {
+  local out=$1 rc=0
+  shift
+  "$@" >"$out" 2>"$out.err" || rc=$?
+  [ "$rc" -eq 0 ] && return 0
+  local why=""
+  [ "$rc" -eq 124 ] && why=" (timed out)"
+  fail "exit $rc$why from: $*
+--- last 30 lines of its stderr ($out.err):
+$(tail -n 30 "$out.err")"
 }
 
 # expect_fail CODE PATTERN -- command...: the command must exit with CODE and print PATTERN on stderr.

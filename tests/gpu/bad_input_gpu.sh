@@ -5,11 +5,8 @@
 # start (>= 2 GPUs). Also a positive run of a dummy-weight 1B-shape model.
 set -euo pipefail
 source "$(dirname "$0")/../lib.sh"
-need_gpu
-export ASAN_OPTIONS="${ASAN_OPTIONS:-}:protect_shadow_gap=0:detect_leaks=0"
-models="$AUGUR_SOURCE_DIR/models"
-tmp=$(mktemp -d)
-trap 'rm -rf "$tmp"' EXIT
+gpu_test
+make_tmp
 A="$AUGUR_BIN"
 G=$(gpu_count)
 total_mib=$(nvidia-smi --query-gpu=memory.total --format=csv,noheader,nounits -i 0 | tr -dc '0-9')
@@ -55,11 +52,11 @@ echo
 printf '%-26s %-8s %s\n' case exit message
 # 1. no GPU visible
 must_fail "no GPU visible" "no GPU is visible" -- \
-  env CUDA_VISIBLE_DEVICES= timeout 120 "$A" generate --device cuda --model "$models/target" --prompt hi
+  env CUDA_VISIBLE_DEVICES= timeout 120 "$A" generate --device cuda --model "$MODELS/target" --prompt hi
 
 # 2. more target ranks on the node than GPUs
 must_fail "$((G + 1)) targets on $G GPU(s)" "target ranks but has" -- \
-  mpirun_n $((G + 2)) "$A" generate --device cuda --target "$models/target" --draft "$models/draft" \
+  mpirun_n $((G + 2)) "$A" generate --device cuda --target "$MODELS/target" --draft "$MODELS/draft" \
   --tp $((G + 1)) --prompt hi
 
 # 3a. weights that do not fit: the 70B shape (131 GiB of bf16 weights); on a GPU with more
@@ -81,7 +78,7 @@ must_fail "KV cache too large" "KV cache" -- \
 if [ "$G" -ge 2 ]; then
   must_fail "NCCL init failure" "nccl" -- \
     mpirun_n 3 -x NCCL_SOCKET_IFNAME=nonexistent0 -x NCCL_P2P_DISABLE=1 -x NCCL_SHM_DISABLE=1 \
-    "$A" generate --device cuda --target "$models/target" --draft "$models/draft" --prompt hi
+    "$A" generate --device cuda --target "$MODELS/target" --draft "$MODELS/draft" --prompt hi
 else
   echo "SKIP part 4: needs 2 GPUs"
 fi

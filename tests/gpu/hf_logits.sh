@@ -5,18 +5,14 @@
 # but near-ties. tools/gpu/hf_logits_check.py does the work and prints the table.
 set -euo pipefail
 source "$(dirname "$0")/../lib.sh"
-need_gpu
+gpu_test
 if ! python3 -c "import torch, transformers" >/dev/null 2>&1; then
   echo "SKIP: python3 cannot import torch and transformers"
   exit 77
 fi
-# Under AddressSanitizer the CUDA driver needs the shadow gap unprotected, and its
-# allocations at exit are not leaks of ours.
-export ASAN_OPTIONS="${ASAN_OPTIONS:-}:protect_shadow_gap=0:detect_leaks=0"
 # Everything is local: never let transformers look for a hub.
 export HF_HUB_OFFLINE=1 TRANSFORMERS_OFFLINE=1
-tmp=$(mktemp -d)
-trap 'rm -rf "$tmp"' EXIT
+make_tmp
 rc=0
 python3 "$AUGUR_SOURCE_DIR/tools/gpu/hf_logits_check.py" --augur "$AUGUR_BIN" --workdir "$tmp" || rc=$?
 case $rc in

@@ -3,12 +3,9 @@
 # on the CPU backend for the first 10 held-out prompts: 2 models x 10 prompts, all equal.
 set -euo pipefail
 source "$(dirname "$0")/../lib.sh"
-need_gpu
-export ASAN_OPTIONS="${ASAN_OPTIONS:-}:protect_shadow_gap=0:detect_leaks=0"
-models="$AUGUR_SOURCE_DIR/models"
-tmp=$(mktemp -d)
-trap 'rm -rf "$tmp"' EXIT
-head -n 10 "$models/heldout_prompts.txt" >"$tmp/prompts.txt"
+gpu_test
+make_tmp
+head -n 10 "$MODELS/heldout_prompts.txt" >"$tmp/prompts.txt"
 
 # first_diff "a b c" "a x c": index of the first differing id (or the shorter length)
 first_diff() {
@@ -22,7 +19,7 @@ printf '%-7s %6s %6s %6s %s\n' model prompt cuda cpu result
 for name in target draft; do
   i=0
   while IFS= read -r line; do
-    gen=("$AUGUR_BIN" generate --model "$models/$name" --prompt "$line" --max-tokens 64 --ids-only)
+    gen=("$AUGUR_BIN" generate --model "$MODELS/$name" --prompt "$line" --max-tokens 64 --ids-only)
     "${gen[@]}" --device cuda </dev/null >"$tmp/gpu" 2>"$tmp/gpu.err" || fail "$name prompt $i (cuda): $(cat "$tmp/gpu.err")"
     "${gen[@]}" --device cpu --threads 4 </dev/null >"$tmp/cpu" 2>"$tmp/cpu.err" ||
       fail "$name prompt $i (cpu): $(cat "$tmp/cpu.err")"

@@ -5,12 +5,9 @@
 # memory); with two or more, NCCL. Every model-holding rank prints its GPU memory plan.
 set -euo pipefail
 source "$(dirname "$0")/../lib.sh"
-need_gpu
-export ASAN_OPTIONS="${ASAN_OPTIONS:-}:protect_shadow_gap=0:detect_leaks=0"
-models="$AUGUR_SOURCE_DIR/models"
-tmp=$(mktemp -d)
-trap 'rm -rf "$tmp"' EXIT
-head -n 6 "$models/heldout_prompts.txt" >"$tmp/prompts.txt"
+gpu_test
+make_tmp
+head -n 6 "$MODELS/heldout_prompts.txt" >"$tmp/prompts.txt"
 G=$(gpu_count)
 echo "GPUs visible: $G"
 
@@ -27,11 +24,11 @@ for T in 1 2; do
     echo "T=$T: $G GPU(s): the $T target ranks share GPU 0 with --tp-comm mpi (all-reduce through host memory)"
   fi
   [ "$T" -eq 1 ] && comm=-
-  run=(mpirun_n $((T + 1)) "$AUGUR_BIN" generate --device cuda --target "$models/target"
+  run=(mpirun_n $((T + 1)) "$AUGUR_BIN" generate --device cuda --target "$MODELS/target"
        --prompts-file "$tmp/prompts.txt" --max-tokens 32 --ids-only --threads 1 "${extra[@]}")
   "${run[@]}" --no-speculation >"$tmp/base.$T" 2>"$tmp/base.$T.err" </dev/null ||
     fail "T=$T target-only run failed: $(tail -n 20 "$tmp/base.$T.err")"
-  "${run[@]}" --draft "$models/draft" --gamma 4 >"$tmp/spec.$T" 2>"$tmp/spec.$T.err" </dev/null ||
+  "${run[@]}" --draft "$MODELS/draft" --gamma 4 >"$tmp/spec.$T" 2>"$tmp/spec.$T.err" </dev/null ||
     fail "T=$T speculative run failed: $(tail -n 20 "$tmp/spec.$T.err")"
   for mode in base spec; do
     f="$tmp/$mode.$T.err"

@@ -4,11 +4,10 @@
 set -euo pipefail
 source "$(dirname "$0")/../lib.sh"
 
-tiny=$(mktemp -d)
-trap 'rm -rf "$tiny"' EXIT
-"$MAKE_TINY" --out "$tiny/target" --dim 32 --layers 2 --heads 4 --kv-heads 2 --vocab 64 --seed 1
-"$MAKE_TINY" --out "$tiny/draft32" --dim 16 --layers 1 --heads 2 --kv-heads 1 --vocab 32 --seed 2
-"$MAKE_TINY" --out "$tiny/draft" --dim 16 --layers 1 --heads 2 --kv-heads 1 --vocab 64 --seed 3
+make_tmp
+"$MAKE_TINY" --out "$tmp/target" --dim 32 --layers 2 --heads 4 --kv-heads 2 --vocab 64 --seed 1
+"$MAKE_TINY" --out "$tmp/draft32" --dim 16 --layers 1 --heads 2 --kv-heads 1 --vocab 32 --seed 2
+"$MAKE_TINY" --out "$tmp/draft" --dim 16 --layers 1 --heads 2 --kv-heads 1 --vocab 64 --seed 3
 gen=("$AUGUR_BIN" generate --prompt-ids "1 2 3" --max-tokens 20 --ids-only --threads 1)
 
 timed() { # the case must end within 30 s
@@ -18,19 +17,19 @@ timed() { # the case must end within 30 s
 }
 
 echo "-- wrong number of ranks for the layout"
-timed expect_fail 2 "layout needs 3 ranks" -- mpirun_n 2 "${gen[@]}" --target "$tiny/target" --draft "$tiny/draft" --tp 2
+timed expect_fail 2 "layout needs 3 ranks" -- mpirun_n 2 "${gen[@]}" --target "$tmp/target" --draft "$tmp/draft" --tp 2
 echo "-- draft and target vocabularies differ"
-timed expect_fail 2 "vocabularies differ" -- mpirun_n 3 "${gen[@]}" --target "$tiny/target" --draft "$tiny/draft32"
+timed expect_fail 2 "vocabularies differ" -- mpirun_n 3 "${gen[@]}" --target "$tmp/target" --draft "$tmp/draft32"
 echo "-- T does not divide the heads"
-timed expect_fail 2 "do not divide num_attention_heads" -- mpirun_n 4 "${gen[@]}" --target "$tiny/target" --draft "$tiny/draft"
+timed expect_fail 2 "do not divide num_attention_heads" -- mpirun_n 4 "${gen[@]}" --target "$tmp/target" --draft "$tmp/draft"
 echo "-- missing draft path"
-timed expect_fail 2 "no such file" -- mpirun_n 3 "${gen[@]}" --target "$tiny/target" --draft "$tiny/nope"
+timed expect_fail 2 "no such file" -- mpirun_n 3 "${gen[@]}" --target "$tmp/target" --draft "$tmp/nope"
 echo "-- no draft given"
-timed expect_fail 2 "needs --draft" -- mpirun_n 3 "${gen[@]}" --target "$tiny/target"
+timed expect_fail 2 "needs --draft" -- mpirun_n 3 "${gen[@]}" --target "$tmp/target"
 echo "-- a draft rank that dies mid-run"
 start=$SECONDS
 rc=0
-out=$(mpirun_n 3 "${gen[@]}" --target "$tiny/target" --draft "$tiny/draft" --debug-draft-exit-after 2 2>&1) || rc=$?
+out=$(mpirun_n 3 "${gen[@]}" --target "$tmp/target" --draft "$tmp/draft" --debug-draft-exit-after 2 2>&1) || rc=$?
 [ "$rc" -ne 0 ] || fail "a dead draft rank went unnoticed: $out"
 [ "$rc" -ne 124 ] || fail "a dead draft rank hung the job"
 (( SECONDS - start < 60 )) || fail "a dead draft rank took $((SECONDS - start)) s to end the job"

@@ -32,15 +32,14 @@ for T in 1 2 4; do
 done
 
 # T larger than the KV heads (1 KV head replicated on both target ranks), separate draft model.
-tiny=$(mktemp -d)
-trap 'rm -rf "$tiny"' EXIT
-"$MAKE_TINY" --out "$tiny/target" --dim 32 --layers 2 --heads 4 --kv-heads 1 --vocab 64 --seed 1 --scale 1.5
-"$MAKE_TINY" --out "$tiny/draft" --dim 16 --layers 1 --heads 2 --kv-heads 1 --vocab 64 --seed 2 --scale 1.5
+make_tmp
+"$MAKE_TINY" --out "$tmp/target" --dim 32 --layers 2 --heads 4 --kv-heads 1 --vocab 64 --seed 1 --scale 1.5
+"$MAKE_TINY" --out "$tmp/draft" --dim 16 --layers 1 --heads 2 --kv-heads 1 --vocab 64 --seed 2 --scale 1.5
 for T in 2 4; do
-  base=$(mpirun_n $((T + 1)) "$AUGUR_BIN" generate --target "$tiny/target" --prompt-ids "1 2 3" --max-tokens 30 \
+  base=$(mpirun_n $((T + 1)) "$AUGUR_BIN" generate --target "$tmp/target" --prompt-ids "1 2 3" --max-tokens 30 \
          --ids-only --no-speculation --threads 1)
   for g in 1 4 8; do
-    got=$(mpirun_n $((T + 1)) "$AUGUR_BIN" generate --target "$tiny/target" --draft "$tiny/draft" \
+    got=$(mpirun_n $((T + 1)) "$AUGUR_BIN" generate --target "$tmp/target" --draft "$tmp/draft" \
           --prompt-ids "1 2 3" --max-tokens 30 --ids-only --gamma "$g" --threads 1)
     [ "$got" = "$base" ] || fail "tiny MQA model T=$T gamma=$g: speculative output differs ($got vs $base)"
   done

@@ -20,25 +20,12 @@
 #include "runtime/model/safetensors.h"
 #include "test_util.h"
 
-#define STORIES AUGUR_SHARED_DIR "/models/stories260K/stories260K.bin"
-
-
-static void load_ok(model *m, const char *path)
-{
-    augur_error err = {0};
-    augur_status st = model_load(m, path, NULL, &err);
-    if (st)
-        print_error("model_load: %s\n", err.message);
-    assert_int_equal(st, AUGUR_OK);
-}
+#define STORIES "models/stories260K/stories260K.bin" /* a shared fixture */
 
 static void convert_ok(const char *bin, const char *out)
 {
     augur_error err = {0};
-    augur_status st = convert_llama2c_to_hf(bin, out, &err);
-    if (st)
-        print_error("convert: %s\n", err.message);
-    assert_int_equal(st, AUGUR_OK);
+    test_expect_ok(convert_llama2c_to_hf(bin, out, &err), &err, "convert");
 }
 
 static void expect_equal_views(const tensor_view *a, const tensor_view *b)
@@ -134,13 +121,11 @@ static void attention_scores(const model *m, const float *x, int pq, int pk, dou
 
 static void test_convert_stories(void **state)
 {
-    if (access(STORIES, R_OK) != 0) {
-        print_message("skipping: %s not found\n", STORIES);
-        skip();
-    }
+    char stories[512];
+    test_need_fixture(stories, sizeof stories, STORIES);
     char out[512], path[600];
     snprintf(out, sizeof out, "%s/stories-hf", (const char *)*state); /* created by the converter */
-    convert_ok(STORIES, out);
+    convert_ok(stories, out);
 
     /* config.json says what transformers needs to load it as a LlamaForCausalLM */
     snprintf(path, sizeof path, "%s/config.json", out);
@@ -179,8 +164,8 @@ static void test_convert_stories(void **state)
     safetensors_close(sf);
 
     model hf, l2c;
-    load_ok(&hf, out);
-    load_ok(&l2c, STORIES);
+    test_load_ok(&hf, out, NULL);
+    test_load_ok(&l2c, stories, NULL);
     assert_string_equal(hf.cfg.model_type, "llama");
     assert_int_equal(hf.cfg.rope_pairs, ROPE_PAIRS_HALF);
     assert_int_equal(l2c.cfg.rope_pairs, ROPE_PAIRS_ADJACENT);
@@ -212,18 +197,18 @@ static void test_convert_stories(void **state)
     }
     model_free(&hf);
     model_free(&l2c);
+
+    /* an output folder that cannot be made is named */
+    test_expect_status(convert_llama2c_to_hf(stories, "/nonexistent/dir/out", &err), &err, AUGUR_E_IO,
+                       "/nonexistent/dir/out", NULL);
 }
 
 /* A synthetic checkpoint with an unshared classifier: lm_head.weight must be written. */
 static void test_convert_unshared(void **state)
 {
-    const int32_t D = 8, H = 12, L = 2, NH = 2, NKV = 1, V = 10, S = 4, HD = 4, KV = 4;
-    int64_t floats = (int64_t)V * D + L * D + L * D * D + 2 * L * KV * D + L * D * D + L * D + 3 * L * H * D + D +
-                     S * HD + V * D;
-    size_t bytes = 28 + (size_t)floats * 4;
-    unsigned char *buf = malloc(bytes);
-    int32_t header[7] = {D, H, L, NH, NKV, -V, S};
-    memcpy(buf, header, sizeof header);
+    size_t bytes;
+    int64_t floats;
+    unsigned char *buf = test_llama2c_unshared(&bytes, &floats);
     float *vals = malloc((size_t)floats * sizeof *vals);
     test_fill_random(vals, (size_t)floats, 5, 1.0f);
     memcpy(buf + 28, vals, (size_t)floats * 4);
@@ -241,8 +226,8 @@ static void test_convert_unshared(void **state)
     assert_true(json_is_false(json_object_get(cfg, "tie_word_embeddings")));
     json_decref(cfg);
     model hf, l2c;
-    load_ok(&hf, out);
-    load_ok(&l2c, bin);
+    test_load_ok(&hf, out, NULL);
+    test_load_ok(&l2c, bin, NULL);
     assert_false(hf.cfg.tie_embeddings);
     assert_ptr_not_equal(hf.w.lm_head.data, hf.w.tok_embedding.data);
     expect_same_weights(&hf, &l2c);
@@ -255,28 +240,23 @@ static void test_convert_errors(void **state)
     augur_error err = {0};
     char out[512];
     snprintf(out, sizeof out, "%s/out", (const char *)*state);
-    assert_int_equal(convert_llama2c_to_hf("/nonexistent/model.bin", out, &err), AUGUR_E_INPUT);
-    assert_non_null(strstr(err.message, "/nonexistent/model.bin"));
-    assert_int_equal(convert_llama2c_to_hf(*state, out, &err), AUGUR_E_INPUT);
-    assert_non_null(strstr(err.message, "directory"));
+    test_expect_status(convert_llama2c_to_hf("/nonexistent/model.bin", out, &err), &err, AUGUR_E_INPUT,
+                       "/nonexistent/model.bin", NULL);
+    test_expect_status(convert_llama2c_to_hf(*state, out, &err), &err, AUGUR_E_INPUT, "directory", NULL);
     char bin[512];
     snprintf(bin, sizeof bin, "%s/short.bin", (const char *)*state);
     int32_t header[7] = {64, 172, 5, 8, 4, 512, 512};
     assert_int_equal(test_write_file(bin, header, sizeof header), 0);
     assert_int_equal(convert_llama2c_to_hf(bin, out, &err), AUGUR_E_FORMAT);
     assert_non_null(strstr(err.message, "truncated"));
-    if (access(STORIES, R_OK) == 0) {
-        assert_int_equal(convert_llama2c_to_hf(STORIES, "/nonexistent/dir/out", &err), AUGUR_E_IO);
-        assert_non_null(strstr(err.message, "/nonexistent/dir/out"));
-    }
 }
 
 int main(void)
 {
     const struct CMUnitTest tests[] = {
-        cmocka_unit_test_setup_teardown(test_convert_stories, test_setup_tmpdir, test_teardown_tmpdir),
-        cmocka_unit_test_setup_teardown(test_convert_unshared, test_setup_tmpdir, test_teardown_tmpdir),
-        cmocka_unit_test_setup_teardown(test_convert_errors, test_setup_tmpdir, test_teardown_tmpdir),
+        test_in_tmpdir(test_convert_stories),
+        test_in_tmpdir(test_convert_unshared),
+        test_in_tmpdir(test_convert_errors),
     };
     return cmocka_run_group_tests(tests, NULL, NULL);
 }

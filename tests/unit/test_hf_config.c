@@ -50,12 +50,16 @@ static void expect_error(void **state, const char *json, augur_status code, cons
 {
     model_config c;
     augur_error err = {0};
-    augur_status st = load(state, json, &c, &err);
-    if (st != code || !strstr(err.message, needle))
-        print_error("status %d, message: %s\n", st, err.message);
-    assert_int_equal(st, code);
-    assert_non_null(strstr(err.message, needle));
-    assert_non_null(strstr(err.message, "config.json")); /* the file is always named */
+    /* the file is always named */
+    test_expect_status(load(state, json, &c, &err), &err, code, needle, "config.json");
+}
+
+static model_config load_ok(void **state, const char *json)
+{
+    model_config c;
+    augur_error err = {0};
+    test_expect_ok(load(state, json, &c, &err), &err, "model_config_load_hf");
+    return c;
 }
 
 /* Llama 3.2 1B's config, abridged. */
@@ -71,9 +75,7 @@ static const char llama3_json[] =
 
 static void test_llama3_gqa_scaling(void **state)
 {
-    model_config c;
-    augur_error err = {0};
-    assert_int_equal(load(state, llama3_json, &c, &err), AUGUR_OK);
+    model_config c = load_ok(state, llama3_json);
     assert_string_equal(c.model_type, "llama");
     assert_int_equal(c.dim, 2048);
     assert_int_equal(c.hidden_dim, 8192);
@@ -104,15 +106,13 @@ static void test_llama3_gqa_scaling(void **state)
 
 static void test_qwen2_bias(void **state)
 {
-    model_config c;
-    augur_error err = {0};
     const char *json =
         "{\"model_type\": \"qwen2\", \"hidden_size\": 896, \"intermediate_size\": 4864, \"num_hidden_layers\": 24,"
         " \"num_attention_heads\": 14, \"num_key_value_heads\": 2, \"vocab_size\": 151936,"
         " \"max_position_embeddings\": 32768, \"rms_norm_eps\": 1e-06, \"rope_theta\": 1000000.0,"
         " \"rope_scaling\": null, \"sliding_window\": 32768, \"use_sliding_window\": false,"
         " \"tie_word_embeddings\": true, \"bos_token_id\": 151643, \"eos_token_id\": 151645}";
-    assert_int_equal(load(state, json, &c, &err), AUGUR_OK);
+    model_config c = load_ok(state, json);
     assert_string_equal(c.model_type, "qwen2");
     assert_true(c.attn_bias); /* implied by the architecture, not a field */
     assert_int_equal(c.head_dim, 64);
@@ -125,13 +125,11 @@ static void test_qwen2_bias(void **state)
 
 static void test_defaults(void **state)
 {
-    model_config c;
-    augur_error err = {0};
     /* mistral: no num_key_value_heads, head_dim null, sliding_window ignored, no ids */
     const char *json = "{\"model_type\": \"mistral\", \"hidden_size\": 64, \"intermediate_size\": 128,"
                        " \"num_hidden_layers\": 2, \"num_attention_heads\": 4, \"head_dim\": null,"
                        " \"vocab_size\": 100, \"sliding_window\": 4096, \"bos_token_id\": null}";
-    assert_int_equal(load(state, json, &c, &err), AUGUR_OK);
+    model_config c = load_ok(state, json);
     assert_string_equal(c.model_type, "mistral");
     assert_int_equal(c.n_kv_heads, 4);
     assert_int_equal(c.head_dim, 16);
@@ -148,24 +146,20 @@ static void test_defaults(void **state)
 
 static void test_llama_attention_bias(void **state)
 {
-    model_config c;
-    augur_error err = {0};
     const char *json = "{\"model_type\": \"llama\", \"hidden_size\": 64, \"intermediate_size\": 128,"
                        " \"num_hidden_layers\": 2, \"num_attention_heads\": 4, \"num_key_value_heads\": 2,"
                        " \"head_dim\": 32, \"vocab_size\": 100, \"attention_bias\": true, \"eos_token_id\": 2}";
-    assert_int_equal(load(state, json, &c, &err), AUGUR_OK);
+    model_config c = load_ok(state, json);
     assert_true(c.attn_bias);
     assert_int_equal(c.head_dim, 32); /* an explicit head_dim need not be hidden_size / heads */
 }
 
 static void test_transformers5_rope_parameters(void **state)
 {
-    model_config c;
-    augur_error err = {0};
     const char *plain = "{\"model_type\": \"llama\", \"hidden_size\": 64, \"intermediate_size\": 128,"
                         " \"num_hidden_layers\": 2, \"num_attention_heads\": 4, \"vocab_size\": 100,"
                         " \"rope_parameters\": {\"rope_theta\": 250000.0, \"rope_type\": \"default\"}}";
-    assert_int_equal(load(state, plain, &c, &err), AUGUR_OK);
+    model_config c = load_ok(state, plain);
     assert_float_equal(c.rope_theta, 250000.0f, 0);
     assert_false(c.rope_scaling.enabled);
     const char *scaled = "{\"model_type\": \"llama\", \"hidden_size\": 64, \"intermediate_size\": 128,"
@@ -173,7 +167,7 @@ static void test_transformers5_rope_parameters(void **state)
                          " \"rope_parameters\": {\"rope_theta\": 500000.0, \"rope_type\": \"llama3\", \"factor\": 8.0,"
                          " \"low_freq_factor\": 1.0, \"high_freq_factor\": 4.0,"
                          " \"original_max_position_embeddings\": 8192}}";
-    assert_int_equal(load(state, scaled, &c, &err), AUGUR_OK);
+    c = load_ok(state, scaled);
     assert_float_equal(c.rope_theta, 500000.0f, 0);
     assert_true(c.rope_scaling.enabled);
     assert_float_equal(c.rope_scaling.factor, 8.0f, 0);
@@ -183,7 +177,7 @@ static void test_transformers5_rope_parameters(void **state)
                       " \"num_hidden_layers\": 2, \"num_attention_heads\": 4, \"vocab_size\": 100,"
                       " \"rope_scaling\": {\"type\": \"llama3\", \"factor\": 16.0, \"low_freq_factor\": 1.0,"
                       " \"high_freq_factor\": 4.0, \"original_max_position_embeddings\": 4096}}";
-    assert_int_equal(load(state, old, &c, &err), AUGUR_OK);
+    c = load_ok(state, old);
     assert_float_equal(c.rope_scaling.factor, 16.0f, 0);
 }
 
@@ -270,8 +264,8 @@ static void test_missing_file(void **state)
     (void)state;
     model_config c;
     augur_error err = {0};
-    assert_int_equal(model_config_load_hf(&c, "/nonexistent/config.json", &err), AUGUR_E_INPUT);
-    assert_non_null(strstr(err.message, "/nonexistent/config.json"));
+    test_expect_status(model_config_load_hf(&c, "/nonexistent/config.json", &err), &err, AUGUR_E_INPUT,
+                       "/nonexistent/config.json", NULL);
 }
 
 int main(void)

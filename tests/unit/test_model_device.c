@@ -117,11 +117,7 @@ static void test_fill_random_cpu(void **state)
 
 /* ------------------------------------------------------------ tiny configs */
 
-typedef struct {
-    const char *model_type;
-    int dim, hidden, layers, heads, kv_heads, vocab;
-    bool tie;
-} spec;
+typedef test_hf_shape spec;
 
 /* GQA, head_dim 4; hidden 22 and vocab 30 split unevenly over 4 ranks on purpose. */
 static spec llama_gqa(void)
@@ -144,20 +140,6 @@ static spec llama_tied(void)
     return s;
 }
 
-static void write_config(const char *dir, const spec *s)
-{
-    json_t *cfg = json_pack("{s:[s], s:s, s:i, s:i, s:i, s:i, s:i, s:i, s:i, s:f, s:f, s:b, s:i, s:i}",
-                            "architectures", "LlamaForCausalLM", "model_type", s->model_type, "hidden_size", s->dim,
-                            "intermediate_size", s->hidden, "num_hidden_layers", s->layers, "num_attention_heads",
-                            s->heads, "num_key_value_heads", s->kv_heads, "vocab_size", s->vocab,
-                            "max_position_embeddings", 64, "rms_norm_eps", 1e-5, "rope_theta", 10000.0,
-                            "tie_word_embeddings", s->tie, "bos_token_id", 1, "eos_token_id", 2);
-    char path[512];
-    snprintf(path, sizeof path, "%s/config.json", dir);
-    assert_int_equal(json_dump_file(cfg, path, JSON_INDENT(2)), 0);
-    json_decref(cfg);
-}
-
 static model_load_opts opts_of(int T, int r, int max_layers)
 {
     return (model_load_opts){.tp_rank = r, .tp_size = T, .max_layers = max_layers};
@@ -166,10 +148,7 @@ static model_load_opts opts_of(int T, int r, int max_layers)
 static void dummy_ok(model *m, const char *path, model_load_opts o, augur_backend *be, uint64_t seed)
 {
     augur_error err = {0};
-    augur_status st = model_load_dummy(m, path, &o, be, seed, &err);
-    if (st)
-        print_error("model_load_dummy: %s\n", err.message);
-    assert_int_equal(st, AUGUR_OK);
+    test_expect_ok(model_load_dummy(m, path, &o, be, seed, &err), &err, "model_load_dummy");
 }
 
 /* ------------------------------------------------------- checking a dummy */
@@ -234,24 +213,8 @@ static size_t view_bytes(const tensor_view *v)
 static size_t check_dummy(const model *m, const spec *s, int T, int r)
 {
     const int hd = s->dim / s->heads, H = s->heads, KV = s->kv_heads, D = s->dim;
-    int nh = H / T, hs = r * nh, nkv, kvs, f0, fn, v0, vn;
-    if (T <= KV) {
-        nkv = KV / T;
-        kvs = r * nkv;
-    } else {
-        nkv = 1;
-        kvs = hs / (H / KV);
-    }
-    tp_split(s->hidden, T, r, &f0, &fn);
-    tp_split(s->vocab, T, r, &v0, &vn);
-    assert_int_equal(m->n_heads_local, nh);
-    assert_int_equal(m->head_start, hs);
-    assert_int_equal(m->n_kv_heads_local, nkv);
-    assert_int_equal(m->kv_head_start, kvs);
-    assert_int_equal(m->hidden_start, f0);
-    assert_int_equal(m->hidden_local, fn);
-    assert_int_equal(m->vocab_start, v0);
-    assert_int_equal(m->vocab_local, vn);
+    const test_tp_share w = test_expect_tp_share(m, H, KV, s->hidden, s->vocab, T, r);
+    const int nh = w.heads, nkv = w.kv_heads, fn = w.hidden, v0 = w.vocab_start, vn = w.vocab;
     assert_int_equal(m->memory, MODEL_WEIGHTS_ALLOCATED);
     assert_null(m->shards);
     assert_null(m->llama2c);
@@ -371,7 +334,7 @@ static int n_views(const model *m)
 
 static void dummy_shapes_and_shards(const char *dir, const spec *s)
 {
-    write_config(dir, s);
+    test_write_hf_config(dir, s);
     augur_backend *cpu = cpu_backend(2);
     model full;
     dummy_ok(&full, dir, opts_of(1, 0, 0), cpu, 1234);
@@ -398,28 +361,18 @@ static void dummy_shapes_and_shards(const char *dir, const spec *s)
     backend_destroy(cpu);
 }
 
-static void test_dummy_llama_gqa(void **state)
+/* llama with grouped-query attention, qwen2 with biases, llama with tied embeddings. */
+static void test_dummy_each_architecture(void **state)
 {
-    spec s = llama_gqa();
-    dummy_shapes_and_shards(*state, &s);
-}
-
-static void test_dummy_qwen2_biases(void **state)
-{
-    spec s = qwen2_biases();
-    dummy_shapes_and_shards(*state, &s);
-}
-
-static void test_dummy_tied(void **state)
-{
-    spec s = llama_tied();
-    dummy_shapes_and_shards(*state, &s);
+    const spec specs[] = {llama_gqa(), qwen2_biases(), llama_tied()};
+    for (size_t i = 0; i < sizeof specs / sizeof *specs; i++)
+        dummy_shapes_and_shards(*state, &specs[i]);
 }
 
 static void test_dummy_determinism(void **state)
 {
     spec s = qwen2_biases();
-    write_config(*state, &s);
+    test_write_hf_config(*state, &s);
     augur_backend *cpu = cpu_backend(1), *cpu4 = cpu_backend(4);
     char config[512];
     snprintf(config, sizeof config, "%s/config.json", (const char *)*state);
@@ -447,7 +400,7 @@ static void test_dummy_determinism(void **state)
 static void test_dummy_max_layers(void **state)
 {
     spec s = llama_gqa();
-    write_config(*state, &s);
+    test_write_hf_config(*state, &s);
     augur_backend *cpu = cpu_backend(1);
     model full, draft;
     dummy_ok(&full, *state, opts_of(2, 0, 0), cpu, 99);
@@ -476,11 +429,7 @@ static void expect_dummy_error(const char *path, model_load_opts o, augur_backen
 {
     model m;
     augur_error err = {0};
-    augur_status st = model_load_dummy(&m, path, &o, be, 1, &err);
-    if (st != code || !strstr(err.message, needle))
-        print_error("status %d, message: %s\n", st, err.message);
-    assert_int_equal(st, code);
-    assert_non_null(strstr(err.message, needle));
+    test_expect_status(model_load_dummy(&m, path, &o, be, 1, &err), &err, code, needle, NULL);
     assert_null(m.w.layers); /* nothing left to free */
     model_free(&m);
 }
@@ -494,7 +443,7 @@ static void test_dummy_errors(void **state)
     /* a directory without config.json */
     expect_dummy_error(*state, opts_of(1, 0, 0), cpu, AUGUR_E_INPUT, "config.json");
     spec s = llama_gqa();
-    write_config(*state, &s);
+    test_write_hf_config(*state, &s);
     expect_dummy_error(*state, opts_of(3, 0, 0), cpu, AUGUR_E_INPUT, "num_attention_heads");
     expect_dummy_error(*state, opts_of(1, 0, 9), cpu, AUGUR_E_INPUT, "draft layers");
     expect_dummy_error(*state, opts_of(2, 2, 0), cpu, AUGUR_E_INTERNAL, "rank 2 of 2");
@@ -505,7 +454,7 @@ static void test_dummy_errors(void **state)
 static void test_weight_bytes(void **state)
 {
     spec s = llama_gqa();
-    write_config(*state, &s);
+    test_write_hf_config(*state, &s);
     char path[512];
     snprintf(path, sizeof path, "%s/config.json", (const char *)*state);
     model_config c;
@@ -548,7 +497,7 @@ static void add_random(safetensors_writer *w, const char *name, int64_t rows, in
 
 static void write_checkpoint(const char *dir, const spec *s)
 {
-    write_config(dir, s);
+    test_write_hf_config(dir, s);
     const int hd = s->dim / s->heads;
     const int64_t q = (int64_t)s->heads * hd, kv = (int64_t)s->kv_heads * hd;
     safetensors_writer *w = safetensors_writer_new();
@@ -586,11 +535,7 @@ static void write_checkpoint(const char *dir, const spec *s)
 
 static void load_ok(model *m, const char *dir, model_load_opts o)
 {
-    augur_error err = {0};
-    augur_status st = model_load(m, dir, &o, &err);
-    if (st)
-        print_error("model_load: %s\n", err.message);
-    assert_int_equal(st, AUGUR_OK);
+    test_load_ok(m, dir, &o);
 }
 
 /* m's weights hold the values of ref's (a host model loaded from the same files). */
@@ -833,7 +778,7 @@ static void test_to_backend_copy_whole(void **state)
 static void test_dummy_in_copy_backend(void **state)
 {
     spec s = llama_tied();
-    write_config(*state, &s);
+    test_write_hf_config(*state, &s);
     copy_backend *f = fake_create();
     augur_backend *cpu = cpu_backend(1);
     model m, ref;
@@ -866,18 +811,16 @@ int main(void)
 {
     const struct CMUnitTest tests[] = {
         cmocka_unit_test(test_fill_random_cpu),
-        cmocka_unit_test_setup_teardown(test_dummy_llama_gqa, test_setup_tmpdir, test_teardown_tmpdir),
-        cmocka_unit_test_setup_teardown(test_dummy_qwen2_biases, test_setup_tmpdir, test_teardown_tmpdir),
-        cmocka_unit_test_setup_teardown(test_dummy_tied, test_setup_tmpdir, test_teardown_tmpdir),
-        cmocka_unit_test_setup_teardown(test_dummy_determinism, test_setup_tmpdir, test_teardown_tmpdir),
-        cmocka_unit_test_setup_teardown(test_dummy_max_layers, test_setup_tmpdir, test_teardown_tmpdir),
-        cmocka_unit_test_setup_teardown(test_dummy_errors, test_setup_tmpdir, test_teardown_tmpdir),
-        cmocka_unit_test_setup_teardown(test_weight_bytes, test_setup_tmpdir, test_teardown_tmpdir),
-        cmocka_unit_test_setup_teardown(test_to_backend_cpu, test_setup_tmpdir, test_teardown_tmpdir),
-        cmocka_unit_test_setup_teardown(test_to_backend_copy_tied, test_setup_tmpdir, test_teardown_tmpdir),
-        cmocka_unit_test_setup_teardown(test_to_backend_copy_qwen2, test_setup_tmpdir, test_teardown_tmpdir),
-        cmocka_unit_test_setup_teardown(test_to_backend_copy_whole, test_setup_tmpdir, test_teardown_tmpdir),
-        cmocka_unit_test_setup_teardown(test_dummy_in_copy_backend, test_setup_tmpdir, test_teardown_tmpdir),
+        test_in_tmpdir(test_dummy_each_architecture),
+        test_in_tmpdir(test_dummy_determinism),
+        test_in_tmpdir(test_dummy_max_layers),
+        test_in_tmpdir(test_dummy_errors),
+        test_in_tmpdir(test_weight_bytes),
+        test_in_tmpdir(test_to_backend_cpu),
+        test_in_tmpdir(test_to_backend_copy_tied),
+        test_in_tmpdir(test_to_backend_copy_qwen2),
+        test_in_tmpdir(test_to_backend_copy_whole),
+        test_in_tmpdir(test_dummy_in_copy_backend),
     };
     return cmocka_run_group_tests(tests, NULL, NULL);
 }

@@ -19,7 +19,7 @@
 #include "runtime/model/safetensors_write.h"
 #include "test_util.h"
 
-#define STORIES AUGUR_SHARED_DIR "/models/stories260K/stories260K.bin"
+#define STORIES "models/stories260K/stories260K.bin" /* a shared fixture */
 
 /* ---- temporary directories ---- */
 
@@ -140,16 +140,9 @@ static void add_tensor(safetensors_writer *w, const tensor_desc *t, bool misshap
 
 static void write_config(const char *dir, const tiny_spec *s)
 {
-    json_t *cfg = json_pack("{s:[s], s:s, s:i, s:i, s:i, s:i, s:i, s:i, s:i, s:f, s:f, s:b, s:i, s:i}",
-                            "architectures", "LlamaForCausalLM", "model_type", s->model_type, "hidden_size", s->dim,
-                            "intermediate_size", s->hidden, "num_hidden_layers", s->layers, "num_attention_heads",
-                            s->heads, "num_key_value_heads", s->kv_heads, "vocab_size", s->vocab,
-                            "max_position_embeddings", 64, "rms_norm_eps", 1e-5, "rope_theta", 10000.0,
-                            "tie_word_embeddings", s->tie, "bos_token_id", 1, "eos_token_id", 2);
-    char path[512];
-    snprintf(path, sizeof path, "%s/config.json", dir);
-    assert_int_equal(json_dump_file(cfg, path, JSON_INDENT(2)), 0);
-    json_decref(cfg);
+    test_write_hf_config(dir, &(test_hf_shape){.model_type = s->model_type, .dim = s->dim, .hidden = s->hidden,
+                                               .layers = s->layers, .heads = s->heads, .kv_heads = s->kv_heads,
+                                               .vocab = s->vocab, .tie = s->tie});
 }
 
 /* Writes config.json and the weights: model.safetensors, or two shards (the embedding
@@ -226,24 +219,9 @@ static void expect_vector(const float *v, const char *name, int64_t full, int64_
 static void check_rank(const model *m, const tiny_spec *s, int T, int r)
 {
     int hd = head_dim(s), H = s->heads, KV = s->kv_heads, D = s->dim;
-    int nh = H / T, hs = r * nh, nkv, kvs, f0, fn, v0, vn;
-    if (T <= KV) {
-        nkv = KV / T;
-        kvs = r * KV / T;
-    } else {
-        nkv = 1;
-        kvs = hs / (H / KV);
-    }
-    tp_split(s->hidden, T, r, &f0, &fn);
-    tp_split(s->vocab, T, r, &v0, &vn);
-    assert_int_equal(m->n_heads_local, nh);
-    assert_int_equal(m->head_start, hs);
-    assert_int_equal(m->n_kv_heads_local, nkv);
-    assert_int_equal(m->kv_head_start, kvs);
-    assert_int_equal(m->hidden_start, f0);
-    assert_int_equal(m->hidden_local, fn);
-    assert_int_equal(m->vocab_start, v0);
-    assert_int_equal(m->vocab_local, vn);
+    const test_tp_share w = test_expect_tp_share(m, H, KV, s->hidden, s->vocab, T, r);
+    const int nh = w.heads, hs = w.head_start, nkv = w.kv_heads, kvs = w.kv_head_start, f0 = w.hidden_start,
+              fn = w.hidden, v0 = w.vocab_start, vn = w.vocab;
     char name[128];
     for (int l = 0; l < m->cfg.n_layers; l++) {
         const layer_weights *lw = &m->w.layers[l];
@@ -282,27 +260,12 @@ static void check_rank(const model *m, const tiny_spec *s, int T, int r)
     }
 }
 
-static void load_ok(model *m, const char *dir, const model_load_opts *opts)
-{
-    augur_error err = {0};
-    augur_status st = model_load(m, dir, opts, &err);
-    if (st)
-        print_error("model_load: %s\n", err.message);
-    assert_int_equal(st, AUGUR_OK);
-}
-
 static void expect_load_error(const char *path, const model_load_opts *opts, augur_status code, const char *needle1,
                               const char *needle2)
 {
     model m;
     augur_error err = {0};
-    augur_status st = model_load(&m, path, opts, &err);
-    if (st != code || !strstr(err.message, needle1) || (needle2 && !strstr(err.message, needle2)))
-        print_error("status %d, message: %s\n", st, err.message);
-    assert_int_equal(st, code);
-    assert_non_null(strstr(err.message, needle1));
-    if (needle2)
-        assert_non_null(strstr(err.message, needle2));
+    test_expect_status(model_load(&m, path, opts, &err), &err, code, needle1, needle2);
     assert_null(m.w.layers); /* a failed load leaves nothing to free */
 }
 
@@ -313,7 +276,7 @@ static void test_load_single_file(void **state)
     tiny_spec s = base_spec();
     write_tiny_model(*state, &s);
     model m;
-    load_ok(&m, *state, NULL);
+    test_load_ok(&m, *state, NULL);
     assert_string_equal(m.cfg.model_type, "llama");
     assert_int_equal(m.cfg.dim, 16);
     assert_int_equal(m.cfg.hidden_dim, 22);
@@ -336,7 +299,7 @@ static void test_load_sharded(void **state)
     s.sharded = true;
     write_tiny_model(*state, &s);
     model m;
-    load_ok(&m, *state, NULL);
+    test_load_ok(&m, *state, NULL);
     assert_int_equal(m.n_shards, 2);
     check_rank(&m, &s, 1, 0);
     model_free(&m);
@@ -348,7 +311,7 @@ static void test_tied_embeddings(void **state)
     s.tie = true;
     write_tiny_model(*state, &s);
     model m;
-    load_ok(&m, *state, NULL);
+    test_load_ok(&m, *state, NULL);
     assert_true(m.cfg.tie_embeddings);
     assert_ptr_equal(m.w.lm_head.data, m.w.tok_embedding.data);
     check_rank(&m, &s, 1, 0);
@@ -356,7 +319,7 @@ static void test_tied_embeddings(void **state)
     /* some tied checkpoints store lm_head.weight anyway: accepted, the embedding is used */
     s.lm_head_anyway = true;
     write_tiny_model(*state, &s);
-    load_ok(&m, *state, NULL);
+    test_load_ok(&m, *state, NULL);
     assert_ptr_equal(m.w.lm_head.data, m.w.tok_embedding.data);
     model_free(&m);
 }
@@ -369,7 +332,7 @@ static void test_qwen2_biases_tp(void **state)
     write_tiny_model(*state, &s);
     for (int r = 0; r < 2; r++) {
         model m;
-        load_ok(&m, *state, &(model_load_opts){.tp_rank = r, .tp_size = 2});
+        test_load_ok(&m, *state, &(model_load_opts){.tp_rank = r, .tp_size = 2});
         assert_true(m.cfg.attn_bias);
         check_rank(&m, &s, 2, r);
         model_free(&m);
@@ -434,7 +397,7 @@ static void test_tp_slices(void **state)
         int vocab_total = 0;
         for (int r = 0; r < T; r++) {
             model m;
-            load_ok(&m, *state, &(model_load_opts){.tp_rank = r, .tp_size = T});
+            test_load_ok(&m, *state, &(model_load_opts){.tp_rank = r, .tp_size = T});
             check_rank(&m, &s, T, r);
             if (T == 4) { /* 4 ranks, 2 KV heads: each holds the one its query head uses */
                 assert_int_equal(m.n_kv_heads_local, 1);
@@ -489,11 +452,11 @@ static void test_max_layers(void **state)
     s.layers = 3;
     write_tiny_model(*state, &s);
     model m;
-    load_ok(&m, *state, &(model_load_opts){.tp_rank = 0, .tp_size = 1, .max_layers = 1});
+    test_load_ok(&m, *state, &(model_load_opts){.tp_rank = 0, .tp_size = 1, .max_layers = 1});
     assert_int_equal(m.cfg.n_layers, 1);
     check_rank(&m, &s, 1, 0); /* layer 0 as in the full model */
     model_free(&m);
-    load_ok(&m, *state, &(model_load_opts){.tp_rank = 1, .tp_size = 2, .max_layers = 2});
+    test_load_ok(&m, *state, &(model_load_opts){.tp_rank = 1, .tp_size = 2, .max_layers = 2});
     assert_int_equal(m.cfg.n_layers, 2);
     check_rank(&m, &s, 2, 1);
     model_free(&m);
@@ -506,8 +469,7 @@ static void test_max_layers(void **state)
 static float *read_floats(const char *path, size_t *n)
 {
     FILE *f = fopen(path, "rb");
-    if (!f)
-        return NULL;
+    assert_non_null(f);
     fseek(f, 0, SEEK_END);
     long size = ftell(f);
     fseek(f, 0, SEEK_SET);
@@ -521,14 +483,12 @@ static float *read_floats(const char *path, size_t *n)
 static void test_llama2c_stories(void **state)
 {
     (void)state;
+    char stories[512];
+    test_need_fixture(stories, sizeof stories, STORIES);
     size_t n_floats;
-    float *file = read_floats(STORIES, &n_floats);
-    if (!file) {
-        print_message("skipping: %s not found\n", STORIES);
-        skip();
-    }
+    float *file = read_floats(stories, &n_floats);
     model m;
-    load_ok(&m, STORIES, NULL);
+    test_load_ok(&m, stories, NULL);
     const model_config *c = &m.cfg;
     assert_string_equal(c->model_type, "llama2c");
     assert_int_equal(c->dim, 64);
@@ -557,7 +517,7 @@ static void test_llama2c_stories(void **state)
                 *wv = wk + L * KV * D, *wo = wv + L * KV * D, *rms_ffn = wo + L * D * D, *w1 = rms_ffn + L * D,
                 *w2 = w1 + L * H * D, *w3 = w2 + L * D * H, *rms_final = w3 + L * H * D;
     for (int r = 0; r < 2; r++) {
-        load_ok(&m, STORIES, &(model_load_opts){.tp_rank = r, .tp_size = 2});
+        test_load_ok(&m, stories, &(model_load_opts){.tp_rank = r, .tp_size = 2});
         assert_int_equal(m.head_start, 4 * r);
         assert_int_equal(m.kv_head_start, 2 * r);
         assert_int_equal(m.hidden_start, 86 * r);
@@ -591,12 +551,10 @@ static void test_llama2c_stories(void **state)
 
 static void test_llama2c_truncated(void **state)
 {
+    char stories[512];
+    test_need_fixture(stories, sizeof stories, STORIES);
     size_t n_floats;
-    float *file = read_floats(STORIES, &n_floats);
-    if (!file) {
-        print_message("skipping: %s not found\n", STORIES);
-        skip();
-    }
+    float *file = read_floats(stories, &n_floats);
     char path[512], msg[256];
     snprintf(path, sizeof path, "%s/truncated.bin", (const char *)*state);
     size_t full = n_floats * sizeof(float);
@@ -610,26 +568,19 @@ static void test_llama2c_truncated(void **state)
     free(file);
 }
 
-/* A synthetic checkpoint with an unshared classifier (negative vocab_size): every float
- * holds its own index, so any view element tells where in the file it came from. */
+/* A synthetic checkpoint with an unshared classifier (negative vocab_size) whose floats
+ * hold their own index. */
 static void test_llama2c_unshared_classifier(void **state)
 {
-    const int32_t D = 8, H = 12, L = 2, NH = 2, NKV = 1, V = 10, S = 4, HD = 4, KV = 4;
-    int64_t floats = (int64_t)V * D + L * D + L * D * D + 2 * L * KV * D + L * D * D + L * D + 3 * L * H * D + D +
-                     S * HD + V * D;
-    size_t bytes = 28 + (size_t)floats * 4;
-    unsigned char *buf = malloc(bytes);
-    int32_t header[7] = {D, H, L, NH, NKV, -V, S};
-    memcpy(buf, header, sizeof header);
-    for (int64_t i = 0; i < floats; i++) {
-        float f = (float)i;
-        memcpy(buf + 28 + 4 * i, &f, 4);
-    }
+    const int64_t D = TEST_L2C_DIM, L = TEST_L2C_LAYERS, V = TEST_L2C_VOCAB, KV = TEST_L2C_KV_DIM;
+    size_t bytes;
+    int64_t floats;
+    unsigned char *buf = test_llama2c_unshared(&bytes, &floats);
     char path[512];
     snprintf(path, sizeof path, "%s/unshared.bin", (const char *)*state);
     assert_int_equal(test_write_file(path, buf, bytes), 0);
     model m;
-    load_ok(&m, path, NULL);
+    test_load_ok(&m, path, NULL);
     assert_false(m.cfg.tie_embeddings);
     assert_int_equal(m.cfg.vocab_size, V);
     assert_int_equal(m.cfg.n_kv_heads, 1);
@@ -641,7 +592,7 @@ static void test_llama2c_unshared_classifier(void **state)
     model_free(&m);
     /* TP 2 over one KV head: both ranks hold it */
     for (int r = 0; r < 2; r++) {
-        load_ok(&m, path, &(model_load_opts){.tp_rank = r, .tp_size = 2});
+        test_load_ok(&m, path, &(model_load_opts){.tp_rank = r, .tp_size = 2});
         assert_int_equal(m.kv_head_start, 0);
         assert_int_equal(m.n_kv_heads_local, 1);
         assert_true(tensor_get_f32(&m.w.lm_head, 0, 0) == (float)(classifier + 5 * r * D));
@@ -659,21 +610,21 @@ static void test_llama2c_unshared_classifier(void **state)
 int main(void)
 {
     const struct CMUnitTest tests[] = {
-        cmocka_unit_test_setup_teardown(test_load_single_file, test_setup_tmpdir, test_teardown_tmpdir),
-        cmocka_unit_test_setup_teardown(test_load_sharded, test_setup_tmpdir, test_teardown_tmpdir),
-        cmocka_unit_test_setup_teardown(test_tied_embeddings, test_setup_tmpdir, test_teardown_tmpdir),
-        cmocka_unit_test_setup_teardown(test_qwen2_biases_tp, test_setup_tmpdir, test_teardown_tmpdir),
-        cmocka_unit_test_setup_teardown(test_wrong_shape, test_setup_tmpdir, test_teardown_tmpdir),
-        cmocka_unit_test_setup_teardown(test_missing_tensor, test_setup_tmpdir, test_teardown_tmpdir),
-        cmocka_unit_test_setup_teardown(test_extra_tensor, test_setup_tmpdir, test_teardown_tmpdir),
-        cmocka_unit_test_setup_teardown(test_not_a_model_directory, test_setup_tmpdir, test_teardown_tmpdir),
-        cmocka_unit_test_setup_teardown(test_tp_slices, test_setup_tmpdir, test_teardown_tmpdir),
-        cmocka_unit_test_setup_teardown(test_tp_layout_errors, test_setup_tmpdir, test_teardown_tmpdir),
+        test_in_tmpdir(test_load_single_file),
+        test_in_tmpdir(test_load_sharded),
+        test_in_tmpdir(test_tied_embeddings),
+        test_in_tmpdir(test_qwen2_biases_tp),
+        test_in_tmpdir(test_wrong_shape),
+        test_in_tmpdir(test_missing_tensor),
+        test_in_tmpdir(test_extra_tensor),
+        test_in_tmpdir(test_not_a_model_directory),
+        test_in_tmpdir(test_tp_slices),
+        test_in_tmpdir(test_tp_layout_errors),
         cmocka_unit_test(test_tp_split),
-        cmocka_unit_test_setup_teardown(test_max_layers, test_setup_tmpdir, test_teardown_tmpdir),
+        test_in_tmpdir(test_max_layers),
         cmocka_unit_test(test_llama2c_stories),
-        cmocka_unit_test_setup_teardown(test_llama2c_truncated, test_setup_tmpdir, test_teardown_tmpdir),
-        cmocka_unit_test_setup_teardown(test_llama2c_unshared_classifier, test_setup_tmpdir, test_teardown_tmpdir),
+        test_in_tmpdir(test_llama2c_truncated),
+        test_in_tmpdir(test_llama2c_unshared_classifier),
     };
     return cmocka_run_group_tests(tests, NULL, NULL);
 }

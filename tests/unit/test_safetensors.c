@@ -51,14 +51,19 @@ static void expect_open_error(const char *path, augur_status code, const char *n
 {
     safetensors_file *sf = (safetensors_file *)(uintptr_t)1;
     augur_error err = {0};
-    augur_status st = safetensors_open(&sf, path, &err);
-    if (st != code || !strstr(err.message, needle1) || (needle2 && !strstr(err.message, needle2)))
-        print_error("status %d, message: %s\n", st, err.message);
-    assert_int_equal(st, code);
+    test_expect_status(safetensors_open(&sf, path, &err), &err, code, needle1, needle2);
     assert_null(sf);
-    assert_non_null(strstr(err.message, needle1));
-    if (needle2)
-        assert_non_null(strstr(err.message, needle2));
+}
+
+/* A file from a literal header (write_raw) that must fail to open with code and a
+ * message naming the file and containing needle1 and, unless NULL, needle2. */
+static void expect_raw_error(void **state, const char *name, const char *header, const void *data, size_t data_len,
+                             augur_status code, const char *needle1, const char *needle2)
+{
+    char *path = write_raw(state, name, header, data, data_len, 0);
+    expect_open_error(path, code, needle1, needle2);
+    expect_open_error(path, code, path, NULL);
+    free(path);
 }
 
 static void test_roundtrip_all_dtypes(void **state)
@@ -179,77 +184,56 @@ static void test_header_length_past_eof(void **state)
 
 static void test_invalid_json(void **state)
 {
-    char *path = write_raw(state, "json.safetensors", "{\"x\": {\"dtype\": ", NULL, 0, 0);
-    expect_open_error(path, AUGUR_E_FORMAT, path, "not valid JSON");
-    free(path);
-    path = write_raw(state, "array.safetensors", "[1, 2, 3]", NULL, 0, 0);
-    expect_open_error(path, AUGUR_E_FORMAT, path, "not an object");
-    free(path);
+    expect_raw_error(state, "json.safetensors", "{\"x\": {\"dtype\": ", NULL, 0, AUGUR_E_FORMAT, "not valid JSON",
+                     NULL);
+    expect_raw_error(state, "array.safetensors", "[1, 2, 3]", NULL, 0, AUGUR_E_FORMAT, "not an object", NULL);
     float data[2] = {0};
-    path = write_raw(state, "dup.safetensors",
+    expect_raw_error(state, "dup.safetensors",
                      "{\"x\":{\"dtype\":\"F32\",\"shape\":[1],\"data_offsets\":[0,4]},"
                      "\"x\":{\"dtype\":\"F32\",\"shape\":[1],\"data_offsets\":[4,8]}}",
-                     data, sizeof data, 0);
-    expect_open_error(path, AUGUR_E_FORMAT, path, "duplicate");
-    free(path);
-    path = write_raw(state, "entry.safetensors", "{\"x\":{\"dtype\":\"F32\",\"shape\":[1]}}", data, sizeof data, 0);
-    expect_open_error(path, AUGUR_E_FORMAT, path, "tensor x");
-    free(path);
+                     data, sizeof data, AUGUR_E_FORMAT, "duplicate", NULL);
+    expect_raw_error(state, "entry.safetensors", "{\"x\":{\"dtype\":\"F32\",\"shape\":[1]}}", data, sizeof data,
+                     AUGUR_E_FORMAT, "tensor x", NULL);
 }
 
 static void test_offsets_outside_file(void **state)
 {
     float data[4] = {0};
-    char *path = write_raw(state, "offs.safetensors",
-                           "{\"ok\":{\"dtype\":\"F32\",\"shape\":[2],\"data_offsets\":[0,8]},"
-                           "\"model.bad\":{\"dtype\":\"F32\",\"shape\":[4],\"data_offsets\":[8,24]}}",
-                           data, sizeof data, 0);
-    expect_open_error(path, AUGUR_E_FORMAT, "model.bad", "run past");
-    expect_open_error(path, AUGUR_E_FORMAT, path, NULL);
-    free(path);
+    expect_raw_error(state, "offs.safetensors",
+                     "{\"ok\":{\"dtype\":\"F32\",\"shape\":[2],\"data_offsets\":[0,8]},"
+                     "\"model.bad\":{\"dtype\":\"F32\",\"shape\":[4],\"data_offsets\":[8,24]}}",
+                     data, sizeof data, AUGUR_E_FORMAT, "model.bad", "run past");
 }
 
 static void test_begin_after_end(void **state)
 {
     float data[4] = {0};
-    char *path = write_raw(state, "order.safetensors",
-                           "{\"w.reversed\":{\"dtype\":\"F32\",\"shape\":[0],\"data_offsets\":[8,4]}}", data,
-                           sizeof data, 0);
-    expect_open_error(path, AUGUR_E_FORMAT, "w.reversed", "begin 8 is after end 4");
-    free(path);
-    path = write_raw(state, "neg.safetensors", "{\"w.neg\":{\"dtype\":\"F32\",\"shape\":[1],\"data_offsets\":[-4,0]}}",
-                     data, sizeof data, 0);
-    expect_open_error(path, AUGUR_E_FORMAT, "w.neg", "non-negative");
-    free(path);
+    expect_raw_error(state, "order.safetensors",
+                     "{\"w.reversed\":{\"dtype\":\"F32\",\"shape\":[0],\"data_offsets\":[8,4]}}", data, sizeof data,
+                     AUGUR_E_FORMAT, "w.reversed", "begin 8 is after end 4");
+    expect_raw_error(state, "neg.safetensors", "{\"w.neg\":{\"dtype\":\"F32\",\"shape\":[1],\"data_offsets\":[-4,0]}}",
+                     data, sizeof data, AUGUR_E_FORMAT, "w.neg", "non-negative");
 }
 
 static void test_unsupported_dtype(void **state)
 {
     int64_t ids[2] = {1, 2};
-    char *path = write_raw(state, "i64.safetensors",
-                           "{\"position_ids\":{\"dtype\":\"I64\",\"shape\":[2],\"data_offsets\":[0,16]}}", ids,
-                           sizeof ids, 0);
-    expect_open_error(path, AUGUR_E_UNSUPPORTED, "position_ids", "unsupported dtype I64");
-    free(path);
-    path = write_raw(state, "f8.safetensors", "{\"q8\":{\"dtype\":\"F8_E4M3\",\"shape\":[16],\"data_offsets\":[0,16]}}",
-                     ids, sizeof ids, 0);
-    expect_open_error(path, AUGUR_E_UNSUPPORTED, "q8", "F8_E4M3");
-    free(path);
+    expect_raw_error(state, "i64.safetensors",
+                     "{\"position_ids\":{\"dtype\":\"I64\",\"shape\":[2],\"data_offsets\":[0,16]}}", ids, sizeof ids,
+                     AUGUR_E_UNSUPPORTED, "position_ids", "unsupported dtype I64");
+    expect_raw_error(state, "f8.safetensors", "{\"q8\":{\"dtype\":\"F8_E4M3\",\"shape\":[16],\"data_offsets\":[0,16]}}",
+                     ids, sizeof ids, AUGUR_E_UNSUPPORTED, "q8", "F8_E4M3");
 }
 
 static void test_shape_size_mismatch(void **state)
 {
     float data[6] = {0};
-    char *path = write_raw(state, "shape.safetensors",
-                           "{\"layer.w\":{\"dtype\":\"BF16\",\"shape\":[2,3],\"data_offsets\":[0,24]}}", data,
-                           sizeof data, 0);
-    expect_open_error(path, AUGUR_E_FORMAT, "layer.w", "needs 12");
-    free(path);
-    path = write_raw(state, "negdim.safetensors",
+    expect_raw_error(state, "shape.safetensors",
+                     "{\"layer.w\":{\"dtype\":\"BF16\",\"shape\":[2,3],\"data_offsets\":[0,24]}}", data, sizeof data,
+                     AUGUR_E_FORMAT, "layer.w", "needs 12");
+    expect_raw_error(state, "negdim.safetensors",
                      "{\"layer.n\":{\"dtype\":\"F32\",\"shape\":[-1,6],\"data_offsets\":[0,24]}}", data, sizeof data,
-                     0);
-    expect_open_error(path, AUGUR_E_FORMAT, "layer.n", "shape[0]");
-    free(path);
+                     AUGUR_E_FORMAT, "layer.n", "shape[0]");
 }
 
 static void test_misaligned_data(void **state)
@@ -284,17 +268,17 @@ static void test_not_a_file(void **state)
 int main(void)
 {
     const struct CMUnitTest tests[] = {
-        cmocka_unit_test_setup_teardown(test_roundtrip_all_dtypes, test_setup_tmpdir, test_teardown_tmpdir),
-        cmocka_unit_test_setup_teardown(test_hand_written_with_metadata, test_setup_tmpdir, test_teardown_tmpdir),
-        cmocka_unit_test_setup_teardown(test_truncated, test_setup_tmpdir, test_teardown_tmpdir),
-        cmocka_unit_test_setup_teardown(test_header_length_past_eof, test_setup_tmpdir, test_teardown_tmpdir),
-        cmocka_unit_test_setup_teardown(test_invalid_json, test_setup_tmpdir, test_teardown_tmpdir),
-        cmocka_unit_test_setup_teardown(test_offsets_outside_file, test_setup_tmpdir, test_teardown_tmpdir),
-        cmocka_unit_test_setup_teardown(test_begin_after_end, test_setup_tmpdir, test_teardown_tmpdir),
-        cmocka_unit_test_setup_teardown(test_unsupported_dtype, test_setup_tmpdir, test_teardown_tmpdir),
-        cmocka_unit_test_setup_teardown(test_shape_size_mismatch, test_setup_tmpdir, test_teardown_tmpdir),
-        cmocka_unit_test_setup_teardown(test_misaligned_data, test_setup_tmpdir, test_teardown_tmpdir),
-        cmocka_unit_test_setup_teardown(test_not_a_file, test_setup_tmpdir, test_teardown_tmpdir),
+        test_in_tmpdir(test_roundtrip_all_dtypes),
+        test_in_tmpdir(test_hand_written_with_metadata),
+        test_in_tmpdir(test_truncated),
+        test_in_tmpdir(test_header_length_past_eof),
+        test_in_tmpdir(test_invalid_json),
+        test_in_tmpdir(test_offsets_outside_file),
+        test_in_tmpdir(test_begin_after_end),
+        test_in_tmpdir(test_unsupported_dtype),
+        test_in_tmpdir(test_shape_size_mismatch),
+        test_in_tmpdir(test_misaligned_data),
+        test_in_tmpdir(test_not_a_file),
     };
     return cmocka_run_group_tests(tests, NULL, NULL);
 }

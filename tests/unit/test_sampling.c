@@ -301,19 +301,25 @@ static void test_probs_large_vocab(void **state)
 
 /* ---------------------------------------------------------------- sample_from_probs */
 
+/* Counts n draws from the 5 probabilities p, seeded with seed. */
+static void count_draws(const float p[5], uint64_t seed, int n, int counts[5])
+{
+    augur_rng r;
+    rng_seed(&r, seed);
+    for (int i = 0; i < n; i++) {
+        int s = sample_from_probs(p, 5, &r);
+        assert_true(s >= 0 && s < 5);
+        counts[s]++;
+    }
+}
+
 static void test_sample_frequencies(void **state)
 {
     (void)state;
     const float p[5] = {0.1f, 0.0f, 0.45f, 0.25f, 0.2f};
     int counts[5] = {0};
-    augur_rng r;
-    rng_seed(&r, 99);
     const int N = 200000;
-    for (int i = 0; i < N; i++) {
-        int s = sample_from_probs(p, 5, &r);
-        assert_true(s >= 0 && s < 5);
-        counts[s]++;
-    }
+    count_draws(p, 99, N, counts);
     assert_int_equal(counts[1], 0);
     for (int i = 0; i < 5; i++)
         assert_true(fabs((double)counts[i] / N - p[i]) < 0.01);
@@ -332,10 +338,7 @@ static void test_sample_mass_shortfall(void **state)
     /* Mass 0.8: a u past the total must land on the last nonzero index, never a zero one. */
     const float p[5] = {0.5f, 0.0f, 0.3f, 0.0f, 0.0f};
     int counts[5] = {0};
-    augur_rng r;
-    rng_seed(&r, 11);
-    for (int i = 0; i < 20000; i++)
-        counts[sample_from_probs(p, 5, &r)]++;
+    count_draws(p, 11, 20000, counts);
     assert_int_equal(counts[1] + counts[3] + counts[4], 0);
     assert_true(fabs(counts[2] / 20000.0 - 0.5) < 0.02);
 }

@@ -12,6 +12,7 @@
 
 #include "proto/trace_stream.h"
 #include "runtime/spec/simulate.h"
+#include "test_util.h"
 
 #define MAX_RECS 64
 
@@ -95,23 +96,45 @@ static void test_stats(void **state)
     sim_trace_free(&st);
 }
 
+/* Replays t with rule at t_d = 1 ms, t_t = 10 ms. */
+static sim_result replay(const recs *t, draft_rule rule)
+{
+    sim_trace st;
+    build(&st, t);
+    sim_result r = run(&st, rule, 1.0, 10.0);
+    sim_trace_free(&st);
+    return r;
+}
+
+static sim_result replay_gamma4(draft_rule rule)
+{
+    recs t;
+    gamma4_trace(&t);
+    return replay(&t, rule);
+}
+
+static void expect_counts(const sim_result *r, uint64_t rounds, uint64_t proposed, uint64_t accepted, uint64_t tokens)
+{
+    assert_int_equal(r->rounds, rounds);
+    assert_int_equal(r->proposed, proposed);
+    assert_int_equal(r->accepted, accepted);
+    assert_int_equal(r->tokens, tokens);
+}
+
+static draft_rule fixed(int gamma)
+{
+    return (draft_rule){.kind = DRAFT_RULE_FIXED, .gamma = gamma};
+}
+
 /* The recording's own rule reproduces it: rounds at 10, 13, 18, 19 with k = 4 each
  * (past a rejection fixed γ needs no record), a = 2, 4, 0, 1. */
 static void test_fixed_same_gamma_is_exact(void **state)
 {
     (void)state;
-    recs t;
-    gamma4_trace(&t);
-    sim_trace st;
-    build(&st, &t);
-    sim_result r = run(&st, (draft_rule){.kind = DRAFT_RULE_FIXED, .gamma = 4}, 1.0, 10.0);
-    assert_int_equal(r.rounds, 4);
-    assert_int_equal(r.proposed, 16);
-    assert_int_equal(r.accepted, 7);
-    assert_int_equal(r.tokens, 11);
+    sim_result r = replay_gamma4(fixed(4));
+    expect_counts(&r, 4, 16, 7, 11);
     assert_int_equal(r.cut, 0);
     assert_int_equal(r.skipped, 0);
-    sim_trace_free(&st);
 }
 
 /* γ = 2: 10 [A A] +12 -> 13 [A A] +15 -> 16 [A, 17 unrecorded: cut] +17 -> 18 [R .] ->
@@ -120,15 +143,8 @@ static void test_fixed_same_gamma_is_exact(void **state)
 static void test_fixed_gamma2_and_cost(void **state)
 {
     (void)state;
-    recs t;
-    gamma4_trace(&t);
-    sim_trace st;
-    build(&st, &t);
-    sim_result r = run(&st, (draft_rule){.kind = DRAFT_RULE_FIXED, .gamma = 2}, 1.0, 10.0);
-    assert_int_equal(r.rounds, 5);
-    assert_int_equal(r.proposed, 9);
-    assert_int_equal(r.accepted, 6);
-    assert_int_equal(r.tokens, 11);
+    sim_result r = replay_gamma4(fixed(2));
+    expect_counts(&r, 5, 9, 6, 11);
     assert_int_equal(r.cut, 1);
     assert_int_equal(r.skipped, 0);
     assert_true(fabs(r.cost_ms - 59.0) < 1e-9);
@@ -136,7 +152,6 @@ static void test_fixed_gamma2_and_cost(void **state)
     assert_true(fabs(r.speedup - 110.0 / 59.0) < 1e-9);
     assert_true(fabs(r.tokens_per_round - 11.0 / 5.0) < 1e-9);
     assert_true(fabs(r.acceptance - 6.0 / 9.0) < 1e-9);
-    sim_trace_free(&st);
 }
 
 /* γ = 3 lands on the bonus position: 10 [A A R] -> 13 [A A A] +16 -> 17 has no record:
@@ -144,18 +159,10 @@ static void test_fixed_gamma2_and_cost(void **state)
 static void test_bonus_gap_skipped(void **state)
 {
     (void)state;
-    recs t;
-    gamma4_trace(&t);
-    sim_trace st;
-    build(&st, &t);
-    sim_result r = run(&st, (draft_rule){.kind = DRAFT_RULE_FIXED, .gamma = 3}, 1.0, 10.0);
-    assert_int_equal(r.rounds, 4);
-    assert_int_equal(r.proposed, 12);
-    assert_int_equal(r.accepted, 6);
-    assert_int_equal(r.tokens, 10);
+    sim_result r = replay_gamma4(fixed(3));
+    expect_counts(&r, 4, 12, 6, 10);
     assert_int_equal(r.skipped, 1);
     assert_int_equal(r.cut, 0);
-    sim_trace_free(&st);
 }
 
 /* Static τ = 2.5, num_k = 4, entropy 3 at position 11 (else 0.5): 10 [A, A fires] +12 ->
@@ -167,20 +174,14 @@ static void test_static_stops_on_high_entropy(void **state)
     recs t;
     gamma4_trace(&t);
     set_entropy(&t, 7, 11, 3.0f);
-    sim_trace st;
-    build(&st, &t);
-    sim_result r = run(&st, (draft_rule){.kind = DRAFT_RULE_STATIC, .gamma = 4, .tau = 2.5f}, 1.0, 10.0);
-    assert_int_equal(r.rounds, 4);
-    assert_int_equal(r.proposed, 11);
-    assert_int_equal(r.accepted, 7);
-    assert_int_equal(r.tokens, 11);
+    sim_result r = replay(&t, (draft_rule){.kind = DRAFT_RULE_STATIC, .gamma = 4, .tau = 2.5f});
+    expect_counts(&r, 4, 11, 7, 11);
     assert_int_equal(r.cut, 2);
     /* With the threshold above every entropy it drafts like fixed γ = 4 until records end. */
-    sim_result hi = run(&st, (draft_rule){.kind = DRAFT_RULE_STATIC, .gamma = 4, .tau = 5.0f}, 1.0, 10.0);
+    sim_result hi = replay(&t, (draft_rule){.kind = DRAFT_RULE_STATIC, .gamma = 4, .tau = 5.0f});
     assert_int_equal(hi.rounds, 4);
     assert_int_equal(hi.accepted, 7);
     assert_int_equal(hi.proposed, 4 + 4 + 3 + 2);
-    sim_trace_free(&st);
 }
 
 /* Recorded with γ = 8, request 3: round at 0: 8×A (bonus at 8); at 9: A A A R; at 13:
@@ -197,24 +198,14 @@ static void test_heuristic_grows(void **state)
     add_round(&t, 3, 1, 0, "AAAAAAAA", 8, 1.0f, 10.0f);
     add_round(&t, 3, 2, 9, "AAAR", 8, 1.0f, 10.0f);
     add_round(&t, 3, 3, 13, "AR", 8, 1.0f, 10.0f);
-    sim_trace st;
-    build(&st, &t);
-    sim_result r = run(&st, (draft_rule){.kind = DRAFT_RULE_HEURISTIC, .gamma = 4}, 1.0, 10.0);
-    assert_int_equal(r.rounds, 4);
-    assert_int_equal(r.proposed, 4 + 3 + 4 + 3);
-    assert_int_equal(r.accepted, 4 + 3 + 3 + 1);
-    assert_int_equal(r.tokens, 5 + 4 + 4 + 2);
+    sim_result r = replay(&t, (draft_rule){.kind = DRAFT_RULE_HEURISTIC, .gamma = 4});
+    expect_counts(&r, 4, 4 + 3 + 4 + 3, 4 + 3 + 3 + 1, 5 + 4 + 4 + 2);
     assert_int_equal(r.cut, 1);
     /* Fixed γ = 8 is the recording itself. */
-    sim_result f = run(&st, (draft_rule){.kind = DRAFT_RULE_FIXED, .gamma = 8}, 1.0, 10.0);
-    assert_int_equal(f.rounds, 3);
-    assert_int_equal(f.proposed, 24);
-    assert_int_equal(f.accepted, 8 + 3 + 1);
-    assert_int_equal(f.tokens, 9 + 4 + 2);
+    sim_result f = replay(&t, fixed(8));
+    expect_counts(&f, 3, 24, 8 + 3 + 1, 9 + 4 + 2);
     assert_int_equal(f.cut + f.skipped, 0);
-    sim_trace_free(&st);
 }
-
 
 /* Verification cost as a function of the positions verified. Request 1, rounds with
  * target_ms = 10 + 2·(n − 1) exactly for n = k + 1 verified positions:
@@ -276,14 +267,8 @@ static void test_end_of_request(void **state)
     recs t = {.n = 0};
     add_round(&t, 1, 1, 5, "AR", 4, 1.0f, 10.0f);
     add_round(&t, 1, 2, 7, "AA", 2, 1.0f, 10.0f);
-    sim_trace st;
-    build(&st, &t);
-    sim_result r = run(&st, (draft_rule){.kind = DRAFT_RULE_FIXED, .gamma = 4}, 1.0, 10.0);
-    assert_int_equal(r.rounds, 2);
-    assert_int_equal(r.proposed, 6);
-    assert_int_equal(r.accepted, 3);
-    assert_int_equal(r.tokens, 4); /* positions 5..8 */
-    sim_trace_free(&st);
+    sim_result r = replay(&t, fixed(4));
+    expect_counts(&r, 2, 6, 3, 4); /* tokens: positions 5..8 */
 }
 
 /* Requests replay independently and add up; records may come in any order. */
@@ -309,11 +294,8 @@ static void test_requests_and_order(void **state)
     assert_int_equal(st.requests[0].request_id, 2);
     assert_int_equal(st.requests[0].end, 4);
     /* request 2 at γ = 4: 0 [A R . .] k=4 capped by the end (4) -> 2 [A R] k=2 -> 4 */
-    sim_result r = run(&st, (draft_rule){.kind = DRAFT_RULE_FIXED, .gamma = 4}, 1.0, 10.0);
-    assert_int_equal(r.rounds, 4 + 2);
-    assert_int_equal(r.proposed, 16 + 4 + 2);
-    assert_int_equal(r.accepted, 7 + 2);
-    assert_int_equal(r.tokens, 11 + 4);
+    sim_result r = run(&st, fixed(4), 1.0, 10.0);
+    expect_counts(&r, 4 + 2, 16 + 4 + 2, 7 + 2, 11 + 4);
     sim_trace_free(&st);
 }
 
@@ -325,22 +307,19 @@ static void test_bad_traces(void **state)
     recs t;
     gamma4_trace(&t);
     t.r[1].position = 10; /* two records at 10 */
-    assert_int_equal(sim_trace_from_records(&st, t.r, t.n, "dup.bin", &err), AUGUR_E_FORMAT);
-    assert_non_null(strstr(err.message, "dup.bin: request 7 has two records at position 10"));
+    test_expect_status(sim_trace_from_records(&st, t.r, t.n, "dup.bin", &err), &err, AUGUR_E_FORMAT,
+                       "dup.bin: request 7 has two records at position 10", NULL);
     gamma4_trace(&t);
     t.r[2].index_in_round = 4;
-    assert_int_equal(sim_trace_from_records(&st, t.r, t.n, "idx.bin", &err), AUGUR_E_FORMAT);
-    assert_non_null(strstr(err.message, "idx.bin"));
-    assert_non_null(strstr(err.message, "index_in_round 4"));
+    test_expect_status(sim_trace_from_records(&st, t.r, t.n, "idx.bin", &err), &err, AUGUR_E_FORMAT, "idx.bin",
+                       "index_in_round 4");
 
-    assert_int_equal(sim_trace_load(&st, "/nonexistent/t.bin", &err), AUGUR_E_IO);
-    assert_non_null(strstr(err.message, "/nonexistent/t.bin"));
+    test_expect_status(sim_trace_load(&st, "/nonexistent/t.bin", &err), &err, AUGUR_E_IO, "/nonexistent/t.bin", NULL);
     FILE *f = tmpfile();
     assert_non_null(f);
     fputs("this is not a zstd stream at all", f);
     rewind(f);
-    assert_int_equal(sim_trace_read(&st, f, "garbage.bin", &err), AUGUR_E_FORMAT);
-    assert_non_null(strstr(err.message, "garbage.bin"));
+    test_expect_status(sim_trace_read(&st, f, "garbage.bin", &err), &err, AUGUR_E_FORMAT, "garbage.bin", NULL);
     fclose(f);
 
     /* An empty trace loads but does not replay. */
@@ -382,7 +361,7 @@ static void test_stream_round_trip(void **state)
     fclose(f);
     assert_int_equal(st.n_records, t.n);
     assert_int_equal(st.stats.rounds, 4);
-    sim_result r = run(&st, (draft_rule){.kind = DRAFT_RULE_FIXED, .gamma = 2}, 1.0, 10.0);
+    sim_result r = run(&st, fixed(2), 1.0, 10.0);
     assert_int_equal(r.tokens, 11);
     assert_int_equal(r.rounds, 5);
     sim_trace_free(&st);
