@@ -39,6 +39,7 @@ typedef struct {
     const tokenizer *tok;
     bool skip_special;
     size_t n_emitted_tokens;
+    bool after_bos; /* the previous id pushed was BOS (llama2.c drops the space after it) */
     unsigned char pending[16];
     size_t n_pending;
 } detok_stream;

@@ -7,16 +7,17 @@
  *   4. the BPE model turns each piece into ids;
  *   5. the post-processor adds BOS/EOS-like tokens when asked.
  * Empty pieces are dropped after every split, as the library does. */
-#define PCRE2_CODE_UNIT_WIDTH 8
 #include <jansson.h>
-#include <pcre2.h>
+#include <oniguruma.h>
+#include <pthread.h>
 #include <stdarg.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
 #include <utf8proc.h>
 
-#include "runtime/tokenizer/tokenizer_impl.h"
+#include "runtime/tokenizer/tok_backend.h"
+#include "runtime/tokenizer/tok_utf8.h"
 
 /* ======================================================================
  * Errors at load time name the file and the JSON field at fault.
@@ -110,11 +111,8 @@ static bool is_word(uint32_t c)
 /* Code point that ends at byte e of valid UTF-8 text s. */
 static uint32_t last_cp(const char *s, size_t e)
 {
-    size_t b = e - 1;
-    while (b > 0 && ((unsigned char)s[b] & 0xC0) == 0x80)
-        b--;
-    size_t adv;
-    return tok_utf8_decode(s + b, &adv);
+    size_t b = tok_utf8_prev(s, 0, e), adv;
+    return tok_utf8_decode(s + b, e - b, &adv);
 }
 
 /* ======================================================================
@@ -130,7 +128,7 @@ typedef struct {
     char *lit; /* PAT_LITERAL */
     size_t lit_len;
     uint32_t ch; /* PAT_CHAR */
-    pcre2_code *re;
+    regex_t *re;
 } hf_pattern;
 
 typedef struct {
@@ -143,23 +141,27 @@ typedef struct {
     size_t n, cap;
 } hf_spans;
 
-/* Per-encode scratch and error sink (the tokenizer itself stays read-only). */
+/* Per-call scratch and error sink (the tokenizer itself stays read-only). */
 typedef struct {
-    pcre2_match_data *md;
     augur_error *err;
+    OnigRegion *md; /* created at the first regex match */
     hf_spans spans, spans2;
 } hf_run;
 
+static void run_free(hf_run *run)
+{
+    free(run->spans.v);
+    free(run->spans2.v);
+    if (run->md)
+        onig_region_free(run->md, 1);
+}
+
 static bool spans_push(hf_spans *a, size_t s, size_t e, bool match)
 {
-    if (a->n == a->cap) {
-        size_t cap = a->cap ? a->cap * 2 : 32;
-        hf_span *v = realloc(a->v, cap * sizeof *v);
-        if (!v)
-            return false;
-        a->v = v;
-        a->cap = cap;
-    }
+    hf_span *v = tok_grow(a->v, a->n, &a->cap, sizeof *v, 32);
+    if (!v)
+        return false;
+    a->v = v;
     a->v[a->n++] = (hf_span){s, e, match};
     return true;
 }
@@ -168,126 +170,38 @@ static void pattern_free(hf_pattern *p)
 {
     free(p->lit);
     if (p->re)
-        pcre2_code_free(p->re);
+        onig_free(p->re);
     memset(p, 0, sizeof *p);
 }
 
-/* Oniguruma (which the library uses) and PCRE2 agree on the syntax these files use
- * but not on every class: Oniguruma's \s is exactly White_Space (PCRE2 adds
- * U+180E), its \w includes marks and its \h means a hex digit. Rewrite those
- * escapes so PCRE2 matches what Oniguruma matches. */
-#define ONIG_W "\\p{Alphabetic}\\p{M}\\p{Nd}\\p{Pc}\\x{200C}\\x{200D}"
+/* Regexes in tokenizer.json are Oniguruma's, since the library compiles them with
+ * the onig crate (Oniguruma's default syntax, UTF-8, no options), so they run on
+ * Oniguruma itself rather than on a translation into another dialect. PCRE2 with
+ * JIT was ~1.5x faster on bulk encoding, but its \w, \s, (?i) and property names
+ * differ in corners that a translation could only approximate. */
+static pthread_once_t onig_once = PTHREAD_ONCE_INIT;
+static int onig_init_rc;
 
-static char *translate_regex(const char *pat, size_t n, const char **why)
+static void onig_setup(void)
 {
-    tok_buf out = {0};
-    int depth = 0; /* character-class nesting */
-    bool ok = true;
-    *why = NULL;
-    for (size_t i = 0; ok && i < n;) {
-        char c = pat[i];
-        if (c == '\\' && i + 1 < n) {
-            char e = pat[i + 1];
-            const char *rep = NULL;
-            switch (e) {
-            case 's': rep = "\\p{White_Space}"; break;
-            case 'S': rep = "\\P{White_Space}"; break;
-            case 'w': rep = depth ? ONIG_W : "[" ONIG_W "]"; break;
-            case 'W':
-                if (depth)
-                    *why = "\\W inside a character class";
-                rep = "[^" ONIG_W "]";
-                break;
-            case 'h': rep = depth ? "0-9a-fA-F" : "[0-9a-fA-F]"; break;
-            case 'H':
-                if (depth)
-                    *why = "\\H inside a character class";
-                rep = "[^0-9a-fA-F]";
-                break;
-            default: break;
-            }
-            if (*why)
-                break;
-            if (rep) {
-                ok = tok_buf_append(&out, rep, strlen(rep));
-                i += 2;
-            } else if (e == 'u' && i + 6 <= n) {
-                /* Oniguruma's \uHHHH is PCRE2's \x{HHHH}. */
-                ok = tok_buf_append(&out, "\\x{", 3) && tok_buf_append(&out, pat + i + 2, 4) &&
-                     tok_buf_append(&out, "}", 1);
-                i += 6;
-            } else {
-                ok = tok_buf_append(&out, pat + i, 2);
-                i += 2;
-            }
-            continue;
-        }
-        if (c == '[') {
-            if (depth && i + 1 < n && pat[i + 1] == ':') {
-                /* POSIX bracket [:alpha:]: copy through its closing ":]". */
-                const char *end = NULL;
-                for (size_t k = i + 2; k + 1 < n; k++)
-                    if (pat[k] == ':' && pat[k + 1] == ']') {
-                        end = pat + k + 2;
-                        break;
-                    }
-                if (end) {
-                    ok = tok_buf_append(&out, pat + i, (size_t)(end - (pat + i)));
-                    i = (size_t)(end - pat);
-                    continue;
-                }
-            }
-            depth++;
-            ok = tok_buf_append(&out, "[", 1);
-            i++;
-            /* A ']' right after '[' or '[^' is a literal in both dialects. */
-            if (ok && i < n && pat[i] == '^') {
-                ok = tok_buf_append(&out, "^", 1);
-                i++;
-            }
-            if (ok && i < n && pat[i] == ']') {
-                ok = tok_buf_append(&out, "]", 1);
-                i++;
-            }
-            continue;
-        }
-        if (c == ']' && depth)
-            depth--;
-        ok = tok_buf_append(&out, &c, 1);
-        i++;
-    }
-    if (!ok || *why) {
-        if (!*why)
-            *why = "out of memory";
-        tok_buf_free(&out);
-        return NULL;
-    }
-    if (!out.data && !tok_buf_append(&out, "", 0)) {
-        *why = "out of memory";
-        return NULL;
-    }
-    return out.data;
+    OnigEncoding enc[] = {ONIG_ENCODING_UTF8};
+    onig_init_rc = onig_initialize(enc, 1);
 }
 
-static augur_status compile_regex(const hf_ctx *c, const char *where, const char *pat, size_t n,
-                                  pcre2_code **out)
+static augur_status compile_regex(const hf_ctx *c, const char *where, const char *pat, size_t n, regex_t **out)
 {
-    const char *why;
-    char *tr = translate_regex(pat, n, &why);
-    if (!tr)
-        return fail(c, AUGUR_E_UNSUPPORTED, where, "regex /%.*s/: %s", (int)n, pat, why);
-    int code;
-    PCRE2_SIZE off;
-    *out = pcre2_compile((PCRE2_SPTR)tr, strlen(tr), PCRE2_UTF | PCRE2_UCP, &code, &off, NULL);
-    free(tr);
-    if (!*out) {
-        PCRE2_UCHAR msg[256];
-        pcre2_get_error_message(code, msg, sizeof msg);
-        return fail(c, AUGUR_E_FORMAT, where, "regex /%.*s/ does not compile: %s (at offset %zu)", (int)n, pat,
-                    (const char *)msg, (size_t)off);
+    pthread_once(&onig_once, onig_setup);
+    if (onig_init_rc != ONIG_NORMAL)
+        return fail(c, AUGUR_E_INTERNAL, where, "Oniguruma failed to initialise (%d)", onig_init_rc);
+    OnigErrorInfo info;
+    const OnigUChar *p = (const OnigUChar *)pat;
+    int rc = onig_new(out, p, p + n, ONIG_OPTION_NONE, ONIG_ENCODING_UTF8, ONIG_SYNTAX_DEFAULT, &info);
+    if (rc != ONIG_NORMAL) {
+        *out = NULL;
+        OnigUChar msg[ONIG_MAX_ERROR_MESSAGE_LEN];
+        onig_error_code_to_str(msg, rc, &info);
+        return fail(c, AUGUR_E_FORMAT, where, "regex /%.*s/ does not compile: %s", (int)n, pat, (const char *)msg);
     }
-    /* JIT is only a speed-up: interpretation gives the same matches. */
-    (void)pcre2_jit_compile(*out, PCRE2_JIT_COMPLETE);
     return AUGUR_OK;
 }
 
@@ -310,24 +224,23 @@ static augur_status parse_pattern(const hf_ctx *c, const json_t *o, const char *
     return fail(c, AUGUR_E_FORMAT, where, "pattern must be {\"String\": ...} or {\"Regex\": ...}");
 }
 
-static int regex_next(const pcre2_code *re, const char *s, size_t n, size_t from, hf_run *run, size_t *ms,
-                      size_t *me)
+/* The first match in s[from..n) (look-behind sees all of s): *ms = *me = n + 1
+ * when there is none. */
+static augur_status regex_next(regex_t *re, const char *s, size_t n, size_t from, hf_run *run, size_t *ms,
+                               size_t *me)
 {
-    int rc = pcre2_match(re, (PCRE2_SPTR)s, n, from, PCRE2_NO_UTF_CHECK, run->md, NULL);
-    if (rc == PCRE2_ERROR_JIT_STACKLIMIT) /* deep backtracking: the interpreter's heap copes */
-        rc = pcre2_match(re, (PCRE2_SPTR)s, n, from, PCRE2_NO_UTF_CHECK | PCRE2_NO_JIT, run->md, NULL);
-    if (rc == PCRE2_ERROR_NOMATCH)
-        return 0;
-    if (rc < 0) {
-        PCRE2_UCHAR msg[256];
-        pcre2_get_error_message(rc, msg, sizeof msg);
-        augur_fail(run->err, AUGUR_E_INTERNAL, "tokenizer: regex match failed: %s", (const char *)msg);
-        return -1;
+    if (!run->md && !(run->md = onig_region_new()))
+        return augur_fail(run->err, AUGUR_E_NOMEM, "tokenizer: out of memory");
+    const OnigUChar *u = (const OnigUChar *)s;
+    int rc = onig_search(re, u, u + n, u + from, u + n, run->md, ONIG_OPTION_NONE);
+    if (rc < 0 && rc != ONIG_MISMATCH) {
+        OnigUChar msg[ONIG_MAX_ERROR_MESSAGE_LEN];
+        onig_error_code_to_str(msg, rc);
+        return augur_fail(run->err, AUGUR_E_INTERNAL, "tokenizer: regex match failed: %s", (const char *)msg);
     }
-    PCRE2_SIZE *ov = pcre2_get_ovector_pointer(run->md);
-    *ms = ov[0];
-    *me = ov[1];
-    return 1;
+    *ms = rc == ONIG_MISMATCH ? n + 1 : (size_t)run->md->beg[0];
+    *me = rc == ONIG_MISMATCH ? n + 1 : (size_t)run->md->end[0];
+    return AUGUR_OK;
 }
 
 /* Spans covering s, matches flagged (the library's Pattern::find_matches). */
@@ -347,16 +260,16 @@ static augur_status find_matches(const hf_pattern *p, const char *s, size_t n, h
         bool have_last = false;
         size_t last_end = 0;
         while (ok && pos <= n) {
-            size_t ms, me;
-            int r = regex_next(p->re, s, n, pos, run, &ms, &me);
-            if (r < 0)
-                return AUGUR_E_INTERNAL;
-            if (r == 0)
+            size_t ms = 0, me = 0;
+            augur_status st = regex_next(p->re, s, n, pos, run, &ms, &me);
+            if (st != AUGUR_OK)
+                return st;
+            if (ms > n)
                 break;
             if (ms == me && have_last && last_end == me) {
                 if (pos >= n)
                     break;
-                size_t adv = tok_utf8_seq_len((const unsigned char *)s + pos, n - pos);
+                size_t adv = tok_utf8_seq_len(s + pos, n - pos);
                 pos += adv ? adv : 1;
                 continue;
             }
@@ -392,7 +305,7 @@ static augur_status find_matches(const hf_pattern *p, const char *s, size_t n, h
         /* Character predicates: every matching character is its own match. */
         for (size_t i = 0; ok && i < n;) {
             size_t adv;
-            uint32_t cp = tok_utf8_decode(s + i, &adv);
+            uint32_t cp = tok_utf8_decode(s + i, n - i, &adv);
             bool m = p->kind == PAT_CHAR ? cp == p->ch : p->kind == PAT_NUMERIC ? is_numeric(cp) : is_ws(cp);
             if (m) {
                 if (prev < i)
@@ -430,14 +343,10 @@ typedef struct {
 
 static bool pieces_add(hf_pieces *p, const char *s, size_t n, int32_t id, bool at_start)
 {
-    if (p->n == p->cap) {
-        size_t cap = p->cap ? p->cap * 2 : 32;
-        hf_piece *v = realloc(p->v, cap * sizeof *v);
-        if (!v)
-            return false;
-        p->v = v;
-        p->cap = cap;
-    }
+    hf_piece *v = tok_grow(p->v, p->n, &p->cap, sizeof *v, 32);
+    if (!v)
+        return false;
+    p->v = v;
     size_t off = p->b.len;
     if (n && !tok_buf_append(&p->b, s, n))
         return false;
@@ -544,7 +453,69 @@ static augur_status split_with(hf_run *run, const hf_pattern *p, hf_behavior beh
 }
 
 /* ======================================================================
- * Normalizers (flattened: a Sequence is just its steps in order).
+ * Pipeline steps in tokenizer.json: each of normalizer, pre_tokenizer, decoder and
+ * post_processor is one step object or a tree of {"type": "Sequence", <list>: [...]}.
+ * The library runs a nested Sequence's steps in order, so every one is parsed into
+ * a flat list.
+ * ====================================================================== */
+
+/* Parses one step object o, whose "type" is not "Sequence", into out. */
+typedef augur_status (*hf_step_fn)(const hf_ctx *c, const json_t *o, const char *type, const char *where,
+                                   void *out);
+
+static augur_status walk_steps(const hf_ctx *c, const json_t *o, const char *where, const char *list_key,
+                               hf_step_fn step, void *out)
+{
+    if (!o || json_is_null(o))
+        return AUGUR_OK;
+    const char *type = jstr(o, "type", NULL);
+    if (!json_is_object(o) || !type)
+        return fail(c, AUGUR_E_FORMAT, where, "expected an object with a \"type\"");
+    if (strcmp(type, "Sequence"))
+        return step(c, o, type, where, out);
+    json_t *arr = json_object_get(o, list_key);
+    if (!json_is_array(arr))
+        return fail(c, AUGUR_E_FORMAT, where, "Sequence without a \"%s\" array", list_key);
+    for (size_t i = 0; i < json_array_size(arr); i++) {
+        char sub[256];
+        if (snprintf(sub, sizeof sub, "%s.%s[%zu]", where, list_key, i) >= (int)sizeof sub)
+            return fail(c, AUGUR_E_UNSUPPORTED, where, "Sequences nested too deeply");
+        augur_status st = walk_steps(c, json_array_get(arr, i), sub, list_key, step, out);
+        if (st != AUGUR_OK)
+            return st;
+    }
+    return AUGUR_OK;
+}
+
+/* A step's "content" string (copied to *content) and "pattern", as Replace has. */
+static augur_status parse_replace(const hf_ctx *c, const json_t *o, const char *where, char **content,
+                                  size_t *len, hf_pattern *pat)
+{
+    const char *s = jstr(o, "content", len);
+    if (!s)
+        return fail(c, AUGUR_E_FORMAT, where, "Replace without a \"content\" string");
+    if (!(*content = dup_bytes(s, *len)))
+        return oom(c, where);
+    char sub[256];
+    snprintf(sub, sizeof sub, "%s.pattern", where);
+    return parse_pattern(c, json_object_get(o, "pattern"), sub, pat);
+}
+
+/* Appends s with every match of pat replaced by with. */
+static augur_status replace_matches(const hf_pattern *pat, const char *with, size_t with_len, hf_run *run,
+                                    const char *s, size_t n, tok_buf *out)
+{
+    augur_status st = find_matches(pat, s, n, run, &run->spans);
+    bool ok = true;
+    for (size_t i = 0; st == AUGUR_OK && ok && i < run->spans.n; i++) {
+        const hf_span *sp = &run->spans.v[i];
+        ok = sp->match ? tok_buf_append(out, with, with_len) : tok_buf_append(out, s + sp->s, sp->e - sp->s);
+    }
+    return st != AUGUR_OK || ok ? st : augur_fail(run->err, AUGUR_E_NOMEM, "tokenizer: out of memory");
+}
+
+/* ======================================================================
+ * Normalizers.
  * ====================================================================== */
 
 typedef enum { N_PREPEND, N_REPLACE, N_NFC, N_NFD, N_NFKC, N_NFKD, N_LOWERCASE, N_STRIP, N_STRIP_ACCENTS } norm_kind;
@@ -564,39 +535,19 @@ typedef struct {
 
 static void *vec_add(vec *a, size_t elem)
 {
-    if (a->n == a->cap) {
-        size_t cap = a->cap ? a->cap * 2 : 4;
-        void *v = realloc(a->v, cap * elem);
-        if (!v)
-            return NULL;
-        a->v = v;
-        a->cap = cap;
-    }
+    void *v = tok_grow(a->v, a->n, &a->cap, elem, 4);
+    if (!v)
+        return NULL;
+    a->v = v;
     void *slot = (char *)a->v + a->n++ * elem;
     memset(slot, 0, elem);
     return slot;
 }
 
-static augur_status parse_normalizer(const hf_ctx *c, const json_t *o, const char *where, vec *out)
+static augur_status parse_normalizer(const hf_ctx *c, const json_t *o, const char *type, const char *where,
+                                     void *out_vec)
 {
-    if (!o || json_is_null(o))
-        return AUGUR_OK;
-    const char *type = jstr(o, "type", NULL);
-    if (!json_is_object(o) || !type)
-        return fail(c, AUGUR_E_FORMAT, where, "expected an object with a \"type\"");
-    char sub[256];
-    if (!strcmp(type, "Sequence")) {
-        json_t *arr = json_object_get(o, "normalizers");
-        if (!json_is_array(arr))
-            return fail(c, AUGUR_E_FORMAT, where, "Sequence without a \"normalizers\" array");
-        for (size_t i = 0; i < json_array_size(arr); i++) {
-            snprintf(sub, sizeof sub, "%s.normalizers[%zu]", where, i);
-            augur_status st = parse_normalizer(c, json_array_get(arr, i), sub, out);
-            if (st != AUGUR_OK)
-                return st;
-        }
-        return AUGUR_OK;
-    }
+    vec *out = out_vec;
     static const struct {
         const char *name;
         norm_kind kind;
@@ -622,14 +573,7 @@ static augur_status parse_normalizer(const hf_ctx *c, const json_t *o, const cha
     }
     if (!strcmp(type, "Replace")) {
         n->kind = N_REPLACE;
-        if (!(s = jstr(o, "content", &len)))
-            return fail(c, AUGUR_E_FORMAT, where, "Replace without a \"content\" string");
-        n->str = dup_bytes(s, len);
-        n->str_len = len;
-        if (!n->str)
-            return oom(c, where);
-        snprintf(sub, sizeof sub, "%s.pattern", where);
-        return parse_pattern(c, json_object_get(o, "pattern"), sub, &n->pat);
+        return parse_replace(c, o, where, &n->str, &n->str_len, &n->pat);
     }
     if (!strcmp(type, "Strip")) {
         n->kind = N_STRIP;
@@ -671,16 +615,8 @@ static augur_status norm_step(const hf_norm *nm, hf_run *run, const char *s, siz
             ok = tok_buf_append(out, nm->str, nm->str_len);
         ok = ok && tok_buf_append(out, s, n);
         break;
-    case N_REPLACE: {
-        augur_status st = find_matches(&nm->pat, s, n, run, &run->spans);
-        if (st != AUGUR_OK)
-            return st;
-        for (size_t i = 0; ok && i < run->spans.n; i++) {
-            const hf_span *sp = &run->spans.v[i];
-            ok = sp->match ? tok_buf_append(out, nm->str, nm->str_len) : tok_buf_append(out, s + sp->s, sp->e - sp->s);
-        }
-        break;
-    }
+    case N_REPLACE:
+        return replace_matches(&nm->pat, nm->str, nm->str_len, run, s, n, out);
     case N_NFC: ok = utf8proc_apply(out, s, n, UTF8PROC_STABLE | UTF8PROC_COMPOSE); break;
     case N_NFD: ok = utf8proc_apply(out, s, n, UTF8PROC_STABLE | UTF8PROC_DECOMPOSE); break;
     case N_NFKC: ok = utf8proc_apply(out, s, n, UTF8PROC_STABLE | UTF8PROC_COMPOSE | UTF8PROC_COMPAT); break;
@@ -689,7 +625,7 @@ static augur_status norm_step(const hf_norm *nm, hf_run *run, const char *s, siz
     case N_STRIP_ACCENTS:
         for (size_t i = 0; ok && i < n;) {
             size_t adv;
-            uint32_t cp = tok_utf8_decode(s + i, &adv);
+            uint32_t cp = tok_utf8_decode(s + i, n - i, &adv);
             char enc[4];
             if (nm->kind == N_STRIP_ACCENTS) {
                 utf8proc_category_t cat = utf8proc_category((utf8proc_int32_t)cp);
@@ -708,15 +644,12 @@ static augur_status norm_step(const hf_norm *nm, hf_run *run, const char *s, siz
         size_t b = 0, e = n;
         while (nm->left && b < e) {
             size_t adv;
-            if (!is_ws(tok_utf8_decode(s + b, &adv)))
+            if (!is_ws(tok_utf8_decode(s + b, e - b, &adv)))
                 break;
             b += adv;
         }
-        while (nm->right && e > b && is_ws(last_cp(s, e))) {
-            e--;
-            while (e > b && ((unsigned char)s[e] & 0xC0) == 0x80)
-                e--;
-        }
+        while (nm->right && e > b && is_ws(last_cp(s, e)))
+            e = tok_utf8_prev(s, b, e);
         ok = tok_buf_append(out, s + b, e - b);
         break;
     }
@@ -801,35 +734,20 @@ static augur_status parse_replacement(const hf_ctx *c, const json_t *o, const ch
         s = "\xE2\x96\x81"; /* U+2581, the library's default */
         n = 3;
     }
-    size_t adv = n ? tok_utf8_seq_len((const unsigned char *)s, n) : 0;
+    size_t adv = tok_utf8_seq_len(s, n);
     if (!adv || adv != n)
         return fail(c, AUGUR_E_FORMAT, where, "replacement must be a single character");
     memcpy(buf, s, n);
     *len = n;
-    *cp = tok_utf8_decode(s, &adv);
+    *cp = tok_utf8_decode(s, n, &adv);
     return AUGUR_OK;
 }
 
-static augur_status parse_pretok(const hf_ctx *c, const json_t *o, const char *where, vec *out)
+static augur_status parse_pretok(const hf_ctx *c, const json_t *o, const char *type, const char *where,
+                                 void *out_vec)
 {
-    if (!o || json_is_null(o))
-        return AUGUR_OK;
-    const char *type = jstr(o, "type", NULL);
-    if (!json_is_object(o) || !type)
-        return fail(c, AUGUR_E_FORMAT, where, "expected an object with a \"type\"");
+    vec *out = out_vec;
     char sub[256];
-    if (!strcmp(type, "Sequence")) {
-        json_t *arr = json_object_get(o, "pretokenizers");
-        if (!json_is_array(arr))
-            return fail(c, AUGUR_E_FORMAT, where, "Sequence without a \"pretokenizers\" array");
-        for (size_t i = 0; i < json_array_size(arr); i++) {
-            snprintf(sub, sizeof sub, "%s.pretokenizers[%zu]", where, i);
-            augur_status st = parse_pretok(c, json_array_get(arr, i), sub, out);
-            if (st != AUGUR_OK)
-                return st;
-        }
-        return AUGUR_OK;
-    }
     hf_pretok *p = vec_add(out, sizeof *p);
     if (!p)
         return oom(c, where);
@@ -883,7 +801,12 @@ static augur_status parse_pretok(const hf_ctx *c, const json_t *o, const char *w
         return AUGUR_OK;
     }
     if (!strcmp(type, "Whitespace")) {
-        static const char ws[] = "\\w+|[^\\w\\s]+";
+        /* The library matches \w+|[^\w\s]+ here with the Rust regex crate, not
+         * Oniguruma: its \w lacks Oniguruma's No and Nl (e.g. U+00B2), so spell
+         * it out. Rust's \s and Oniguruma's are both White_Space. */
+#define RUST_W "\\p{Alphabetic}\\p{M}\\p{Nd}\\p{Pc}\\x{200C}\\x{200D}"
+        static const char ws[] = "[" RUST_W "]+|[^" RUST_W "\\s]+";
+#undef RUST_W
         p->kind = P_SPLIT;
         p->pat.kind = PAT_REGEX;
         p->beh = B_REMOVED;
@@ -918,26 +841,10 @@ typedef struct {
     prepend_scheme prepend;
 } hf_dec;
 
-static augur_status parse_decoder(const hf_ctx *c, const json_t *o, const char *where, vec *out)
+static augur_status parse_decoder(const hf_ctx *c, const json_t *o, const char *type, const char *where,
+                                  void *out_vec)
 {
-    if (!o || json_is_null(o))
-        return AUGUR_OK;
-    const char *type = jstr(o, "type", NULL);
-    if (!json_is_object(o) || !type)
-        return fail(c, AUGUR_E_FORMAT, where, "expected an object with a \"type\"");
-    char sub[256];
-    if (!strcmp(type, "Sequence")) {
-        json_t *arr = json_object_get(o, "decoders");
-        if (!json_is_array(arr))
-            return fail(c, AUGUR_E_FORMAT, where, "Sequence without a \"decoders\" array");
-        for (size_t i = 0; i < json_array_size(arr); i++) {
-            snprintf(sub, sizeof sub, "%s.decoders[%zu]", where, i);
-            augur_status st = parse_decoder(c, json_array_get(arr, i), sub, out);
-            if (st != AUGUR_OK)
-                return st;
-        }
-        return AUGUR_OK;
-    }
+    vec *out = out_vec;
     hf_dec *d = vec_add(out, sizeof *d);
     if (!d)
         return oom(c, where);
@@ -957,24 +864,18 @@ static augur_status parse_decoder(const hf_ctx *c, const json_t *o, const char *
     }
     if (!strcmp(type, "Replace")) {
         d->kind = D_REPLACE;
-        if (!(s = jstr(o, "content", &n)))
-            return fail(c, AUGUR_E_FORMAT, where, "Replace without a \"content\" string");
-        if (!(d->content = dup_bytes(s, n)))
-            return oom(c, where);
-        d->content_len = n;
-        snprintf(sub, sizeof sub, "%s.pattern", where);
-        return parse_pattern(c, json_object_get(o, "pattern"), sub, &d->pat);
+        return parse_replace(c, o, where, &d->content, &d->content_len, &d->pat);
     }
     if (!strcmp(type, "Strip")) {
         d->kind = D_STRIP;
         json_t *st = json_object_get(o, "start"), *sp = json_object_get(o, "stop");
         s = jstr(o, "content", &n);
-        size_t adv = s && n ? tok_utf8_seq_len((const unsigned char *)s, n) : 0;
+        size_t adv = s && n ? tok_utf8_seq_len(s, n) : 0;
         if (!adv || adv != n || !json_is_integer(st) || !json_is_integer(sp) || json_integer_value(st) < 0 ||
             json_integer_value(sp) < 0)
             return fail(c, AUGUR_E_FORMAT, where, "Strip needs a one-character \"content\" and integer "
                         "\"start\"/\"stop\"");
-        d->ch = tok_utf8_decode(s, &adv);
+        d->ch = tok_utf8_decode(s, n, &adv);
         d->start = (size_t)json_integer_value(st);
         d->stop = (size_t)json_integer_value(sp);
         return AUGUR_OK;
@@ -1230,7 +1131,9 @@ typedef struct {
     int32_t rank, pos, new_id;
 } bpe_merge;
 
-/* Min-heap on (rank, pos), the library's merge priority. */
+/* Min-heap on (rank, pos), the library's merge priority. The heap is typed (not
+ * shared with tokenizer_llama2c.c's): with element size and order as run-time
+ * parameters, encoding a long Llama-2-style prompt took a third longer. */
 static bool merge_before(const bpe_merge *a, const bpe_merge *b)
 {
     return a->rank != b->rank ? a->rank < b->rank : a->pos < b->pos;
@@ -1246,14 +1149,10 @@ typedef struct {
 
 static bool heap_push(bpe_work *w, bpe_merge m)
 {
-    if (w->n_heap == w->cap_heap) {
-        size_t cap = w->cap_heap ? w->cap_heap * 2 : 64;
-        bpe_merge *v = realloc(w->heap, cap * sizeof *v);
-        if (!v)
-            return false;
-        w->heap = v;
-        w->cap_heap = cap;
-    }
+    bpe_merge *v = tok_grow(w->heap, w->n_heap, &w->cap_heap, sizeof *v, 64);
+    if (!v)
+        return false;
+    w->heap = v;
     size_t i = w->n_heap++;
     while (i > 0) {
         size_t parent = (i - 1) / 2;
@@ -1288,14 +1187,10 @@ static bpe_merge heap_pop(bpe_work *w)
 
 static bool sym_add(bpe_work *w, int32_t id, uint32_t len)
 {
-    if (w->n_sym == w->cap_sym) {
-        size_t cap = w->cap_sym ? w->cap_sym * 2 : 64;
-        bpe_sym *v = realloc(w->sym, cap * sizeof *v);
-        if (!v)
-            return false;
-        w->sym = v;
-        w->cap_sym = cap;
-    }
+    bpe_sym *v = tok_grow(w->sym, w->n_sym, &w->cap_sym, sizeof *v, 64);
+    if (!v)
+        return false;
+    w->sym = v;
     int32_t i = (int32_t)w->n_sym++;
     w->sym[i] = (bpe_sym){id, i - 1, -1, len};
     if (i > 0)
@@ -1303,16 +1198,21 @@ static bool sym_add(bpe_work *w, int32_t id, uint32_t len)
     return true;
 }
 
+/* Queues the merge of the pair starting at pos, if the model has one. */
+static bool queue_merge(const hf_bpe *m, bpe_work *w, int32_t pos, int32_t right)
+{
+    const merge_slot *ms = merge_get(m, w->sym[pos].id, w->sym[right].id);
+    return !ms || heap_push(w, (bpe_merge){ms->rank, pos, ms->new_id});
+}
+
 /* Word::merge_all: repeatedly apply the lowest-rank merge (leftmost on ties),
  * with lazy deletion of queue entries that no longer describe a live pair. */
 static bool merge_all(const hf_bpe *m, bpe_work *w)
 {
     w->n_heap = 0;
-    for (size_t i = 0; i + 1 < w->n_sym; i++) {
-        const merge_slot *ms = merge_get(m, w->sym[i].id, w->sym[i + 1].id);
-        if (ms && !heap_push(w, (bpe_merge){ms->rank, (int32_t)i, ms->new_id}))
+    for (size_t i = 0; i + 1 < w->n_sym; i++)
+        if (!queue_merge(m, w, (int32_t)i, (int32_t)i + 1))
             return false;
-    }
     while (w->n_heap) {
         bpe_merge top = heap_pop(w);
         bpe_sym *cur = &w->sym[top.pos];
@@ -1329,17 +1229,10 @@ static bool merge_all(const hf_bpe *m, bpe_work *w)
         w->sym[next_pos].len = 0;
         if (right.next > -1 && (size_t)right.next < w->n_sym)
             w->sym[right.next].prev = top.pos;
-        if (cur->prev >= 0) {
-            const merge_slot *pm = merge_get(m, w->sym[cur->prev].id, cur->id);
-            if (pm && !heap_push(w, (bpe_merge){pm->rank, cur->prev, pm->new_id}))
-                return false;
-            cur = &w->sym[top.pos];
-        }
-        if (cur->next >= 0) {
-            const merge_slot *nm = merge_get(m, cur->id, w->sym[cur->next].id);
-            if (nm && !heap_push(w, (bpe_merge){nm->rank, top.pos, nm->new_id}))
-                return false;
-        }
+        if (cur->prev >= 0 && !queue_merge(m, w, cur->prev, top.pos))
+            return false;
+        if (cur->next >= 0 && !queue_merge(m, w, top.pos, cur->next))
+            return false;
     }
     return true;
 }
@@ -1360,7 +1253,7 @@ static augur_status bpe_encode_word(const hf_bpe *m, bpe_work *w, const char *s,
     uint32_t unk_len = 0;
     bool ok = true;
     for (size_t i = 0; ok && i < n;) {
-        size_t clen = tok_utf8_seq_len((const unsigned char *)s + i, n - i);
+        size_t clen = tok_utf8_seq_len(s + i, n - i);
         if (!clen)
             clen = 1;
         bool first = i == 0, last = i + clen == n;
@@ -1440,7 +1333,7 @@ typedef struct {
     uint32_t start[257];
 } hf_matcher;
 
-struct tok_hf {
+typedef struct {
     hf_bpe bpe;
     hf_added *added;
     size_t n_added;
@@ -1455,7 +1348,7 @@ struct tok_hf {
     int16_t bl_dec[324];    /* stand-in code point -> byte, -1 */
     int32_t bos, eos;
     size_t max_piece;
-};
+} tok_hf;
 
 static size_t pat_len(const hf_added *a, bool norm)
 {
@@ -1533,23 +1426,20 @@ static augur_status split_added(const tok_hf *hf, const hf_matcher *mt, bool nor
         if (a->single_word) {
             bool start_space = ms == 0 || !is_word(last_cp(s, ms));
             size_t adv;
-            bool stop_space = me == n || !is_word(tok_utf8_decode(s + me, &adv));
+            bool stop_space = me == n || !is_word(tok_utf8_decode(s + me, n - me, &adv));
             if (!start_space || !stop_space)
                 continue;
         }
         size_t start = ms, stop = me;
         if (a->lstrip) {
-            while (start > 0 && is_ws(last_cp(s, start))) {
-                start--;
-                while (start > 0 && ((unsigned char)s[start] & 0xC0) == 0x80)
-                    start--;
-            }
+            while (start > 0 && is_ws(last_cp(s, start)))
+                start = tok_utf8_prev(s, 0, start);
             if (start < start_offset)
                 start = start_offset;
         }
         if (a->rstrip) {
             size_t adv;
-            while (stop < n && is_ws(tok_utf8_decode(s + stop, &adv)))
+            while (stop < n && is_ws(tok_utf8_decode(s + stop, n - stop, &adv)))
                 stop += adv;
         }
         if (start < start_offset) /* overlapping strip regions: keep pieces disjoint */
@@ -1570,26 +1460,10 @@ static augur_status split_added(const tok_hf *hf, const hf_matcher *mt, bool nor
  * Post-processor: reduced to ids before and after the single sequence.
  * ====================================================================== */
 
-static augur_status parse_post(const hf_ctx *c, const json_t *o, const char *where, tok_hf *hf)
+static augur_status parse_post(const hf_ctx *c, const json_t *o, const char *type, const char *where, void *out)
 {
-    if (!o || json_is_null(o))
-        return AUGUR_OK;
-    const char *type = jstr(o, "type", NULL);
-    if (!json_is_object(o) || !type)
-        return fail(c, AUGUR_E_FORMAT, where, "expected an object with a \"type\"");
+    tok_hf *hf = out;
     char sub[256];
-    if (!strcmp(type, "Sequence")) {
-        json_t *arr = json_object_get(o, "processors");
-        if (!json_is_array(arr))
-            return fail(c, AUGUR_E_FORMAT, where, "Sequence without a \"processors\" array");
-        for (size_t i = 0; i < json_array_size(arr); i++) {
-            snprintf(sub, sizeof sub, "%s.processors[%zu]", where, i);
-            augur_status st = parse_post(c, json_array_get(arr, i), sub, hf);
-            if (st != AUGUR_OK)
-                return st;
-        }
-        return AUGUR_OK;
-    }
     if (!strcmp(type, "ByteLevel"))
         return AUGUR_OK; /* only adjusts offsets */
     /* Each processor wraps what the previous ones produced. */
@@ -1672,8 +1546,9 @@ static void byte_level_tables(tok_hf *hf)
     }
 }
 
-void tok_hf_free(tok_hf *hf)
+static void hf_free(void *impl)
 {
+    tok_hf *hf = impl;
     if (!hf)
         return;
     bpe_free(&hf->bpe);
@@ -1737,11 +1612,7 @@ static int32_t added_named(const tok_hf *hf, const char *const *names)
 
 static augur_status finish_load(const hf_ctx *c, tok_hf *hf)
 {
-    hf_run run = {0};
-    run.err = c->err;
-    run.md = pcre2_match_data_create(1, NULL);
-    if (!run.md)
-        return oom(c, "added_tokens");
+    hf_run run = {.err = c->err};
     augur_status st = AUGUR_OK;
     tok_buf nb = {0};
     /* Normalized added tokens match the text after normalization, so their
@@ -1760,9 +1631,7 @@ static augur_status finish_load(const hf_ctx *c, tok_hf *hf)
         a->norm_len = nb.len;
     }
     tok_buf_free(&nb);
-    free(run.spans.v);
-    free(run.spans2.v);
-    pcre2_match_data_free(run.md);
+    run_free(&run);
     if (st != AUGUR_OK)
         return st;
     if (!build_matcher(hf, false, &hf->raw) || !build_matcher(hf, true, &hf->norm))
@@ -1812,8 +1681,10 @@ static augur_status finish_load(const hf_ctx *c, tok_hf *hf)
     return AUGUR_OK;
 }
 
-augur_status tok_hf_load(tok_hf **out, const char *path, const char *text, size_t len, augur_error *err)
+static augur_status hf_load(void **out, const char *path, const char *text, size_t len, int vocab_hint,
+                            augur_error *err)
 {
+    (void)vocab_hint; /* tokenizer.json records its vocabulary */
     *out = NULL;
     hf_ctx c = {path, err};
     json_error_t jerr;
@@ -1842,21 +1713,23 @@ augur_status tok_hf_load(tok_hf **out, const char *path, const char *text, size_
     if (st == AUGUR_OK)
         st = parse_added(&c, json_object_get(root, "added_tokens"), hf);
     if (st == AUGUR_OK)
-        st = parse_normalizer(&c, json_object_get(root, "normalizer"), "normalizer", &hf->norms);
+        st = walk_steps(&c, json_object_get(root, "normalizer"), "normalizer", "normalizers", parse_normalizer,
+                        &hf->norms);
     if (st == AUGUR_OK)
-        st = parse_pretok(&c, json_object_get(root, "pre_tokenizer"), "pre_tokenizer", &hf->pretoks);
+        st = walk_steps(&c, json_object_get(root, "pre_tokenizer"), "pre_tokenizer", "pretokenizers", parse_pretok,
+                        &hf->pretoks);
     if (st == AUGUR_OK)
-        st = parse_post(&c, json_object_get(root, "post_processor"), "post_processor", hf);
+        st = walk_steps(&c, json_object_get(root, "post_processor"), "post_processor", "processors", parse_post, hf);
     if (st == AUGUR_OK) {
         json_t *dec = json_object_get(root, "decoder");
         hf->has_decoder = dec && !json_is_null(dec);
-        st = parse_decoder(&c, dec, "decoder", &hf->decs);
+        st = walk_steps(&c, dec, "decoder", "decoders", parse_decoder, &hf->decs);
     }
     if (st == AUGUR_OK)
         st = finish_load(&c, hf);
     json_decref(root);
     if (st != AUGUR_OK) {
-        tok_hf_free(hf);
+        hf_free(hf);
         return st;
     }
     *out = hf;
@@ -1933,24 +1806,20 @@ static augur_status pretok_step(const tok_hf *hf, const hf_pretok *p, hf_run *ru
     return st;
 }
 
-augur_status tok_hf_encode(const tok_hf *hf, const char *text, size_t len, bool add_special, tok_ids *ids,
-                           augur_error *err)
+static augur_status hf_encode(const void *impl, const char *text, size_t len, bool add_special, tok_ids *ids,
+                              augur_error *err)
 {
+    const tok_hf *hf = impl;
     size_t bad = tok_utf8_check(text, len);
     if (bad != len)
         return augur_fail(err, AUGUR_E_INPUT, "tokenizer_encode: text is not valid UTF-8 (byte %zu of %zu)", bad,
                           len);
-    hf_run run = {0};
-    run.err = err;
+    hf_run run = {.err = err};
     hf_pieces a = {0}, b = {0};
     tok_buf nb = {0}, tmp = {0};
     bpe_work w = {0};
-    augur_status st = AUGUR_OK;
-    if (!(run.md = pcre2_match_data_create(1, NULL)))
-        st = augur_fail(err, AUGUR_E_NOMEM, "tokenizer: out of memory");
     /* 1-2: added tokens around normalization */
-    if (st == AUGUR_OK)
-        st = split_added(hf, &hf->raw, false, &run, text, len, true, &a);
+    augur_status st = split_added(hf, &hf->raw, false, &run, text, len, true, &a);
     for (size_t i = 0; st == AUGUR_OK && i < a.n; i++) {
         if (a.v[i].id >= 0) {
             if (!pieces_add(&b, NULL, 0, a.v[i].id, false))
@@ -1992,10 +1861,7 @@ augur_status tok_hf_encode(const tok_hf *hf, const char *text, size_t len, bool 
     tok_buf_free(&w.scratch);
     free(w.sym);
     free(w.heap);
-    free(run.spans.v);
-    free(run.spans2.v);
-    if (run.md)
-        pcre2_match_data_free(run.md);
+    run_free(&run);
     return st;
 }
 
@@ -2003,29 +1869,30 @@ augur_status tok_hf_encode(const tok_hf *hf, const char *text, size_t len, bool 
  * Decode: ids -> token strings -> decoder chain -> text.
  * ====================================================================== */
 
-int tok_hf_vocab_size(const tok_hf *hf)
+static int hf_vocab_size(const void *impl)
 {
-    return hf->n_total;
+    return ((const tok_hf *)impl)->n_total;
 }
 
-int tok_hf_bos(const tok_hf *hf)
+static int hf_bos(const void *impl)
 {
-    return hf->bos;
+    return ((const tok_hf *)impl)->bos;
 }
 
-int tok_hf_eos(const tok_hf *hf)
+static int hf_eos(const void *impl)
 {
-    return hf->eos;
+    return ((const tok_hf *)impl)->eos;
 }
 
-bool tok_hf_is_special(const tok_hf *hf, int32_t id)
+static bool hf_is_special(const void *impl, int32_t id)
 {
+    const tok_hf *hf = impl;
     return id >= 0 && id < hf->n_total && hf->added_by_id[id] >= 0 && hf->added[hf->added_by_id[id]].special;
 }
 
-size_t tok_hf_max_piece(const tok_hf *hf)
+static size_t hf_max_piece(const void *impl)
 {
-    return hf->max_piece;
+    return ((const tok_hf *)impl)->max_piece;
 }
 
 /* Token text for id; false when the id has none (the library skips those). A
@@ -2074,10 +1941,29 @@ static int byte_token(const char *s, size_t n)
  * special token whose normalized form differs is kept (the library's behaviour). */
 static bool skipped(const tok_hf *hf, int32_t id)
 {
-    if (!tok_hf_is_special(hf, id))
+    if (!hf_is_special(hf, id))
         return false;
     const hf_added *a = &hf->added[hf->added_by_id[id]];
     return !a->normalized || (a->norm_len == a->len && !memcmp(a->norm, a->content, a->len));
+}
+
+/* Adds s as a piece with every occurrence of needle (when not empty) replaced by
+ * with (a C string); t is scratch. */
+static bool add_replaced(hf_pieces *out, const char *s, size_t n, const char *needle, size_t needle_len,
+                         const char *with, tok_buf *t)
+{
+    bool ok = true;
+    t->len = 0;
+    for (size_t j = 0; ok && j < n;) {
+        if (needle_len && j + needle_len <= n && !memcmp(s + j, needle, needle_len)) {
+            ok = tok_buf_append(t, with, strlen(with));
+            j += needle_len;
+        } else {
+            ok = tok_buf_append(t, s + j, 1);
+            j++;
+        }
+    }
+    return ok && pieces_add(out, t->data ? t->data : "", t->len, -1, false);
 }
 
 typedef struct {
@@ -2101,8 +1987,8 @@ static bool dec_step(const tok_hf *hf, const hf_dec *d, dec_mode *mode, hf_run *
             size_t n = in->v[i].len, mark = t.len;
             bool mapped = true;
             for (size_t j = 0; ok && j < n;) {
-                size_t adv = tok_utf8_seq_len((const unsigned char *)s + j, n - j);
-                uint32_t cp = adv ? tok_utf8_decode(s + j, &adv) : 0xFFFFFFFFu;
+                size_t adv = tok_utf8_seq_len(s + j, n - j);
+                uint32_t cp = adv ? tok_utf8_decode(s + j, n - j, &adv) : 0xFFFFFFFFu;
                 if (!adv || cp >= 324 || hf->bl_dec[cp] < 0) {
                     mapped = false;
                     break;
@@ -2139,14 +2025,11 @@ static bool dec_step(const tok_hf *hf, const hf_dec *d, dec_mode *mode, hf_run *
                 ok = pieces_add(out, s, n, -1, false);
                 continue;
             }
-            if ((*st = find_matches(&d->pat, s, n, run, &run->spans)) != AUGUR_OK)
+            if ((*st = replace_matches(&d->pat, d->content, d->content_len, run, s, n, &t)) != AUGUR_OK) {
+                tok_buf_free(&t);
                 return false;
-            for (size_t k = 0; ok && k < run->spans.n; k++) {
-                const hf_span *sp = &run->spans.v[k];
-                ok = sp->match ? tok_buf_append(&t, d->content, d->content_len)
-                               : tok_buf_append(&t, s + sp->s, sp->e - sp->s);
             }
-            ok = ok && pieces_add(out, t.data ? t.data : "", t.len, -1, false);
+            ok = pieces_add(out, t.data ? t.data : "", t.len, -1, false);
         }
         break;
     case D_BYTEFALLBACK:
@@ -2187,17 +2070,15 @@ static bool dec_step(const tok_hf *hf, const hf_dec *d, dec_mode *mode, hf_run *
             bool do_start = !(mode->single && mode->fused) || mode->first;
             bool do_stop = !(mode->single && mode->fused);
             for (size_t k = 0; do_start && k < d->start && b < n; k++) {
-                size_t adv = tok_utf8_seq_len((const unsigned char *)s + b, n - b);
-                if (!adv || tok_utf8_decode(s + b, &adv) != d->ch)
+                size_t adv = tok_utf8_seq_len(s + b, n - b);
+                if (!adv || tok_utf8_decode(s + b, n - b, &adv) != d->ch)
                     break;
                 b += adv;
             }
             for (size_t k = 0; do_stop && k < d->stop && e > b; k++) {
-                size_t st0 = e - 1;
-                while (st0 > b && ((unsigned char)s[st0] & 0xC0) == 0x80)
-                    st0--;
-                size_t adv = tok_utf8_seq_len((const unsigned char *)s + st0, e - st0);
-                if (!adv || adv != e - st0 || tok_utf8_decode(s + st0, &adv) != d->ch)
+                size_t st0 = tok_utf8_prev(s, b, e);
+                size_t adv = tok_utf8_seq_len(s + st0, e - st0);
+                if (!adv || adv != e - st0 || tok_utf8_decode(s + st0, e - st0, &adv) != d->ch)
                     break;
                 e = st0;
             }
@@ -2209,20 +2090,11 @@ static bool dec_step(const tok_hf *hf, const hf_dec *d, dec_mode *mode, hf_run *
             const char *s = piece_text(in, i);
             size_t n = in->v[i].len;
             bool index0 = mode->single ? (mode->first || mode->fused) : i == 0;
-            t.len = 0;
             char enc[4];
             size_t el = tok_utf8_encode(d->ch, enc);
-            for (size_t j = 0; ok && j < n;) {
-                if (j + el <= n && !memcmp(s + j, enc, el)) {
-                    if (!(index0 && d->prepend != PREPEND_NEVER))
-                        ok = tok_buf_append(&t, " ", 1);
-                    j += el;
-                } else {
-                    ok = tok_buf_append(&t, s + j, 1);
-                    j++;
-                }
-            }
-            ok = ok && pieces_add(out, t.data ? t.data : "", t.len, -1, false);
+            /* The library drops every mark of the first token, not just a prepended one. */
+            bool drop = index0 && d->prepend != PREPEND_NEVER;
+            ok = add_replaced(out, s, n, enc, el, drop ? "" : " ", &t);
         }
         break;
     case D_BPE:
@@ -2230,17 +2102,7 @@ static bool dec_step(const tok_hf *hf, const hf_dec *d, dec_mode *mode, hf_run *
             const char *s = piece_text(in, i);
             size_t n = in->v[i].len;
             bool last = !mode->single && i + 1 == in->n;
-            t.len = 0;
-            for (size_t j = 0; ok && j < n;) {
-                if (d->content_len && j + d->content_len <= n && !memcmp(s + j, d->content, d->content_len)) {
-                    ok = last ? true : tok_buf_append(&t, " ", 1);
-                    j += d->content_len;
-                } else {
-                    ok = tok_buf_append(&t, s + j, 1);
-                    j++;
-                }
-            }
-            ok = ok && pieces_add(out, t.data ? t.data : "", t.len, -1, false);
+            ok = add_replaced(out, s, n, d->content, d->content_len, last ? "" : " ", &t);
         }
         break;
     }
@@ -2254,14 +2116,11 @@ static bool dec_step(const tok_hf *hf, const hf_dec *d, dec_mode *mode, hf_run *
 static augur_status run_decoders(const tok_hf *hf, dec_mode mode, hf_pieces *tokens, tok_buf *out,
                                  augur_error *err)
 {
-    hf_run run = {0};
-    run.err = err;
+    hf_run run = {.err = err};
     augur_status st = AUGUR_OK;
     bool ok = true;
     hf_pieces other = {0};
     hf_pieces *cur = tokens, *nxt = &other;
-    if (hf->decs.n && !(run.md = pcre2_match_data_create(1, NULL)))
-        st = augur_fail(err, AUGUR_E_NOMEM, "tokenizer: out of memory");
     const hf_dec *d = hf->decs.v;
     for (size_t k = 0; st == AUGUR_OK && k < hf->decs.n; k++) {
         pieces_clear(nxt);
@@ -2279,16 +2138,14 @@ static augur_status run_decoders(const tok_hf *hf, dec_mode mode, hf_pieces *tok
     if (st == AUGUR_OK && !ok)
         st = augur_fail(err, AUGUR_E_NOMEM, "tokenizer: out of memory decoding");
     pieces_free(&other);
-    free(run.spans.v);
-    free(run.spans2.v);
-    if (run.md)
-        pcre2_match_data_free(run.md);
+    run_free(&run);
     return st;
 }
 
-augur_status tok_hf_decode(const tok_hf *hf, const int32_t *ids, size_t n, bool skip_special, tok_buf *out,
-                           augur_error *err)
+static augur_status hf_decode(const void *impl, const int32_t *ids, size_t n, bool skip_special, tok_buf *out,
+                              augur_error *err)
 {
+    const tok_hf *hf = impl;
     hf_pieces toks = {0};
     augur_status st = AUGUR_OK;
     for (size_t i = 0; st == AUGUR_OK && i < n; i++) {
@@ -2315,8 +2172,9 @@ augur_status tok_hf_decode(const tok_hf *hf, const int32_t *ids, size_t n, bool 
     return st;
 }
 
-int tok_hf_piece(const tok_hf *hf, int32_t id, bool first, bool skip_special, tok_buf *out)
+static int hf_token_piece(const void *impl, int32_t id, tok_stream_pos pos, bool skip_special, tok_buf *out)
 {
+    const tok_hf *hf = impl;
     const char *s;
     size_t len;
     if (!token_text(hf, id, &s, &len) || (skip_special && skipped(hf, id)))
@@ -2326,7 +2184,20 @@ int tok_hf_piece(const tok_hf *hf, int32_t id, bool first, bool skip_special, to
         pieces_free(&toks);
         return -1;
     }
-    augur_status st = run_decoders(hf, (dec_mode){true, first, false}, &toks, out, NULL);
+    augur_status st = run_decoders(hf, (dec_mode){true, pos.first, false}, &toks, out, NULL);
     pieces_free(&toks);
     return st == AUGUR_OK ? 1 : -1;
 }
+
+const tok_backend tok_hf_backend = {
+    .load = hf_load,
+    .free = hf_free,
+    .encode = hf_encode,
+    .decode = hf_decode,
+    .piece = hf_token_piece,
+    .vocab_size = hf_vocab_size,
+    .bos = hf_bos,
+    .eos = hf_eos,
+    .is_special = hf_is_special,
+    .max_piece = hf_max_piece,
+};

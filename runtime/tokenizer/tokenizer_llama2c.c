@@ -7,19 +7,22 @@
 #include <stdlib.h>
 #include <string.h>
 
-#include "runtime/tokenizer/tokenizer_impl.h"
+#include "runtime/tokenizer/tok_backend.h"
+#include "runtime/tokenizer/tok_utf8.h"
 
 #define L2C_UNK 0
+#define L2C_BOS 1
+#define L2C_EOS 2
 #define L2C_BYTE0 3 /* <0x00> .. <0xFF> follow <unk>, <s>, </s> */
 
-struct tok_l2c {
+typedef struct {
     char **piece;      /* id -> bytes (NUL-terminated copy) */
     uint32_t *len;
     float *score;
     int n;
     int max_len;
     tok_map map;       /* piece -> lowest id with that piece, as run.c's lookup finds */
-};
+} tok_l2c;
 
 static int32_t rd_i32(const unsigned char *p)
 {
@@ -34,8 +37,9 @@ static float rd_f32(const unsigned char *p)
     return f;
 }
 
-void tok_l2c_free(tok_l2c *t)
+static void l2c_free(void *impl)
 {
+    tok_l2c *t = impl;
     if (!t)
         return;
     for (int i = 0; i < t->n; i++)
@@ -65,8 +69,8 @@ static augur_status grow(tok_l2c *t, int *cap, const char *path, augur_error *er
     return AUGUR_OK;
 }
 
-augur_status tok_l2c_load(tok_l2c **out, const char *path, const char *data, size_t size, int vocab_hint,
-                          augur_error *err)
+static augur_status l2c_load(void **out, const char *path, const char *data, size_t size, int vocab_hint,
+                             augur_error *err)
 {
     *out = NULL;
     const unsigned char *p = (const unsigned char *)data;
@@ -139,7 +143,7 @@ augur_status tok_l2c_load(tok_l2c **out, const char *path, const char *data, siz
         if (!tok_map_put(&t->map, t->piece[i], t->len[i], i, false))
             st = augur_fail(err, AUGUR_E_NOMEM, "tokenizer.bin '%s': out of memory", path);
     if (st != AUGUR_OK) {
-        tok_l2c_free(t);
+        l2c_free(t);
         return st;
     }
     *out = t;
@@ -170,14 +174,10 @@ typedef struct {
 
 static bool heap_push(cand_heap *h, l2c_cand c)
 {
-    if (h->n == h->cap) {
-        size_t nc = h->cap ? h->cap * 2 : 64;
-        l2c_cand *v = realloc(h->v, nc * sizeof *v);
-        if (!v)
-            return false;
-        h->v = v;
-        h->cap = nc;
-    }
+    l2c_cand *v = tok_grow(h->v, h->n, &h->cap, sizeof *v, 64);
+    if (!v)
+        return false;
+    h->v = v;
     size_t i = h->n++;
     while (i > 0) {
         size_t parent = (i - 1) / 2;
@@ -232,20 +232,20 @@ static bool consider(const tok_l2c *t, cand_heap *h, const l2c_sym *sym, int lef
     /* run.c starts its best score at -1e10, so pairs scoring lower never merge. */
     if (id < 0 || !(t->score[id] > -1e10f))
         return true;
-    l2c_cand c = {t->score[id], left, sym[left].id, sym[right].id, id};
-    return heap_push(h, c);
+    return heap_push(h, (l2c_cand){t->score[id], left, sym[left].id, sym[right].id, id});
 }
 
-augur_status tok_l2c_encode(const tok_l2c *t, const char *text, size_t len, bool add_special, tok_ids *ids,
-                            augur_error *err)
+static augur_status l2c_encode(const void *impl, const char *text, size_t len, bool add_special, tok_ids *ids,
+                               augur_error *err)
 {
+    const tok_l2c *t = impl;
     tok_ids seq = {0};
     cand_heap heap = {0};
     l2c_sym *sym = NULL;
     char *scratch = malloc(2 * (size_t)t->max_len + 8);
     bool ok = scratch != NULL;
     if (ok && add_special)
-        ok = tok_ids_push(&seq, TOK_L2C_BOS);
+        ok = tok_ids_push(&seq, L2C_BOS);
     /* run.c's dummy prefix: the text gets a leading " " token unless empty. */
     if (ok && len > 0) {
         int32_t sp = tok_map_get(&t->map, " ", 1);
@@ -309,20 +309,32 @@ augur_status tok_l2c_encode(const tok_l2c *t, const char *text, size_t len, bool
 
 /* ------------------------------------------------------------------ decode */
 
-bool tok_l2c_is_special(const tok_l2c *t, int32_t id)
+static bool l2c_is_special(const void *impl, int32_t id)
 {
-    (void)t;
+    (void)impl;
     return id >= 0 && id < L2C_BYTE0;
 }
 
-int tok_l2c_vocab_size(const tok_l2c *t)
+static int l2c_vocab_size(const void *impl)
 {
-    return t->n;
+    return ((const tok_l2c *)impl)->n;
 }
 
-size_t tok_l2c_max_piece(const tok_l2c *t)
+static int l2c_bos(const void *impl)
 {
-    return (size_t)t->max_len;
+    (void)impl;
+    return L2C_BOS;
+}
+
+static int l2c_eos(const void *impl)
+{
+    (void)impl;
+    return L2C_EOS;
+}
+
+static size_t l2c_max_piece(const void *impl)
+{
+    return (size_t)((const tok_l2c *)impl)->max_len;
 }
 
 /* Parses run.c's "<0x%02hhX>" byte pieces; returns -1 for anything else. */
@@ -342,13 +354,14 @@ static int byte_piece(const char *s, size_t n)
     return v;
 }
 
-int tok_l2c_piece(const tok_l2c *t, int32_t id, bool after_bos, bool skip_special, tok_buf *out)
+static int l2c_piece(const void *impl, int32_t id, tok_stream_pos pos, bool skip_special, tok_buf *out)
 {
+    const tok_l2c *t = impl;
     if (id < 0 || id >= t->n)
         return 0;
     const char *s = t->piece[id];
     size_t n = t->len[id];
-    if (tok_l2c_is_special(t, id)) {
+    if (l2c_is_special(t, id)) {
         if (skip_special)
             return 0;
         /* The file stores "\n<s>\n"; the newlines are an export artefact, not text. */
@@ -361,7 +374,7 @@ int tok_l2c_piece(const tok_l2c *t, int32_t id, bool after_bos, bool skip_specia
         return tok_buf_append(out, s, n) ? 1 : -1;
     }
     /* SentencePiece drops the space that its dummy prefix put after BOS. */
-    if (after_bos && n && s[0] == ' ') {
+    if (pos.after_bos && n && s[0] == ' ') {
         s++;
         n--;
     }
@@ -373,9 +386,10 @@ int tok_l2c_piece(const tok_l2c *t, int32_t id, bool after_bos, bool skip_specia
     return tok_buf_append(out, s, n) ? 1 : -1;
 }
 
-augur_status tok_l2c_decode(const tok_l2c *t, const int32_t *ids, size_t n, bool skip_special, tok_buf *out,
-                            augur_error *err)
+static augur_status l2c_decode(const void *impl, const int32_t *ids, size_t n, bool skip_special, tok_buf *out,
+                               augur_error *err)
 {
+    const tok_l2c *t = impl;
     tok_buf raw = {0};
     for (size_t i = 0; i < n; i++) {
         if (ids[i] < 0 || ids[i] >= t->n) {
@@ -383,8 +397,8 @@ augur_status tok_l2c_decode(const tok_l2c *t, const int32_t *ids, size_t n, bool
             return augur_fail(err, AUGUR_E_INPUT, "tokenizer.bin: decode: id %d at position %zu is outside "
                               "the vocabulary (0..%d)", (int)ids[i], i, t->n - 1);
         }
-        bool after_bos = i > 0 && ids[i - 1] == TOK_L2C_BOS;
-        if (tok_l2c_piece(t, ids[i], after_bos, skip_special, &raw) < 0) {
+        tok_stream_pos pos = {i == 0, i > 0 && ids[i - 1] == L2C_BOS};
+        if (l2c_piece(t, ids[i], pos, skip_special, &raw) < 0) {
             tok_buf_free(&raw);
             return augur_fail(err, AUGUR_E_NOMEM, "tokenizer.bin: decode: out of memory");
         }
@@ -395,3 +409,16 @@ augur_status tok_l2c_decode(const tok_l2c *t, const int32_t *ids, size_t n, bool
         return augur_fail(err, AUGUR_E_NOMEM, "tokenizer.bin: decode: out of memory");
     return AUGUR_OK;
 }
+
+const tok_backend tok_l2c_backend = {
+    .load = l2c_load,
+    .free = l2c_free,
+    .encode = l2c_encode,
+    .decode = l2c_decode,
+    .piece = l2c_piece,
+    .vocab_size = l2c_vocab_size,
+    .bos = l2c_bos,
+    .eos = l2c_eos,
+    .is_special = l2c_is_special,
+    .max_piece = l2c_max_piece,
+};

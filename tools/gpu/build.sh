@@ -1,7 +1,8 @@
 #!/usr/bin/env bash
 # Builds augur with the CUDA backend on the GPU machine (Ubuntu 24.04, no protobuf-c,
-# jansson, pcre2, utf8proc or cmocka installed, no network): the Debian 12 packages
-# carried in .debs/ are unpacked into /opt/pb and found through pkg-config there.
+# jansson, oniguruma, utf8proc or cmocka installed, no network): the Debian 12 packages
+# carried in .debs/ (libonig5 and libonig-dev among them) are unpacked into /opt/pb and
+# found through pkg-config there.
 #   usage: bash tools/gpu/build.sh [BUILD_DIR]
 set -euo pipefail
 cd "$(dirname "$0")/../.."
