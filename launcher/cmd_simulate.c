@@ -210,6 +210,11 @@ static augur_status simulate(simulate_cli *c, augur_error *err)
         st = augur_fail(err, AUGUR_E_FORMAT, "%s: the trace holds no records to replay", c->path);
         goto out;
     }
+    for (int k = 0; !st && k < N_KINDS; k++)
+        if (c->kinds[k])
+            st = sim_grid_expand((draft_rule_kind)k, &c->grid, &rules, &n, err);
+    if (st != AUGUR_OK)
+        goto out;
     if (c->have_tt && c->have_slope) {
         cost.tt_ms = c->tt;
         cost.tt_per_position_ms = c->slope;
@@ -221,15 +226,11 @@ static augur_status simulate(simulate_cli *c, augur_error *err)
         cost.tt_per_position_ms = c->slope;
     }
     if (!(cost.tt_ms > 0)) {
-        st = augur_fail(err, AUGUR_E_INPUT, "%s: the trace's target times fit t_t(1) = %g ms; pass --tt MS", c->path,
-                        cost.tt_ms);
+        st = augur_fail(err, AUGUR_E_INPUT, "%s: the trace's rounds fit t_t(1) = %g ms (their times vary more with noise than "
+                        "with the width verified); pass --tt MS",
+                        c->path, cost.tt_ms);
         goto out;
     }
-    for (int k = 0; !st && k < N_KINDS; k++)
-        if (c->kinds[k])
-            st = sim_grid_expand((draft_rule_kind)k, &c->grid, &rules, &n, err);
-    if (st != AUGUR_OK)
-        goto out;
     res = calloc(n, sizeof *res);
     if (!res) {
         st = augur_fail(err, AUGUR_E_NOMEM, "simulate: out of memory for %zu results", n);

@@ -98,7 +98,7 @@ for slope in 0 1; do
   got=$(awk '$1 == "fixed(gamma=8)" { print $(NF - 2), $(NF - 1) }' "$tmp/sim2")
   [ "$got" = "$want" ] || fail "fixed γ=8, slope $slope: cost/speedup got '$got', want '$want'"
 done
-"$A" simulate "$tmp/t.bin" --rule cumulative --tau 10,12 --window 1,3 --gamma 6 --top 2 >"$tmp/sim3" ||
+"$A" simulate "$tmp/t.bin" --rule cumulative --tau 10,12 --window 1,3 --gamma 6 --top 2 --tt 5 >"$tmp/sim3" ||
   fail "simulate cumulative grid failed"
 [ "$(grep -c '^cumulative(' "$tmp/sim3")" -eq 2 ] || fail "--top 2 should print 2 settings"
 grep -q "^(2 more settings not shown; --top 2)$" "$tmp/sim3" || fail "--top note missing"
