@@ -105,8 +105,9 @@ double sim_cost_verify_ms(const sim_cost *c, int n);
  * round's target_ms), into tt_ms and tt_per_position_ms of *c (td_ms untouched).
  * anchor_tt1_ms > 0 fixes t_t(1) at that measured one-position time (a target-only
  * step) and fits the slope alone; otherwise both are fitted, which needs at least two
- * distinct widths. *n_widths receives how many distinct n the trace holds. A trace of
- * one width with no anchor is an AUGUR_E_INPUT error saying so: its rounds tell
+ * distinct widths holding, off the commonest one, at least a quarter of the rounds.
+ * *n_widths receives how many distinct n the trace holds (1 when the rest are too few).
+ * A trace of one width with no anchor is an AUGUR_E_INPUT error saying so: its rounds tell
  * nothing about a one-position step, and guessing t_t(1) as their mean is what made
  * the old model wrong. Negative fitted values (noise) are clamped at 0. */
 augur_status sim_fit_target_cost(const sim_trace *t, double anchor_tt1_ms, sim_cost *c, int *n_widths,

@@ -259,6 +259,18 @@ static void test_cost_by_width(void **state)
     assert_float_equal(cost.tt_ms, 5.0, 0.0);
     assert_float_equal(cost.tt_per_position_ms, 5.0, 1e-12);
     sim_trace_free(&st);
+
+    /* Seven rounds of width 5 and one of width 2 (a fixed-γ run's short last round): too
+     * few off the commonest width to fit a slope, so it counts as one width. */
+    t.n = 0;
+    for (uint32_t k = 0; k < 7; k++)
+        add_round(&t, 2, k + 1, 5 * k, "AAAAR" + 1, 4, 1.0f, 20.0f + (float)k);
+    add_round(&t, 2, 8, 35, "R", 1, 1.0f, 9.0f);
+    build(&st, &t);
+    assert_int_equal(sim_fit_target_cost(&st, 0, &cost, &widths, &err), AUGUR_E_INPUT);
+    assert_int_equal(widths, 1);
+    assert_non_null(strstr(err.message, "verified 5 positions"));
+    sim_trace_free(&st);
 }
 
 static void test_end_of_request(void **state)
