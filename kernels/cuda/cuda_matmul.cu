@@ -134,13 +134,116 @@ __global__ void __launch_bounds__(GEMV_THREADS)
     }
 }
 
+/* Columns of x staged per pass of gemv_staged_kernel: a multiple of 32 vectors for every
+ * weight type (E = 4 or 8 columns a vector), so each lane still meets its vectors in the
+ * order lane, lane + 32, ... across passes. 16 rows x 512 columns of fp32 = 32 KiB. */
+#define GEMV_STAGE_COLS 512
+
+/* gemv_kernel for several rows, with the rows' x staged in shared memory once per block
+ * instead of read by every warp from L1/L2 (a verify batch re-read x per feature group:
+ * 6 rows cost 3.6x one row, measured with ncu on the 8B shape). Every lane applies the
+ * same fmaf sequence as gemv_kernel<W, NR, FPW, true> (vectors ascending, rows, then
+ * 4-column groups, then features), then the same butterfly: the results are bit for bit
+ * those of gemv_kernel, so batch invariance and every test of it carry over. Needs the
+ * VEC conditions (16-byte aligned weights and x, cols % 4 == 0). */
+template <typename W, int NR, int FPW>
+__global__ void __launch_bounds__(GEMV_THREADS)
+    gemv_staged_kernel(float *__restrict__ out, const float *__restrict__ x, int n, const W *__restrict__ w,
+                       int64_t rows, int64_t cols, int64_t ld, const float *__restrict__ bias)
+{
+    constexpr int E = 16 / sizeof(W);   /* columns a 16-byte weight vector holds */
+    constexpr int K = E / 4;            /* float4 groups a vector's columns make */
+    constexpr int VPS = GEMV_STAGE_COLS / E; /* vectors a pass stages */
+    __shared__ float4 xs[NR * K * VPS];  /* [row][k][vector of the pass] */
+    const int lane = threadIdx.x & 31;
+    const int64_t o0 = ((int64_t)blockIdx.x * GEMV_WARPS + (threadIdx.x >> 5)) * FPW;
+    const bool active = o0 < rows; /* idle warps still stage x and meet every barrier */
+    const int nf = !active ? 0 : rows - o0 < FPW ? (int)(rows - o0) : FPW;
+    const int r0 = blockIdx.y * NR;
+    const int nr = n - r0 < NR ? n - r0 : NR;
+    const float *xr = x + (int64_t)r0 * cols;
+
+    float acc[FPW][NR];
+#pragma unroll
+    for (int f = 0; f < FPW; f++)
+#pragma unroll
+        for (int r = 0; r < NR; r++)
+            acc[f][r] = 0.0f;
+
+    const int64_t nvec = cols / E;
+    for (int64_t v0 = 0; v0 < nvec; v0 += VPS) {
+        const int nv = nvec - v0 < VPS ? (int)(nvec - v0) : VPS;
+        /* Stage rows 0..nr-1, vectors v0..v0+nv-1: coalesced float4 reads of x. */
+        const int groups = nv * K; /* float4 groups per row in this pass */
+        for (int i = threadIdx.x; i < nr * groups; i += GEMV_THREADS) {
+            const int r = i / groups, g = i - r * groups;
+            const int vl = g / K, k = g - vl * K;
+            xs[(r * K + k) * VPS + vl] = __ldg(reinterpret_cast<const float4 *>(xr + r * cols + v0 * E) + g);
+        }
+        __syncthreads();
+        for (int vl = lane; vl < nv && nf > 0; vl += 32) {
+            float wf[FPW][E];
+#pragma unroll
+            for (int f = 0; f < FPW; f++) {
+                if (f < nf)
+                    unpack16<W>(__ldg(reinterpret_cast<const uint4 *>(w + (o0 + f) * ld) + v0 + vl), wf[f]);
+            }
+#pragma unroll
+            for (int r = 0; r < NR; r++) {
+                if (r < nr) {
+#pragma unroll
+                    for (int k = 0; k < K; k++) {
+                        const float4 xv = xs[(r * K + k) * VPS + vl];
+#pragma unroll
+                        for (int f = 0; f < FPW; f++) {
+                            if (f < nf) {
+                                acc[f][r] = fmaf(wf[f][4 * k + 0], xv.x, acc[f][r]);
+                                acc[f][r] = fmaf(wf[f][4 * k + 1], xv.y, acc[f][r]);
+                                acc[f][r] = fmaf(wf[f][4 * k + 2], xv.z, acc[f][r]);
+                                acc[f][r] = fmaf(wf[f][4 * k + 3], xv.w, acc[f][r]);
+                            }
+                        }
+                    }
+                }
+            }
+        }
+        __syncthreads();
+    }
+    if (!active)
+        return;
+    for (int64_t c = nvec * E + lane; c < cols; c += 32) {
+#pragma unroll
+        for (int f = 0; f < FPW; f++) {
+            if (f < nf) {
+                const float wf = cuk_load_f32(w + (o0 + f) * ld + c);
+#pragma unroll
+                for (int r = 0; r < NR; r++)
+                    if (r < nr)
+                        acc[f][r] = fmaf(wf, __ldg(xr + r * cols + c), acc[f][r]);
+            }
+        }
+    }
+
+#pragma unroll
+    for (int f = 0; f < FPW; f++) {
+#pragma unroll
+        for (int r = 0; r < NR; r++) {
+            const float s = cuk_warp_sum(acc[f][r]);
+            if (lane == 0 && r < nr && f < nf)
+                out[(int64_t)(r0 + r) * rows + o0 + f] = bias ? s + bias[o0 + f] : s;
+        }
+    }
+}
+
 template <typename W, int NR, int FPW>
 static cudaError_t gemv_launch_fpw(cudaStream_t stream, float *out, const float *x, int n, const W *w,
                                    int64_t rows, int64_t cols, int64_t ld, const float *bias, bool vec)
 {
     const int64_t per_block = (int64_t)GEMV_WARPS * FPW;
     const dim3 grid((unsigned)((rows + per_block - 1) / per_block), (unsigned)((n + NR - 1) / NR));
-    if (vec)
+    if (vec && NR > 1)
+        gemv_staged_kernel<W, NR, FPW><<<grid, GEMV_THREADS, 0, stream>>>(out, x, n, w, rows, cols, ld, bias);
+    else if (vec)
         gemv_kernel<W, NR, FPW, true><<<grid, GEMV_THREADS, 0, stream>>>(out, x, n, w, rows, cols, ld, bias);
     else
         gemv_kernel<W, NR, FPW, false><<<grid, GEMV_THREADS, 0, stream>>>(out, x, n, w, rows, cols, ld, bias);
