@@ -8,10 +8,12 @@
 #include <time.h>
 #include <unistd.h>
 
+#include <mpi.h>
+
 #define ARGS_MAX_SPECS 64          /* flags of one command, sections included */
 #define ARGS_ITEM_MAX 64           /* longest item of a comma-separated list */
 #define ARGS_SPEC_VAL 1000         /* getopt_long's value for spec i is this + i */
-#define ARGS_QUIET_RANK_WAIT_S 1   /* see cli_report_once */
+#define ARGS_ERROR_BARRIER_S 10.0  /* see cli_report_once */
 
 augur_status arg_int(const char *flag, const char *text, long min, long max, int *out, augur_error *err)
 {
@@ -140,13 +142,31 @@ static int job_rank(void)
 
 int cli_report_once(const augur_error *err)
 {
-    if (job_rank() <= 0)
+    int rank = job_rank();
+    if (rank < 0)
         return cli_report(err);
-    /* mpirun kills the job at the first non-zero exit; a silent rank that exited at once
-     * could take rank 0 down before its line is out. */
-    struct timespec wait = {.tv_sec = ARGS_QUIET_RANK_WAIT_S};
-    nanosleep(&wait, NULL);
-    return exit_code(err);
+    /* Under mpirun every rank parsed the same flags and failed alike. Rank 0 prints; then
+     * all ranks meet in a barrier before exiting, because mpirun kills the job at the first
+     * non-zero exit and a silent rank leaving early could take rank 0 down before its line
+     * is out. The barrier has a deadline in case some rank did not fail the same way. */
+    int code = rank == 0 ? cli_report(err) : exit_code(err);
+    fflush(stderr);
+    if (MPI_Init(NULL, NULL) != MPI_SUCCESS)
+        return code;
+    MPI_Request req;
+    if (MPI_Ibarrier(MPI_COMM_WORLD, &req) == MPI_SUCCESS) {
+        const struct timespec pause = {.tv_nsec = 1000000};
+        int done = 0;
+        for (double waited = 0; !done && waited < ARGS_ERROR_BARRIER_S; waited += 1e-3) {
+            MPI_Test(&req, &done, MPI_STATUS_IGNORE);
+            if (!done)
+                nanosleep(&pause, NULL);
+        }
+        if (!done) /* a rank that did not fail here: leave without it */
+            MPI_Abort(MPI_COMM_WORLD, code);
+    }
+    MPI_Finalize();
+    return code;
 }
 
 /* ---- values ---- */
