@@ -1,11 +1,14 @@
 /* The collectives interface over an MPI communicator: the CPU backend's tensor-parallel
  * all-reduce, the leader's logit gather, and broadcasts (see collectives.h for the
- * reproducibility contract this file keeps). */
+ * reproducibility contract this file keeps). Each is a non-blocking MPI collective
+ * polled against c->timeout_s (comm/liveness.h): a member that stopped or died is
+ * named instead of a hang. */
 #include "comm/collectives.h"
 
 #include <limits.h>
 #include <stdlib.h>
 
+#include "comm/liveness.h"
 #include "comm/mpi_error.h"
 
 /* Bounds the ordered all-reduce's scratch to size * this many floats per step. */
@@ -21,6 +24,22 @@ typedef struct {
 static augur_status mpi_fail(const collectives *c, const char *op, int rc, augur_error *err)
 {
     return comm_mpi_fail(err, rc, "%s over %d ranks failed", op, c->size);
+}
+
+/* Completes a started collective (rc: the MPI call's code) within c->timeout_s. After a
+ * timeout the operation stays posted (MPI cannot withdraw a collective): the job must
+ * end, which the caller's MPI_Abort does. */
+static augur_status finish(collectives *c, const char *op, int rc, MPI_Request *req, augur_error *err)
+{
+    mpi_impl *m = c->impl;
+    bool done = false;
+    if (rc == MPI_SUCCESS) {
+        live_deadline d = live_deadline_start(c->timeout_s, -1);
+        rc = live_wait(req, &d, &done);
+    }
+    if (rc != MPI_SUCCESS)
+        return mpi_fail(c, op, rc, err);
+    return done ? AUGUR_OK : live_fail_collective(err, m->comm, op, c->timeout_s);
 }
 
 static augur_status ensure_scratch(collectives *c, size_t floats, augur_error *err)
@@ -48,9 +67,10 @@ static augur_status ordered_allreduce(collectives *c, float *buf, size_t count, 
         return st;
     for (size_t off = 0; off < count; off += chunk) {
         size_t n = count - off < chunk ? count - off : chunk;
-        int rc = MPI_Allgather(buf + off, (int)n, MPI_FLOAT, m->scratch, (int)n, MPI_FLOAT, m->comm);
-        if (rc != MPI_SUCCESS)
-            return mpi_fail(c, "allreduce (MPI_Allgather)", rc, err);
+        MPI_Request req;
+        int rc = MPI_Iallgather(buf + off, (int)n, MPI_FLOAT, m->scratch, (int)n, MPI_FLOAT, m->comm, &req);
+        if ((st = finish(c, "all-reduce (MPI_Iallgather)", rc, &req, err)))
+            return st;
         for (size_t i = 0; i < n; i++) {
             float s = m->scratch[i];
             for (size_t r = 1; r < size; r++)
@@ -70,9 +90,11 @@ static augur_status mpi_allreduce_sum_f32(collectives *c, float *buf, size_t cou
     mpi_impl *m = c->impl;
     for (size_t off = 0; off < count; off += INT_MAX) {
         size_t n = count - off < INT_MAX ? count - off : INT_MAX;
-        int rc = MPI_Allreduce(MPI_IN_PLACE, buf + off, (int)n, MPI_FLOAT, MPI_SUM, m->comm);
-        if (rc != MPI_SUCCESS)
-            return mpi_fail(c, "allreduce (MPI_Allreduce)", rc, err);
+        MPI_Request req;
+        int rc = MPI_Iallreduce(MPI_IN_PLACE, buf + off, (int)n, MPI_FLOAT, MPI_SUM, m->comm, &req);
+        augur_status st = finish(c, "all-reduce (MPI_Iallreduce)", rc, &req, err);
+        if (st)
+            return st;
     }
     return AUGUR_OK;
 }
@@ -119,11 +141,12 @@ static augur_status mpi_gatherv_f32(collectives *c, const float *send, int count
         if (st != AUGUR_OK)
             return st;
     }
-    int rc = MPI_Gatherv(send, count, MPI_FLOAT, recv, counts, displs, MPI_FLOAT, root, m->comm);
-    free(displs);
-    if (rc != MPI_SUCCESS)
-        return mpi_fail(c, "gatherv (MPI_Gatherv)", rc, err);
-    return AUGUR_OK;
+    MPI_Request req;
+    int rc = MPI_Igatherv(send, count, MPI_FLOAT, recv, counts, displs, MPI_FLOAT, root, m->comm, &req);
+    augur_status st = finish(c, "gather (MPI_Igatherv)", rc, &req, err);
+    if (st == AUGUR_OK || rc != MPI_SUCCESS)
+        free(displs); /* else MPI may still read them: the job is ending */
+    return st;
 }
 
 static augur_status mpi_bcast(collectives *c, void *buf, size_t bytes, int root, augur_error *err)
@@ -133,9 +156,11 @@ static augur_status mpi_bcast(collectives *c, void *buf, size_t bytes, int root,
         return augur_fail(err, AUGUR_E_INTERNAL, "bcast from root %d outside the group of %d", root, c->size);
     for (size_t off = 0; off < bytes; off += INT_MAX) {
         size_t n = bytes - off < INT_MAX ? bytes - off : INT_MAX;
-        int rc = MPI_Bcast((char *)buf + off, (int)n, MPI_BYTE, root, m->comm);
-        if (rc != MPI_SUCCESS)
-            return mpi_fail(c, "bcast (MPI_Bcast)", rc, err);
+        MPI_Request req;
+        int rc = MPI_Ibcast((char *)buf + off, (int)n, MPI_BYTE, root, m->comm, &req);
+        augur_status st = finish(c, "broadcast (MPI_Ibcast)", rc, &req, err);
+        if (st)
+            return st;
     }
     return AUGUR_OK;
 }

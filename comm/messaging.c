@@ -2,10 +2,10 @@
 #include "comm/messaging.h"
 
 #include <limits.h>
-#include <sched.h>
+#include <stdio.h>
 #include <stdlib.h>
-#include <time.h>
 
+#include "comm/liveness.h"
 #include "comm/mpi_error.h"
 
 /* What each tag carries, for errors: "no proposal from draft rank 2", "verdict to
@@ -40,27 +40,6 @@ static augur_status msg_mpi_fail(const char *op, int tag, int peer, int rc, augu
     return comm_mpi_fail(err, rc, "%s of a %s with rank %d failed", op, kind_of(tag)->noun, peer);
 }
 
-static double now_s(void)
-{
-    struct timespec ts;
-    clock_gettime(CLOCK_MONOTONIC, &ts);
-    return (double)ts.tv_sec + 1e-9 * (double)ts.tv_nsec;
-}
-
-/* Yield first (a proposal usually arrives within microseconds of the verify ending),
- * then sleep briefly so an idle waiter leaves the core to busy ranks; 50 us keeps the
- * added latency small next to a forward pass. */
-static void backoff(unsigned *polls)
-{
-    if (*polls < 100) {
-        (*polls)++;
-        sched_yield();
-        return;
-    }
-    struct timespec ts = {0, 50 * 1000};
-    nanosleep(&ts, NULL);
-}
-
 /* ---- sends ---- */
 
 /* A send buffer MPI may still read after its send was abandoned: kept reachable rather
@@ -73,16 +52,10 @@ static uint8_t *abandoned_buf;
 static bool withdraw(MPI_Request *req)
 {
     MPI_Cancel(req);
-    double give_up = now_s() + 0.05;
-    unsigned polls = 0;
-    do {
-        int done = 0;
-        if (MPI_Test(req, &done, MPI_STATUS_IGNORE) != MPI_SUCCESS)
-            break;
-        if (done)
-            return true;
-        backoff(&polls);
-    } while (now_s() < give_up);
+    live_deadline grace = live_deadline_start(0.05, -1);
+    bool done = false;
+    if (live_wait(req, &grace, &done) == MPI_SUCCESS && done)
+        return true;
     MPI_Request_free(req);
     return false;
 }
@@ -101,23 +74,19 @@ static augur_status send_bytes(MPI_Comm comm, int dest, int tag, const uint8_t *
     int rc = MPI_Isend(buf, (int)len, MPI_BYTE, dest, tag, comm, &req);
     if (rc != MPI_SUCCESS)
         return msg_mpi_fail("MPI_Isend", tag, dest, rc, err);
-    double deadline = now_s() + timeout_s;
-    unsigned polls = 0;
-    for (;;) {
-        int done = 0;
-        rc = MPI_Test(&req, &done, MPI_STATUS_IGNORE);
-        if (rc != MPI_SUCCESS) {
-            *in_use = true; /* the request's state is unknown: assume the worst */
-            return msg_mpi_fail("MPI_Test", tag, dest, rc, err);
-        }
-        if (done)
-            return AUGUR_OK;
-        if (timeout_s > 0 && now_s() > deadline)
-            break;
-        backoff(&polls);
+    live_deadline d = live_deadline_start(timeout_s, live_patient_on(comm, dest));
+    bool done = false;
+    rc = live_wait(&req, &d, &done);
+    if (rc != MPI_SUCCESS) {
+        *in_use = true; /* the request's state is unknown: assume the worst */
+        return msg_mpi_fail("MPI_Test", tag, dest, rc, err);
     }
+    if (done)
+        return AUGUR_OK;
     *in_use = !withdraw(&req);
-    return augur_fail(err, AUGUR_E_COMM, "%s to %s %d not taken within %g s", k->noun, k->receiver, dest, timeout_s);
+    char within[64];
+    return augur_fail(err, AUGUR_E_COMM, "%s to %s %d not taken %s", k->noun, k->receiver, dest,
+                      live_within(&d, within, sizeof within));
 }
 
 augur_status msg_send(MPI_Comm comm, int dest, int tag, const uint8_t *buf, size_t len, double timeout_s,
@@ -131,6 +100,7 @@ augur_status msg_send(MPI_Comm comm, int dest, int tag, const uint8_t *buf, size
 
 augur_status msg_poll(MPI_Comm comm, int source, int tag, bool *ready, augur_error *err)
 {
+    live_tick();
     int flag = 0;
     int rc = MPI_Iprobe(source, tag, comm, &flag, MPI_STATUS_IGNORE);
     *ready = flag != 0;
@@ -139,32 +109,67 @@ augur_status msg_poll(MPI_Comm comm, int source, int tag, bool *ready, augur_err
     return AUGUR_OK;
 }
 
-static augur_status timed_out(int source, int tag, double timeout_s, augur_error *err)
+/* "no proposal from draft rank 2 within 3 s"; nouns joins the kinds waited for. */
+static augur_status timed_out(int source, const char *nouns, const char *sender, const live_deadline *d,
+                              augur_error *err)
 {
-    const msg_kind *k = kind_of(tag);
+    char within[64];
+    live_within(d, within, sizeof within);
     if (source == MPI_ANY_SOURCE)
-        return augur_fail(err, AUGUR_E_COMM, "no %s from any rank within %g s", k->noun, timeout_s);
-    return augur_fail(err, AUGUR_E_COMM, "no %s from %s %d within %g s", k->noun, k->sender, source, timeout_s);
+        return augur_fail(err, AUGUR_E_COMM, "no %s from any rank %s", nouns, within);
+    return augur_fail(err, AUGUR_E_COMM, "no %s from %s %d %s", nouns, sender, source, within);
 }
 
 /* Claims the next matching message, polling against the deadline. The matched probe
- * means nothing else can receive it between our size query and the receive. */
+ * means nothing else can receive it between our size query and the receive. A
+ * heartbeat that MPI_ANY_TAG matches is taken for what it is, and the wait goes on. */
 static augur_status claim(MPI_Comm comm, int source, int tag, double timeout_s, MPI_Message *handle,
                           MPI_Status *status, augur_error *err)
 {
-    double deadline = now_s() + timeout_s;
-    unsigned polls = 0;
+    live_deadline d = live_deadline_start(timeout_s, live_patient_on(comm, source));
     for (;;) {
         int flag = 0;
         int rc = MPI_Improbe(source, tag, comm, &flag, handle, status);
         if (rc != MPI_SUCCESS)
             return msg_mpi_fail("MPI_Improbe", tag, source, rc, err);
+        if (flag && status->MPI_TAG == LIVE_TAG_HEARTBEAT && tag != LIVE_TAG_HEARTBEAT) {
+            live_take_heartbeat(handle, status->MPI_SOURCE);
+            continue;
+        }
         if (flag)
             return AUGUR_OK;
-        if (timeout_s > 0 && now_s() > deadline)
-            return timed_out(source, tag, timeout_s, err);
-        backoff(&polls);
+        if (live_expired(&d))
+            return timed_out(source, kind_of(tag)->noun, kind_of(tag)->sender, &d, err);
+        live_backoff(&d);
     }
+}
+
+augur_status msg_wait_any(MPI_Comm comm, int source, const int *tags, int n_tags, double timeout_s, int *tag_out,
+                          augur_error *err)
+{
+    live_deadline d = live_deadline_start(timeout_s, live_patient_on(comm, source));
+    for (;;) {
+        for (int i = 0; i < n_tags; i++) {
+            int flag = 0;
+            int rc = MPI_Iprobe(source, tags[i], comm, &flag, MPI_STATUS_IGNORE);
+            if (rc != MPI_SUCCESS)
+                return msg_mpi_fail("MPI_Iprobe", tags[i], source, rc, err);
+            if (flag) {
+                *tag_out = tags[i];
+                return AUGUR_OK;
+            }
+        }
+        if (live_expired(&d))
+            break;
+        live_backoff(&d);
+    }
+    char nouns[128] = "";
+    size_t used = 0;
+    for (int i = 0; i < n_tags && used < sizeof nouns; i++) {
+        int n = snprintf(nouns + used, sizeof nouns - used, "%s%s", i ? " or " : "", kind_of(tags[i])->noun);
+        used += n > 0 ? (size_t)n : 0;
+    }
+    return timed_out(source, nouns, n_tags ? kind_of(tags[0])->sender : "rank", &d, err);
 }
 
 /* msg_recv that also reports the sender, for the typed receives' error messages. */
@@ -291,23 +296,49 @@ static augur_status encode_for_bcast(const wire_command *cmd, uint8_t **buf, siz
     return st;
 }
 
-augur_status msg_bcast_command(MPI_Comm comm, int root, wire_command *cmd, const wire_expect *want,
+/* One MPI_Ibcast polled against d. The root's wait is hard and names the members that
+ * never arrived; the others' wait is patient on the root (the leader). *pending: MPI
+ * may still use buf (after a timeout: keep it, the job is ending). */
+static augur_status bcast_part(MPI_Comm comm, int root, bool is_root, void *buf, int count, MPI_Datatype type,
+                               live_deadline *d, const char *part, bool *pending, augur_error *err)
+{
+    MPI_Request req;
+    int rc = MPI_Ibcast(buf, count, type, root, comm, &req);
+    bool done = false;
+    if (rc == MPI_SUCCESS)
+        rc = live_wait(&req, d, &done);
+    *pending = rc == MPI_SUCCESS && !done;
+    if (rc != MPI_SUCCESS)
+        return msg_mpi_fail(part, MSG_TAG_COMMAND, root, rc, err);
+    if (done)
+        return AUGUR_OK;
+    if (is_root)
+        return live_fail_collective(err, comm, "command broadcast", d->timeout_s);
+    int world_root = live_world_rank(comm, root);
+    return timed_out(world_root >= 0 ? world_root : root, "command", "leader rank", d, err);
+}
+
+augur_status msg_bcast_command(MPI_Comm comm, int root, wire_command *cmd, const wire_expect *want, double timeout_s,
                                augur_error *err)
 {
     int rank = -1;
     MPI_Comm_rank(comm, &rank);
+    bool is_root = rank == root;
+    live_deadline d = live_deadline_start(timeout_s, is_root ? -1 : live_patient_on(comm, root));
     uint8_t *buf = NULL;
     size_t len = 0;
-    augur_status st = rank == root ? encode_for_bcast(cmd, &buf, &len, err) : AUGUR_OK;
+    augur_status st = is_root ? encode_for_bcast(cmd, &buf, &len, err) : AUGUR_OK;
     /* Length 0 never encodes a command (version is always set), so it tells the other
      * ranks that the root failed and they should not wait for the bytes. */
-    uint64_t n = st == AUGUR_OK ? (uint64_t)len : 0;
-    int rc = MPI_Bcast(&n, 1, MPI_UINT64_T, root, comm);
-    if (rc != MPI_SUCCESS) {
+    static uint64_t n; /* static: a length broadcast abandoned at its deadline may still land here */
+    n = st == AUGUR_OK ? (uint64_t)len : 0;
+    bool pending = false;
+    augur_status bst = bcast_part(comm, root, is_root, &n, 1, MPI_UINT64_T, &d, "MPI_Ibcast (length)", &pending, err);
+    if (bst != AUGUR_OK) {
         free(buf);
-        return msg_mpi_fail("MPI_Bcast (length)", MSG_TAG_COMMAND, root, rc, err);
+        return bst;
     }
-    if (rank == root && st != AUGUR_OK) {
+    if (is_root && st != AUGUR_OK) {
         free(buf);
         return st;
     }
@@ -316,20 +347,21 @@ augur_status msg_bcast_command(MPI_Comm comm, int root, wire_command *cmd, const
     if (n > INT_MAX)
         return augur_fail(err, AUGUR_E_COMM, "command broadcast of %llu bytes from rank %d is impossible",
                           (unsigned long long)n, root);
-    if (rank != root) {
+    if (!is_root) {
         buf = malloc((size_t)n);
         if (!buf)
             return augur_fail(err, AUGUR_E_NOMEM, "cannot allocate %llu bytes for a command", (unsigned long long)n);
     }
-    rc = MPI_Bcast(buf, (int)n, MPI_BYTE, root, comm);
-    if (rc != MPI_SUCCESS) {
-        free(buf);
-        return msg_mpi_fail("MPI_Bcast (bytes)", MSG_TAG_COMMAND, root, rc, err);
-    }
-    if (rank != root) {
+    /* The bytes follow the length at once: a fresh deadline, for the root hard as before. */
+    d = live_deadline_start(timeout_s, d.patient_on);
+    st = bcast_part(comm, root, is_root, buf, (int)n, MPI_BYTE, &d, "MPI_Ibcast (bytes)", &pending, err);
+    if (st == AUGUR_OK && !is_root) {
         wire_expect w = expect_from(want, root);
         st = decode(MSG_TAG_COMMAND, buf, (size_t)n, &w, cmd, err);
     }
-    free(buf);
+    if (pending)
+        abandoned_buf = buf;
+    else
+        free(buf);
     return st;
 }

@@ -299,22 +299,19 @@ static augur_status draft_request(draft_state *s, augur_error *err)
     }
 }
 
-/* Between requests the leader may take its time (tokenizing, a baseline run), so
- * the draft waits without a deadline for either a request or the stop command. */
+/* Between requests the leader may take its time (tokenizing, a target-only run under
+ * --no-speculation or --compare-baseline), so this wait is patient: it lasts while the
+ * leader's heartbeats come (comm/liveness.h) and fails only when the leader falls
+ * silent for the timeout. */
 static augur_status wait_for_leader(spec_engine *e, int *tag, augur_error *err)
 {
-    MPI_Status status;
-    int rc = MPI_Probe(0, MPI_ANY_TAG, e->world, &status);
-    if (rc != MPI_SUCCESS)
-        return augur_fail(err, AUGUR_E_COMM, "draft: waiting for the leader failed (MPI error %d)", rc);
-    *tag = status.MPI_TAG;
-    return AUGUR_OK;
+    static const int tags[] = {MSG_TAG_REQUEST, MSG_TAG_COMMAND};
+    return msg_wait_any(e->world, e->layout->leader, tags, 2, e->timeout_s, tag, err);
 }
 
-augur_status spec_draft_serve(spec_engine *e, augur_error *err)
+/* Requests until the stop command. */
+static augur_status draft_serve_loop(spec_engine *e, const wire_expect *want, augur_error *err)
 {
-    wire_expect want = {.request_id = WIRE_ANY_REQUEST, .round = WIRE_ANY_ROUND, .vocab_size = e->vocab,
-                        .peer_rank = 0};
     for (;;) {
         int tag = 0;
         augur_status st = wait_for_leader(e, &tag, err);
@@ -322,17 +319,15 @@ augur_status spec_draft_serve(spec_engine *e, augur_error *err)
             return st;
         if (tag == MSG_TAG_COMMAND) {
             wire_command cmd = {0};
-            st = msg_recv_typed(e->world, 0, MSG_TAG_COMMAND, e->timeout_s, &want, &cmd, err);
+            st = msg_recv_typed(e->world, 0, MSG_TAG_COMMAND, e->timeout_s, want, &cmd, err);
             bool stop = !st && cmd.kind == WIRE_CMD_STOP;
             wire_command_free(&cmd);
             if (st || stop)
                 return st;
             return augur_fail(err, AUGUR_E_COMM, "draft: the leader sent a command other than stop");
         }
-        if (tag != MSG_TAG_REQUEST)
-            return augur_fail(err, AUGUR_E_COMM, "draft: expected a request from the leader, got tag %d", tag);
-        draft_state s = {0};
-        st = msg_recv_typed(e->world, 0, MSG_TAG_REQUEST, e->timeout_s, &want, &s.req, err);
+        draft_state s = {0}; /* tag is MSG_TAG_REQUEST */
+        st = msg_recv_typed(e->world, 0, MSG_TAG_REQUEST, e->timeout_s, want, &s.req, err);
         if (!st)
             st = draft_state_init(&s, e, err);
         if (!st && s.req.rule.kind != WIRE_RULE_NONE) {
@@ -344,4 +339,17 @@ augur_status spec_draft_serve(spec_engine *e, augur_error *err)
         if (st)
             return st;
     }
+}
+
+augur_status spec_draft_serve(spec_engine *e, augur_error *err)
+{
+    wire_expect want = {.request_id = WIRE_ANY_REQUEST, .round = WIRE_ANY_ROUND, .vocab_size = e->vocab,
+                        .peer_rank = 0};
+    live_start(e->world, e->layout->leader, e->timeout_s);
+    augur_status st = draft_serve_loop(e, &want, err);
+    if (st) {
+        live_stop();
+        return st;
+    }
+    return live_finish(e->world, e->timeout_s, err);
 }

@@ -161,6 +161,8 @@ static augur_status leader_round(leader_state *s, bool *finished, augur_error *e
     spec_engine *e = s->e;
     wire_proposal p = {0};
     augur_status st;
+    if ((st = live_check_peers(err)))
+        return st;
     if (s->opts->speculate && (st = recv_proposal(s, &p, err)))
         return st;
     int k = p.n_tokens;
@@ -228,6 +230,8 @@ augur_status spec_leader_generate(spec_engine *e, uint64_t request_id, const tok
                                   spec_stats *stats, augur_error *err)
 {
     *stats = (spec_stats){0};
+    /* Heartbeats from here on keep the idle ranks' patient waits going (comm/liveness.h). */
+    live_start(e->world, e->layout->leader, e->timeout_s);
     if (n_prompt < 1)
         return augur_fail(err, AUGUR_E_INPUT, "the prompt encodes to no tokens");
     if (n_prompt + opts->max_tokens > e->max_context)
@@ -287,9 +291,14 @@ out:
 
 augur_status spec_leader_stop(spec_engine *e, augur_error *err)
 {
+    live_start(e->world, e->layout->leader, e->timeout_s);
     wire_command stop = {.kind = WIRE_CMD_STOP, .request_id = 0, .round = 0};
     augur_status st = spec_bcast_command(e, &stop, err);
     if (!st)
         st = msg_send_typed(e->world, e->draft_rank, MSG_TAG_COMMAND, &stop, e->timeout_s, err);
-    return st;
+    if (st) {
+        live_stop();
+        return st;
+    }
+    return live_finish(e->world, e->timeout_s, err);
 }

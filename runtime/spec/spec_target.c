@@ -10,7 +10,7 @@ augur_status spec_bcast_command(spec_engine *e, wire_command *cmd, augur_error *
 {
     wire_expect want = {.request_id = WIRE_ANY_REQUEST, .round = WIRE_ANY_ROUND, .vocab_size = e->vocab,
                         .peer_rank = 0};
-    return msg_bcast_command(e->layout->target, 0, cmd, &want, err);
+    return msg_bcast_command(e->layout->target, 0, cmd, &want, e->timeout_s, err);
 }
 
 /* Per row: this shard's largest logit and its global token id. */
@@ -131,8 +131,11 @@ augur_status spec_target_execute(spec_engine *e, const wire_command *cmd, augur_
     return gather_rows(e, n, gather, err);
 }
 
+/* Waiting for the next command is patient: it lasts while the leader's heartbeats come
+ * (comm/liveness.h), however long the leader works between commands. */
 augur_status spec_target_serve(spec_engine *e, augur_error *err)
 {
+    live_start(e->world, e->layout->leader, e->timeout_s);
     for (;;) {
         wire_command cmd = {0};
         augur_status st = spec_bcast_command(e, &cmd, err);
@@ -140,7 +143,11 @@ augur_status spec_target_serve(spec_engine *e, augur_error *err)
             st = spec_target_execute(e, &cmd, err);
         bool stop = cmd.kind == WIRE_CMD_STOP;
         wire_command_free(&cmd);
-        if (st || stop)
+        if (st) {
+            live_stop();
             return st;
+        }
+        if (stop)
+            return live_finish(e->world, e->timeout_s, err);
     }
 }

@@ -321,7 +321,7 @@ static void test_messaging_ranks(void **state)
             cmd = (wire_command){.kind = WIRE_CMD_VERIFY, .request_id = 42, .round = 8, .start_position = 10,
                                  .tokens = vt, .n_tokens = 3, .gather = 1};
         wire_expect cw = {.request_id = 42, .round = 8, .vocab_size = V};
-        assert_int_equal(msg_bcast_command(l.target, 0, &cmd, &cw, &err), AUGUR_OK);
+        assert_int_equal(msg_bcast_command(l.target, 0, &cmd, &cw, 30.0, &err), AUGUR_OK);
         assert_int_equal(cmd.kind, WIRE_CMD_VERIFY);
         assert_int_equal(cmd.n_tokens, 3);
         assert_int_equal(cmd.tokens[2], 3);
