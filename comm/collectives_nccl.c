@@ -24,6 +24,7 @@
 #include <time.h>
 
 #include "comm/collectives.h"
+#include "comm/liveness.h"
 #include "comm/nccl_ordered_sum.h"
 
 typedef struct {
@@ -31,6 +32,7 @@ typedef struct {
     cudaStream_t stream;
     bool own_stream;         /* made here, rather than the compute backend's */
     bool aborted;            /* ncclCommAbort ran: the communicator is gone */
+    MPI_Comm group;          /* the same ranks over MPI: liveness names the silent ones */
     int device;
     float *gathered;         /* [size][gathered_cap] partial sums of the ordered all-reduce */
     size_t gathered_cap;     /* floats per rank */
@@ -84,13 +86,10 @@ static augur_status finish(collectives *c, const char *op, ncclResult_t rc, augu
                                              "rank %d of the target group: %s failed in NCCL's transport (%s): "
                                              "a peer rank of the %d-rank group died or disconnected",
                                              c->rank, op, ncclGetErrorString(async), c->size));
+            live_tick(); /* keep beating while waiting, so idle ranks know this one lives */
             double waited = now_s() - start;
             if (c->timeout_s > 0 && waited > c->timeout_s)
-                return abort_comm(c,
-                                  augur_fail(err, AUGUR_E_COMM,
-                                             "rank %d of the target group: %s not complete within %g s: a peer "
-                                             "rank of the %d-rank group stopped answering",
-                                             c->rank, op, c->timeout_s, c->size));
+                return abort_comm(c, live_fail_collective(err, n->group, op, c->timeout_s));
             if (waited > 1e-3)
                 sched_yield();
         }
@@ -208,6 +207,7 @@ augur_status collectives_nccl_create(collectives **out, MPI_Comm comm, int devic
         return augur_fail(err, AUGUR_E_NOMEM, "NCCL collectives: out of memory");
     }
     n->device = device;
+    n->group = comm;
     n->stream = (cudaStream_t)stream;
     n->own_stream = stream == NULL;
     cudaError_t ce = cudaSetDevice(device);
