@@ -134,7 +134,7 @@ static int parse_generate(int argc, char **argv, generate_cli *cli, config_args 
                     "fixed | heuristic | static | moving-average | cumulative\n"
                     "(default fixed)"),
         FLAG_INT("gamma", &cli->rule.gamma, "N", 1, DRAFT_RULE_MAX_GAMMA,
-                 "fixed: tokens per proposal; heuristic: initial length;\n"
+                 "fixed: tokens per proposal; heuristic: start and cap;\n"
                  "entropy rules: num_k, the most per proposal (default 4)"),
         FLAG_FLOAT("tau", &cli->rule.tau, "X", 1e-9, 1e9,
                    "static: stop when entropy >= X; cumulative: stop when the\n"
