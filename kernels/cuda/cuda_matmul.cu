@@ -50,6 +50,39 @@ template <> __device__ __forceinline__ void unpack16<__half>(const uint4 &r, flo
     }
 }
 
+/* The end both GEMV kernels share: the columns past the last whole 16-byte vector (from
+ * c0), one fmaf each from global memory, then one butterfly per (feature, row) and the
+ * store with the bias. */
+template <typename W, int NR, int FPW>
+__device__ __forceinline__ void gemv_tail_and_store(float (&acc)[FPW][NR], float *__restrict__ out,
+                                                    const float *__restrict__ xr, const W *__restrict__ w,
+                                                    const float *__restrict__ bias, int64_t c0, int64_t o0, int nf,
+                                                    int r0, int nr, int64_t rows, int64_t cols, int64_t ld)
+{
+    const int lane = threadIdx.x & 31;
+    for (int64_t c = c0 + lane; c < cols; c += 32) {
+#pragma unroll
+        for (int f = 0; f < FPW; f++) {
+            if (f < nf) {
+                const float wf = cuk_load_f32(w + (o0 + f) * ld + c);
+#pragma unroll
+                for (int r = 0; r < NR; r++)
+                    if (r < nr)
+                        acc[f][r] = fmaf(wf, __ldg(xr + r * cols + c), acc[f][r]);
+            }
+        }
+    }
+#pragma unroll
+    for (int f = 0; f < FPW; f++) {
+#pragma unroll
+        for (int r = 0; r < NR; r++) {
+            const float s = cuk_warp_sum(acc[f][r]);
+            if (lane == 0 && r < nr && f < nf)
+                out[(int64_t)(r0 + r) * rows + o0 + f] = bias ? s + bias[o0 + f] : s;
+        }
+    }
+}
+
 /* Rows r0 .. r0+NR-1 of x (those below n) against FPW consecutive features from
  * (blockIdx.x, warp) on. A warp serving several features loads each chunk of x once for
  * all of them: with one feature per warp the x re-reads from L1, not the weights, set the
@@ -110,28 +143,7 @@ __global__ void __launch_bounds__(GEMV_THREADS)
         }
         c0 = nvec * E;
     }
-    for (int64_t c = c0 + lane; c < cols; c += 32) {
-#pragma unroll
-        for (int f = 0; f < FPW; f++) {
-            if (f < nf) {
-                const float wf = cuk_load_f32(w + (o0 + f) * ld + c);
-#pragma unroll
-                for (int r = 0; r < NR; r++)
-                    if (r < nr)
-                        acc[f][r] = fmaf(wf, __ldg(xr + r * cols + c), acc[f][r]);
-            }
-        }
-    }
-
-#pragma unroll
-    for (int f = 0; f < FPW; f++) {
-#pragma unroll
-        for (int r = 0; r < NR; r++) {
-            const float s = cuk_warp_sum(acc[f][r]);
-            if (lane == 0 && r < nr && f < nf)
-                out[(int64_t)(r0 + r) * rows + o0 + f] = bias ? s + bias[o0 + f] : s;
-        }
-    }
+    gemv_tail_and_store<W, NR, FPW>(acc, out, xr, w, bias, c0, o0, nf, r0, nr, rows, cols, ld);
 }
 
 /* Columns of x staged per pass of gemv_staged_kernel: a multiple of 32 vectors for every
@@ -209,30 +221,8 @@ __global__ void __launch_bounds__(GEMV_THREADS)
         }
         __syncthreads();
     }
-    if (!active)
-        return;
-    for (int64_t c = nvec * E + lane; c < cols; c += 32) {
-#pragma unroll
-        for (int f = 0; f < FPW; f++) {
-            if (f < nf) {
-                const float wf = cuk_load_f32(w + (o0 + f) * ld + c);
-#pragma unroll
-                for (int r = 0; r < NR; r++)
-                    if (r < nr)
-                        acc[f][r] = fmaf(wf, __ldg(xr + r * cols + c), acc[f][r]);
-            }
-        }
-    }
-
-#pragma unroll
-    for (int f = 0; f < FPW; f++) {
-#pragma unroll
-        for (int r = 0; r < NR; r++) {
-            const float s = cuk_warp_sum(acc[f][r]);
-            if (lane == 0 && r < nr && f < nf)
-                out[(int64_t)(r0 + r) * rows + o0 + f] = bias ? s + bias[o0 + f] : s;
-        }
-    }
+    if (active)
+        gemv_tail_and_store<W, NR, FPW>(acc, out, xr, w, bias, nvec * E, o0, nf, r0, nr, rows, cols, ld);
 }
 
 template <typename W, int NR, int FPW>
