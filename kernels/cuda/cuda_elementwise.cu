@@ -16,15 +16,10 @@ __global__ void __launch_bounds__(NORM_THREADS)
     const float *xi = x + (int64_t)blockIdx.x * dim;
     float *oi = out + (int64_t)blockIdx.x * dim;
     float ss = 0.0f;
-    /* Unrolled so that a thread's loads are in flight together: rolled, each waited a
-     * whole memory latency (14 us a 4096-wide row on an H200, measured with ncu). The
-     * fmaf chain keeps its order, so the result does not change. */
-#pragma unroll 8
     for (int c = threadIdx.x; c < dim; c += blockDim.x)
         ss = fmaf(xi[c], xi[c], ss);
     ss = cuk_block_sum(ss, red);
     const float r = 1.0f / sqrtf(ss / (float)dim + eps);
-#pragma unroll 8
     for (int c = threadIdx.x; c < dim; c += blockDim.x)
         oi[c] = __fmul_rn(weight[c], __fmul_rn(xi[c], r));
 }
@@ -37,7 +32,6 @@ extern "C" cudaError_t cuk_rmsnorm(cudaStream_t stream, float *out, const float 
 }
 
 #define ROPE_THREADS 128
-#define ROPE_BATCH 8
 
 /* One block per row: cos/sin of each frequency at the row's position into shared
  * memory (as the CPU, angle = float(pos) * inv_freq[i]), then every (head, pair). */
@@ -56,37 +50,14 @@ __global__ void __launch_bounds__(ROPE_THREADS)
     }
     __syncthreads();
     float *row = x + (int64_t)blockIdx.x * n_heads * head_dim;
-    /* ROPE_BATCH pairs a thread: all their loads first, then the rotations and stores.
-     * One pair at a time, each load waited behind the previous pair's stores (the
-     * compiler must assume they alias), a memory latency per pair. Pairs are disjoint,
-     * so the result is the same. */
-    const int total = n_heads * half;
-    for (int base = threadIdx.x; base < total; base += ROPE_BATCH * blockDim.x) {
-        float x1[ROPE_BATCH], x2[ROPE_BATCH];
-        float *va[ROPE_BATCH], *vb[ROPE_BATCH];
-        int fi[ROPE_BATCH];
-#pragma unroll
-        for (int k = 0; k < ROPE_BATCH; k++) {
-            const int idx = base + k * blockDim.x;
-            va[k] = vb[k] = NULL;
-            if (idx < total) {
-                const int h = idx / half, i = idx % half;
-                float *v = row + (int64_t)h * head_dim;
-                va[k] = v + (pairs == 0 ? i : 2 * i);
-                vb[k] = v + (pairs == 0 ? i + half : 2 * i + 1);
-                fi[k] = i;
-                x1[k] = *va[k];
-                x2[k] = *vb[k];
-            }
-        }
-#pragma unroll
-        for (int k = 0; k < ROPE_BATCH; k++) {
-            if (va[k]) {
-                const float c = cs[fi[k]], s = sn[fi[k]];
-                *va[k] = __fsub_rn(__fmul_rn(x1[k], c), __fmul_rn(x2[k], s));
-                *vb[k] = __fadd_rn(__fmul_rn(x2[k], c), __fmul_rn(x1[k], s));
-            }
-        }
+    for (int idx = threadIdx.x; idx < n_heads * half; idx += blockDim.x) {
+        const int h = idx / half, i = idx % half;
+        const int a = pairs == 0 ? i : 2 * i;
+        const int b = pairs == 0 ? i + half : 2 * i + 1;
+        float *v = row + (int64_t)h * head_dim;
+        const float x1 = v[a], x2 = v[b], c = cs[i], s = sn[i];
+        v[a] = __fsub_rn(__fmul_rn(x1, c), __fmul_rn(x2, s));
+        v[b] = __fadd_rn(__fmul_rn(x2, c), __fmul_rn(x1, s));
     }
 }
 
