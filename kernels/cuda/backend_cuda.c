@@ -342,7 +342,7 @@ static augur_status cuda_matmul(augur_backend *be, float *out, const float *x, i
                           "stride %lld)", augur_dtype_name(w->dtype), (long long)w->rows, (long long)w->cols,
                           (long long)w->row_stride);
     bool blas = c->paths.matmul == CUDA_MATMUL_CUBLAS ||
-                (c->paths.matmul == CUDA_MATMUL_AUTO && n > CUK_GEMV_MAX_ROWS);
+                (c->paths.matmul == CUDA_MATMUL_AUTO && n > CUK_INVARIANT_ROWS);
     /* cuBLAS wants both operands in one type, and fp16 activations could overflow. */
     if (w->dtype == AUGUR_F16 || w->cols == 0)
         blas = false;
@@ -404,6 +404,8 @@ static augur_status cuda_rope(augur_backend *be, float *x, int n, int n_heads, i
 static int split_chunk(const cuda_ctx *c, int n, int n_heads, int head_dim, int max_len)
 {
     int chunk = c->paths.split_chunk;
+    if (chunk <= 0 && c->paths.attention == CUDA_ATTN_AUTO && n <= CUK_INVARIANT_ROWS)
+        chunk = CUK_ATT_INVARIANT_CHUNK; /* anchored to absolute positions, whatever n */
     if (chunk <= 0) {
         const int64_t items = (int64_t)n * n_heads;
         int64_t want = (2 * (int64_t)c->sm_count + items - 1) / items;
@@ -435,8 +437,8 @@ static augur_status cuda_attention(augur_backend *be, float *out, const float *q
     switch (c->paths.attention) {
     case CUDA_ATTN_SPLIT: split = true; break;
     case CUDA_ATTN_SINGLE: split = !fits; break;
-    default: /* too few (row, head) blocks to fill the GPU, and a context worth cutting */
-        split = !fits || ((int64_t)n * n_heads < 2 * (int64_t)c->sm_count && max_len >= 512);
+    default: /* row-invariant below CUK_INVARIANT_ROWS: always split, at fixed positions */
+        split = n <= CUK_INVARIANT_ROWS || !fits || ((int64_t)n * n_heads < 2 * (int64_t)c->sm_count && max_len >= 512);
         break;
     }
     if (!split)

@@ -10,13 +10,13 @@
 #include "kernels/backend.h"
 
 typedef enum {
-    CUDA_MATMUL_AUTO = 0,     /* GEMV for n <= 16 (and fp16 weights), cuBLAS above */
+    CUDA_MATMUL_AUTO = 0,     /* GEMV for n <= CUK_INVARIANT_ROWS (and fp16 weights), cuBLAS above */
     CUDA_MATMUL_GEMV = 1,     /* the warp-per-feature kernel at any n */
     CUDA_MATMUL_CUBLAS = 2,   /* cublasGemmEx at any n (bf16 and fp32 weights; fp16 stays on GEMV) */
 } cuda_matmul_path;
 
 typedef enum {
-    CUDA_ATTN_AUTO = 0,       /* split over the sequence when the grid would be thin or long */
+    CUDA_ATTN_AUTO = 0,       /* split at fixed positions up to CUK_INVARIANT_ROWS rows; above, split when the grid would be thin or long */
     CUDA_ATTN_SINGLE = 1,     /* one block per (row, head); falls back to split past shared memory */
     CUDA_ATTN_SPLIT = 2,      /* flash-decoding split + combine */
 } cuda_attn_path;

@@ -727,6 +727,105 @@ static void report_exact(const char *op, const char *shape, int64_t differ, int6
     n_failed += !ok;
 }
 
+/* ---------------------------------------------------------- batch invariance */
+
+/* Rows computed in one call of b rows must equal, bit for bit, the same rows computed
+ * one at a time (DESIGN §8): verification of gamma+1 positions then reproduces
+ * decode. The default (AUTO) paths, at the batch sizes the issue names. */
+static const int invariance_batches[] = {2, 6, 9, 16, 33};
+#define INV_MAX_ROWS 33
+
+static int64_t count_differ(const float *a, const float *b, size_t count)
+{
+    int64_t d = 0;
+    for (size_t i = 0; i < count; i++)
+        d += memcmp(&a[i], &b[i], sizeof(float)) != 0;
+    return d;
+}
+
+static void invariance_attention(int n_heads, int n_kv, int head_dim, int start_pos)
+{
+    set_paths(CUDA_MATMUL_AUTO, CUDA_ATTN_AUTO, 0);
+    const size_t row = (size_t)n_heads * head_dim;
+    const size_t kv_count = (size_t)(start_pos + INV_MAX_ROWS) * n_kv * head_dim;
+    float *q = random_floats(row * INV_MAX_ROWS, -3.0f, 3.0f);
+    float *k = random_floats(kv_count, -1.0f, 1.0f);
+    float *v = random_floats(kv_count, -1.0f, 1.0f);
+    float *dq = dev_from(q, row * INV_MAX_ROWS * sizeof(float));
+    float *dk = dev_from(k, kv_count * sizeof(float));
+    float *dv = dev_from(v, kv_count * sizeof(float));
+    float *dout = dev_output(row * INV_MAX_ROWS);
+    float *alone = xmalloc(row * INV_MAX_ROWS * sizeof(float));
+    for (int i = 0; i < INV_MAX_ROWS; i++) { /* row i alone, at its own position */
+        OK(backend_attention(gpu, dout, dq + i * row, 1, start_pos + i, n_heads, n_kv, head_dim, dk, dv, &E));
+        float *got = fetch_plain(dout, row);
+        memcpy(alone + i * row, got, row * sizeof(float));
+        free(got);
+    }
+    for (size_t b = 0; b < sizeof invariance_batches / sizeof *invariance_batches; b++) {
+        const int n = invariance_batches[b];
+        OK(backend_attention(gpu, dout, dq, n, start_pos, n_heads, n_kv, head_dim, dk, dv, &E));
+        float *got = fetch_plain(dout, row * n);
+        char shape[128];
+        snprintf(shape, sizeof shape, "heads=%d kv=%d hd=%d context %d: %d rows vs 1", n_heads, n_kv, head_dim,
+                 start_pos, n);
+        report_exact("attention", shape, count_differ(got, alone, row * n), 0, "");
+        free(got);
+    }
+    backend_free(gpu, dq);
+    backend_free(gpu, dk);
+    backend_free(gpu, dv);
+    backend_free(gpu, dout);
+    free(alone);
+    free(v);
+    free(k);
+    free(q);
+}
+
+static void invariance_matmul(augur_dtype dt, int rows, int cols)
+{
+    set_paths(CUDA_MATMUL_AUTO, CUDA_ATTN_AUTO, 0);
+    tensor_view host = host_matrix(dt, rows, cols, cols, 0.05f);
+    tensor_view dev;
+    OK(backend_weight_upload(gpu, &dev, &host, &E));
+    float *x = random_floats((size_t)cols * INV_MAX_ROWS, -2.0f, 2.0f);
+    float *dx = dev_from(x, (size_t)cols * INV_MAX_ROWS * sizeof(float));
+    float *dout = dev_output((size_t)rows * INV_MAX_ROWS);
+    float *alone = xmalloc((size_t)rows * INV_MAX_ROWS * sizeof(float));
+    for (int i = 0; i < INV_MAX_ROWS; i++) {
+        OK(backend_matmul(gpu, dout, dx + (size_t)i * cols, 1, &dev, NULL, &E));
+        float *got = fetch_plain(dout, (size_t)rows);
+        memcpy(alone + (size_t)i * rows, got, (size_t)rows * sizeof(float));
+        free(got);
+    }
+    for (size_t b = 0; b < sizeof invariance_batches / sizeof *invariance_batches; b++) {
+        const int n = invariance_batches[b];
+        OK(backend_matmul(gpu, dout, dx, n, &dev, NULL, &E));
+        float *got = fetch_plain(dout, (size_t)rows * n);
+        char shape[128];
+        snprintf(shape, sizeof shape, "%s %d x %d: %d rows vs 1", augur_dtype_name(dt), rows, cols, n);
+        report_exact("matmul", shape, count_differ(got, alone, (size_t)rows * n), 0, "");
+        free(got);
+    }
+    backend_weight_free(gpu, &dev);
+    backend_free(gpu, dx);
+    backend_free(gpu, dout);
+    free(alone);
+    free(x);
+    free((void *)host.data);
+}
+
+static void test_batch_invariance(void)
+{
+    print_exact_header("batch invariance: rows in one call == the same rows one at a time");
+    const int contexts[] = {100, 600, 3000};
+    for (size_t c = 0; c < sizeof contexts / sizeof *contexts; c++)
+        invariance_attention(32, 8, 128, contexts[c]);
+    invariance_matmul(AUGUR_BF16, 4096, 1024);
+    invariance_matmul(AUGUR_F32, 1000, 515);
+    invariance_matmul(AUGUR_F16, 512, 2048);
+}
+
 static void fill_case(augur_dtype dt, int64_t count, uint64_t seed, float scale, float offset)
 {
     const size_t es = augur_dtype_size(dt), bytes = (size_t)count * es, guard = 256;
@@ -1093,6 +1192,7 @@ int main(void)
     test_rmsnorm();
     test_rope();
     test_attention();
+    test_batch_invariance();
     test_elementwise();
     test_softmax();
     test_argmax();
