@@ -9,6 +9,15 @@
 
 #include "kernels/backend.h"
 
+/* Forwards of up to this many rows take row-invariant schedules only: the GEMV (in
+ * passes of 16 rows) and split attention over fixed chunks of
+ * CUK_ATT_INVARIANT_CHUNK absolute positions, so that a row's result never depends on
+ * how many rows share the call (decode, and every verification width: gamma + 1 <= 65).
+ * Longer calls are prompt prefill chunks, cut alike in every run of a prompt, which may
+ * take cuBLAS and a chunk sized to the grid. */
+#define CUK_INVARIANT_ROWS 80
+#define CUK_ATT_INVARIANT_CHUNK 64
+
 typedef enum {
     CUDA_MATMUL_AUTO = 0,     /* GEMV for n <= CUK_INVARIANT_ROWS (and fp16 weights), cuBLAS above */
     CUDA_MATMUL_GEMV = 1,     /* the warp-per-feature kernel at any n */

@@ -18,14 +18,6 @@ extern "C" {
 /* Rows of x one GEMV pass keeps in registers: each weight is read once per this many rows. */
 #define CUK_GEMV_MAX_ROWS 16
 
-/* Forwards of up to this many rows take row-invariant schedules only: the GEMV (in
- * passes of CUK_GEMV_MAX_ROWS rows) and split attention over fixed chunks of
- * CUK_ATT_INVARIANT_CHUNK absolute positions, so that a row's result never depends on
- * how many rows share the call (decode, and every verification width: gamma + 1 <= 65).
- * Longer calls are prompt prefill chunks, cut alike in every run of a prompt, which may
- * take cuBLAS and a chunk sized to the grid. */
-#define CUK_INVARIANT_ROWS 80
-#define CUK_ATT_INVARIANT_CHUNK 64
 
 /* out[i][o] = sum_c x[i][c] * w[o][c] (+ bias[o]): warp per output feature, fp32
  * accumulation with fmaf in a fixed order per (row, feature) whatever n is. w is [rows]

@@ -228,7 +228,7 @@ static void matmul_case(augur_dtype dt, int rows, int cols, int stride, int n, b
     float *ref = xmalloc(count * sizeof(float));
     OK(backend_matmul(cpu, ref, x, n, &hw, bias, &E));
 
-    const bool blas = (path == CUDA_MATMUL_CUBLAS || (path == CUDA_MATMUL_AUTO && n > 16)) && dt != AUGUR_F16;
+    const bool blas = (path == CUDA_MATMUL_CUBLAS || (path == CUDA_MATMUL_AUTO && n > CUK_INVARIANT_ROWS)) && dt != AUGUR_F16;
     set_paths(path, CUDA_ATTN_AUTO, 0);
     tensor_view dw;
     if (raw) {
@@ -286,7 +286,7 @@ static void test_matmul(void)
         {64, 64, 64, 1, false},    {257, 131, 131, 3, true}, /* odd: scalar path */
         {128, 130, 130, 2, false}, {200, 1028, 1028, 5, true}, /* 16-byte loads plus a tail */
         {512, 1024, 1040, 9, false}, /* strided host view (a TP column slice) */
-        {300, 520, 520, 16, true}, {1000, 768, 768, 17, false}, {96, 200, 208, 100, true},
+        {300, 520, 520, 16, true}, {1000, 768, 768, 17, false}, {96, 200, 208, 100, true}, /* 100 > 80: cuBLAS */
     };
     const augur_dtype dts[] = {AUGUR_F32, AUGUR_BF16, AUGUR_F16};
     const cuda_matmul_path paths[] = {CUDA_MATMUL_AUTO, CUDA_MATMUL_GEMV, CUDA_MATMUL_CUBLAS};
