@@ -236,6 +236,62 @@ static void test_shape_size_mismatch(void **state)
                      AUGUR_E_FORMAT, "layer.n", "shape[0]");
 }
 
+/* The tensors must tile the data buffer exactly, as strict readers require: two
+ * tensors reading the same bytes would silently change the model. */
+static void test_tiling(void **state)
+{
+    float data[4] = {1, 2, 3, 4};
+    expect_raw_error(state, "overlap.safetensors",
+                     "{\"a\":{\"dtype\":\"F32\",\"shape\":[2],\"data_offsets\":[0,8]},"
+                     "\"b\":{\"dtype\":\"F32\",\"shape\":[2],\"data_offsets\":[4,12]}}",
+                     data, 12, AUGUR_E_FORMAT, "tensor b", "overlaps");
+    expect_raw_error(state, "same.safetensors",
+                     "{\"a\":{\"dtype\":\"F32\",\"shape\":[2],\"data_offsets\":[0,8]},"
+                     "\"b\":{\"dtype\":\"F32\",\"shape\":[2],\"data_offsets\":[0,8]}}",
+                     data, 8, AUGUR_E_FORMAT, "overlaps", NULL);
+    expect_raw_error(state, "gap.safetensors",
+                     "{\"a\":{\"dtype\":\"F32\",\"shape\":[1],\"data_offsets\":[0,4]},"
+                     "\"b\":{\"dtype\":\"F32\",\"shape\":[2],\"data_offsets\":[8,16]}}",
+                     data, 16, AUGUR_E_FORMAT, "tensor b", "gap after byte 4");
+    expect_raw_error(state, "tail.safetensors", "{\"a\":{\"dtype\":\"F32\",\"shape\":[2],\"data_offsets\":[0,8]}}",
+                     data, 16, AUGUR_E_FORMAT, "cover 8 of the 16 data bytes", NULL);
+    /* In order or not, tensors that tile the buffer open. */
+    char *path = write_raw(state, "tiled.safetensors",
+                           "{\"b\":{\"dtype\":\"F32\",\"shape\":[3],\"data_offsets\":[4,16]},"
+                           "\"a\":{\"dtype\":\"F32\",\"shape\":[1],\"data_offsets\":[0,4]},"
+                           "\"empty\":{\"dtype\":\"F32\",\"shape\":[0],\"data_offsets\":[16,16]}}",
+                           data, 16, 0);
+    safetensors_file *sf = NULL;
+    augur_error err = {0};
+    if (safetensors_open(&sf, path, &err) != AUGUR_OK)
+        print_error("%s\n", err.message);
+    assert_non_null(sf);
+    assert_int_equal(safetensors_count(sf), 3);
+    safetensors_close(sf);
+    free(path);
+}
+
+/* Control bytes from a corrupt header are escaped in messages, never echoed raw. */
+static void test_escaped_names(void **state)
+{
+    float data[1] = {0};
+    char *path = write_raw(state, "ctl.safetensors",
+                           "{\"bad\\u001b[2Jname\":{\"dtype\":\"I\\u0007X\",\"shape\":[1],\"data_offsets\":[0,4]}}",
+                           data, sizeof data, 0);
+    safetensors_file *sf = NULL;
+    augur_error err = {0};
+    assert_int_equal(safetensors_open(&sf, path, &err), AUGUR_E_UNSUPPORTED);
+    if (!strstr(err.message, "bad\\x1b[2Jname") || !strstr(err.message, "I\\x07X"))
+        print_error("message: %s\n", err.message);
+    assert_non_null(strstr(err.message, "bad\\x1b[2Jname"));
+    assert_non_null(strstr(err.message, "I\\x07X"));
+    for (const char *c = err.message; *c; c++)
+        assert_true((unsigned char)*c >= 0x20 && *c != 0x7f);
+    free(path);
+    char out[8];
+    assert_string_equal(augur_escape("a\\b\n", out, sizeof out), "a\\\\b...");
+}
+
 static void test_misaligned_data(void **state)
 {
     /* an unpadded header leaves the F32 data at an odd offset */
@@ -277,6 +333,8 @@ int main(void)
         test_in_tmpdir(test_begin_after_end),
         test_in_tmpdir(test_unsupported_dtype),
         test_in_tmpdir(test_shape_size_mismatch),
+        test_in_tmpdir(test_tiling),
+        test_in_tmpdir(test_escaped_names),
         test_in_tmpdir(test_misaligned_data),
         test_in_tmpdir(test_not_a_file),
     };
