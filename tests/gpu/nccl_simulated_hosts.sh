@@ -28,6 +28,7 @@ gen() {
   run_to "$tmp/$name" mpirun_n $((T + 1)) "$AUGUR_BIN" generate --device cuda --simulate-hosts "$T" --timeout 60 \
     --ids-only --threads 1 --measure-comm "$@" </dev/null
 }
+round_line() { sed -n 's/^augur: speculative: time: //p' "$tmp/$1.err" | head -n 1; }
 same() { # A B WHAT
   cmp -s "$tmp/$1" "$tmp/$2" || fail "$3: $1 and $2 differ
 $(diff "$tmp/$1" "$tmp/$2" | head -n 6)"
@@ -53,6 +54,8 @@ check_model() { # LABEL T TARGET DRAFT-ARGS... -- PROMPT-ARGS...
   same "$label.nccl.spec" "$label.mpi.spec" "$label T=$T greedy: NCCL vs MPI all-reduce"
   echo "ok: $label T=$T: greedy speculative == target-only (NCCL) == speculative (MPI)"
   printf '   NCCL: %s\n   MPI:  %s\n' "$(comm_line "$label.nccl.spec")" "$(comm_line "$label.mpi.spec")"
+  # the verification round's time split on each side of the node boundary
+  printf '   NCCL round: %s\n   MPI round:  %s\n' "$(round_line "$label.nccl.spec")" "$(round_line "$label.mpi.spec")"
 }
 
 check_model shipped 2 "$MODELS/target" --draft "$MODELS/draft" -- --prompts-file "$tmp/prompts.txt" --max-tokens 24
