@@ -64,6 +64,13 @@ static augur_status check_generate(void *ctx, int n_operands, char **operands, a
     if (cli->model_path && (cli->draft_path || cli->draft_layers || cli->trace_path || cli->device.simulate_hosts))
         return augur_fail(err, AUGUR_E_INPUT,
                           "--draft, --draft-layers, --trace and --simulate-hosts need --target (distributed mode)");
+    if (cli->have_synthetic && !cli->device.dummy)
+        return augur_fail(err, AUGUR_E_INPUT,
+                          "--synthetic-acceptance replaces the target's verdicts, so its text is not the target's: "
+                          "it runs only with --load-format dummy");
+    if (cli->have_synthetic && (!cli->target_path || cli->no_speculation || cli->sampling.temperature > 0))
+        return augur_fail(err, AUGUR_E_INPUT,
+                          "--synthetic-acceptance needs speculative greedy decoding (--target, a draft, temperature 0)");
     return draft_rule_validate(&cli->rule, err);
 }
 
@@ -143,6 +150,12 @@ static int parse_generate(int argc, char **argv, generate_cli *cli, config_args 
         FLAG_INT("window", &cli->rule.window, "N", 1, DRAFT_RULE_MAX_GAMMA,
                  "moving-average / cumulative: past entropies used (default 3)"),
         FLAG_BOOL("no-overlap", &cli->no_overlap, "the draft waits for each verdict instead of drafting ahead"),
+        {.name = "synthetic-acceptance", .kind = ARG_FLOAT, .dest = &cli->synthetic_acceptance,
+         .given = &cli->have_synthetic, .min = 0, .max = 1, .value = "A",
+         .help = "with --load-format dummy, greedy: keep each proposed token\n"
+                 "with probability A (seeded) instead of the target's verdict,\n"
+                 "to run real forwards, messages and KV trims at a chosen\n"
+                 "acceptance; the text is then not the target's output"},
         FLAG_BOOL("measure-comm", &cli->measure_comm,
                   "time each tensor-parallel all-reduce on its own (the GPU is\n"
                   "synchronised before it, which costs a little speed) and print\n"

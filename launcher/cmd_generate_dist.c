@@ -200,7 +200,8 @@ static augur_status run_requests(const generate_cli *cli, spec_engine *e, const 
     spec_request_opts o = {.rule = cli->rule, .speculate = speculate, .overlap = !cli->no_overlap,
                            .sampling = cli->sampling, .max_tokens = cli->max_tokens,
                            .variant = cli->debug_acceptance, .gather_full = trace != NULL,
-                           .debug_draft_exit_after = cli->debug_draft_exit_after};
+                           .debug_draft_exit_after = cli->debug_draft_exit_after,
+                           .synthetic_acceptance = speculate && cli->have_synthetic ? cli->synthetic_acceptance : -1.0f};
     int32_t *out_ids = malloc((size_t)cli->max_tokens * sizeof(int32_t));
     if (!out_ids)
         return augur_fail(err, AUGUR_E_NOMEM, "leader: out of memory");
@@ -256,10 +257,17 @@ static augur_status lead(const generate_cli *cli, spec_engine *e, augur_error *e
     int64_t ar_n = e->fwd.allreduces;
     if (!st)
         st = run_requests(cli, e, tok, &ps, speculate, true, trace.w ? &trace : NULL, &main_stats, err);
+    char label[64];
+    snprintf(label, sizeof label, "%s", speculate ? "speculative" : "target-only");
+    if (speculate && cli->have_synthetic) {
+        snprintf(label, sizeof label, "speculative (synthetic acceptance %.2f)", (double)cli->synthetic_acceptance);
+        fprintf(stderr, "augur: --synthetic-acceptance %.2f: each proposed token kept with that probability; the "
+                        "text is not the target's output\n", (double)cli->synthetic_acceptance);
+    }
     if (!st)
-        print_stats(speculate ? "speculative" : "target-only", &main_stats, requests);
+        print_stats(label, &main_stats, requests);
     if (!st && cli->measure_comm)
-        print_allreduce(speculate ? "speculative" : "target-only", e, e->fwd.allreduce_ms - ar_ms,
+        print_allreduce(label, e, e->fwd.allreduce_ms - ar_ms,
                         e->fwd.allreduces - ar_n, &main_stats);
     if (!st && cli->compare_baseline && speculate) {
         st = run_requests(cli, e, tok, &ps, false, false, NULL, &base_stats, err);

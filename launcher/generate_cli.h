@@ -27,7 +27,9 @@ typedef struct {
     uint64_t seed;
     draft_rule rule;
     bool no_overlap;
-    bool measure_comm;       /* --measure-comm: time each TP all-reduce alone (synchronising first) */
+    bool measure_comm;
+    bool have_synthetic;
+    float synthetic_acceptance; /* --synthetic-acceptance A (dummy weights only) */       /* --measure-comm: time each TP all-reduce alone (synchronising first) */
     bool no_speculation;
     bool compare_baseline;
     bool ids_only;               /* print generated ids, one request per line */

@@ -23,7 +23,11 @@ double rng_uniform(augur_rng *rng);
  * one seed, such as the draft and the leader). Keyed this way a draw never depends on
  * how many draws came before it, so drafting ahead and discarding tokens cannot shift
  * later samples (DESIGN §8: seeded sampling is reproducible). */
-enum { SPEC_DRAW_STREAM_LEADER = 0x4c454144u, SPEC_DRAW_STREAM_DRAFT = 0x44524654u };
+enum {
+    SPEC_DRAW_STREAM_LEADER = 0x4c454144u,
+    SPEC_DRAW_STREAM_DRAFT = 0x44524654u,
+    SPEC_DRAW_STREAM_SYNTHETIC = 0x53594e54u, /* --synthetic-acceptance's coin */
+};
 void rng_seed_at(augur_rng *rng, uint64_t seed, uint64_t stream, uint64_t request, uint64_t position);
 
 /* Draws an index from a distribution that sums to ~1 (inverse CDF in index order). */

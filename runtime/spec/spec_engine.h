@@ -82,6 +82,10 @@ typedef struct {
     acceptance_variant variant;
     bool gather_full;        /* gather full logits even when greedy (target entropy for traces) */
     int debug_draft_exit_after; /* >0: the draft rank exits after this many proposals (tests) */
+    /* In [0, 1]: greedy verdicts keep each proposed token with this probability (seeded)
+     * instead of comparing it with the target's, so dummy-weight models run the real
+     * forwards, messages and KV trims at a chosen acceptance; < 0: off. */
+    float synthetic_acceptance;
 } spec_request_opts;
 
 typedef struct {

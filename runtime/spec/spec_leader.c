@@ -137,6 +137,19 @@ static void target_distributions(leader_state *s, int rows)
         sampling_probs(&sp, s->e->gather_buf + (size_t)r * V, V, s->p + (size_t)r * V, s->scratch);
 }
 
+/* --synthetic-acceptance: a seeded coin of probability alpha per proposed token, in
+ * order, decides how many are kept; the token after them is the target's own, as after
+ * a real rejection or a full acceptance. Keyed by position like every draw. */
+static acceptance_result accept_synthetic(leader_state *s, const wire_proposal *p, const int32_t *argmax)
+{
+    augur_rng rng;
+    rng_seed_at(&rng, s->opts->seed, SPEC_DRAW_STREAM_SYNTHETIC, s->request_id, (uint64_t)s->len);
+    int a = 0;
+    while (a < p->n_tokens && rng_uniform(&rng) < s->opts->synthetic_acceptance)
+        a++;
+    return (acceptance_result){.accepted = a, .next_token = argmax[a]};
+}
+
 static acceptance_result decide(leader_state *s, const wire_proposal *p)
 {
     int k = p->n_tokens;
@@ -146,6 +159,8 @@ static acceptance_result decide(leader_state *s, const wire_proposal *p)
         for (int r = 0; r <= k; r++)
             argmax[r] = s->gather == SPEC_GATHER_ARGMAX ? (int32_t)s->e->gather_buf[2 * r + 1]
                                                         : argmax_f32(s->e->gather_buf + (size_t)r * V, V);
+        if (s->opts->synthetic_acceptance >= 0)
+            return accept_synthetic(s, p, argmax);
         return accept_greedy(p->tokens, k, argmax);
     }
     /* The round's draws are keyed by where it starts, so they depend on the text so far
