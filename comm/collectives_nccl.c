@@ -21,7 +21,6 @@
 #include <stdbool.h>
 #include <stdio.h>
 #include <stdlib.h>
-#include <time.h>
 
 #include "comm/collectives.h"
 #include "comm/liveness.h"
@@ -37,13 +36,6 @@ typedef struct {
     float *gathered;         /* [size][gathered_cap] partial sums of the ordered all-reduce */
     size_t gathered_cap;     /* floats per rank */
 } nccl_impl;
-
-static double now_s(void)
-{
-    struct timespec ts;
-    clock_gettime(CLOCK_MONOTONIC, &ts);
-    return (double)ts.tv_sec + (double)ts.tv_nsec * 1e-9;
-}
 
 /* Errors name the operation, not this rank: the caller's log line does that. */
 static augur_status nccl_fail(const collectives *c, const char *op, ncclResult_t rc, augur_error *err)
@@ -68,7 +60,7 @@ static augur_status finish(collectives *c, const char *op, ncclResult_t rc, augu
     nccl_impl *n = c->impl;
     if (rc != ncclSuccess)
         return abort_comm(c, nccl_fail(c, op, rc, err));
-    const double start = now_s();
+    const double start = live_now();
     for (long polls = 0;; polls++) {
         cudaError_t ce = cudaStreamQuery(n->stream);
         if (ce == cudaSuccess)
@@ -87,7 +79,7 @@ static augur_status finish(collectives *c, const char *op, ncclResult_t rc, augu
                                              "a peer rank of the %d-rank group died or disconnected",
                                              c->rank, op, ncclGetErrorString(async), c->size));
             live_tick(); /* keep beating while waiting, so idle ranks know this one lives */
-            double waited = now_s() - start;
+            double waited = live_now() - start;
             if (c->timeout_s > 0 && waited > c->timeout_s)
                 return abort_comm(c, live_fail_collective(err, n->group, op, c->timeout_s));
             if (waited > 1e-3)
