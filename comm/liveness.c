@@ -30,6 +30,11 @@ static struct {
     double *last_heard;      /* [size]: live_now() when each rank was last heard (or start) */
 } live;
 
+/* Kept apart from `live`, which live_stop clears: the setting outlives heartbeats. */
+static struct {
+    double timeout_s;        /* 0: LIVE_STARTUP_TIMEOUT_S */
+} live_startup;
+
 double live_now(void)
 {
     struct timespec ts;
@@ -326,4 +331,37 @@ augur_status live_finish(MPI_Comm world, double timeout_s, augur_error *err)
         st = live_fail_collective(err, world, "end-of-job barrier", timeout_s);
     live_stop();
     return st;
+}
+
+void live_set_startup_timeout(double timeout_s) { live_startup.timeout_s = timeout_s; }
+
+double live_startup_timeout(void)
+{
+    return live_startup.timeout_s > 0 ? live_startup.timeout_s : LIVE_STARTUP_TIMEOUT_S;
+}
+
+augur_status live_gate(MPI_Comm comm, const char *what, augur_error *err)
+{
+    const double timeout_s = live_startup_timeout();
+    MPI_Request req;
+    int rc = MPI_Ibarrier(comm, &req);
+    bool done = false;
+    if (rc == MPI_SUCCESS) {
+        live_deadline d = live_deadline_start(timeout_s, -1);
+        rc = live_wait(&req, &d, &done);
+    }
+    char label[160];
+    snprintf(label, sizeof label, "start-up handshake (%s)", what);
+    if (rc != MPI_SUCCESS)
+        return comm_mpi_fail(err, rc, "%s: barrier failed", label);
+    if (!done) {
+        augur_status st = live_fail_collective(err, comm, label, timeout_s);
+        if (err) {
+            size_t used = strlen(err->message);
+            snprintf(err->message + used, sizeof err->message - used,
+                     ": a rank stopped, died or is still loading (--startup-timeout sets this limit)");
+        }
+        return st;
+    }
+    return AUGUR_OK;
 }

@@ -51,6 +51,19 @@ void live_stop(void);
  * deadline); then live_stop. */
 augur_status live_finish(MPI_Comm world, double timeout_s, augur_error *err);
 
+/* Start-up: the waits before heartbeats start (placement, the handshakes around model
+ * loading) cannot use --timeout, since loading a large checkpoint legitimately takes
+ * minutes on one rank while the others wait. live_gate is an MPI_Ibarrier over comm
+ * polled against this separate, longer deadline (default LIVE_STARTUP_TIMEOUT_S): the
+ * blocking collective that follows it then finds every rank arrived, so a rank stopped or
+ * stuck while loading ends the job instead of hanging it. */
+#define LIVE_STARTUP_TIMEOUT_S 900.0
+void live_set_startup_timeout(double timeout_s);
+double live_startup_timeout(void);
+/* AUGUR_E_COMM "start-up (<what>) over ranks ... not complete within N s" when some rank
+ * of comm does not reach the gate in time. */
+augur_status live_gate(MPI_Comm comm, const char *what, augur_error *err);
+
 /* Monotonic seconds. */
 double live_now(void);
 /* Sends a heartbeat when one is due, drains received ones; cheap when none is. */

@@ -8,6 +8,7 @@
 #include "launcher/commands.h"
 #include "launcher/generate_cli.h"
 #include "launcher/model_files.h"
+#include "comm/liveness.h"
 #include "runtime/device_plan.h"
 #include "runtime/generate.h"
 
@@ -77,7 +78,7 @@ static augur_status check_generate(void *ctx, int n_operands, char **operands, a
 /* Returns ARGS_RUN to continue, else an exit code. */
 static int parse_generate(int argc, char **argv, generate_cli *cli, config_args *config)
 {
-    *cli = (generate_cli){.max_tokens = 256, .repeat = 1, .timeout_s = 60,
+    *cli = (generate_cli){.max_tokens = 256, .repeat = 1, .timeout_s = 60, .startup_timeout_s = LIVE_STARTUP_TIMEOUT_S,
                           .sampling = {.temperature = 0.0f, .top_k = 0, .top_p = 1.0f},
                           .rule = {.kind = DRAFT_RULE_FIXED, .gamma = 4, .window = 3},
                           .device = {.kind = AUGUR_DEVICE_AUTO, .dummy_seed = 0x5eed}};
@@ -169,6 +170,9 @@ static int parse_generate(int argc, char **argv, generate_cli *cli, config_args 
         FLAG_BOOL("ids-only", &cli->ids_only, "print generated token ids, one request per line"),
         FLAG_DOUBLE("timeout", &cli->timeout_s, "SEC", 0.1, 86400,
                     "fail when a peer rank is silent this long (default 60)"),
+        FLAG_DOUBLE("startup-timeout", &cli->startup_timeout_s, "SEC", 0.1, 86400,
+                    "fail when a rank has not finished start-up (placement,\n"
+                    "loading its model) this long after the first (default 900)"),
         FLAG_HELP,
         FLAG_SECTION("test hooks (for augur's own tests):"),
         FLAG_CUSTOM("debug-acceptance", parse_acceptance, &cli->debug_acceptance, "V",

@@ -7,6 +7,7 @@
 #include "launcher/args.h"
 #include "launcher/generate_cli.h"
 #include "launcher/model_files.h"
+#include "comm/liveness.h"
 #include "proto/trace_stream.h"
 #include "runtime/spec/spec_engine.h"
 
@@ -298,6 +299,7 @@ int run_generate_distributed(const generate_cli *cli)
     MPI_Comm_size(MPI_COMM_WORLD, &world_size);
     augur_error err = {0};
     int n_target = cli->tp ? cli->tp : world_size - 1;
+    live_set_startup_timeout(cli->startup_timeout_s);
     comm_layout layout = {0};
     augur_status st = n_target < 1 ? augur_fail(&err, AUGUR_E_INPUT,
                                                 "--target needs mpirun with at least 2 ranks (T targets + 1 draft), "
@@ -317,6 +319,8 @@ int run_generate_distributed(const generate_cli *cli)
     dev.threads = threads;
     st = spec_engine_init(&e, &layout, cli->target_path, cli->draft_path, cli->draft_layers, load_draft, &dev,
                           cli->max_context, &err);
+    if (st && e.missed_gate)
+        die(world_rank, &err); /* a rank missed a start-up handshake: MPI_Finalize would wait for it */
     if (st) {
         /* The rank at fault says what; the leader says which rank when it is not that rank. */
         if (world_rank == 0 || !strstr(err.message, "failed to start"))

@@ -36,6 +36,7 @@ typedef struct {
     int repeat;                  /* requests (seeds seed, seed+1, ...) */
     const char *trace_path;
     double timeout_s;
+    double startup_timeout_s;    /* --startup-timeout: start-up handshakes (model loading) */
     acceptance_variant debug_acceptance;
     int debug_draft_exit_after;
     device_opts device;          /* --device, --load-format, --gpu-memory-fraction, --tp-comm */

@@ -7,10 +7,19 @@
 
 #include "runtime/spec/spec_engine.h"
 
+#include "comm/liveness.h"
+
 /* Every rank contributes its status; on failure each rank's err names the first rank
  * at fault (its own message if that is this rank). */
-static augur_status agree(spec_engine *e, augur_status mine, augur_error *err)
+static augur_status agree(spec_engine *e, augur_status mine, const char *stage, augur_error *err)
 {
+    /* A rank that fails the gate cannot know the others' status: its own is the message. */
+    augur_error gate_err = {0};
+    if (live_gate(e->world, stage, &gate_err)) {
+        e->missed_gate = true;
+        *err = gate_err;
+        return gate_err.code;
+    }
     int world_size = 0;
     MPI_Comm_size(e->world, &world_size);
     int *all = calloc((size_t)world_size, sizeof(int));
@@ -117,7 +126,7 @@ static augur_status plan_context(spec_engine *e, int requested, augur_error *err
         if (!st)
             mine = e->plan.context;
     }
-    if ((st = agree(e, st, err)))
+    if ((st = agree(e, st, "memory plan", err)))
         return st;
     int least = 0;
     MPI_Allreduce(&mine, &least, 1, MPI_INT, MPI_MIN, e->world);
@@ -173,18 +182,18 @@ augur_status spec_engine_init(spec_engine *e, comm_layout *layout, const char *t
     augur_status st = AUGUR_OK;
     if (e->role == SPEC_ROLE_TARGET)
         st = collectives_mpi_create(&e->ctl, layout->target, err);
-    if ((st = agree(e, st, err)))
+    if ((st = agree(e, st, "layout", err)))
         return st;
     st = open_backend(e, load_draft, err);
     if (!st)
         st = load_role_model(e, target_path, draft_path, draft_layers, load_draft, err);
-    if ((st = agree(e, st, err)))
+    if ((st = agree(e, st, "after loading the models", err)))
         return st;
-    if ((st = agree(e, check_models(e, max_context, err), err)))
+    if ((st = agree(e, check_models(e, max_context, err), "model check", err)))
         return st;
     if ((st = plan_context(e, max_context, err)))
         return st;
-    if ((st = agree(e, alloc_state(e, dev->threads, err), err)))
+    if ((st = agree(e, alloc_state(e, dev->threads, err), "allocating caches", err)))
         return st;
     spec_engine_set_timeout(e, e->timeout_s);
     if (e->has_model) {

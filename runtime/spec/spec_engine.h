@@ -65,6 +65,7 @@ typedef struct {
     kv_cache kv;
     int max_context;
     double timeout_s;        /* how long to wait for a peer before failing */
+    bool missed_gate;          /* start-up: some rank never reached a handshake (the job must abort) */
     /* target-side buffers */
     float *logits;           /* [SPEC_MAX_VERIFY][vocab_local] */
     float *gather_buf;       /* leader: [SPEC_MAX_VERIFY][vocab] (full) or argmax pairs */
