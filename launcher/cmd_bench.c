@@ -17,6 +17,18 @@
 #include "runtime/forward.h"
 #include "runtime/kv_cache.h"
 
+#ifdef AUGUR_HAVE_CUDA
+/* Named ranges around the timed forwards, so that a profiler (ncu --nvtx --nvtx-include
+ * "bench n=6/", tools/gpu/ncu_forward.sh) can select one width's forwards; header-only,
+ * free when no profiler is attached. */
+#include <nvtx3/nvToolsExt.h>
+#define BENCH_RANGE_PUSH(name) nvtxRangePushA(name)
+#define BENCH_RANGE_POP() nvtxRangePop()
+#else
+#define BENCH_RANGE_PUSH(name) ((void)(name))
+#define BENCH_RANGE_POP() ((void)0)
+#endif
+
 #define BENCH_MAX_POSITIONS 16     /* largest --positions value: a verification of γ+1 <= 16 */
 #define BENCH_MAX_LIST 16          /* values in one --positions list */
 #define BENCH_DEFAULT_CONTEXT 1024
@@ -331,10 +343,16 @@ static augur_status run_bench(const bench_cli *cli, augur_error *err)
         fprintf(stderr, "augur: bench: %d position%s per forward: %d warmup + %d timed\n", n, plural(n),
                 cli->warmup, cli->iters);
         random_ids(ids, n, c->vocab_size, &seed);
+        char range[32];
+        snprintf(range, sizeof range, "bench n=%d", n);
         for (int it = 0; !st && it < cli->warmup + cli->iters; it++) {
+            if (it == cli->warmup)
+                BENCH_RANGE_PUSH(range);
             double t0 = now_s();
             st = forward_run(&fwd, &kv, ids, n, 0, logits, err);
             double ms = (now_s() - t0) * 1e3;
+            if (it + 1 == cli->warmup + cli->iters)
+                BENCH_RANGE_POP();
             if (!st)
                 st = kv_cache_trim(&kv, fill, err);
             if (it >= cli->warmup)

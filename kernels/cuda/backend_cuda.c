@@ -43,6 +43,8 @@ typedef struct {
     cuda_backend_paths paths;
     void *act16;              /* x rounded to 16 bits for cuBLAS */
     size_t act16_bytes;
+    void *mma_x;              /* x split into bf16 terms for the tensor-core GEMV */
+    size_t mma_x_bytes;
     void *att_scratch;        /* split-attention partials */
     size_t att_scratch_bytes;
     unsigned char *staging;   /* STAGING_BYTES pinned, allocated by the first weight_upload */
@@ -115,6 +117,7 @@ static void cuda_destroy(augur_backend *be)
     cuda_ctx *c = ctx_of(be);
     cudaStreamSynchronize(c->stream);
     cudaFree(c->act16);
+    cudaFree(c->mma_x);
     cudaFree(c->att_scratch);
     if (c->staging) {
         cudaFreeHost(c->staging);
@@ -346,6 +349,15 @@ static augur_status cuda_matmul(augur_backend *be, float *out, const float *x, i
     /* cuBLAS wants both operands in one type, and fp16 activations could overflow. */
     if (w->dtype == AUGUR_F16 || w->cols == 0)
         blas = false;
+    if (!blas && c->paths.matmul != CUDA_MATMUL_GEMV &&
+        cuk_gemv_mma_eligible(w->data, (int)w->dtype, w->cols, w->row_stride, x)) {
+        augur_status st = grow_scratch(c, &c->mma_x, &c->mma_x_bytes, cuk_gemv_mma_scratch(n, w->cols),
+                                       "matmul (split activations)", err);
+        if (st)
+            return st;
+        return launched(c, cuk_gemv_mma(c->stream, out, x, n, w->data, w->rows, w->cols, w->row_stride, bias, c->mma_x),
+                        "matmul (tensor-core gemv kernels)", err);
+    }
     if (!blas)
         return launched(c, cuk_gemv(c->stream, out, x, n, w->data, (int)w->dtype, w->rows, w->cols, w->row_stride, bias),
                         "matmul (gemv kernel)", err);
@@ -432,6 +444,21 @@ static augur_status cuda_attention(augur_backend *be, float *out, const float *q
                           "cuda backend: attention with n %d, start_pos %d, %d heads, %d KV heads, head_dim %d", n,
                           start_pos, n_heads, n_kv_heads, head_dim);
     const int max_len = start_pos + n;
+    const bool grouped_fits = cuk_attention_grouped_smem(head_dim) <= c->smem_optin;
+    if (grouped_fits && (c->paths.attention == CUDA_ATTN_GROUPED ||
+                         (c->paths.attention == CUDA_ATTN_AUTO && n <= CUK_INVARIANT_ROWS))) {
+        _Static_assert(CUK_ATT_GROUP_CHUNK == CUK_ATT_INVARIANT_CHUNK, "one invariant chunk");
+        const int splits = (max_len + CUK_ATT_GROUP_CHUNK - 1) / CUK_ATT_GROUP_CHUNK;
+        const size_t need = cuk_attention_split_scratch(n, n_heads, head_dim, splits) * sizeof(float);
+        augur_status st =
+            grow_scratch(c, &c->att_scratch, &c->att_scratch_bytes, need, "attention (grouped scratch)", err);
+        if (st)
+            return st;
+        return launched(c,
+                        cuk_attention_grouped(c->stream, out, q, n, start_pos, n_heads, n_kv_heads, head_dim, k_cache,
+                                              v_cache, c->att_scratch),
+                        "attention (grouped + combine kernels)", err);
+    }
     const bool fits = cuk_attention_single_smem(max_len, head_dim) <= c->smem_optin;
     bool split;
     switch (c->paths.attention) {
@@ -632,6 +659,15 @@ augur_status backend_cuda_create(augur_backend **out, int device, augur_error *e
     c->smem_optin = optin > DEFAULT_SMEM ? (size_t)optin : DEFAULT_SMEM;
     const char *sync = getenv("AUGUR_CUDA_SYNC");
     c->sync_each = sync && *sync && strcmp(sync, "0") != 0;
+    /* A/B measurements of the matmul kernels (docs/perf-notes.md): unknown values are
+     * ignored, like AUGUR_CUDA_SYNC's. */
+    const char *mm = getenv("AUGUR_CUDA_MATMUL");
+    if (mm && !strcmp(mm, "gemv"))
+        c->paths.matmul = CUDA_MATMUL_GEMV;
+    else if (mm && !strcmp(mm, "mma"))
+        c->paths.matmul = CUDA_MATMUL_MMA;
+    else if (mm && !strcmp(mm, "cublas"))
+        c->paths.matmul = CUDA_MATMUL_CUBLAS;
     be->name = "cuda";
     be->caps = (augur_backend_caps){.stream = true, .memory_info = true};
     be->device = device;

@@ -219,3 +219,126 @@ extern "C" cudaError_t cuk_attention_split(cudaStream_t stream, float *out, cons
         out, scratch, start_pos, n_heads, head_dim, chunk, max_splits);
     return cudaGetLastError();
 }
+
+/* ------------------------------------------------------------------ grouped
+ *
+ * The split schedule above reads a chunk's K and V once per (query head, row): the 4
+ * query heads of a Llama-3 KV group and the 6 rows of a verification read them 24 times
+ * (ncu, 8B shape: 150 us a layer at 6 rows against about 1 us to read the layer's K and
+ * V once). Here one block takes a chunk of ATT_GROUP_CHUNK absolute positions of one KV
+ * head, stages its K and V in shared memory once, and serves every (row, query head) of
+ * the group from there, one warp per pair, writing the same partials the combine kernel
+ * reads.
+ *
+ * A pair's arithmetic is fixed whatever else shares the block: lane j scores positions
+ * t0 + j and t0 + j + 32 with one fmaf per dimension in ascending order, the max and the
+ * sum of exponentials are warp butterflies, and lane d sums p_t v_t[d] over the chunk's
+ * positions in ascending order. So a row's output does not depend on n. */
+#define ATT_GROUP_CHUNK CUK_ATT_GROUP_CHUNK
+#define ATT_GROUP_WARPS 8
+
+/* Floats of dynamic shared memory: K (odd row stride: lane j reads row j without bank
+ * conflicts), V, and per warp its query row and its chunk's probabilities. */
+__host__ __device__ static inline int att_group_kstride(int head_dim) { return head_dim | 1; }
+
+extern "C" size_t cuk_attention_grouped_smem(int head_dim)
+{
+    return ((size_t)ATT_GROUP_CHUNK * att_group_kstride(head_dim) + (size_t)ATT_GROUP_CHUNK * head_dim +
+            (size_t)ATT_GROUP_WARPS * (head_dim + ATT_GROUP_CHUNK)) *
+           sizeof(float);
+}
+
+__global__ void __launch_bounds__(ATT_GROUP_WARPS * 32)
+    att_grouped_kernel(float *__restrict__ scratch, const float *__restrict__ q, int n, int start_pos, int n_heads,
+                       int n_kv_heads, int head_dim, const float *__restrict__ kc, const float *__restrict__ vc,
+                       float scale, int max_splits)
+{
+    extern __shared__ float sm[];
+    const int ks = att_group_kstride(head_dim);
+    float *kt = sm;                                   /* [chunk][ks] */
+    float *vt = kt + ATT_GROUP_CHUNK * ks;            /* [chunk][head_dim] */
+    const int lane = threadIdx.x & 31, warp = threadIdx.x >> 5;
+    float *qs = vt + ATT_GROUP_CHUNK * head_dim + warp * (head_dim + ATT_GROUP_CHUNK);
+    float *ps = qs + head_dim;
+    const int sp = blockIdx.x, kvh = blockIdx.y;
+    const int t0 = sp * ATT_GROUP_CHUNK;
+    const int end = start_pos + n; /* the longest row's causal length */
+    if (t0 >= end)
+        return;
+    const int cn = end - t0 < ATT_GROUP_CHUNK ? end - t0 : ATT_GROUP_CHUNK;
+    const int64_t kv_stride = (int64_t)n_kv_heads * head_dim;
+    for (int e = threadIdx.x; e < cn * head_dim; e += blockDim.x) {
+        const int j = e / head_dim, d = e - j * head_dim;
+        const int64_t at = (int64_t)(t0 + j) * kv_stride + (int64_t)kvh * head_dim + d;
+        kt[j * ks + d] = __ldg(kc + at);
+        vt[j * head_dim + d] = __ldg(vc + at);
+    }
+    __syncthreads();
+
+    const int group = n_heads / n_kv_heads;
+    for (int pair = warp; pair < n * group; pair += ATT_GROUP_WARPS) {
+        const int i = pair / group, h = kvh * group + pair % group;
+        const int len = start_pos + i + 1;
+        if (t0 >= len)
+            continue; /* past this row's causal end: the combine reads only the splits it has */
+        const int cl = len - t0 < ATT_GROUP_CHUNK ? len - t0 : ATT_GROUP_CHUNK;
+        const int64_t row = ((int64_t)i * n_heads + h) * head_dim;
+        for (int d = lane; d < head_dim; d += 32)
+            qs[d] = q[row + d];
+        __syncwarp();
+        float s[2];
+#pragma unroll
+        for (int k = 0; k < 2; k++) {
+            const int j = lane + 32 * k;
+            float a = 0.0f;
+            if (j < cl) {
+                const float *kr = kt + j * ks;
+                for (int d = 0; d < head_dim; d++)
+                    a = fmaf(qs[d], kr[d], a);
+            }
+            s[k] = j < cl ? a * scale : -INFINITY;
+        }
+        const float m = cuk_warp_reduce(fmaxf(s[0], s[1]), cuk_max_op());
+        const float e0 = lane < cl ? expf(s[0] - m) : 0.0f;
+        const float e1 = lane + 32 < cl ? expf(s[1] - m) : 0.0f;
+        const float l = cuk_warp_sum(e0 + e1);
+        ps[lane] = e0;
+        ps[lane + 32] = e1;
+        __syncwarp();
+        float *part = att_partial(scratch, i, h, sp, n_heads, max_splits, head_dim);
+        for (int d = lane; d < head_dim; d += 32) {
+            float a = 0.0f;
+            for (int j = 0; j < cl; j++)
+                a = fmaf(ps[j], vt[j * head_dim + d], a);
+            part[2 + d] = a;
+        }
+        if (lane == 0) {
+            part[0] = m;
+            part[1] = l;
+        }
+        __syncwarp(); /* qs and ps are reused by the warp's next pair */
+    }
+}
+
+extern "C" cudaError_t cuk_attention_grouped(cudaStream_t stream, float *out, const float *q, int n, int start_pos,
+                                             int n_heads, int n_kv_heads, int head_dim, const float *k_cache,
+                                             const float *v_cache, float *scratch)
+{
+    const size_t smem = cuk_attention_grouped_smem(head_dim);
+    const float scale = 1.0f / sqrtf((float)head_dim);
+    const int max_splits = (start_pos + n + ATT_GROUP_CHUNK - 1) / ATT_GROUP_CHUNK;
+    if (smem > 48 * 1024) { /* beyond the default, a block must opt in (the caller checked the device's limit) */
+        const cudaError_t rc =
+            cudaFuncSetAttribute(att_grouped_kernel, cudaFuncAttributeMaxDynamicSharedMemorySize, (int)smem);
+        if (rc != cudaSuccess)
+            return rc;
+    }
+    att_grouped_kernel<<<dim3((unsigned)max_splits, (unsigned)n_kv_heads), ATT_GROUP_WARPS * 32, smem, stream>>>(
+        scratch, q, n, start_pos, n_heads, n_kv_heads, head_dim, k_cache, v_cache, scale, max_splits);
+    cudaError_t rc = cudaGetLastError();
+    if (rc != cudaSuccess)
+        return rc;
+    att_combine_kernel<<<dim3((unsigned)n_heads, (unsigned)n), ATT_THREADS, 0, stream>>>(
+        out, scratch, start_pos, n_heads, head_dim, ATT_GROUP_CHUNK, max_splits);
+    return cudaGetLastError();
+}

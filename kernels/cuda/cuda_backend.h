@@ -9,9 +9,9 @@
 
 #include "kernels/backend.h"
 
-/* Forwards of up to this many rows take row-invariant schedules only: the GEMV (in
- * passes of 16 rows) and split attention over fixed chunks of
- * CUK_ATT_INVARIANT_CHUNK absolute positions, so that a row's result never depends on
+/* Forwards of up to this many rows take row-invariant schedules only: the GEMV or, for
+ * bf16 weights, its tensor-core twin (in passes of 16 rows) and split attention over
+ * fixed chunks of CUK_ATT_INVARIANT_CHUNK absolute positions, so that a row's result never depends on
  * how many rows share the call (decode, and every verification width: gamma + 1 <= 65).
  * Longer calls are prompt prefill chunks, cut alike in every run of a prompt, which may
  * take cuBLAS and a chunk sized to the grid. */
@@ -19,15 +19,19 @@
 #define CUK_ATT_INVARIANT_CHUNK 64
 
 typedef enum {
-    CUDA_MATMUL_AUTO = 0,     /* GEMV for n <= CUK_INVARIANT_ROWS (and fp16 weights), cuBLAS above */
+    CUDA_MATMUL_AUTO = 0,     /* n <= CUK_INVARIANT_ROWS: tensor-core GEMV for bf16 weights, else the GEMV
+                                 (and fp16 weights at any n); cuBLAS above */
     CUDA_MATMUL_GEMV = 1,     /* the warp-per-feature kernel at any n */
     CUDA_MATMUL_CUBLAS = 2,   /* cublasGemmEx at any n (bf16 and fp32 weights; fp16 stays on GEMV) */
+    CUDA_MATMUL_MMA = 3,      /* the tensor-core GEMV at any n (bf16 weights; others take the GEMV) */
 } cuda_matmul_path;
 
 typedef enum {
-    CUDA_ATTN_AUTO = 0,       /* split at fixed positions up to CUK_INVARIANT_ROWS rows; above, split when the grid would be thin or long */
+    CUDA_ATTN_AUTO = 0,       /* grouped up to CUK_INVARIANT_ROWS rows; above, split when the grid would be thin or long */
     CUDA_ATTN_SINGLE = 1,     /* one block per (row, head); falls back to split past shared memory */
     CUDA_ATTN_SPLIT = 2,      /* flash-decoding split + combine */
+    CUDA_ATTN_GROUPED = 3,    /* split at fixed positions, one block per (chunk, KV head) for all its query
+                                 heads and rows (what AUTO takes up to CUK_INVARIANT_ROWS rows) */
 } cuda_attn_path;
 
 typedef struct {

@@ -7,6 +7,7 @@
 #ifndef AUGUR_CUDA_KERNELS_H
 #define AUGUR_CUDA_KERNELS_H
 
+#include <stdbool.h>
 #include <stdint.h>
 
 #include <cuda_runtime.h>
@@ -24,6 +25,18 @@ extern "C" {
  * rows of cols elements, row o at w + o*ld. Any n (passes of CUK_GEMV_MAX_ROWS rows). */
 cudaError_t cuk_gemv(cudaStream_t stream, float *out, const float *x, int n, const void *w, int dtype,
                      int64_t rows, int64_t cols, int64_t ld, const float *bias);
+
+/* Whether cuk_gemv_mma can take this product: bf16 weights in 16-byte aligned rows. A
+ * function of the weights' shape and allocation, never of the number of rows. */
+bool cuk_gemv_mma_eligible(const void *w, int dtype, int64_t cols, int64_t ld, const float *x);
+
+/* Bytes of device scratch cuk_gemv_mma needs for n rows of cols (x split into bf16 terms). */
+size_t cuk_gemv_mma_scratch(int n, int64_t cols);
+
+/* cuk_gemv on the tensor cores (kernels/cuda/cuda_gemv_mma.cu): the same product, each
+ * output a function of its own row of x and its feature's weights only. Any n. */
+cudaError_t cuk_gemv_mma(cudaStream_t stream, float *out, const float *x, int n, const void *w, int64_t rows,
+                         int64_t cols, int64_t ld, const float *bias, void *scratch);
 
 /* dst[i] = x[i] rounded to nearest-even bf16 (dtype AUGUR_BF16) or fp16 (AUGUR_F16). */
 cudaError_t cuk_round_activations(cudaStream_t stream, void *dst, const float *x, int64_t count, int dtype);
@@ -55,6 +68,19 @@ size_t cuk_attention_split_scratch(int n, int n_heads, int head_dim, int max_spl
 cudaError_t cuk_attention_split(cudaStream_t stream, float *out, const float *q, int n, int start_pos,
                                 int n_heads, int n_kv_heads, int head_dim, const float *k_cache,
                                 const float *v_cache, int chunk, int max_splits, float *scratch);
+
+/* Positions of a chunk of cuk_attention_grouped (the invariant chunk: cuda_backend.h). */
+#define CUK_ATT_GROUP_CHUNK 64
+
+/* Bytes of dynamic shared memory cuk_attention_grouped needs. */
+size_t cuk_attention_grouped_smem(int head_dim);
+
+/* Split attention over chunks of 64 absolute positions, one block per (chunk, KV head)
+ * serving all its query heads and rows from K and V staged once (scratch: as
+ * cuk_attention_split with max_splits = ceil((start_pos + n) / 64)); then the combine. */
+cudaError_t cuk_attention_grouped(cudaStream_t stream, float *out, const float *q, int n, int start_pos, int n_heads,
+                                  int n_kv_heads, int head_dim, const float *k_cache, const float *v_cache,
+                                  float *scratch);
 
 cudaError_t cuk_swiglu(cudaStream_t stream, float *out, const float *gate, const float *up, int64_t count);
 

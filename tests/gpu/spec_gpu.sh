@@ -14,7 +14,9 @@ echo "GPUs visible: $G"
 # field FILE SED-EXPR: the first match of a stats line, or "-"
 field() { local v; v=$(sed -n "$2" "$1" | head -n 1); echo "${v:--}"; }
 # plan_lines FILE: memory plan lines of model-holding ranks on a GPU
-plan_lines() { grep -c 'augur: rank [0-9]* ([a-z ]*): GPU [0-9]' "$1" || true; }
+# Counted as matches, not lines: mpirun forwards each rank's stderr in chunks of its own,
+# so two ranks' plan lines can share a line of the merged stream.
+plan_lines() { grep -o 'augur: rank [0-9]* ([a-z ]*): GPU [0-9]' "$1" | wc -l; }
 
 printf '%-3s %-5s %-12s %12s %10s %8s %s\n' T comm mode tokens/round acceptance tok/s "GPU plans"
 for T in 1 2; do

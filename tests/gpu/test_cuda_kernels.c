@@ -213,7 +213,7 @@ static tensor_view host_matrix(augur_dtype dt, int rows, int cols, int stride, f
 
 static const char *path_name(cuda_matmul_path p)
 {
-    return p == CUDA_MATMUL_GEMV ? "gemv" : p == CUDA_MATMUL_CUBLAS ? "cublas" : "auto";
+    return p == CUDA_MATMUL_GEMV ? "gemv" : p == CUDA_MATMUL_CUBLAS ? "cublas" : p == CUDA_MATMUL_MMA ? "mma" : "auto";
 }
 
 /* raw_ld > 0: upload the host matrix as it is (row_stride raw_ld == its stride, no
@@ -289,10 +289,10 @@ static void test_matmul(void)
         {300, 520, 520, 16, true}, {1000, 768, 768, 17, false}, {96, 200, 208, 100, true}, /* 100 > 80: cuBLAS */
     };
     const augur_dtype dts[] = {AUGUR_F32, AUGUR_BF16, AUGUR_F16};
-    const cuda_matmul_path paths[] = {CUDA_MATMUL_AUTO, CUDA_MATMUL_GEMV, CUDA_MATMUL_CUBLAS};
+    const cuda_matmul_path paths[] = {CUDA_MATMUL_AUTO, CUDA_MATMUL_GEMV, CUDA_MATMUL_CUBLAS, CUDA_MATMUL_MMA};
     for (size_t s = 0; s < sizeof shapes / sizeof shapes[0]; s++)
         for (size_t d = 0; d < 3; d++)
-            for (size_t p = 0; p < 3; p++) {
+            for (size_t p = 0; p < 4; p++) {
                 if (paths[p] == CUDA_MATMUL_CUBLAS && dts[d] == AUGUR_F16)
                     continue; /* fp16 weights always take the GEMV path */
                 matmul_case(dts[d], shapes[s].rows, shapes[s].cols, shapes[s].stride, shapes[s].n, shapes[s].bias,
@@ -302,6 +302,8 @@ static void test_matmul(void)
     matmul_case(AUGUR_BF16, 100, 1027, 1027, 4, false, CUDA_MATMUL_GEMV, true);
     matmul_case(AUGUR_F16, 33, 1030, 1030, 1, true, CUDA_MATMUL_GEMV, true);
     matmul_case(AUGUR_F32, 70, 515, 515, 7, false, CUDA_MATMUL_GEMV, true);
+    /* The tensor-core GEMV on a raw view whose padding is not zero, with a column tail. */
+    matmul_case(AUGUR_BF16, 77, 1060, 1064, 5, true, CUDA_MATMUL_MMA, true);
     set_paths(CUDA_MATMUL_AUTO, CUDA_ATTN_AUTO, 0);
 }
 
@@ -403,6 +405,8 @@ static const char *attn_name(cuda_attn_path p, int chunk)
     static char buf[32];
     if (p == CUDA_ATTN_SINGLE)
         return "single";
+    if (p == CUDA_ATTN_GROUPED)
+        return "grouped";
     if (p == CUDA_ATTN_SPLIT) {
         snprintf(buf, sizeof buf, "split/%d", chunk);
         return chunk ? buf : "split/auto";
@@ -447,13 +451,14 @@ static void attention_case(int n_heads, int n_kv, int head_dim, int start_pos, i
 static void test_attention(void)
 {
     print_header("attention (causal GQA against the KV cache)");
-    const int cfg[][3] = {{8, 2, 64}, {4, 4, 128}, {6, 3, 48}, {2, 1, 256}};
+    const int cfg[][3] = {{8, 2, 64}, {4, 4, 128}, {6, 3, 48}, {2, 1, 256}, {32, 8, 128}, {4, 2, 16}};
     const struct {
         cuda_attn_path path;
         int chunk;
-    } paths[] = {{CUDA_ATTN_SINGLE, 0}, {CUDA_ATTN_SPLIT, 64}, {CUDA_ATTN_SPLIT, 0}, {CUDA_ATTN_AUTO, 0}};
-    for (int c = 0; c < 4; c++)
-        for (int p = 0; p < 4; p++) {
+    } paths[] = {{CUDA_ATTN_SINGLE, 0}, {CUDA_ATTN_SPLIT, 64}, {CUDA_ATTN_SPLIT, 0}, {CUDA_ATTN_AUTO, 0},
+                 {CUDA_ATTN_GROUPED, 0}};
+    for (int c = 0; c < 6; c++)
+        for (int p = 0; p < 5; p++) {
             attention_case(cfg[c][0], cfg[c][1], cfg[c][2], 0, 1, paths[p].path, paths[p].chunk);
             attention_case(cfg[c][0], cfg[c][1], cfg[c][2], 0, 9, paths[p].path, paths[p].chunk);
             attention_case(cfg[c][0], cfg[c][1], cfg[c][2], 1000, 1, paths[p].path, paths[p].chunk);
@@ -466,6 +471,8 @@ static void test_attention(void)
     attention_case(8, 2, 64, 20000, 3, CUDA_ATTN_AUTO, 0);
     attention_case(4, 1, 128, 5000, 2, CUDA_ATTN_SPLIT, 96);
     attention_case(32, 8, 128, 1, 300, CUDA_ATTN_AUTO, 0); /* prefill-like: many rows */
+    attention_case(32, 8, 128, 3000, 33, CUDA_ATTN_GROUPED, 0);
+    attention_case(8, 2, 64, 63, 2, CUDA_ATTN_GROUPED, 0); /* rows on both sides of a chunk edge */
     set_paths(CUDA_MATMUL_AUTO, CUDA_ATTN_AUTO, 0);
 }
 

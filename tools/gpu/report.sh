@@ -1,0 +1,65 @@
+#!/usr/bin/env bash
+# The GPU speed report in one device call: build, forward benchmarks of the tracked shapes,
+# the shipped pair (speculative against target-only, greedy, gamma 4, the draft sharing the
+# GPU), transformers on the same GPU, a gamma x acceptance sweep of the 8B shape with a
+# 1B-shape draft (--synthetic-acceptance), then ctest -L gpu. Logs in OUTDIR; the summary
+# goes to stdout.
+#   usage: bash tools/gpu/report.sh OUTDIR [sections...]   sections: bench pair hf sweep ctest (default: all)
+set -uo pipefail
+cd "$(dirname "$0")/../.."
+out=${1:?output directory}
+shift
+sections=("$@")
+((${#sections[@]})) || sections=(bench pair hf sweep ctest)
+want() { [[ " ${sections[*]} " == *" $1 "* ]]; }
+export NCCL_NVLS_ENABLE=0 OMPI_ALLOW_RUN_AS_ROOT=1 OMPI_ALLOW_RUN_AS_ROOT_CONFIRM=1
+mkdir -p "$out"
+work=$(mktemp -d)
+bash tools/gpu/build.sh build-gpu >"$work/build.log" 2>&1 || { grep -m5 error "$work/build.log"; tail -5 "$work/build.log"; exit 1; }
+bin=build-gpu/launcher/augur
+mpi=(mpirun --oversubscribe --bind-to none -np 2)
+nvidia-smi --query-gpu=name,driver_version --format=csv,noheader | sed 's/^/gpu: /'
+
+if want bench; then
+  echo "== forward benchmarks (augur bench, dummy bf16 weights)"
+  bash tools/gpu/bench_shapes.sh "$bin" "$work/bench" 2>/dev/null
+fi
+if want pair; then
+  echo "== shipped pair on one GPU, greedy, gamma 4 (fixed), 20 held-out prompts x 64 tokens"
+  head -n 20 models/heldout_prompts.txt >"$work/prompts.txt"
+  "${mpi[@]}" "$bin" generate --device cuda --target models/target --draft models/draft --prompts-file "$work/prompts.txt" \
+    --max-tokens 64 --gamma 4 --draft-rule fixed --compare-baseline --ids-only >/dev/null 2>"$work/pair.err"
+  grep -E "tok/s|acceptance|speedup|time:" "$work/pair.err" | sed 's/^augur: //'
+fi
+if want hf; then
+  echo "== transformers $(python3 -c 'import transformers; print(transformers.__version__)') on the same GPU"
+  bash tools/gpu/dummy_config.sh 8b "$work/8b" >/dev/null
+  timeout 300 python3 tools/gpu/hf_peer.py --config "$work/8b/config.json" --models models 2>"$work/hf.err" ||
+    tail -5 "$work/hf.err"
+fi
+if want sweep; then
+  echo "== 8B shape + 1B-shape draft on one GPU, --synthetic-acceptance A, fixed gamma G, 128 tokens"
+  bash tools/gpu/dummy_config.sh 8b "$work/8b" >/dev/null
+  bash tools/gpu/dummy_config.sh 1b "$work/1b" >/dev/null
+  ids=$(seq -s, 1 32)
+  run() { timeout 120 "${mpi[@]}" "$bin" generate --device cuda --load-format dummy --target "$work/8b" --draft "$work/1b" \
+            --prompt-ids "$ids" --max-tokens 128 --ids-only "$@" 2>&1 >/dev/null | grep -E "tok/s|acceptance [0-9]|time:" ; }
+  base=$(run --no-speculation | sed -n 's/.* \([0-9.]*\) tok\/s$/\1/p' | head -n1)
+  echo "target-only: $base tok/s"
+  printf '%-5s %-3s %8s %8s %8s %s\n' alpha G tok/s speedup tok/rnd "time split"
+  for a in 0.5 0.7 0.9; do
+    for g in 1 2 4 8; do
+      r=$(run --synthetic-acceptance "$a" --gamma "$g" --draft-rule fixed)
+      tps=$(sed -n 's/.* \([0-9.]*\) tok\/s$/\1/p' <<<"$r" | head -n1)
+      tpr=$(sed -n 's/.* \([0-9.]*\) tokens\/round.*/\1/p' <<<"$r" | head -n1)
+      split=$(sed -n 's/.*time: //p' <<<"$r" | head -n1)
+      printf '%-5s %-3s %8s %8s %8s %s\n' "$a" "$g" "$tps" "$(python3 -c "print(f'{$tps/$base:.2f}x')" 2>/dev/null)" "$tpr" "$split"
+    done
+  done
+fi
+if want ctest; then
+  echo "== ctest -L gpu"
+  (cd build-gpu && ctest -L gpu -V >"$work/ctest.log" 2>&1)
+  grep -E "Test +#|tests passed|cases, [0-9]+ failed|^[0-9]+: FAIL" "$work/ctest.log" | cut -c1-200
+fi
+tar -czf "$out/logs.tgz" -C "$work" --exclude='*/config.json' . 2>/dev/null
