@@ -42,11 +42,14 @@ static augur_status open_backend(spec_engine *e, bool load_draft, augur_error *e
     bool cuda = device_kind_resolve(e->dev.kind) == AUGUR_DEVICE_CUDA;
     bool needs = cuda && runs_model(e, load_draft);
     int n_gpus = cuda ? backend_device_count(AUGUR_BACKEND_CUDA) : 0;
+    /* GPUs are a node's, whichever replica its ranks serve: place over the whole job */
+    MPI_Comm job = e->layout->job != MPI_COMM_NULL ? e->layout->job : e->world;
     augur_status st =
         e->dev.simulate_hosts > 0
-            ? gpu_place_simulated(e->world, e->role == SPEC_ROLE_TARGET, needs, n_gpus, e->n_targets,
+            ? gpu_place_simulated(job, e->world_rank, e->role == SPEC_ROLE_TARGET, needs, n_gpus, e->n_targets,
                                   e->dev.simulate_hosts, &e->place, err)
-            : gpu_place(e->world, e->role == SPEC_ROLE_TARGET, needs, n_gpus, e->dev.tp_over_mpi, &e->place, err);
+            : gpu_place(job, e->role == SPEC_ROLE_TARGET, needs, n_gpus, e->dev.tp_over_mpi, e->dev.draft_shares_gpu,
+                        &e->place, err);
     if (st || !runs_model(e, load_draft))
         return st;
     if ((st = device_open_backend(&e->be, &e->dev, e->place.gpu < 0 ? 0 : e->place.gpu, err)))
