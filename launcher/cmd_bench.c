@@ -278,7 +278,8 @@ static augur_status run_bench(const bench_cli *cli, augur_error *err)
     device_opts dev = cli->device;
     dev.threads = cli->threads;
     memory_plan plan = {0};
-    model_load_opts lo = {.tp_rank = cli->tp_rank, .tp_size = cli->tp_size, .max_layers = cli->layers};
+    model_load_opts lo = {.tp_rank = cli->tp_rank, .tp_size = cli->tp_size, .max_layers = cli->layers,
+                          .who = "bench"};
     const int most = max_positions(cli);
 
     FILE *csv = NULL;

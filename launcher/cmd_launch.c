@@ -238,7 +238,7 @@ static void print_summary(FILE *f, const launch_config *c, const launch_layout *
         fprintf(f, "augur launch: %s: %d replica%s x (%d target + 1 draft) = %d ranks", c->path, c->replicas,
                 c->replicas == 1 ? "" : "s", c->tp, l->n);
     fprintf(f, " on %d of %d host%s (%s), device %s", used, h->n, h->n == 1 ? "" : "s", h->source, device);
-    if (c->command == LAUNCH_GENERATE)
+    if (c->command == LAUNCH_GENERATE && (!strcmp(device, "cuda") || c->draft == DRAFT_OWN_NODE))
         fprintf(f, ", draft-placement %s", draft_placement_name(c->draft));
     if (c->simulate_hosts)
         fprintf(f, ", %d simulated hosts", c->simulate_hosts);

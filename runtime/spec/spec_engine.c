@@ -60,23 +60,38 @@ static augur_status open_backend(spec_engine *e, bool load_draft, augur_error *e
     return AUGUR_OK;
 }
 
+/* "rank 2 (target shard)", or with replicas "rank 5 (replica 1: target shard)": the job's
+ * rank, which is what mpirun and the launch table show. */
+static void rank_name(const spec_engine *e, char *buf, size_t cap)
+{
+    const char *role = e->role == SPEC_ROLE_TARGET ? (e->n_targets > 1 ? "target shard" : "target") : "draft";
+    if (e->layout->n_replicas > 1)
+        snprintf(buf, cap, "rank %d (replica %d: %s)", e->layout->job_rank, e->layout->replica, role);
+    else
+        snprintf(buf, cap, "rank %d (%s)", e->world_rank, role);
+}
+
 static augur_status load_role_model(spec_engine *e, const char *target_path, const char *draft_path,
                                     int draft_layers, bool load_draft, augur_error *err)
 {
     augur_status st;
+    char who[96];
+    rank_name(e, who, sizeof who);
     if (e->role == SPEC_ROLE_TARGET) {
-        model_load_opts o = {.tp_rank = e->world_rank, .tp_size = e->n_targets};
+        model_load_opts o = {.tp_rank = e->world_rank, .tp_size = e->n_targets, .who = who};
         if ((st = device_load_model(&e->m, e->be, target_path, &o, &e->dev, err)))
             return augur_wrap(err, "target shard %d of %d", e->world_rank, e->n_targets);
+        e->m.opts.who = NULL; /* who lives in this frame */
         e->has_model = true;
         return AUGUR_OK;
     }
     if (!load_draft)
         return AUGUR_OK;
-    model_load_opts o = {.tp_rank = 0, .tp_size = 1, .max_layers = draft_layers};
+    model_load_opts o = {.tp_rank = 0, .tp_size = 1, .max_layers = draft_layers, .who = who};
     const char *path = draft_path ? draft_path : target_path;
     if ((st = device_load_model(&e->m, e->be, path, &o, &e->dev, err)))
         return augur_wrap(err, "draft");
+    e->m.opts.who = NULL;
     e->has_model = true;
     return AUGUR_OK;
 }
@@ -191,9 +206,8 @@ augur_status spec_engine_init(spec_engine *e, comm_layout *layout, const char *t
         return st;
     spec_engine_set_timeout(e, e->timeout_s);
     if (e->has_model) {
-        char who[64];
-        snprintf(who, sizeof who, "rank %d (%s)", e->world_rank,
-                 e->role == SPEC_ROLE_TARGET ? (e->n_targets > 1 ? "target shard" : "target") : "draft");
+        char who[96];
+        rank_name(e, who, sizeof who);
         memory_plan_print(stderr, who, &e->plan);
     }
     return AUGUR_OK;
