@@ -13,6 +13,7 @@
 #include <unistd.h>
 
 #include "kernels/backend.h"
+#include "runtime/device_plan.h"
 #include "launcher/args.h"
 #include "launcher/commands.h"
 #include "launcher/generate_cli.h"
@@ -328,6 +329,23 @@ static int run_and_wait(const strv *argv, augur_error *err)
 
 /* ---- the command ---- */
 
+/* A config without "device" takes augur's default: $AUGUR_DEVICE, else auto. */
+static augur_status default_device(launch_config *c, augur_error *err)
+{
+    if (strcmp(c->device, "auto"))
+        return AUGUR_OK;
+    augur_device_kind k = AUGUR_DEVICE_AUTO;
+    augur_status st = device_kind_default(&k, err);
+    if (st || k == AUGUR_DEVICE_AUTO)
+        return st;
+    char *d = strdup(device_kind_name(k));
+    if (!d)
+        return augur_fail(err, AUGUR_E_NOMEM, "launch: out of memory");
+    free(c->device);
+    c->device = d;
+    return AUGUR_OK;
+}
+
 static int launch(const launch_cli *cli)
 {
     augur_error err = {0};
@@ -341,6 +359,10 @@ static int launch(const launch_cli *cli)
     augur_status st = launch_config_load(&c, cli->config_path, check_flag, &err);
     if (st)
         return cli_report(&err);
+    if ((st = default_device(&c, &err))) {
+        launch_config_free(&c);
+        return cli_report(&err);
+    }
     const char *device = "cpu";
     if (!(st = load_hosts(cli, &c, &hosts, &err)))
         device = resolve_device(&c, &hosts);
