@@ -90,6 +90,10 @@ static void strv_free(strv *a)
     *a = (strv){0};
 }
 
+/* The layout is the config's: a layout flag after -- would start ranks the layout did
+ * not plan. */
+static const char *const layout_flags[] = {"--tp", "--replicas", "--draft-placement", "--simulate-hosts"};
+
 static augur_status check_launch(void *ctx, int n_operands, char **operands, augur_error *err)
 {
     launch_cli *cli = ctx;
@@ -98,6 +102,15 @@ static augur_status check_launch(void *ctx, int n_operands, char **operands, aug
     cli->config_path = operands[0];
     cli->extra = operands + 1;
     cli->n_extra = n_operands - 1;
+    for (int i = 0; i < cli->n_extra; i++) {
+        for (size_t k = 0; k < sizeof layout_flags / sizeof layout_flags[0]; k++) {
+            size_t n = strlen(layout_flags[k]);
+            if (!strncmp(cli->extra[i], layout_flags[k], n) && (cli->extra[i][n] == '\0' || cli->extra[i][n] == '='))
+                return augur_fail(err, AUGUR_E_INPUT,
+                                  "%s after --: the layout comes from the config; set \"%s\" in %s instead",
+                                  layout_flags[k], layout_flags[k] + 2, cli->config_path);
+        }
+    }
     return AUGUR_OK;
 }
 

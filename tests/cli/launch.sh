@@ -71,6 +71,14 @@ dry "$tmp/c70" configs/llama3-70b-tp8.json --hostfile cluster/hostfile.example -
 has "$tmp/c70" "1 replica x (8 target + 1 draft) = 9 ranks on 2 of 2 hosts"
 echo "ok: hostfile dry run"
 
+# command bench: one rank timing shard 0 of tp
+echo '{"command": "bench", "model": "models/target", "tp": 2, "iters": 2}' >"$tmp/bench.json"
+dry "$tmp/bench" "$tmp/bench.json"
+has "$tmp/bench" "bench of shard 0 of 2: 1 rank on 1 of 1 host (localhost), device cpu"
+has "$tmp/bench" "-np 1 -x NCCL_NVLS_ENABLE=0"
+has "$tmp/bench" "launcher/augur bench --model models/target --tp-size 2 --iters 2 --device=cpu"
+echo "ok: bench dry run"
+
 # ---- errors: exit 2, one line naming the file, key or line, and the problem ----
 bad() { echo "$1" >"$tmp/bad.json"; shift; expect_fail 2 "$1" -- "$A" launch "$tmp/bad.json" --dry-run "${@:2}"; }
 P='"target": "models/target", "draft": "models/draft", "prompt": "x"'
@@ -98,6 +106,8 @@ echo "{$P, \"device\": \"cuda\", \"tp\": 2}" >"$tmp/gpu.json"
 printf 'a slots=4 gpus=1\n' >"$tmp/gpuhosts"
 expect_fail 2 "line 1: host a runs 2 target ranks but has 1 GPU" -- "$A" launch "$tmp/gpu.json" --hostfile "$tmp/gpuhosts" --dry-run
 expect_fail 2 "--gamma: 'x' is not an integer" -- "$A" launch configs/tiny-cpu.json --dry-run -- --gamma x
+expect_fail 2 "--replicas after --: the layout comes from the config; set \"replicas\" in configs/tiny-cpu.json" -- \
+  "$A" launch configs/tiny-cpu.json --dry-run -- --replicas 2
 expect_fail 2 "CONFIG is required" -- "$A" launch --dry-run
 expect_fail 2 "configs/none.json: cannot open" -- "$A" launch configs/none.json --dry-run
 "$A" launch --help | grep -q "usage: augur launch CONFIG" || fail "launch --help"
