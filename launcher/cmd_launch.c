@@ -394,8 +394,12 @@ static int launch(const launch_cli *cli)
         rc = cli_report(&err);
         goto out;
     }
-    if ((rc = check_command_args(&c, &cmd)) != ARGS_RUN)
+    if ((rc = check_command_args(&c, &cmd)) != ARGS_RUN) {
+        if (rc)
+            fprintf(stderr, "augur: launch: in the flags of augur %s from %s%s\n", launch_command_name(c.command),
+                    c.path, cli->n_extra ? " and after --" : "");
         goto out;
+    }
     rc = 0;
     if (cli->dry_run) {
         st = mpirun_argv(&c, &layout, "HOSTFILE", "RANKFILE", &cmd, &mpirun, &err);

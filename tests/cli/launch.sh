@@ -108,6 +108,12 @@ expect_fail 2 "line 1: host a runs 2 target ranks but has 1 GPU" -- "$A" launch 
 expect_fail 2 "--gamma: 'x' is not an integer" -- "$A" launch configs/tiny-cpu.json --dry-run -- --gamma x
 expect_fail 2 "--replicas after --: the layout comes from the config; set \"replicas\" in configs/tiny-cpu.json" -- \
   "$A" launch configs/tiny-cpu.json --dry-run -- --replicas 2
+echo '{"target": "models/target", "draft": "models/draft"}' >"$tmp/noprompt.json"
+expect_fail 2 "in the flags of augur generate from $tmp/noprompt.json" -- "$A" launch "$tmp/noprompt.json" --dry-run
+# augur generate --config reads a launch config, skipping the keys only launch reads
+echo '{"target": "models/target", "hostfile": "h", "oversubscribe": true, "mpirun": "m", "command": "generate"}' \
+  >"$tmp/gen.json"
+"$A" generate --config "$tmp/gen.json" --help >/dev/null || fail "generate --config rejects launch-only keys"
 expect_fail 2 "CONFIG is required" -- "$A" launch --dry-run
 expect_fail 2 "configs/none.json: cannot open" -- "$A" launch configs/none.json --dry-run
 "$A" launch --help | grep -q "usage: augur launch CONFIG" || fail "launch --help"
