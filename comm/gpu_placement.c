@@ -6,7 +6,7 @@
 
 /* Places this rank among the ranks of `node` (a real or simulated node's ranks). */
 static augur_status place_in_node(MPI_Comm node, bool is_target, bool needs_gpu, int n_gpus,
-                                  bool allow_shared_targets, gpu_placement *out, augur_error *err)
+                                  bool allow_shared_targets, bool draft_shares, gpu_placement *out, augur_error *err)
 {
     int node_size = 1;
     MPI_Comm_rank(node, &out->node_rank);
@@ -44,6 +44,12 @@ static augur_status place_in_node(MPI_Comm node, bool is_target, bool needs_gpu,
         out->shared = targets > n_gpus;
         return AUGUR_OK;
     }
+    if (draft_shares && targets > 0) {
+        /* --draft-placement shared: the last target GPUs first, as augur launch plans it */
+        out->gpu = (targets - 1 - others_before % targets) % n_gpus;
+        out->shared = true;
+        return AUGUR_OK;
+    }
     int slot = targets + others_before;
     out->gpu = slot < n_gpus ? slot : (n_gpus - 1 - (others_before % n_gpus) + n_gpus) % n_gpus;
     out->shared = slot >= n_gpus;
@@ -60,7 +66,7 @@ static void host_name(gpu_placement *out)
 }
 
 augur_status gpu_place(MPI_Comm world, bool is_target, bool needs_gpu, int n_gpus, bool allow_shared_targets,
-                       gpu_placement *out, augur_error *err)
+                       bool draft_shares, gpu_placement *out, augur_error *err)
 {
     *out = (gpu_placement){.gpu = -1, .sim_node = -1};
     int world_rank = 0;
@@ -69,7 +75,7 @@ augur_status gpu_place(MPI_Comm world, bool is_target, bool needs_gpu, int n_gpu
     MPI_Comm node = MPI_COMM_NULL;
     if (MPI_Comm_split_type(world, MPI_COMM_TYPE_SHARED, world_rank, MPI_INFO_NULL, &node) != MPI_SUCCESS)
         return augur_fail(err, AUGUR_E_COMM, "cannot group the ranks of node %s (MPI_Comm_split_type)", out->node);
-    augur_status st = place_in_node(node, is_target, needs_gpu, n_gpus, allow_shared_targets, out, err);
+    augur_status st = place_in_node(node, is_target, needs_gpu, n_gpus, allow_shared_targets, draft_shares, out, err);
     MPI_Comm_free(&node);
     return st;
 }
@@ -81,17 +87,16 @@ int gpu_sim_node_of(int world_rank, int n_targets, int n_nodes)
     return n_nodes - 1;
 }
 
-augur_status gpu_place_simulated(MPI_Comm world, bool is_target, bool needs_gpu, int n_gpus, int n_targets,
-                                 int n_nodes, gpu_placement *out, augur_error *err)
+augur_status gpu_place_simulated(MPI_Comm world, int local_rank, bool is_target, bool needs_gpu, int n_gpus,
+                                 int n_targets, int n_nodes, gpu_placement *out, augur_error *err)
 {
     *out = (gpu_placement){.gpu = -1, .sim_node = -1};
-    int world_rank = 0, world_size = 1;
+    int world_rank = 0;
     MPI_Comm_rank(world, &world_rank);
-    MPI_Comm_size(world, &world_size);
-    if (n_nodes < 1 || n_nodes > world_size)
-        return augur_fail(err, AUGUR_E_INPUT, "--simulate-hosts %d: needs 1 .. %d (the job's ranks)", n_nodes,
-                          world_size);
-    out->sim_node = gpu_sim_node_of(world_rank, n_targets, n_nodes);
+    if (n_nodes < 1 || n_nodes > n_targets + 1)
+        return augur_fail(err, AUGUR_E_INPUT, "--simulate-hosts %d: needs 1 .. %d (the ranks of a target group and "
+                          "its draft)", n_nodes, n_targets + 1);
+    out->sim_node = gpu_sim_node_of(local_rank, n_targets, n_nodes);
     char host[MPI_MAX_PROCESSOR_NAME];
     host_name(out);
     snprintf(host, sizeof host, "%s", out->node);
@@ -104,7 +109,7 @@ augur_status gpu_place_simulated(MPI_Comm world, bool is_target, bool needs_gpu,
     if (MPI_Comm_split(world, out->sim_node, world_rank, &node) != MPI_SUCCESS)
         return augur_fail(err, AUGUR_E_COMM, "cannot group the ranks of simulated node %d (MPI_Comm_split)",
                           out->sim_node);
-    augur_status st = place_in_node(node, is_target, needs_gpu, n_gpus, false, out, err);
+    augur_status st = place_in_node(node, is_target, needs_gpu, n_gpus, false, false, out, err);
     MPI_Comm_free(&node);
     if (!st)
         fprintf(stderr, "augur: rank %d: simulated node %d of %d (NCCL_HOSTID=%s) on host %s, physical GPU %d\n",

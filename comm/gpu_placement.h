@@ -25,22 +25,26 @@ typedef struct {
 
 /* is_target / needs_gpu: this rank's role and whether it runs a model on a GPU.
  * n_gpus: GPUs visible to this rank. allow_shared_targets lets target ranks share GPUs
- * (only with host-memory collectives, for tests on a one-GPU machine). Fails on every
- * rank of a node with more target ranks than GPUs; the message names the node. */
+ * (only with host-memory collectives, for tests on a one-GPU machine). draft_shares
+ * (--draft-placement shared): a draft rank takes the GPU of a target rank of its node,
+ * the last one first, even when a GPU is free. world is the whole job (every replica),
+ * so that replicas on one node take different GPUs. Fails on every rank of a node with
+ * more target ranks than GPUs; the message names the node. */
 augur_status gpu_place(MPI_Comm world, bool is_target, bool needs_gpu, int n_gpus, bool allow_shared_targets,
-                       gpu_placement *out, augur_error *err);
+                       bool draft_shares, gpu_placement *out, augur_error *err);
 
 /* Simulated nodes on one machine (DESIGN §5): the job's ranks are spread over
  * n_nodes nodes that NCCL tells apart by NCCL_HOSTID alone, so ranks that share a GPU
  * but not a simulated node join one communicator through NCCL's network transport.
  * Target rank t of n_targets goes to node t·n_nodes/n_targets, every other rank to the
- * last node; each simulated node places its ranks as gpu_place places a real node's,
- * over all n_gpus visible GPUs, so target ranks of different simulated nodes may share
+ * last node (local_rank: the rank within its replica; world: the whole job, whose
+ * replicas' ranks of one simulated node place together); each simulated node places its
+ * ranks as gpu_place places a real node's, over all n_gpus visible GPUs, so target ranks of different simulated nodes may share
  * a physical GPU (and only then). Sets NCCL_HOSTID (augur-sim-node<k>), and
  * NCCL_SOCKET_IFNAME=lo unless already set, for this process: call before any NCCL
  * call. Collective over world. */
-augur_status gpu_place_simulated(MPI_Comm world, bool is_target, bool needs_gpu, int n_gpus, int n_targets,
-                                 int n_nodes, gpu_placement *out, augur_error *err);
+augur_status gpu_place_simulated(MPI_Comm world, int local_rank, bool is_target, bool needs_gpu, int n_gpus,
+                                 int n_targets, int n_nodes, gpu_placement *out, augur_error *err);
 
 /* Which simulated node a world rank lands on (as gpu_place_simulated). */
 int gpu_sim_node_of(int world_rank, int n_targets, int n_nodes);

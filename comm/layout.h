@@ -32,6 +32,14 @@ typedef struct {
      * uses MPI_COMM_WORLD can intercept augur's messages. */
     MPI_Comm world;
     MPI_Comm target;         /* the target group; MPI_COMM_NULL on the draft rank */
+    /* Replicas (comm_layout_create_replicas): the job holds n_replicas groups of T + 1
+     * ranks, replica r owning job ranks r·(T+1) .. r·(T+1)+T; world_rank, world and every
+     * field above are then the replica's own, so the engine runs unchanged on it. */
+    int replica;
+    int n_replicas;
+    int job_rank;
+    int job_size;
+    MPI_Comm job;            /* the whole job (dup, MPI_ERRORS_RETURN); MPI_COMM_NULL without replicas */
 } comm_layout;
 
 /* Pure arithmetic, no MPI: fills every field but the communicators (left
@@ -46,6 +54,19 @@ augur_status comm_layout_plan(comm_layout *out, int world_size, int world_rank, 
  * before any communication, so all ranks exit with the same message, none hangs. */
 augur_status comm_layout_create(comm_layout *out, MPI_Comm world, int n_target, bool speculation,
                                 augur_error *err);
+
+/* Pure: which replica job rank job_rank serves, for n_replicas groups of n_target + 1
+ * ranks. Fails with "layout needs 8 ranks (2 replicas x (3 target + 1 draft)), mpirun
+ * started 6" when job_size is not n_replicas·(n_target + 1). */
+augur_status comm_layout_plan_replicas(int job_size, int job_rank, int n_target, int n_replicas, bool speculation,
+                                       int *replica, augur_error *err);
+
+/* Collective over job: splits it into n_replicas groups of n_target + 1 consecutive
+ * ranks and builds this rank's layout over its group (comm_layout_create), keeping a
+ * duplicate of job for what spans the replicas (GPU placement per node, final stats).
+ * With n_replicas 1 the replica is the whole job. */
+augur_status comm_layout_create_replicas(comm_layout *out, MPI_Comm job, int n_target, int n_replicas,
+                                         bool speculation, augur_error *err);
 
 /* Frees the communicators (collectively, like their creation); a zeroed or planned
  * layout is fine. */

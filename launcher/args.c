@@ -283,6 +283,26 @@ static bool takes_value(const arg_spec *s)
     return s->kind != ARG_FLAG;
 }
 
+augur_status args_check_flag(const arg_command *cmd, const char *name, const char *value, augur_error *err)
+{
+    for (size_t i = 0; i < cmd->n_specs; i++) {
+        const arg_spec *s = &cmd->specs[i];
+        if (!is_flag(s) || strcmp(s->name, name))
+            continue;
+        if (s->kind == ARG_CONFIG)
+            return augur_fail(err, AUGUR_E_INPUT, "a config file cannot name another (--config)");
+        if (!takes_value(s) && value)
+            return augur_fail(err, AUGUR_E_INPUT, "--%s takes no value: write true (or false)", name);
+        if (takes_value(s) && !value)
+            return augur_fail(err, AUGUR_E_INPUT, "--%s needs a value, not true", name);
+        if (s->kind == ARG_STRING && s->required && !value[0])
+            return augur_fail(err, AUGUR_E_INPUT, "--%s must not be empty", name);
+        return parse_value(s, value, err);
+    }
+    return augur_fail(err, AUGUR_E_INPUT, "not a flag of augur %s (see augur %s --help)", cmd->name, cmd->name);
+}
+
+
 /* getopt_long's tables for cmd: long options (spec i answers ARGS_SPEC_VAL + i, --help
  * 'h') and the short-option string. */
 static augur_status build_getopt(const arg_command *cmd, struct option *longs, char *shorts, augur_error *err)

@@ -105,6 +105,10 @@ typedef struct {
  * the result); other commands pass NULL, their values pointing into argv. */
 int args_parse(const arg_command *cmd, int argc, char **argv, config_args *config);
 void args_print_help(const arg_command *cmd, FILE *f);
+/* Checks one flag as a config file gives it: name (without "--") must be one of cmd's
+ * flags and value (NULL: a flag without a value) valid for it. Writes into the spec's
+ * destination like parsing does, so pass a command whose cli is scratch. */
+augur_status args_check_flag(const arg_command *cmd, const char *name, const char *value, augur_error *err);
 
 augur_status arg_int(const char *flag, const char *text, long min, long max, int *out, augur_error *err);
 augur_status arg_u64(const char *flag, const char *text, uint64_t *out, augur_error *err);

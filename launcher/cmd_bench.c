@@ -109,8 +109,7 @@ static augur_status check_bench(void *ctx, int n_operands, char **operands, augu
     return AUGUR_OK;
 }
 
-/* Returns ARGS_RUN to continue, else an exit code. */
-static int parse_bench(int argc, char **argv, bench_cli *cli)
+static void bench_defaults(bench_cli *cli)
 {
     *cli = (bench_cli){.device = {.kind = AUGUR_DEVICE_AUTO, .dummy_seed = 0x5eed},
                        .tp_size = 1,
@@ -118,9 +117,13 @@ static int parse_bench(int argc, char **argv, bench_cli *cli)
                        .n_positions = 2,
                        .warmup = 3,
                        .iters = 20};
-    int rc = args_device_default(&cli->device.kind);
-    if (rc != ARGS_RUN)
-        return rc;
+}
+
+#define BENCH_MAX_SPECS 32
+
+/* The flag table of augur bench over cli's fields, into specs[BENCH_MAX_SPECS]. */
+static void bench_command(bench_cli *cli, arg_spec *out, arg_command *cmd)
+{
     const arg_spec specs[] = {
         FLAG_REQUIRED("model", &cli->model_path, "PATH",
                       MODEL_PATH_HELP "; with --load-format dummy, a\n"
@@ -146,10 +149,40 @@ static int parse_bench(int argc, char **argv, bench_cli *cli)
         FLAG_CUSTOM("csv", parse_csv_path, &cli->csv_path, "FILE", "also write the table's rows to FILE as CSV"),
         FLAG_HELP,
     };
-    const arg_command cmd = {.name = "bench", .synopsis = bench_synopsis, .specs = specs,
-                             .n_specs = sizeof specs / sizeof specs[0], .epilogue = bench_epilogue,
-                             .help_column = 23, .check = check_bench, .cli = cli};
+    _Static_assert(sizeof specs <= BENCH_MAX_SPECS * sizeof specs[0], "raise BENCH_MAX_SPECS");
+    memcpy(out, specs, sizeof specs);
+    *cmd = (arg_command){.name = "bench", .synopsis = bench_synopsis, .specs = out,
+                         .n_specs = sizeof specs / sizeof specs[0], .epilogue = bench_epilogue,
+                         .help_column = 23, .check = check_bench, .cli = cli};
+}
+
+/* Returns ARGS_RUN to continue, else an exit code. */
+static int parse_bench(int argc, char **argv, bench_cli *cli)
+{
+    bench_defaults(cli);
+    int rc = args_device_default(&cli->device.kind);
+    if (rc != ARGS_RUN)
+        return rc;
+    arg_spec specs[BENCH_MAX_SPECS];
+    arg_command cmd;
+    bench_command(cli, specs, &cmd);
     return args_parse(&cmd, argc, argv, NULL);
+}
+
+int bench_check_args(int argc, char **argv)
+{
+    bench_cli cli;
+    return parse_bench(argc, argv, &cli);
+}
+
+augur_status bench_check_flag(const char *key, const char *value, augur_error *err)
+{
+    bench_cli scratch;
+    bench_defaults(&scratch);
+    arg_spec specs[BENCH_MAX_SPECS];
+    arg_command cmd;
+    bench_command(&scratch, specs, &cmd);
+    return args_check_flag(&cmd, key, value, err);
 }
 
 static double now_s(void)
@@ -257,7 +290,8 @@ static augur_status run_bench(const bench_cli *cli, augur_error *err)
     device_opts dev = cli->device;
     dev.threads = cli->threads;
     memory_plan plan = {0};
-    model_load_opts lo = {.tp_rank = cli->tp_rank, .tp_size = cli->tp_size, .max_layers = cli->layers};
+    model_load_opts lo = {.tp_rank = cli->tp_rank, .tp_size = cli->tp_size, .max_layers = cli->layers,
+                          .who = "bench"};
     const int most = max_positions(cli);
 
     FILE *csv = NULL;
@@ -340,15 +374,22 @@ static augur_status run_bench(const bench_cli *cli, augur_error *err)
 
     for (size_t p = 0; !st && p < cli->n_positions; p++) {
         const int n = cli->positions[p];
-        fprintf(stderr, "augur: bench: %d position%s per forward: %d warmup + %d timed\n", n, plural(n),
-                cli->warmup, cli->iters);
+        fprintf(stderr, "augur: bench: cell %zu of %zu: %d position%s per forward: %d warmup + %d timed\n", p + 1,
+                cli->n_positions, n, plural(n), cli->warmup, cli->iters);
         random_ids(ids, n, c->vocab_size, &seed);
         char range[32];
         snprintf(range, sizeof range, "bench n=%d", n);
+        double last_note = now_s();
         for (int it = 0; !st && it < cli->warmup + cli->iters; it++) {
             if (it == cli->warmup)
                 BENCH_RANGE_PUSH(range);
             double t0 = now_s();
+            /* a long cell says where it is, at most once a second */
+            if (t0 - last_note >= 1.0) {
+                fprintf(stderr, "augur: bench: cell %zu of %zu: forward %d of %d\n", p + 1, cli->n_positions, it + 1,
+                        cli->warmup + cli->iters);
+                last_note = t0;
+            }
             st = forward_run(&fwd, &kv, ids, n, 0, logits, err);
             double ms = (now_s() - t0) * 1e3;
             if (it + 1 == cli->warmup + cli->iters)

@@ -7,6 +7,7 @@
 #include "launcher/args.h"
 #include "launcher/commands.h"
 #include "launcher/generate_cli.h"
+#include "launcher/launch_layout.h"
 #include "launcher/model_files.h"
 #include "comm/liveness.h"
 #include "runtime/device_plan.h"
@@ -19,6 +20,7 @@ static const char generate_synopsis[] =
     "usage: augur generate --model PATH --prompt TEXT [options]\n"
     "       mpirun -np T+1 augur generate --target PATH (--draft PATH | --draft-layers K)\n"
     "              --prompt TEXT [options]\n"
+    "       augur launch CONFIG [-- options]   (places the ranks and runs mpirun)\n"
     "\n"
     "Streams the prompt and then the generated text to stdout; prints stats to stderr\n"
     "when done. Under mpirun, ranks 0..T-1 hold the target tensor-parallel and rank T\n"
@@ -75,17 +77,25 @@ static augur_status check_generate(void *ctx, int n_operands, char **operands, a
     return draft_rule_validate(&cli->rule, err);
 }
 
-/* Returns ARGS_RUN to continue, else an exit code. */
-static int parse_generate(int argc, char **argv, generate_cli *cli, config_args *config)
+static augur_status parse_placement(const char *flag, const char *text, void *dest, augur_error *err)
 {
-    *cli = (generate_cli){.max_tokens = 256, .repeat = 1, .timeout_s = 60, .startup_timeout_s = LIVE_STARTUP_TIMEOUT_S,
+    return draft_placement_parse(flag, text, dest, err);
+}
+
+static void generate_defaults(generate_cli *cli)
+{
+    *cli = (generate_cli){.max_tokens = 256, .repeat = 1, .timeout_s = 60, .replicas = 1,
+                          .startup_timeout_s = LIVE_STARTUP_TIMEOUT_S,
                           .sampling = {.temperature = 0.0f, .top_k = 0, .top_p = 1.0f},
                           .rule = {.kind = DRAFT_RULE_FIXED, .gamma = 4, .window = 3},
                           .device = {.kind = AUGUR_DEVICE_AUTO, .dummy_seed = 0x5eed}};
-    *config = (config_args){0};
-    int rc = args_device_default(&cli->device.kind);
-    if (rc != ARGS_RUN)
-        return rc;
+}
+
+#define GENERATE_MAX_SPECS 64
+
+/* The flag table of augur generate over cli's fields, into specs[GENERATE_MAX_SPECS]. */
+static void generate_command(generate_cli *cli, arg_spec *out, arg_command *cmd)
+{
     const arg_spec specs[] = {
         FLAG_CONFIG("a JSON object of these flags (e.g. configs/tiny-cpu.json);\n"
                     "flags given on the command line override it"),
@@ -97,7 +107,17 @@ static int parse_generate(int argc, char **argv, generate_cli *cli, config_args 
         FLAG_STRING("draft", &cli->draft_path, "PATH", "distributed: the draft model (same vocabulary)"),
         FLAG_INT("draft-layers", &cli->draft_layers, "K", 1, 1 << 16,
                  "distributed: draft with the target's first K layers instead"),
-        FLAG_INT("tp", &cli->tp, "T", 1, 4096, "target ranks (default: mpirun's rank count - 1)"),
+        FLAG_INT("tp", &cli->tp, "T", 1, 4096,
+                 "target ranks per replica (default: mpirun's rank count\n"
+                 "/ replicas - 1)"),
+        FLAG_INT("replicas", &cli->replicas, "R", 1, 4096,
+                 "R target groups, each with its own draft rank, in one job\n"
+                 "(mpirun -np R*(T+1)); --prompts-file's prompts go to them\n"
+                 "in turn and rank 0 prints every answer in prompt order"),
+        FLAG_CUSTOM("draft-placement", parse_placement, &cli->draft_placement, "P",
+                    "own-gpu | shared | own-node: the draft rank's GPU: one of\n"
+                    "its own (default), a target rank's, or on a host without\n"
+                    "target ranks (augur launch places the ranks)"),
         FLAG_STRING("tokenizer", &cli->tokenizer_path, "FILE",
                     "tokenizer.json or llama2.c tokenizer.bin (default:\n"
                     "<model>/tokenizer.json; required for llama2.c checkpoints)"),
@@ -181,10 +201,46 @@ static int parse_generate(int argc, char **argv, generate_cli *cli, config_args 
         FLAG_INT("debug-draft-exit-after", &cli->debug_draft_exit_after, "N", 1, 1 << 24,
                  "the draft rank exits after N proposals"),
     };
-    const arg_command cmd = {.name = "generate", .synopsis = generate_synopsis, .specs = specs,
-                             .n_specs = sizeof specs / sizeof specs[0], .help_column = 23,
-                             .check = check_generate, .cli = cli};
-    return args_parse(&cmd, argc, argv, config);
+    _Static_assert(sizeof specs <= GENERATE_MAX_SPECS * sizeof specs[0], "raise GENERATE_MAX_SPECS");
+    memcpy(out, specs, sizeof specs);
+    *cmd = (arg_command){.name = "generate", .synopsis = generate_synopsis, .specs = out,
+                         .n_specs = sizeof specs / sizeof specs[0], .help_column = 23,
+                         .check = check_generate, .cli = cli};
+}
+
+/* Returns ARGS_RUN to continue, else an exit code. */
+static int parse_generate(int argc, char **argv, generate_cli *cli, config_args *config)
+{
+    generate_defaults(cli);
+    *config = (config_args){0};
+    int rc = args_device_default(&cli->device.kind);
+    if (rc != ARGS_RUN)
+        return rc;
+    arg_spec specs[GENERATE_MAX_SPECS];
+    arg_command cmd;
+    generate_command(cli, specs, &cmd);
+    rc = args_parse(&cmd, argc, argv, config);
+    cli->device.draft_shares_gpu = cli->draft_placement == DRAFT_SHARED;
+    return rc;
+}
+
+int generate_check_args(int argc, char **argv)
+{
+    generate_cli cli;
+    config_args config;
+    int rc = parse_generate(argc, argv, &cli, &config);
+    config_args_free(&config);
+    return rc;
+}
+
+augur_status generate_check_flag(const char *key, const char *value, augur_error *err)
+{
+    generate_cli scratch;
+    generate_defaults(&scratch);
+    arg_spec specs[GENERATE_MAX_SPECS];
+    arg_command cmd;
+    generate_command(&scratch, specs, &cmd);
+    return args_check_flag(&cmd, key, value, err);
 }
 
 static void write_stdout(void *user, const char *text, size_t len)

@@ -2,12 +2,15 @@
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
+#include <time.h>
 #include <unistd.h>
 
 #include "launcher/args.h"
 #include "launcher/generate_cli.h"
 #include "launcher/model_files.h"
 #include "comm/liveness.h"
+#include "launcher/replica_report.h"
+#include "launcher/spec_stats_print.h"
 #include "proto/trace_stream.h"
 #include "runtime/spec/spec_engine.h"
 
@@ -31,7 +34,7 @@ static void write_stdout(void *user, const char *text, size_t len)
     fflush(stdout);
 }
 
-/* A failure once ranks are serving: log, then end every rank (DESIGN §8). */
+/* A failure once ranks are serving: log, then end every rank of every replica (DESIGN §8). */
 static void die(int rank, const augur_error *err)
 {
     fprintf(stderr, "augur: rank %d: %s\n", rank, err->message);
@@ -50,47 +53,6 @@ static int default_threads(int world_size)
         ranks_here = 1;
     int t = ncpu / ranks_here;
     return t < 1 ? 1 : t;
-}
-
-static void add_stats(spec_stats *sum, const spec_stats *s)
-{
-    sum->rounds += s->rounds;
-    sum->proposed += s->proposed;
-    sum->accepted += s->accepted;
-    sum->generated += s->generated;
-    sum->total_ms += s->total_ms;
-    sum->prefill_ms += s->prefill_ms;
-    sum->draft_wait_ms += s->draft_wait_ms;
-    sum->draft_compute_ms += s->draft_compute_ms;
-    sum->draft_hidden_ms += s->draft_hidden_ms;
-    sum->verify_ms += s->verify_ms;
-    sum->comm_ms += s->comm_ms;
-    sum->sample_ms += s->sample_ms;
-}
-
-static double tok_per_s(const spec_stats *s)
-{
-    double decode_ms = s->total_ms - s->prefill_ms;
-    return decode_ms > 0 ? s->generated / (decode_ms / 1e3) : 0.0;
-}
-
-static void print_stats(const char *label, const spec_stats *s, int requests)
-{
-    fprintf(stderr, "augur: %s: %d request%s, %d token%s in %.1f ms (prefill %.1f ms), %.1f tok/s\n", label,
-            requests, plural(requests), s->generated, plural(s->generated), s->total_ms, s->prefill_ms,
-            tok_per_s(s));
-    if (s->proposed > 0) {
-        fprintf(stderr,
-                "augur: %s: %d round%s, %.2f tokens/round, acceptance %.3f (%d of %d proposed)\n"
-                "augur: %s: time: draft wait %.1f ms (drafting %.1f ms after verdicts, %.1f ms hidden by overlap), "
-                "verify %.1f ms, comm %.1f ms, sample %.1f ms\n",
-                label, s->rounds, plural(s->rounds), s->rounds ? (double)s->generated / s->rounds : 0.0,
-                (double)s->accepted / s->proposed, s->accepted, s->proposed, label, s->draft_wait_ms,
-                s->draft_compute_ms, s->draft_hidden_ms, s->verify_ms, s->comm_ms, s->sample_ms);
-    } else {
-        fprintf(stderr, "augur: %s: %d round%s, time: verify %.1f ms, comm %.1f ms, sample %.1f ms\n", label,
-                s->rounds, plural(s->rounds), s->verify_ms, s->comm_ms, s->sample_ms);
-    }
 }
 
 /* The leader's own all-reduces (it is target rank 0): what crossing ranks (or nodes) costs. */
@@ -193,10 +155,19 @@ static augur_status leader_prompts(const generate_cli *cli, spec_engine *e, toke
     return st ? st : prompt_set_add(ps, ids, n, err);
 }
 
-/* Runs every prompt cli->repeat times (seeds seed, seed+1, ...) with one configuration. */
+/* Which requests this leader runs and where their output goes: with replicas, prompt p
+ * belongs to replica p mod R, and its output is kept for job rank 0 to print in order. */
+typedef struct {
+    int replica, n_replicas;
+    replica_report *report;  /* NULL: print to stdout as each request ends */
+} request_share;
+
+/* Runs this replica's prompts cli->repeat times each (seeds seed, seed+1, ...) with one
+ * configuration. A request's id (which seeds its draws) is its index over every prompt,
+ * so any number of replicas draws what one replica draws. */
 static augur_status run_requests(const generate_cli *cli, spec_engine *e, const tokenizer *tok,
                                  const prompt_set *ps, bool speculate, bool print, trace_sink *trace,
-                                 spec_stats *sum, augur_error *err)
+                                 const request_share *share, spec_stats *sum, augur_error *err)
 {
     spec_request_opts o = {.rule = cli->rule, .speculate = speculate, .overlap = !cli->no_overlap,
                            .sampling = cli->sampling, .max_tokens = cli->max_tokens,
@@ -206,23 +177,33 @@ static augur_status run_requests(const generate_cli *cli, spec_engine *e, const 
     int32_t *out_ids = malloc((size_t)cli->max_tokens * sizeof(int32_t));
     if (!out_ids)
         return augur_fail(err, AUGUR_E_NOMEM, "leader: out of memory");
-    text_sink sink = {.write = write_stdout};
+    replica_report *keep = print ? share->report : NULL;
+    text_sink sink = keep ? (text_sink){.write = replica_report_write, .user = keep} : (text_sink){.write = write_stdout};
     augur_status st = AUGUR_OK;
-    uint64_t request = 0;
     for (int p = 0; p < ps->n && !st; p++) {
+        if (p % share->n_replicas != share->replica)
+            continue;
         for (int r = 0; r < cli->repeat && !st; r++) {
+            uint64_t request = (uint64_t)p * (uint64_t)cli->repeat + (uint64_t)r + 1;
             o.seed = cli->seed + (uint64_t)r;
             spec_output out = {.sink = print && !cli->ids_only && tok ? &sink : NULL, .echo_prompt = true,
                                .out_tokens = out_ids, .trace = trace ? trace_append : NULL, .trace_user = trace};
             spec_stats s;
-            st = spec_leader_generate(e, ++request, tok, ps->ids[p], (int)ps->lens[p], &o, &out, &s, err);
+            st = spec_leader_generate(e, request, tok, ps->ids[p], (int)ps->lens[p], &o, &out, &s, err);
             if (!st && trace && trace->st) {
                 *err = trace->err;
                 st = trace->st;
             }
             if (st)
                 break;
-            add_stats(sum, &s);
+            spec_stats_add(sum, &s);
+            if (keep) {
+                for (int i = 0; (cli->ids_only || !tok) && i < s.generated; i++)
+                    replica_report_printf(keep, i ? " %d" : "%d", out_ids[i]);
+                replica_report_printf(keep, "\n");
+                st = replica_report_end_output(keep, (int64_t)request, err);
+                continue;
+            }
             if (print && (cli->ids_only || !tok)) {
                 for (int i = 0; i < s.generated; i++)
                     printf(i ? " %d" : "%d", out_ids[i]);
@@ -237,47 +218,83 @@ static augur_status run_requests(const generate_cli *cli, spec_engine *e, const 
     return st;
 }
 
-static augur_status lead(const generate_cli *cli, spec_engine *e, augur_error *err)
+static double wall_ms(void)
+{
+    struct timespec ts;
+    clock_gettime(CLOCK_MONOTONIC, &ts);
+    return (double)ts.tv_sec * 1e3 + (double)ts.tv_nsec * 1e-6;
+}
+
+/* --trace FILE: with replicas, each writes FILE.replica<k>. */
+static augur_status open_trace(const generate_cli *cli, const request_share *share, FILE **file, trace_sink *trace,
+                               char *path, size_t cap, augur_error *err)
+{
+    if (share->n_replicas > 1)
+        snprintf(path, cap, "%s.replica%d", cli->trace_path, share->replica);
+    else
+        snprintf(path, cap, "%s", cli->trace_path);
+    *file = fopen(path, "wb");
+    if (!*file)
+        return augur_fail(err, AUGUR_E_IO, "--trace: cannot create %s", path);
+    return trace_writer_open(&trace->w, *file, path, 3, err);
+}
+
+/* The label of the main run's stats. */
+static void main_label(const generate_cli *cli, char *label, size_t cap)
+{
+    bool speculate = !cli->no_speculation;
+    snprintf(label, cap, "%s", speculate ? "speculative" : "target-only");
+    if (speculate && cli->have_synthetic)
+        snprintf(label, cap, "speculative (synthetic acceptance %.2f)", (double)cli->synthetic_acceptance);
+}
+
+static augur_status lead(const generate_cli *cli, spec_engine *e, const request_share *share, augur_error *err)
 {
     tokenizer *tok = NULL;
     prompt_set ps = {0};
     FILE *trace_file = NULL;
     trace_sink trace = {0};
+    char trace_path[4096] = "";
     augur_status st = leader_prompts(cli, e, &tok, &ps, err);
-    if (!st && cli->trace_path) {
-        trace_file = fopen(cli->trace_path, "wb");
-        if (!trace_file)
-            st = augur_fail(err, AUGUR_E_IO, "--trace: cannot create %s", cli->trace_path);
-        else
-            st = trace_writer_open(&trace.w, trace_file, cli->trace_path, 3, err);
-    }
+    if (!st && cli->trace_path)
+        st = open_trace(cli, share, &trace_file, &trace, trace_path, sizeof trace_path, err);
     bool speculate = !cli->no_speculation;
-    int requests = ps.n * cli->repeat;
+    int requests = 0;
+    for (int p = share->replica; p < ps.n; p += share->n_replicas)
+        requests += cli->repeat;
     spec_stats main_stats = {0}, base_stats = {0};
     double ar_ms = e->fwd.allreduce_ms;
     int64_t ar_n = e->fwd.allreduces;
+    double t0 = wall_ms();
     if (!st)
-        st = run_requests(cli, e, tok, &ps, speculate, true, trace.w ? &trace : NULL, &main_stats, err);
+        st = run_requests(cli, e, tok, &ps, speculate, true, trace.w ? &trace : NULL, share, &main_stats, err);
+    double t1 = wall_ms();
     char label[64];
-    snprintf(label, sizeof label, "%s", speculate ? "speculative" : "target-only");
-    if (speculate && cli->have_synthetic) {
-        snprintf(label, sizeof label, "speculative (synthetic acceptance %.2f)", (double)cli->synthetic_acceptance);
+    main_label(cli, label, sizeof label);
+    if (speculate && cli->have_synthetic && share->replica == 0)
         fprintf(stderr, "augur: --synthetic-acceptance %.2f: each proposed token kept with that probability; the "
                         "text is not the target's output\n", (double)cli->synthetic_acceptance);
-    }
-    if (!st)
-        print_stats(label, &main_stats, requests);
+    if (!st && !share->report)
+        spec_stats_print(label, &main_stats, requests);
     if (!st && cli->measure_comm)
         print_allreduce(label, e, e->fwd.allreduce_ms - ar_ms,
                         e->fwd.allreduces - ar_n, &main_stats);
-    if (!st && cli->compare_baseline && speculate) {
-        st = run_requests(cli, e, tok, &ps, false, false, NULL, &base_stats, err);
-        if (!st) {
-            print_stats("baseline (target-only)", &base_stats, requests);
-            double a = tok_per_s(&main_stats), b = tok_per_s(&base_stats);
+    bool baseline = cli->compare_baseline && speculate;
+    if (!st && baseline) {
+        st = run_requests(cli, e, tok, &ps, false, false, NULL, share, &base_stats, err);
+        if (!st && !share->report) {
+            spec_stats_print("baseline (target-only)", &base_stats, requests);
+            double a = spec_stats_tok_per_s(&main_stats), b = spec_stats_tok_per_s(&base_stats);
             fprintf(stderr, "augur: speedup over target-only: %.2fx (%.1f vs %.1f tok/s)\n", b > 0 ? a / b : 0.0, a,
                     b);
         }
+    }
+    if (share->report) {
+        share->report->main = main_stats;
+        share->report->base = base_stats;
+        share->report->have_base = baseline;
+        share->report->wall_ms = t1 - t0;
+        share->report->requests = requests;
     }
     if (trace.w) {
         augur_status cst = trace_writer_close(trace.w, st ? NULL : err);
@@ -285,10 +302,52 @@ static augur_status lead(const generate_cli *cli, spec_engine *e, augur_error *e
             st = cst;
     }
     if (trace_file && fclose(trace_file) && !st)
-        st = augur_fail(err, AUGUR_E_IO, "--trace: cannot write %s", cli->trace_path);
+        st = augur_fail(err, AUGUR_E_IO, "--trace: cannot write %s", trace_path);
     prompt_set_free(&ps);
     tokenizer_free(tok);
     return st;
+}
+
+/* With replicas, one that failed to start keeps the others from serving: every rank of
+ * the job learns the worst status. */
+static augur_status agree_job(const comm_layout *layout, augur_status mine)
+{
+    if (layout->n_replicas <= 1 || layout->job == MPI_COMM_NULL)
+        return mine;
+    int code = (int)mine, worst = code;
+    if (MPI_Allreduce(&code, &worst, 1, MPI_INT, MPI_MAX, layout->job) != MPI_SUCCESS)
+        return AUGUR_E_COMM;
+    return (augur_status)worst;
+}
+
+/* This rank's part of a job: lead its replica, or serve it. Returns the exit code. */
+static int serve_role(const generate_cli *cli, spec_engine *e, const comm_layout *layout, replica_report *report)
+{
+    augur_error err = {0};
+    augur_status st;
+    int rc = 0;
+    if (comm_layout_is_leader(layout)) {
+        request_share share = {.replica = layout->replica, .n_replicas = layout->n_replicas, .report = report};
+        st = lead(cli, e, &share, &err);
+        if (st && err.code == AUGUR_E_INPUT) {
+            /* Bad input found before any round: release the others cleanly. */
+            fprintf(stderr, "augur: %s\n", err.message);
+            augur_error stop_err = {0};
+            if (spec_leader_stop(e, &stop_err))
+                die(layout->job_rank, &stop_err);
+            rc = 2;
+        } else if (st) {
+            die(layout->job_rank, &err);
+        } else if ((st = spec_leader_stop(e, &err))) {
+            die(layout->job_rank, &err);
+        }
+    } else if (e->role == SPEC_ROLE_TARGET) {
+        if ((st = spec_target_serve(e, &err)))
+            die(layout->job_rank, &err);
+    } else if ((st = spec_draft_serve(e, &err))) {
+        die(layout->job_rank, &err);
+    }
+    return rc;
 }
 
 int run_generate_distributed(const generate_cli *cli)
@@ -298,14 +357,21 @@ int run_generate_distributed(const generate_cli *cli)
     MPI_Comm_rank(MPI_COMM_WORLD, &world_rank);
     MPI_Comm_size(MPI_COMM_WORLD, &world_size);
     augur_error err = {0};
-    int n_target = cli->tp ? cli->tp : world_size - 1;
+    int replicas = cli->replicas > 0 ? cli->replicas : 1;
+    int n_target = cli->tp ? cli->tp : world_size / replicas - 1;
     live_set_startup_timeout(cli->startup_timeout_s);
     comm_layout layout = {0};
-    augur_status st = n_target < 1 ? augur_fail(&err, AUGUR_E_INPUT,
-                                                "--target needs mpirun with at least 2 ranks (T targets + 1 draft), "
-                                                "got %d",
-                                                world_size)
-                                   : comm_layout_create(&layout, MPI_COMM_WORLD, n_target, !cli->no_speculation, &err);
+    augur_status st =
+        n_target < 1 ? (replicas > 1 ? augur_fail(&err, AUGUR_E_INPUT,
+                                                  "--target needs mpirun with at least %d ranks (%d replicas x "
+                                                  "(T targets + 1 draft)), got %d",
+                                                  2 * replicas, replicas, world_size)
+                                     : augur_fail(&err, AUGUR_E_INPUT,
+                                                  "--target needs mpirun with at least 2 ranks (T targets + 1 draft), "
+                                                  "got %d",
+                                                  world_size))
+                     : comm_layout_create_replicas(&layout, MPI_COMM_WORLD, n_target, replicas, !cli->no_speculation,
+                                                   &err);
     if (st) {
         if (world_rank == 0)
             fprintf(stderr, "augur: %s\n", err.message);
@@ -323,36 +389,34 @@ int run_generate_distributed(const generate_cli *cli)
         die(world_rank, &err); /* a rank missed a start-up handshake: MPI_Finalize would wait for it */
     if (st) {
         /* The rank at fault says what; the leader says which rank when it is not that rank. */
-        if (world_rank == 0 || !strstr(err.message, "failed to start"))
-            fprintf(stderr, "augur: rank %d: %s\n", world_rank, err.message);
+        if (layout.world_rank == 0 || !strstr(err.message, "failed to start")) {
+            if (layout.n_replicas > 1)
+                fprintf(stderr, "augur: rank %d (replica %d): %s\n", world_rank, layout.replica, err.message);
+            else
+                fprintf(stderr, "augur: rank %d: %s\n", world_rank, err.message);
+        }
+    }
+    augur_status job_st = agree_job(&layout, st);
+    if (st || job_st) {
         spec_engine_free(&e);
         comm_layout_free(&layout);
         MPI_Finalize();
+        st = st ? st : job_st;
         return augur_exit_code(st) ? augur_exit_code(st) : 1;
     }
     spec_engine_set_timeout(&e, cli->timeout_s);
     e.fwd.time_allreduce = cli->measure_comm;
-    int rc = 0;
-    if (world_rank == 0) {
-        st = lead(cli, &e, &err);
-        if (st && err.code == AUGUR_E_INPUT) {
-            /* Bad input found before any round: release the others cleanly. */
-            fprintf(stderr, "augur: %s\n", err.message);
-            augur_error stop_err = {0};
-            if (spec_leader_stop(&e, &stop_err))
-                die(world_rank, &stop_err);
-            rc = 2;
-        } else if (st) {
+    /* one replica prints as it goes; several keep their output for job rank 0 */
+    replica_report report = {0};
+    bool gather = layout.n_replicas > 1;
+    int rc = serve_role(cli, &e, &layout, gather ? &report : NULL);
+    if (gather) {
+        char label[64];
+        main_label(cli, label, sizeof label);
+        if ((st = replica_report_gather(&layout, comm_layout_is_leader(&layout) ? &report : NULL, label, &err)))
             die(world_rank, &err);
-        } else if ((st = spec_leader_stop(&e, &err))) {
-            die(world_rank, &err);
-        }
-    } else if (e.role == SPEC_ROLE_TARGET) {
-        if ((st = spec_target_serve(&e, &err)))
-            die(world_rank, &err);
-    } else if ((st = spec_draft_serve(&e, &err))) {
-        die(world_rank, &err);
     }
+    replica_report_free(&report);
     spec_engine_free(&e);
     comm_layout_free(&layout);
     MPI_Finalize();

@@ -9,5 +9,14 @@ int cmd_trace(int argc, char **argv);
 int cmd_simulate(int argc, char **argv);
 int cmd_logits(int argc, char **argv);
 int cmd_bench(int argc, char **argv);
+int cmd_launch(int argc, char **argv);
+
+#include "base/error.h"
+
+/* For augur launch: whether key (value: NULL for a flag without one) is a valid flag of
+ * augur bench. */
+augur_status bench_check_flag(const char *key, const char *value, augur_error *err);
+/* Parses argv as augur bench would, printing the first error: ARGS_RUN when good. */
+int bench_check_args(int argc, char **argv);
 
 #endif

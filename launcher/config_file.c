@@ -1,4 +1,5 @@
 #include "launcher/config_file.h"
+#include "launcher/launch_config.h"
 
 #include <errno.h>
 #include <jansson.h>
@@ -17,7 +18,8 @@ static augur_status add_entry(config_args *c, const char *path, const char *key,
 {
     char buf[64];
     const char *value = NULL;
-    if (json_is_false(v) || json_is_null(v))
+    /* keys only augur launch reads: a launch config serves --config as well */
+    if (json_is_false(v) || json_is_null(v) || launch_config_key_is_launch_only(key))
         return AUGUR_OK;
     if (json_is_string(v)) {
         value = json_string_value(v);

@@ -9,13 +9,16 @@
 #include "runtime/spec/acceptance.h"
 #include "runtime/device_plan.h"
 #include "runtime/spec/draft_rules.h"
+#include "launcher/launch_layout.h"
 
 typedef struct {
     const char *model_path;      /* single-process */
     const char *target_path;     /* distributed */
     const char *draft_path;
     int draft_layers;
-    int tp;                      /* 0: world size - 1 */
+    int tp;                      /* 0: world size / replicas - 1 */
+    int replicas;                /* target groups, each with its draft rank */
+    draft_placement draft_placement;
     const char *tokenizer_path;
     const char *prompt;
     const char *prompt_ids;      /* "1 2 3": skip the tokenizer */
@@ -44,5 +47,12 @@ typedef struct {
 } generate_cli;
 
 int run_generate_distributed(const generate_cli *cli);
+
+/* For augur launch: whether key (value: NULL for a flag without one) is a valid flag of
+ * augur generate. */
+augur_status generate_check_flag(const char *key, const char *value, augur_error *err);
+/* For augur launch: parses argv as augur generate would (argv[0] = "generate"), printing
+ * the first error; returns ARGS_RUN when the flags are good, else the exit code. */
+int generate_check_args(int argc, char **argv);
 
 #endif

@@ -23,6 +23,7 @@ typedef struct {
     double mem_fraction;     /* share of a GPU's free memory the rank may use; 0 = 0.9 */
     bool tp_over_mpi;        /* --tp-comm mpi: target all-reduces through host memory, not NCCL */
     int simulate_hosts;      /* --simulate-hosts N: ranks on N simulated nodes (NCCL_HOSTID); 0 = real nodes */
+    bool draft_shares_gpu;   /* --draft-placement shared: the draft rank takes a target rank's GPU */
 } device_opts;
 
 /* "auto", "cpu" or "cuda" (flag names the option in the message). */

@@ -49,6 +49,8 @@ typedef struct {
     int tp_rank;             /* 0 for single-process use */
     int tp_size;             /* 1 for single-process use */
     int max_layers;          /* >0: keep only the first k layers (self-draft); 0 = all */
+    const char *who;         /* names this load in progress lines ("rank 3 (target shard)"); NULL: "model";
+                              * read only during the load call */
 } model_load_opts;
 
 typedef struct mapped_file mapped_file; /* runtime/mapped_file.h */

@@ -13,20 +13,24 @@
 #include "runtime/model/model.h"
 #include "runtime/model/hf_config.h"
 #include "runtime/model/model_shard.h"
+#include "runtime/model/load_progress.h"
 #include "runtime/model/safetensors.h"
 
 /* ---------------------------------------------------------------- uploading */
 
-static augur_status upload_view(augur_backend *be, tensor_view *dev, const tensor_view *host, const char *source,
-                                const char *name, augur_error *err)
+static augur_status upload_view(load_progress *pg, augur_backend *be, tensor_view *dev, const tensor_view *host,
+                                const char *source, const char *name, augur_error *err)
 {
     augur_status st = backend_weight_upload(be, dev, host, err);
-    return st ? augur_wrap(err, "%s: uploading %s", source, name) : AUGUR_OK;
+    if (st)
+        return augur_wrap(err, "%s: uploading %s", source, name);
+    load_progress_add(pg, (size_t)(host->rows * host->cols) * augur_dtype_size(host->dtype), load_progress_now());
+    return AUGUR_OK;
 }
 
 /* *dev = a copy of host's n floats in be's memory; NULL stays NULL (absent biases). */
-static augur_status upload_vec(augur_backend *be, float **dev, const float *host, int64_t n, const char *source,
-                               const char *name, augur_error *err)
+static augur_status upload_vec(load_progress *pg, augur_backend *be, float **dev, const float *host, int64_t n,
+                               const char *source, const char *name, augur_error *err)
 {
     *dev = NULL;
     if (!host)
@@ -38,10 +42,13 @@ static augur_status upload_vec(augur_backend *be, float **dev, const float *host
         *dev = p;
         st = backend_upload(be, p, host, bytes, err);
     }
+    if (!st)
+        load_progress_add(pg, bytes, load_progress_now());
     return st ? augur_wrap(err, "%s: uploading %s (%zu bytes)", source, name, bytes) : AUGUR_OK;
 }
 
-static augur_status upload_layer(const model *m, augur_backend *be, int l, layer_weights *d, augur_error *err)
+static augur_status upload_layer(load_progress *pg, const model *m, augur_backend *be, int l, layer_weights *d,
+                                 augur_error *err)
 {
     const layer_weights *h = &m->w.layers[l];
     const int64_t D = m->cfg.dim, q = (int64_t)m->n_heads_local * m->cfg.head_dim;
@@ -68,18 +75,19 @@ static augur_status upload_layer(const model *m, augur_backend *be, int l, layer
     augur_status st = AUGUR_OK;
     for (size_t i = 0; !st && i < sizeof views / sizeof views[0]; i++) {
         snprintf(name, sizeof name, "model.layers.%d.%s", l, views[i].name);
-        st = upload_view(be, views[i].dev, views[i].host, m->source, name, err);
+        st = upload_view(pg, be, views[i].dev, views[i].host, m->source, name, err);
     }
     for (size_t i = 0; !st && i < sizeof vecs / sizeof vecs[0]; i++) {
         snprintf(name, sizeof name, "model.layers.%d.%s", l, vecs[i].name);
-        st = upload_vec(be, vecs[i].dev, vecs[i].host, vecs[i].n, m->source, name, err);
+        st = upload_vec(pg, be, vecs[i].dev, vecs[i].host, vecs[i].n, m->source, name, err);
     }
     return st;
 }
 
 /* lm_head on the device: an alias of the device embedding when the host one is whole
  * rows of the host embedding (tied), at the device's row stride; else its own copy. */
-static augur_status upload_lm_head(const model *m, augur_backend *be, model_weights *d, augur_error *err)
+static augur_status upload_lm_head(load_progress *pg, const model *m, augur_backend *be, model_weights *d,
+                                   augur_error *err)
 {
     const tensor_view *he = &m->w.tok_embedding, *hh = &m->w.lm_head;
     const uintptr_t row_bytes = (uintptr_t)he->row_stride * augur_dtype_size(he->dtype);
@@ -93,7 +101,7 @@ static augur_status upload_lm_head(const model *m, augur_backend *be, model_weig
             .dtype = he->dtype, .rows = hh->rows, .cols = hh->cols, .row_stride = d->tok_embedding.row_stride};
         return AUGUR_OK;
     }
-    return upload_view(be, &d->lm_head, hh, m->source, "lm_head.weight", err);
+    return upload_view(pg, be, &d->lm_head, hh, m->source, "lm_head.weight", err);
 }
 
 augur_status model_to_backend(model *m, augur_backend *be, augur_error *err)
@@ -114,14 +122,21 @@ augur_status model_to_backend(model *m, augur_backend *be, augur_error *err)
     model dev = {.cfg = m->cfg, .backend = be, .memory = MODEL_WEIGHTS_UPLOADED};
     dev.w.layers = calloc((size_t)m->cfg.n_layers, sizeof *dev.w.layers);
     augur_status st = dev.w.layers ? AUGUR_OK : augur_fail(err, AUGUR_E_NOMEM, "%s: out of memory", m->source);
+    /* a many-shard checkpoint takes long enough to upload that the user should see it move */
+    load_progress pg;
+    load_progress_start(&pg, stderr, m->opts.who,
+                        model_weight_bytes(&m->cfg, &m->opts, m->w.tok_embedding.dtype), load_progress_now());
     if (!st)
-        st = upload_view(be, &dev.w.tok_embedding, &m->w.tok_embedding, m->source, "model.embed_tokens.weight", err);
+        st = upload_view(&pg, be, &dev.w.tok_embedding, &m->w.tok_embedding, m->source, "model.embed_tokens.weight",
+                         err);
     if (!st)
-        st = upload_lm_head(m, be, &dev.w, err);
+        st = upload_lm_head(&pg, m, be, &dev.w, err);
     if (!st)
-        st = upload_vec(be, &dev.w.final_norm, m->w.final_norm, m->cfg.dim, m->source, "model.norm.weight", err);
+        st = upload_vec(&pg, be, &dev.w.final_norm, m->w.final_norm, m->cfg.dim, m->source, "model.norm.weight", err);
     for (int l = 0; !st && l < m->cfg.n_layers; l++)
-        st = upload_layer(m, be, l, &dev.w.layers[l], err);
+        st = upload_layer(&pg, m, be, l, &dev.w.layers[l], err);
+    if (!st)
+        load_progress_end(&pg, load_progress_now());
     /* A copy that failed on the device reports here, not after the checkpoint is gone. */
     if (!st && (st = backend_synchronize(be, err)))
         augur_wrap(err, "%s: uploading the weights", m->source);

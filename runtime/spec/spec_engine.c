@@ -51,11 +51,14 @@ static augur_status open_backend(spec_engine *e, bool load_draft, augur_error *e
     bool cuda = device_kind_resolve(e->dev.kind) == AUGUR_DEVICE_CUDA;
     bool needs = cuda && runs_model(e, load_draft);
     int n_gpus = cuda ? backend_device_count(AUGUR_BACKEND_CUDA) : 0;
+    /* GPUs are a node's, whichever replica its ranks serve: place over the whole job */
+    MPI_Comm job = e->layout->job != MPI_COMM_NULL ? e->layout->job : e->world;
     augur_status st =
         e->dev.simulate_hosts > 0
-            ? gpu_place_simulated(e->world, e->role == SPEC_ROLE_TARGET, needs, n_gpus, e->n_targets,
+            ? gpu_place_simulated(job, e->world_rank, e->role == SPEC_ROLE_TARGET, needs, n_gpus, e->n_targets,
                                   e->dev.simulate_hosts, &e->place, err)
-            : gpu_place(e->world, e->role == SPEC_ROLE_TARGET, needs, n_gpus, e->dev.tp_over_mpi, &e->place, err);
+            : gpu_place(job, e->role == SPEC_ROLE_TARGET, needs, n_gpus, e->dev.tp_over_mpi, e->dev.draft_shares_gpu,
+                        &e->place, err);
     if (st || !runs_model(e, load_draft))
         return st;
     if ((st = device_open_backend(&e->be, &e->dev, e->place.gpu < 0 ? 0 : e->place.gpu, err)))
@@ -66,23 +69,38 @@ static augur_status open_backend(spec_engine *e, bool load_draft, augur_error *e
     return AUGUR_OK;
 }
 
+/* "rank 2 (target shard)", or with replicas "rank 5 (replica 1: target shard)": the job's
+ * rank, which is what mpirun and the launch table show. */
+static void rank_name(const spec_engine *e, char *buf, size_t cap)
+{
+    const char *role = e->role == SPEC_ROLE_TARGET ? (e->n_targets > 1 ? "target shard" : "target") : "draft";
+    if (e->layout->n_replicas > 1)
+        snprintf(buf, cap, "rank %d (replica %d: %s)", e->layout->job_rank, e->layout->replica, role);
+    else
+        snprintf(buf, cap, "rank %d (%s)", e->world_rank, role);
+}
+
 static augur_status load_role_model(spec_engine *e, const char *target_path, const char *draft_path,
                                     int draft_layers, bool load_draft, augur_error *err)
 {
     augur_status st;
+    char who[96];
+    rank_name(e, who, sizeof who);
     if (e->role == SPEC_ROLE_TARGET) {
-        model_load_opts o = {.tp_rank = e->world_rank, .tp_size = e->n_targets};
+        model_load_opts o = {.tp_rank = e->world_rank, .tp_size = e->n_targets, .who = who};
         if ((st = device_load_model(&e->m, e->be, target_path, &o, &e->dev, err)))
             return augur_wrap(err, "target shard %d of %d", e->world_rank, e->n_targets);
+        e->m.opts.who = NULL; /* who lives in this frame */
         e->has_model = true;
         return AUGUR_OK;
     }
     if (!load_draft)
         return AUGUR_OK;
-    model_load_opts o = {.tp_rank = 0, .tp_size = 1, .max_layers = draft_layers};
+    model_load_opts o = {.tp_rank = 0, .tp_size = 1, .max_layers = draft_layers, .who = who};
     const char *path = draft_path ? draft_path : target_path;
     if ((st = device_load_model(&e->m, e->be, path, &o, &e->dev, err)))
         return augur_wrap(err, "draft");
+    e->m.opts.who = NULL;
     e->has_model = true;
     return AUGUR_OK;
 }
@@ -197,9 +215,8 @@ augur_status spec_engine_init(spec_engine *e, comm_layout *layout, const char *t
         return st;
     spec_engine_set_timeout(e, e->timeout_s);
     if (e->has_model) {
-        char who[64];
-        snprintf(who, sizeof who, "rank %d (%s)", e->world_rank,
-                 e->role == SPEC_ROLE_TARGET ? (e->n_targets > 1 ? "target shard" : "target") : "draft");
+        char who[96];
+        rank_name(e, who, sizeof who);
         memory_plan_print(stderr, who, &e->plan);
     }
     return AUGUR_OK;

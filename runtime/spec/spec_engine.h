@@ -120,7 +120,8 @@ typedef struct {
  * the draft rank loads draft_path (or the target's first draft_layers layers), each on
  * the backend dev asks for (a GPU chosen from the node-local ranks for "cuda"), and the
  * KV caches get the context every rank can hold (max_context, or as much as fits).
- * Collective over MPI_COMM_WORLD: a failure on any rank fails every rank, and each
+ * Collective over layout->world (the replica's ranks; GPU placement spans the whole
+ * job, layout->job): a failure on any rank fails every rank, and each
  * rank's err says what went wrong (on the rank at fault) or which rank failed. */
 augur_status spec_engine_init(spec_engine *e, comm_layout *layout, const char *target_path, const char *draft_path,
                               int draft_layers, bool load_draft, const device_opts *dev, int max_context,
