@@ -7,6 +7,7 @@
 #include "launcher/args.h"
 #include "launcher/generate_cli.h"
 #include "launcher/model_files.h"
+#include "launcher/stats_json.h"
 #include "proto/trace_stream.h"
 #include "runtime/spec/spec_engine.h"
 
@@ -254,9 +255,13 @@ static augur_status lead(const generate_cli *cli, spec_engine *e, augur_error *e
     int requests = ps.n * cli->repeat;
     spec_stats main_stats = {0}, base_stats = {0};
     double ar_ms = e->fwd.allreduce_ms;
-    int64_t ar_n = e->fwd.allreduces;
+    int64_t ar_n = e->fwd.allreduces, ar_bytes = e->fwd.allreduce_bytes;
     if (!st)
         st = run_requests(cli, e, tok, &ps, speculate, true, trace.w ? &trace : NULL, &main_stats, err);
+    stats_run main_run = {.s = &main_stats,
+                          .ar = {.calls = e->fwd.allreduces - ar_n, .ms = e->fwd.allreduce_ms - ar_ms,
+                                 .bytes = e->fwd.allreduce_bytes - ar_bytes}};
+    stats_run base_run = {.label = "baseline (target-only)", .s = &base_stats};
     char label[64];
     snprintf(label, sizeof label, "%s", speculate ? "speculative" : "target-only");
     if (speculate && cli->have_synthetic) {
@@ -269,8 +274,14 @@ static augur_status lead(const generate_cli *cli, spec_engine *e, augur_error *e
     if (!st && cli->measure_comm)
         print_allreduce(label, e, e->fwd.allreduce_ms - ar_ms,
                         e->fwd.allreduces - ar_n, &main_stats);
+    main_run.label = label;
+    bool have_base = false;
     if (!st && cli->compare_baseline && speculate) {
+        ar_ms = e->fwd.allreduce_ms, ar_n = e->fwd.allreduces, ar_bytes = e->fwd.allreduce_bytes;
         st = run_requests(cli, e, tok, &ps, false, false, NULL, &base_stats, err);
+        base_run.ar = (stats_allreduce){.calls = e->fwd.allreduces - ar_n, .ms = e->fwd.allreduce_ms - ar_ms,
+                                        .bytes = e->fwd.allreduce_bytes - ar_bytes};
+        have_base = !st;
         if (!st) {
             print_stats("baseline (target-only)", &base_stats, requests);
             double a = tok_per_s(&main_stats), b = tok_per_s(&base_stats);
@@ -278,6 +289,9 @@ static augur_status lead(const generate_cli *cli, spec_engine *e, augur_error *e
                     b);
         }
     }
+    if (!st && cli->stats_json_path)
+        st = stats_json_write(cli->stats_json_path, cli, e, e->layout->world_size, requests, &main_run,
+                              have_base ? &base_run : NULL, err);
     if (trace.w) {
         augur_status cst = trace_writer_close(trace.w, st ? NULL : err);
         if (!st)

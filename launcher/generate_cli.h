@@ -35,6 +35,7 @@ typedef struct {
     bool ids_only;               /* print generated ids, one request per line */
     int repeat;                  /* requests (seeds seed, seed+1, ...) */
     const char *trace_path;
+    const char *stats_json_path; /* --stats-json FILE (distributed) */
     double timeout_s;
     acceptance_variant debug_acceptance;
     int debug_draft_exit_after;
