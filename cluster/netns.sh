@@ -59,13 +59,18 @@ netns_up() {
   done
   # Open MPI's rsh launcher runs: AGENT [ssh options] HOST COMMAND...; the "host" is a
   # namespace's address, and the command (the orted) runs inside that namespace with the
-  # caller's environment (ip netns exec keeps it).
+  # caller's environment (ip netns exec keeps it). Every "node" has the same hostname and
+  # /tmp, so each daemon gets a session directory of its own: with the shared default,
+  # mpirun and the daemons race to create the same directories and a launch fails now
+  # and then ("mkdir ... File exists").
   cat >"$dir/agent" <<EOF
 #!/bin/bash
 while [ \$# -gt 0 ] && [ "\${1#-}" != "\$1" ]; do shift; done
 host=\$1; shift
 ns=\$(paste -d' ' "$dir/ips" "$dir/names" | awk -v h="\$host" '\$1 == h { print \$2 }')
 [ -n "\$ns" ] || { echo "netns agent: no namespace has address \$host" >&2; exit 1; }
+mkdir -p "$dir/tmp-\$ns"
+export OMPI_MCA_orte_tmpdir_base="$dir/tmp-\$ns"
 exec ip netns exec "\$ns" /bin/sh -c "\$*"
 EOF
   chmod +x "$dir/agent"

@@ -15,7 +15,7 @@ usage: cluster/scale.sh [options] OUTDIR
 Runs augur generate once per cell of the matrix (every combination of the lists below),
 printing which cell it is on, and writes to OUTDIR:
   cells/CELL.json   the run's --stats-json record plus "cell" (its settings and command)
-  cells/CELL.log    the run's stderr
+  cells/CELL.log    the run's stderr; cells/CELL.out its stdout (rank 0's generated ids)
   results.json      every cell's record, in order
   table.md          one row per cell: acceptance, tokens/round, tok/s, ms/token and the
                     round's time split (draft wait, verify, of which all-reduce, comm, sampling)
@@ -250,6 +250,7 @@ for c in "${cells[@]}"; do
             nodes: $nodes, net: $net, delay_ms: $delay, rate: $rate, launch: $launch, command: $cmd,
             repeats: length, tokens_per_s_all: map(.runs[0].tokens_per_s)}}' "${runs[@]}" >"$cell_dir/$cell.json"
   mv "$cell_dir/$cell.run1.log" "$cell_dir/$cell.log"
+  mv "$cell_dir/$cell.run1.log.out" "$cell_dir/$cell.out"
   rm -f "${runs[@]}" "$cell_dir/$cell".run*.log*
 done
 
