@@ -188,6 +188,21 @@ if ((max_nodes > 0)); then
   fi
   netns_ready=1
   netns_up "$netns_dir" "$max_nodes" || die "could not make $max_nodes network namespaces"
+  # A kernel without netem (or tbf) cannot run the delay (rate) cells: say so once, up front.
+  no_delay="" no_rate=""
+  no_delay=$(netns_qdisc "$netns_dir" 1 "") && no_delay=""
+  no_rate=$(netns_qdisc "$netns_dir" 0 1gbit) && no_rate=""
+  netns_qdisc "$netns_dir" 0 "" >/dev/null || true
+  for k in "${!cells[@]}"; do
+    read -r tp replicas rule gamma acc nodes net delay rate <<<"${cells[k]%%|*}"
+    [ -z "${cells[k]#*|}" ] && [ "$net" = netns ] || continue
+    if [ "$delay" != 0 ] && [ -n "$no_delay" ]; then
+      cells[k]="${cells[k]%%|*}|this kernel cannot delay the links: $no_delay"; total=$((total - 1))
+    elif [ "$rate" != none ] && [ -n "$no_rate" ]; then
+      cells[k]="${cells[k]%%|*}|this kernel cannot cap the links: $no_rate"; total=$((total - 1))
+    fi
+  done
+  ((total > 0)) || die "every cell of the matrix was skipped"
 fi
 
 cell_dir="$out/cells"

@@ -89,6 +89,7 @@ set xtics rotate by -40 left noenhanced
 set grid ytics
 set key noenhanced
 set bmargin 12
+set rmargin 14
 set output "$out/plots/tokens_per_s.png"
 set title "decode tokens/s per cell"
 set ylabel "tokens/s"
