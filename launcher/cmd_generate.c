@@ -67,6 +67,11 @@ static augur_status check_generate(void *ctx, int n_operands, char **operands, a
     if (cli->model_path && (cli->draft_path || cli->draft_layers || cli->trace_path || cli->device.simulate_hosts))
         return augur_fail(err, AUGUR_E_INPUT,
                           "--draft, --draft-layers, --trace and --simulate-hosts need --target (distributed mode)");
+    if (cli->model_path && cli->stats_json_path)
+        return augur_fail(err, AUGUR_E_INPUT, "--stats-json needs --target (distributed mode)");
+    if (cli->stats_json_path && cli->replicas > 1)
+        return augur_fail(err, AUGUR_E_INPUT, "--stats-json records one target group: it cannot go with --replicas %d",
+                          cli->replicas);
     if (cli->have_synthetic && !cli->device.dummy)
         return augur_fail(err, AUGUR_E_INPUT,
                           "--synthetic-acceptance replaces the target's verdicts, so its text is not the target's: "
@@ -186,6 +191,9 @@ static void generate_command(generate_cli *cli, arg_spec *out, arg_command *cmd)
         FLAG_STRING("trace", &cli->trace_path, "FILE",
                     "write one record per proposed token (zstd protobuf stream;\n"
                     "read it with augur trace FILE --csv)"),
+        FLAG_STRING("stats-json", &cli->stats_json_path, "FILE",
+                    "distributed: also write the final stats (every figure\n"
+                    "printed, and the settings) to FILE as one JSON object"),
         FLAG_INT("repeat", &cli->repeat, "N", 1, 1 << 24, "run N requests, seeds S, S+1, ... (default 1)"),
         FLAG_BOOL("ids-only", &cli->ids_only, "print generated token ids, one request per line"),
         FLAG_DOUBLE("timeout", &cli->timeout_s, "SEC", 0.1, 86400,

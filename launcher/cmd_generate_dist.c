@@ -11,6 +11,7 @@
 #include "comm/liveness.h"
 #include "launcher/replica_report.h"
 #include "launcher/spec_stats_print.h"
+#include "launcher/stats_json.h"
 #include "proto/trace_stream.h"
 #include "runtime/spec/spec_engine.h"
 
@@ -264,11 +265,15 @@ static augur_status lead(const generate_cli *cli, spec_engine *e, const request_
         requests += cli->repeat;
     spec_stats main_stats = {0}, base_stats = {0};
     double ar_ms = e->fwd.allreduce_ms;
-    int64_t ar_n = e->fwd.allreduces;
+    int64_t ar_n = e->fwd.allreduces, ar_bytes = e->fwd.allreduce_bytes;
     double t0 = wall_ms();
     if (!st)
         st = run_requests(cli, e, tok, &ps, speculate, true, trace.w ? &trace : NULL, share, &main_stats, err);
     double t1 = wall_ms();
+    stats_run main_run = {.s = &main_stats,
+                          .ar = {.calls = e->fwd.allreduces - ar_n, .ms = e->fwd.allreduce_ms - ar_ms,
+                                 .bytes = e->fwd.allreduce_bytes - ar_bytes}};
+    stats_run base_run = {.label = "baseline (target-only)", .s = &base_stats};
     char label[64];
     main_label(cli, label, sizeof label);
     if (speculate && cli->have_synthetic && share->replica == 0)
@@ -279,9 +284,13 @@ static augur_status lead(const generate_cli *cli, spec_engine *e, const request_
     if (!st && cli->measure_comm)
         print_allreduce(label, e, e->fwd.allreduce_ms - ar_ms,
                         e->fwd.allreduces - ar_n, &main_stats);
+    main_run.label = label;
     bool baseline = cli->compare_baseline && speculate;
     if (!st && baseline) {
+        ar_ms = e->fwd.allreduce_ms, ar_n = e->fwd.allreduces, ar_bytes = e->fwd.allreduce_bytes;
         st = run_requests(cli, e, tok, &ps, false, false, NULL, share, &base_stats, err);
+        base_run.ar = (stats_allreduce){.calls = e->fwd.allreduces - ar_n, .ms = e->fwd.allreduce_ms - ar_ms,
+                                        .bytes = e->fwd.allreduce_bytes - ar_bytes};
         if (!st && !share->report) {
             spec_stats_print("baseline (target-only)", &base_stats, requests);
             double a = spec_stats_tok_per_s(&main_stats), b = spec_stats_tok_per_s(&base_stats);
@@ -296,6 +305,10 @@ static augur_status lead(const generate_cli *cli, spec_engine *e, const request_
         share->report->wall_ms = t1 - t0;
         share->report->requests = requests;
     }
+    /* one group's figures: with replicas, the per-replica report is the record */
+    if (!st && cli->stats_json_path && share->n_replicas == 1)
+        st = stats_json_write(cli->stats_json_path, cli, e, e->layout->world_size, requests, &main_run,
+                              baseline ? &base_run : NULL, err);
     if (trace.w) {
         augur_status cst = trace_writer_close(trace.w, st ? NULL : err);
         if (!st)

@@ -38,6 +38,7 @@ typedef struct {
     bool ids_only;               /* print generated ids, one request per line */
     int repeat;                  /* requests (seeds seed, seed+1, ...) */
     const char *trace_path;
+    const char *stats_json_path; /* --stats-json FILE (distributed) */
     double timeout_s;
     double startup_timeout_s;    /* --startup-timeout: start-up handshakes (model loading) */
     acceptance_variant debug_acceptance;

@@ -19,6 +19,7 @@ static const char usage[] =
     "  logits     write the logits of every prompt position to a file (augur logits --help)\n"
     "  bench      time one rank's forward pass against its memory-bandwidth floor (augur bench --help)\n"
     "  launch     place the ranks of a config's layout on hosts and run mpirun (augur launch --help)\n"
+    "  project    project tokens/s and latency over nodes from measured inputs (augur project --help)\n"
     "\n"
     "Run `augur <command> --help` for the flags of a command.\n";
 
@@ -57,6 +58,8 @@ int main(int argc, char **argv)
         return cmd_bench(argc - 1, argv + 1);
     if (!strcmp(cmd, "launch"))
         return cmd_launch(argc - 1, argv + 1);
+    if (!strcmp(cmd, "project"))
+        return cmd_project(argc - 1, argv + 1);
     fprintf(stderr, "augur: unknown command '%s' (try augur --help)\n", cmd);
     return 2;
 }

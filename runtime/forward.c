@@ -131,6 +131,7 @@ static augur_status add_reduced(forward_ctx *f, float *x, float *partial, size_t
         }
         f->allreduce_ms += now_ms() - t0;
         f->allreduces++;
+        f->allreduce_bytes += (int64_t)(count * sizeof(float));
         if (st)
             return st;
     }

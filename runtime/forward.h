@@ -36,6 +36,7 @@ typedef struct {
     bool time_allreduce;      /* synchronise before each all-reduce so that allreduce_ms is its own time */
     double allreduce_ms;      /* time inside the TP all-reduces, summed over calls */
     int64_t allreduces;       /* how many */
+    int64_t allreduce_bytes;  /* payload summed over calls (fitting latency + bytes / bandwidth) */
 } forward_ctx;
 
 /* be: the backend the model's weights live in (NULL: a CPU backend with `threads`

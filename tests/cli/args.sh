@@ -14,7 +14,7 @@ declare -A flags=(
   [generate]="--config --model --target --draft --draft-layers --tp --replicas --draft-placement --tokenizer --max-context --device --gpu
               --load-format --gpu-memory-fraction --tp-comm --simulate-hosts --prompt --prompt-ids --prompts-file --max-tokens
               --temperature --top-k --top-p --seed --threads --draft-rule --gamma --tau --lambda --window
-              --no-overlap --synthetic-acceptance --measure-comm --no-speculation --compare-baseline --trace --repeat --ids-only --timeout --startup-timeout
+              --no-overlap --synthetic-acceptance --measure-comm --no-speculation --compare-baseline --trace --stats-json --repeat --ids-only --timeout --startup-timeout
               --debug-acceptance --debug-draft-exit-after --help"
   [bench]="--model --load-format --device --gpu --threads --tp-size --tp-rank --layers --positions --context
            --warmup --iters --csv --help"
@@ -24,6 +24,8 @@ declare -A flags=(
   [convert]="--llama2c --out --help"
   [trace]="--csv --output --help"
   [launch]="--hostfile --dry-run --help"
+  [project]="--profile --suite --tp --nodes --alpha --gamma --intra-latency-us --inter-latency-us --csv
+             --no-projection --help"
 )
 for cmd in "${!flags[@]}"; do
   help=$("$A" "$cmd" --help) || fail "$cmd --help failed"
