@@ -36,7 +36,9 @@ matrix (comma-separated lists):
                      acceptance A (default real)
   --nodes LIST       simulated nodes: target rank t on node t*N/T, the draft on the last (default 1)
   --net LIST         shm: one node, Open MPI's default transports; netns: every node a network
-                     namespace, TCP over veth links (root, iproute2) (default shm)
+                     namespace, TCP over veth links (root, iproute2); sim: every node a simulated
+                     host (generate --simulate-hosts N: its own NCCL_HOSTID, so NCCL joins the
+                     nodes over loopback sockets, even on one GPU) (default shm)
   --delay-ms LIST    netns only: one-way delay added to each node's link with tc netem (default 0)
   --rate LIST        netns only: cap each node's link (tc syntax, e.g. 1gbit; default none)
 settings:
@@ -52,6 +54,9 @@ settings:
   --no-plots         skip the PNG plots
 environment:
   AUGUR_SCALE_LAUNCH=mpirun (default) runs mpirun directly; =launch runs `augur launch`
+  AUGUR_DEVICE       cpu (default) or cuda. On cuda, target ranks that share a GPU without
+                     simulated hosts between them all-reduce over MPI (--tp-comm mpi): NCCL
+                     refuses two ranks of one node on one GPU
   MPIRUN_ARGS        extra mpirun flags (default on this machine: --oversubscribe
                      --mca mpi_yield_when_idle 1 --bind-to none)
 EOF
@@ -110,7 +115,9 @@ for a in $(split "$acc_list"); do
   [ "$a" = real ] || awk -v a="$a" 'BEGIN { exit !(a ~ /^[0-9.]+$/ && a >= 0 && a <= 1) }' ||
     die "--acceptance $a: real or a number in [0,1]"
 done
-for n in $(split "$net_list"); do [ "$n" = shm ] || [ "$n" = netns ] || die "--net $n: shm or netns"; done
+for n in $(split "$net_list"); do
+  [ "$n" = shm ] || [ "$n" = netns ] || [ "$n" = sim ] || die "--net $n: shm, netns or sim"
+done
 
 mkdir -p "$out/cells"
 out=$(cd "$out" && pwd)
@@ -169,7 +176,7 @@ for gamma in $(split "$gamma_list"); do for acc in $(split "$acc_list"); do for 
 for net in $(split "$net_list"); do for delay in $(split "$delay_list"); do for rate in $(split "$rate_list"); do
   skip=""
   if [ "$net" = shm ] && [ "$nodes" != 1 ]; then skip="shm is one node; nodes > 1 need --net netns"
-  elif [ "$net" = shm ] && { [ "$delay" != 0 ] || [ "$rate" != none ]; }; then skip="delay and rate need --net netns"
+  elif [ "$net" != netns ] && { [ "$delay" != 0 ] || [ "$rate" != none ]; }; then skip="delay and rate need --net netns"
   elif [ "$nodes" -gt $((tp + 1)) ]; then skip="more nodes than the $((tp + 1)) ranks of a group"
   fi
   cells+=("$tp $replicas $rule $gamma $acc $nodes $net $delay $rate|$skip")
@@ -242,6 +249,11 @@ for c in "${cells[@]}"; do
   else
     # Dummy weights of the pair's shapes: the draft's proposals are kept with probability A.
     gen+=(--draft "$draft" --load-format dummy --synthetic-acceptance "$acc" --tokenizer "$target/tokenizer.json")
+  fi
+  [ "$net" != sim ] || gen+=(--simulate-hosts "$nodes")
+  # One GPU, several target ranks, no simulated node boundary between them: NCCL would refuse.
+  if [ "$AUGUR_DEVICE" = cuda ] && ((tp > 1)) && { [ "$net" != sim ] || ((nodes == 1)); }; then
+    gen+=(--tp-comm mpi)
   fi
   [ "$baseline" = 0 ] || gen+=(--compare-baseline)
   runs=()

@@ -19,7 +19,7 @@ def fig: .runs[0] as $r | {
   allreduce_ms: per_round($r.allreduce.ms), comm_ms: per_round($r.time.comm_ms),
   sample_ms: per_round($r.time.sample_ms),
   ar_us: ($r.allreduce.mean_us // 0), speedup: .speedup };
-def net_label: .cell | (if .net == "shm" then "shm" else "netns tcp" end)
+def net_label: .cell | (if .net == "shm" then "shm" elif .net == "sim" then "simulated hosts" else "netns tcp" end)
   + (if .delay_ms != 0 then " +\(.delay_ms) ms" else "" end) + (if .rate != "none" then " \(.rate)" else "" end);
 '
 
