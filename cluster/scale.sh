@@ -29,7 +29,8 @@ printing which cell it is on, and writes to OUTDIR:
 
 matrix (comma-separated lists):
   --tp LIST          target ranks T (default 1,2)
-  --replicas LIST    target groups per job (default 1; more needs AUGUR_SCALE_LAUNCH=launch)
+  --replicas LIST    target groups per job, each with its draft rank, the prompts spread over
+                     them (default 1); tok/s is then the whole job's, the round split replica 0's
   --rule LIST        draft rules: fixed, heuristic, static, moving-average, cumulative (default fixed)
   --gamma LIST       gamma (default 4)
   --acceptance LIST  real (the shipped weights) or A in [0,1]: dummy weights at synthetic
@@ -107,10 +108,6 @@ case "$launch_mode" in mpirun | launch) ;; *) die "AUGUR_SCALE_LAUNCH=$launch_mo
 for d in "$target" "$draft"; do [ -r "$d/config.json" ] || die "$d/config.json not found"; done
 case "$repeat$max_tokens$threads$cell_timeout" in *[!0-9]*) die "--repeat, --max-tokens, --threads, --cell-timeout take integers" ;; esac
 split() { tr ',' ' ' <<<"$1"; }
-for r in $(split "$replicas_list"); do
-  [ "$r" = 1 ] || [ "$launch_mode" = launch ] ||
-    die "--replicas $r: several target groups in one job need augur launch (AUGUR_SCALE_LAUNCH=launch)"
-done
 for a in $(split "$acc_list"); do
   [ "$a" = real ] || awk -v a="$a" 'BEGIN { exit !(a ~ /^[0-9.]+$/ && a >= 0 && a <= 1) }' ||
     die "--acceptance $a: real or a number in [0,1]"
@@ -158,12 +155,22 @@ launch_cell() {
   shift 2
   local -a gen=("$@") cmd
   if [ "$launch_mode" = launch ]; then
-    jq -n --arg t "$target" --argjson tp "$tp" --argjson r "$replicas" --argjson n "$nodes" \
-      '{target: $t, tp: $tp, replicas: $r, "simulate-hosts": $n}' >"$cell_dir/$cell.launch.json"
-    cmd=("$augur" launch "$cell_dir/$cell.launch.json" -- "${gen[@]}" --stats-json "$stats")
+    # the layout and the models go in the config; the rest of the cell's flags after --
+    local -a rest=() k
+    for ((k = 0; k < ${#gen[@]}; k++)); do
+      case "${gen[k]}" in
+        --draft) k=$((k + 1)) ;;
+        --simulate-hosts) k=$((k + 1)) ;;
+        *) rest+=("${gen[k]}") ;;
+      esac
+    done
+    jq -n --arg t "$target" --arg d "$draft" --argjson tp "$tp" --argjson r "$replicas" --argjson n "$nodes" \
+      --arg sim "$net" '{target: $t, draft: $d, tp: $tp, replicas: $r} +
+        (if $sim == "sim" then {"simulate-hosts": $n} else {} end)' >"$cell_dir/$cell.launch.json"
+    cmd=("$augur" launch "$cell_dir/$cell.launch.json" -- "${rest[@]}" --stats-json "$stats")
   else
     cmd=(mpirun "${mpirun_extra[@]}" "${net_args[@]}" -np "$ranks" "$augur" generate --target "$target"
-         "${gen[@]}" --stats-json "$stats")
+         --replicas "$replicas" "${gen[@]}" --stats-json "$stats")
   fi
   printf '%q ' "${cmd[@]}" >"$log.cmd"
   timeout "$cell_timeout" "${cmd[@]}" >"$log.out" 2>"$log"

@@ -7,18 +7,21 @@ out=$1 plots=${2:-1}
 res="$out/results.json"
 [ -r "$res" ] || { echo "scale_report.sh: $res not found" >&2; exit 2; }
 
-# Per-round figures of a record's main run, shared by the tables and the plots.
+# Per-round figures of a record's main run, shared by the tables and the plots. With
+# replicas, tok/s and ms/token are the whole job's (.job); the round split stays that of
+# replica 0's own group.
 jq_lib='
 def r2: . * 100 | round / 100;
 def r1: . * 10 | round / 10;
 def per_round(x): if .runs[0].rounds > 0 then x / .runs[0].rounds else 0 end;
-def fig: .runs[0] as $r | {
+def fig: (.runs[0] + (if .job then {tokens_per_s: .job.tokens_per_s, ms_per_token: .job.ms_per_token}
+                      else {} end)) as $r | {
   cell: .cell, r: $r,
   round_ms: per_round($r.decode_ms),
   draft_ms: per_round($r.time.draft_wait_ms), verify_ms: per_round($r.time.verify_ms),
   allreduce_ms: per_round($r.allreduce.ms), comm_ms: per_round($r.time.comm_ms),
   sample_ms: per_round($r.time.sample_ms),
-  ar_us: ($r.allreduce.mean_us // 0), speedup: .speedup };
+  ar_us: ($r.allreduce.mean_us // 0), speedup: (.job.speedup // .speedup) };
 def net_label: .cell | (if .net == "shm" then "shm" elif .net == "sim" then "simulated hosts" else "netns tcp" end)
   + (if .delay_ms != 0 then " +\(.delay_ms) ms" else "" end) + (if .rate != "none" then " \(.rate)" else "" end);
 '

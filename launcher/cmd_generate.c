@@ -69,9 +69,6 @@ static augur_status check_generate(void *ctx, int n_operands, char **operands, a
                           "--draft, --draft-layers, --trace and --simulate-hosts need --target (distributed mode)");
     if (cli->model_path && cli->stats_json_path)
         return augur_fail(err, AUGUR_E_INPUT, "--stats-json needs --target (distributed mode)");
-    if (cli->stats_json_path && cli->replicas > 1)
-        return augur_fail(err, AUGUR_E_INPUT, "--stats-json records one target group: it cannot go with --replicas %d",
-                          cli->replicas);
     if (cli->have_synthetic && !cli->device.dummy)
         return augur_fail(err, AUGUR_E_INPUT,
                           "--synthetic-acceptance replaces the target's verdicts, so its text is not the target's: "

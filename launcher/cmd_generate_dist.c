@@ -305,8 +305,9 @@ static augur_status lead(const generate_cli *cli, spec_engine *e, const request_
         share->report->wall_ms = t1 - t0;
         share->report->requests = requests;
     }
-    /* one group's figures: with replicas, the per-replica report is the record */
-    if (!st && cli->stats_json_path && share->n_replicas == 1)
+    /* replica 0's leader is job rank 0: it writes its group's record, and the job's totals
+     * join it after the replicas' reports are gathered */
+    if (!st && cli->stats_json_path && share->replica == 0)
         st = stats_json_write(cli->stats_json_path, cli, e, e->layout->world_size, requests, &main_run,
                               baseline ? &base_run : NULL, err);
     if (trace.w) {
@@ -426,7 +427,12 @@ int run_generate_distributed(const generate_cli *cli)
     if (gather) {
         char label[64];
         main_label(cli, label, sizeof label);
-        if ((st = replica_report_gather(&layout, comm_layout_is_leader(&layout) ? &report : NULL, label, &err)))
+        replica_totals totals = {0};
+        if ((st = replica_report_gather(&layout, comm_layout_is_leader(&layout) ? &report : NULL, label, &totals,
+                                        &err)))
+            die(world_rank, &err);
+        if (layout.job_rank == 0 && cli->stats_json_path && rc == 0 &&
+            (st = stats_json_add_job(cli->stats_json_path, &totals, &err)))
             die(world_rank, &err);
     }
     replica_report_free(&report);

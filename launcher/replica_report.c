@@ -130,7 +130,7 @@ static int by_request(const void *a, const void *b)
 /* Job rank 0: every leader's report lies in all at offsets[k] (sizes[k] bytes, 0 for
  * ranks that lead nothing). */
 static augur_status print_reports(const char *all, const int *sizes, const int *offsets, int n_ranks,
-                                  const char *main_label, augur_error *err)
+                                  const char *main_label, replica_totals *totals, augur_error *err)
 {
     int n_out = 0, n_rep = 0;
     for (int k = 0; k < n_ranks; k++) {
@@ -187,18 +187,21 @@ static augur_status print_reports(const char *all, const int *sizes, const int *
             "%.1f tok/s; acceptance %.3f\n",
             main_label, n_rep, requests, plural(requests), sum.generated, plural(sum.generated), wall, tps,
             sum.proposed ? (double)sum.accepted / sum.proposed : 0.0);
-    if (have_base) {
-        /* the baselines ran one request after another like the main runs: their summed
-         * time per replica is their wall time */
-        double btps = base_wall > 0 ? base_sum.generated / (base_wall / 1e3) : 0.0;
+    /* the baselines ran one request after another like the main runs: their summed time
+     * per replica is their wall time */
+    double btps = have_base && base_wall > 0 ? base_sum.generated / (base_wall / 1e3) : 0.0;
+    if (have_base)
         fprintf(stderr, "augur: total baseline (target-only): %d tokens, %.1f tok/s; speedup %.2fx\n",
                 base_sum.generated, btps, btps > 0 ? tps / btps : 0.0);
-    }
+    if (totals)
+        *totals = (replica_totals){.replicas = n_rep, .requests = requests, .generated = sum.generated,
+                                   .wall_ms = wall, .tokens_per_s = tps, .base_tokens_per_s = btps,
+                                   .acceptance = sum.proposed ? (double)sum.accepted / sum.proposed : 0.0};
     return AUGUR_OK;
 }
 
 augur_status replica_report_gather(const comm_layout *layout, const replica_report *r, const char *main_label,
-                                   augur_error *err)
+                                   replica_totals *totals, augur_error *err)
 {
     char *mine = NULL;
     int my_len = 0;
@@ -231,7 +234,9 @@ augur_status replica_report_gather(const comm_layout *layout, const replica_repo
     if (rc != MPI_SUCCESS && !st)
         st = comm_mpi_fail(err, rc, "rank %d: gathering the replicas' reports failed", layout->job_rank);
     if (!st && root && all)
-        st = print_reports(all, sizes, offsets, n, main_label, err);
+        st = print_reports(all, sizes, offsets, n, main_label, totals, err);
+    if (!st && root && totals)
+        totals->ranks = n;
     free(all);
     free(sizes);
     free(offsets);

@@ -37,10 +37,22 @@ void replica_report_printf(replica_report *r, const char *fmt, ...) __attribute_
 augur_status replica_report_end_output(replica_report *r, int64_t request, augur_error *err);
 void replica_report_free(replica_report *r);
 
+/* The whole job's figures (job rank 0, after replica_report_gather). */
+typedef struct {
+    int replicas, requests;
+    int ranks;               /* the job's, all replicas */
+    int generated;           /* tokens, all replicas */
+    double wall_ms;          /* the slowest replica's wall time */
+    double tokens_per_s;     /* generated over wall_ms */
+    double base_tokens_per_s; /* the baselines', 0 without --compare-baseline */
+    double acceptance;       /* accepted over proposed, all replicas */
+} replica_totals;
+
 /* Collective over layout->job, on every rank (r is NULL except on a replica leader):
  * gathers to job rank 0, which prints the outputs to stdout in request order and the
- * figures to stderr with labels main_label / "baseline (target-only)". */
+ * figures to stderr with labels main_label / "baseline (target-only)", and fills totals
+ * (may be NULL). */
 augur_status replica_report_gather(const comm_layout *layout, const replica_report *r, const char *main_label,
-                                   augur_error *err);
+                                   replica_totals *totals, augur_error *err);
 
 #endif

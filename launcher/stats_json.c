@@ -56,7 +56,7 @@ augur_status stats_json_write(const char *path, const generate_cli *cli, const s
         json_decref(runs);
         return augur_fail(err, AUGUR_E_NOMEM, "--stats-json: out of memory");
     }
-    json_object_set_new(root, "ranks", json_integer(world_size));
+    json_object_set_new(root, "ranks", json_integer(world_size)); /* this group's (see "job") */
     json_object_set_new(root, "tp", json_integer(e->n_targets));
     json_object_set_new(root, "tp_comm", json_string(e->tp ? e->tp->ops->name : "none"));
     json_object_set_new(root, "device", json_string(e->be ? e->be->name : "none"));
@@ -79,6 +79,34 @@ augur_status stats_json_write(const char *path, const generate_cli *cli, const s
     if (baseline) {
         double a = tok_per_s(main_run->s), b = tok_per_s(baseline->s);
         json_object_set_new(root, "speedup", b > 0 ? json_real(a / b) : json_null());
+    }
+    int rc = json_dump_file(root, path, JSON_INDENT(2) | JSON_PRESERVE_ORDER);
+    json_decref(root);
+    if (rc)
+        return augur_fail(err, AUGUR_E_IO, "--stats-json: cannot write %s: %s", path, strerror(errno));
+    return AUGUR_OK;
+}
+
+augur_status stats_json_add_job(const char *path, const replica_totals *t, augur_error *err)
+{
+    json_error_t jerr;
+    json_t *root = json_load_file(path, 0, &jerr);
+    if (!root)
+        return augur_fail(err, AUGUR_E_IO, "--stats-json: cannot read back %s: %s", path, jerr.text);
+    json_t *job = json_pack("{s:i, s:i, s:i, s:i, s:f, s:f, s:f, s:f}", "replicas", t->replicas, "ranks", t->ranks,
+                            "requests", t->requests,
+                            "generated", t->generated, "wall_ms", t->wall_ms, "tokens_per_s", t->tokens_per_s,
+                            "ms_per_token", t->generated ? t->wall_ms / t->generated : 0.0, "acceptance",
+                            t->acceptance);
+    if (job && t->base_tokens_per_s > 0) {
+        json_object_set_new(job, "baseline_tokens_per_s", json_real(t->base_tokens_per_s));
+        json_object_set_new(job, "speedup", json_real(t->tokens_per_s / t->base_tokens_per_s));
+    }
+    /* "runs" stays replica 0's own record: its round split is one group's */
+    if (!job || json_object_set_new(root, "replicas", json_integer(t->replicas)) ||
+        json_object_set_new(root, "job", job)) {
+        json_decref(root);
+        return augur_fail(err, AUGUR_E_NOMEM, "--stats-json: out of memory");
     }
     int rc = json_dump_file(root, path, JSON_INDENT(2) | JSON_PRESERVE_ORDER);
     json_decref(root);

@@ -7,6 +7,7 @@
 
 #include "base/error.h"
 #include "launcher/generate_cli.h"
+#include "launcher/replica_report.h"
 #include "runtime/spec/spec_engine.h"
 
 /* The leader's all-reduces over one configuration's requests (rank 0's share). */
@@ -28,5 +29,9 @@ typedef struct {
 augur_status stats_json_write(const char *path, const generate_cli *cli, const spec_engine *e, int world_size,
                               int requests, const stats_run *main_run, const stats_run *baseline,
                               augur_error *err);
+
+/* Adds the job's totals over its replicas ({"replicas": R, "job": {...}}) to the record
+ * that replica 0's leader (job rank 0) wrote to path. */
+augur_status stats_json_add_job(const char *path, const replica_totals *t, augur_error *err);
 
 #endif

@@ -51,4 +51,18 @@ grep -q "Mean absolute error of tokens/s over 8 runs" "$out/projection.md" || fa
 for b in target-tp1 target-tp2 draft; do [ -s "$out/bench/$b.csv" ] || fail "no bench/$b.csv"; done
 echo "ok: 8 cells, records consistent, table and projection complete"
 head -n 4 "$out/table.md"
+
+# Replicas: two target groups in one job give the text of one, and the record carries the
+# whole job's figures beside replica 0's own.
+bash "$AUGUR_SOURCE_DIR/cluster/scale.sh" --augur "$AUGUR_BIN" --tp 1 --replicas 1,2 --prompts 2 --max-tokens "$N" \
+  --cell-timeout 120 --no-plots "$tmp/rep" 2>"$tmp/rep.log" || { tail -n 40 "$tmp/rep.log" >&2; fail "scale.sh --replicas failed"; }
+cmp -s "$tmp/rep/cells/t1-r1-fixed-g4-areal-n1-shm-d0-none.out" "$tmp/rep/cells/t1-r2-fixed-g4-areal-n1-shm-d0-none.out" ||
+  fail "2 replicas generated other text than 1: $(diff "$tmp/rep/cells/t1-r1-fixed-g4-areal-n1-shm-d0-none.out" \
+       "$tmp/rep/cells/t1-r2-fixed-g4-areal-n1-shm-d0-none.out" | head -n 6)"
+jq -e '.[1] | .replicas == 2 and .ranks == 2 and .job.ranks == 4 and .job.replicas == 2 and .job.generated == 2 * '"$N"'
+       and .job.tokens_per_s > 0 and .runs[0].generated == '"$N"'' "$tmp/rep/results.json" >/dev/null ||
+  fail "the 2-replica record lacks the job's totals: $(jq -c '.[1] | {replicas, ranks, job}' "$tmp/rep/results.json")"
+jtps=$(jq -r '.[1].job.tokens_per_s * 10 | round / 10' "$tmp/rep/results.json")
+grep -q "^| t1-r2-.* | $jtps | " "$tmp/rep/table.md" || fail "table.md does not show the job's tok/s $jtps for 2 replicas"
+echo "ok: 2 replicas: the text of one replica, the job's tok/s ($jtps) in the record and the table"
 echo "PASS"
