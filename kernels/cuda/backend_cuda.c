@@ -45,6 +45,15 @@ typedef struct {
     size_t act16_bytes;
     void *mma_x;              /* x split into bf16 terms for the tensor-core GEMV */
     size_t mma_x_bytes;
+    /* mma_x holds the split of (split_x, split_n, split_cols) while the operations since it
+     * was made are matmuls reading that x: q, k and v (gate and up) share one split. Every
+     * operation counts itself in op_seq; split_seq is the op_seq of the last matmul that
+     * made or reused the split. NCCL writes only matmul outputs between operations, and a
+     * matmul whose output overlaps its x does not keep the split. */
+    uint64_t op_seq, split_seq;
+    const float *split_x;
+    int split_n;
+    int64_t split_cols;
     void *att_scratch;        /* split-attention partials */
     size_t att_scratch_bytes;
     unsigned char *staging;   /* STAGING_BYTES pinned, allocated by the first weight_upload */
@@ -133,6 +142,7 @@ static void cuda_destroy(augur_backend *be)
 static augur_status cuda_alloc(augur_backend *be, void **buf, size_t bytes, augur_error *err)
 {
     cuda_ctx *c = ctx_of(be);
+    c->op_seq++; /* a new buffer may take a freed x's address */
     *buf = NULL;
     cudaError_t rc = cudaMalloc(buf, bytes ? bytes : 16);
     if (rc != cudaSuccess) {
@@ -146,6 +156,7 @@ static augur_status cuda_alloc(augur_backend *be, void **buf, size_t bytes, augu
 
 static void cuda_free(augur_backend *be, void *buf)
 {
+    ctx_of(be)->op_seq++;
     if (!buf)
         return;
     /* Work queued on the stream may still use buf. */
@@ -164,6 +175,7 @@ static augur_status copy_async(cuda_ctx *c, void *dst, const void *src, size_t b
 
 static augur_status cuda_upload(augur_backend *be, void *dst, const void *src, size_t bytes, augur_error *err)
 {
+    ctx_of(be)->op_seq++;
     /* From pageable memory the call returns once src is staged: the caller may reuse it. */
     return copy_async(ctx_of(be), dst, src, bytes, cudaMemcpyHostToDevice, "upload (cudaMemcpyAsync)", err);
 }
@@ -171,6 +183,7 @@ static augur_status cuda_upload(augur_backend *be, void *dst, const void *src, s
 static augur_status cuda_download(augur_backend *be, void *dst, const void *src, size_t bytes, augur_error *err)
 {
     cuda_ctx *c = ctx_of(be);
+    c->op_seq++;
     augur_status st = copy_async(c, dst, src, bytes, cudaMemcpyDeviceToHost, "download (cudaMemcpyAsync)", err);
     if (st)
         return st;
@@ -180,12 +193,14 @@ static augur_status cuda_download(augur_backend *be, void *dst, const void *src,
 
 static augur_status cuda_copy(augur_backend *be, void *dst, const void *src, size_t bytes, augur_error *err)
 {
+    ctx_of(be)->op_seq++;
     return copy_async(ctx_of(be), dst, src, bytes, cudaMemcpyDeviceToDevice, "copy (cudaMemcpyAsync)", err);
 }
 
 static augur_status cuda_synchronize(augur_backend *be, augur_error *err)
 {
     cuda_ctx *c = ctx_of(be);
+    c->op_seq++;
     return check(c, cudaStreamSynchronize(c->stream), "cudaStreamSynchronize", err);
 }
 
@@ -255,6 +270,7 @@ static augur_status cuda_weight_upload(augur_backend *be, tensor_view *dev, cons
                                        augur_error *err)
 {
     cuda_ctx *c = ctx_of(be);
+    c->op_seq++;
     memset(dev, 0, sizeof *dev);
     if (!dtype_ok(host->dtype) || host->rows < 0 || host->cols < 0 || host->row_stride < host->cols)
         return augur_fail(err, AUGUR_E_INTERNAL, "cuda backend: weight_upload of a malformed view (%s, %lld x %lld, "
@@ -321,6 +337,7 @@ static augur_status cuda_fill_random(augur_backend *be, void *buf, augur_dtype d
                                      float scale, float offset, augur_error *err)
 {
     cuda_ctx *c = ctx_of(be);
+    c->op_seq++;
     if (count <= 0)
         return AUGUR_OK;
     char what[128];
@@ -349,14 +366,29 @@ static augur_status cuda_matmul(augur_backend *be, float *out, const float *x, i
     /* cuBLAS wants both operands in one type, and fp16 activations could overflow. */
     if (w->dtype == AUGUR_F16 || w->cols == 0)
         blas = false;
+    const uint64_t seq = ++c->op_seq;
     if (!blas && c->paths.matmul != CUDA_MATMUL_GEMV &&
         cuk_gemv_mma_eligible(w->data, (int)w->dtype, w->cols, w->row_stride, x)) {
-        augur_status st = grow_scratch(c, &c->mma_x, &c->mma_x_bytes, cuk_gemv_mma_scratch(n, w->cols),
-                                       "matmul (split activations)", err);
-        if (st)
-            return st;
-        return launched(c, cuk_gemv_mma(c->stream, out, x, n, w->data, w->rows, w->cols, w->row_stride, bias, c->mma_x),
-                        "matmul (tensor-core gemv kernels)", err);
+        const bool have_split =
+            c->split_seq + 1 == seq && c->split_x == x && c->split_n == n && c->split_cols == w->cols;
+        if (!have_split) {
+            augur_status st = grow_scratch(c, &c->mma_x, &c->mma_x_bytes, cuk_gemv_mma_scratch(n, w->cols),
+                                           "matmul (split activations)", err);
+            if (!st)
+                st = launched(c, cuk_gemv_split_x(c->stream, c->mma_x, x, n, w->cols), "matmul (split_x kernel)",
+                              err);
+            if (st)
+                return st;
+        }
+        /* the split stays good for the next matmul of this x unless this one overwrites x */
+        const bool overlaps = (const char *)out < (const char *)(x + (int64_t)n * w->cols) &&
+                              (const char *)x < (const char *)(out + (int64_t)n * w->rows);
+        c->split_seq = overlaps ? 0 : seq;
+        c->split_x = x;
+        c->split_n = n;
+        c->split_cols = w->cols;
+        return launched(c, cuk_gemv_mma(c->stream, out, c->mma_x, n, w->data, w->rows, w->cols, w->row_stride, bias),
+                        "matmul (tensor-core gemv kernel)", err);
     }
     if (!blas)
         return launched(c, cuk_gemv(c->stream, out, x, n, w->data, (int)w->dtype, w->rows, w->cols, w->row_stride, bias),
@@ -393,6 +425,7 @@ static augur_status cuda_rmsnorm(augur_backend *be, float *out, const float *x, 
                                  float eps, augur_error *err)
 {
     cuda_ctx *c = ctx_of(be);
+    c->op_seq++;
     if (n <= 0 || dim <= 0)
         return AUGUR_OK;
     return launched(c, cuk_rmsnorm(c->stream, out, x, weight, n, dim, eps), "rmsnorm kernel", err);
@@ -402,6 +435,7 @@ static augur_status cuda_rope(augur_backend *be, float *x, int n, int n_heads, i
                               const float *inv_freq, rope_pairing pairs, augur_error *err)
 {
     cuda_ctx *c = ctx_of(be);
+    c->op_seq++;
     if (n <= 0 || n_heads <= 0)
         return AUGUR_OK;
     if (head_dim <= 0 || head_dim % 2 || start_pos < 0)
@@ -436,6 +470,7 @@ static augur_status cuda_attention(augur_backend *be, float *out, const float *q
                                    augur_error *err)
 {
     cuda_ctx *c = ctx_of(be);
+    c->op_seq++;
     if (n <= 0)
         return AUGUR_OK;
     if (n_heads <= 0 || n_kv_heads <= 0 || n_heads % n_kv_heads || head_dim <= 0 || start_pos < 0 || n > 65535 ||
@@ -496,6 +531,7 @@ static augur_status elementwise(augur_backend *be, binary_kernel *kernel, float 
                                 int64_t count, const char *what, augur_error *err)
 {
     cuda_ctx *c = ctx_of(be);
+    c->op_seq++;
     if (count <= 0)
         return AUGUR_OK;
     return launched(c, kernel(c->stream, out, a, b, count), what, err);
@@ -511,6 +547,7 @@ static augur_status cuda_embedding(augur_backend *be, float *out, const tensor_v
                                    augur_error *err)
 {
     cuda_ctx *c = ctx_of(be);
+    c->op_seq++;
     if (n <= 0 || table->cols <= 0)
         return AUGUR_OK;
     if (!dtype_ok(table->dtype) || table->row_stride < table->cols)
@@ -530,6 +567,7 @@ static augur_status cuda_add(augur_backend *be, float *out, const float *a, cons
 static augur_status cuda_softmax(augur_backend *be, float *x, int rows, int cols, augur_error *err)
 {
     cuda_ctx *c = ctx_of(be);
+    c->op_seq++;
     if (rows <= 0 || cols <= 0)
         return AUGUR_OK;
     return launched(c, cuk_softmax(c->stream, x, rows, cols), "softmax kernel", err);
@@ -539,6 +577,7 @@ static augur_status cuda_argmax(augur_backend *be, int32_t *out, const float *x,
                                 augur_error *err)
 {
     cuda_ctx *c = ctx_of(be);
+    c->op_seq++;
     if (rows <= 0)
         return AUGUR_OK;
     return launched(c, cuk_argmax(c->stream, out, x, rows, cols < 0 ? 0 : cols), "argmax kernel", err);
@@ -548,6 +587,7 @@ static augur_status cuda_sample_probs(augur_backend *be, float *probs, const flo
                                       const sampling_params *sp, augur_error *err)
 {
     cuda_ctx *c = ctx_of(be);
+    c->op_seq++;
     if (rows <= 0 || cols <= 0)
         return AUGUR_OK;
     return launched(c, cuk_sample_probs(c->stream, probs, logits, rows, cols, sp->temperature, sp->top_k, sp->top_p),

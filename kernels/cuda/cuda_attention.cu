@@ -124,11 +124,15 @@ extern "C" cudaError_t cuk_attention_single(cudaStream_t stream, float *out, con
 {
     const size_t smem = cuk_attention_single_smem(start_pos + n, head_dim);
     const float scale = 1.0f / sqrtf((float)head_dim);
-    if (smem > 48 * 1024) { /* beyond the default, a block must opt in (the caller checked the device's limit) */
+    /* Beyond the default 48 KB a block must opt in (the caller checked the device's limit);
+     * once per size reached, not per call: it is a host API call. */
+    static size_t opted; /* one process, one device kind: a stale read only repeats the call */
+    if (smem > 48 * 1024 && smem > opted) {
         const cudaError_t rc =
             cudaFuncSetAttribute(att_single_kernel, cudaFuncAttributeMaxDynamicSharedMemorySize, (int)smem);
         if (rc != cudaSuccess)
             return rc;
+        opted = smem;
     }
     att_single_kernel<<<dim3((unsigned)n_heads, (unsigned)n), ATT_THREADS, smem, stream>>>(
         out, q, start_pos, n_heads, n_kv_heads, head_dim, k_cache, v_cache, scale);
@@ -327,11 +331,13 @@ extern "C" cudaError_t cuk_attention_grouped(cudaStream_t stream, float *out, co
     const size_t smem = cuk_attention_grouped_smem(head_dim);
     const float scale = 1.0f / sqrtf((float)head_dim);
     const int max_splits = (start_pos + n + ATT_GROUP_CHUNK - 1) / ATT_GROUP_CHUNK;
-    if (smem > 48 * 1024) { /* beyond the default, a block must opt in (the caller checked the device's limit) */
+    static size_t opted; /* as in cuk_attention_single */
+    if (smem > 48 * 1024 && smem > opted) {
         const cudaError_t rc =
             cudaFuncSetAttribute(att_grouped_kernel, cudaFuncAttributeMaxDynamicSharedMemorySize, (int)smem);
         if (rc != cudaSuccess)
             return rc;
+        opted = smem;
     }
     att_grouped_kernel<<<dim3((unsigned)max_splits, (unsigned)n_kv_heads), ATT_GROUP_WARPS * 32, smem, stream>>>(
         scratch, q, n, start_pos, n_heads, n_kv_heads, head_dim, k_cache, v_cache, scale, max_splits);

@@ -212,13 +212,19 @@ extern "C" size_t cuk_gemv_mma_scratch(int n, int64_t cols)
     return (size_t)n * (size_t)((cols + MMA_CHUNK - 1) / MMA_CHUNK) * 4 * 3 * 16;
 }
 
-extern "C" cudaError_t cuk_gemv_mma(cudaStream_t stream, float *out, const float *x, int n, const void *w,
-                                    int64_t rows, int64_t cols, int64_t ld, const float *bias, void *scratch)
+extern "C" cudaError_t cuk_gemv_split_x(cudaStream_t stream, void *scratch, const float *x, int n, int64_t cols)
+{
+    const int64_t chunks = (cols + MMA_CHUNK - 1) / MMA_CHUNK;
+    split_x_kernel<<<cuk_blocks_for((int64_t)n * chunks * 4, 256), 256, 0, stream>>>(static_cast<uint4 *>(scratch), x,
+                                                                                    n, cols, chunks);
+    return cudaGetLastError();
+}
+
+extern "C" cudaError_t cuk_gemv_mma(cudaStream_t stream, float *out, const void *x_split, int n, const void *w,
+                                    int64_t rows, int64_t cols, int64_t ld, const float *bias)
 {
     const __nv_bfloat16 *wt = static_cast<const __nv_bfloat16 *>(w);
-    uint4 *xs = static_cast<uint4 *>(scratch);
-    const int64_t chunks = (cols + MMA_CHUNK - 1) / MMA_CHUNK;
-    split_x_kernel<<<cuk_blocks_for((int64_t)n * chunks * 4, 256), 256, 0, stream>>>(xs, x, n, cols, chunks);
+    const uint4 *xs = static_cast<const uint4 *>(x_split);
     const unsigned fblocks = (unsigned)((rows + 15) / 16);
     if (n <= 8)
         gemv_mma_kernel<1><<<dim3(fblocks, 1), MMA_THREADS, 0, stream>>>(out, xs, n, wt, rows, cols, ld, bias);

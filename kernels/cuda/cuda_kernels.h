@@ -30,13 +30,17 @@ cudaError_t cuk_gemv(cudaStream_t stream, float *out, const float *x, int n, con
  * function of the weights' shape and allocation, never of the number of rows. */
 bool cuk_gemv_mma_eligible(const void *w, int dtype, int64_t cols, int64_t ld, const float *x);
 
-/* Bytes of device scratch cuk_gemv_mma needs for n rows of cols (x split into bf16 terms). */
+/* Bytes of device scratch for n rows of cols split into bf16 terms (cuk_gemv_split_x). */
 size_t cuk_gemv_mma_scratch(int n, int64_t cols);
 
-/* cuk_gemv on the tensor cores (kernels/cuda/cuda_gemv_mma.cu): the same product, each
- * output a function of its own row of x and its feature's weights only. Any n. */
-cudaError_t cuk_gemv_mma(cudaStream_t stream, float *out, const float *x, int n, const void *w, int64_t rows,
-                         int64_t cols, int64_t ld, const float *bias, void *scratch);
+/* x (n rows of cols) as the three bf16 terms cuk_gemv_mma reads, into scratch. */
+cudaError_t cuk_gemv_split_x(cudaStream_t stream, void *scratch, const float *x, int n, int64_t cols);
+
+/* cuk_gemv on the tensor cores (kernels/cuda/cuda_gemv_mma.cu) over x as split by
+ * cuk_gemv_split_x: the same product, each output a function of its own row of x and its
+ * feature's weights only. Any n. */
+cudaError_t cuk_gemv_mma(cudaStream_t stream, float *out, const void *x_split, int n, const void *w, int64_t rows,
+                         int64_t cols, int64_t ld, const float *bias);
 
 /* dst[i] = x[i] rounded to nearest-even bf16 (dtype AUGUR_BF16) or fp16 (AUGUR_F16). */
 cudaError_t cuk_round_activations(cudaStream_t stream, void *dst, const float *x, int64_t count, int dtype);

@@ -249,9 +249,14 @@ static cudaError_t gemv_launch(cudaStream_t stream, float *out, const float *x, 
     const W *wt = static_cast<const W *>(w);
     /* Several features per warp only while the grid still fills the GPU twice over:
      * small matrices (a KV projection shard) need every warp they can get. */
-    int device = 0, sms = 132;
-    if (cudaGetDevice(&device) != cudaSuccess || cudaDeviceGetAttribute(&sms, cudaDevAttrMultiProcessorCount, device))
-        sms = 132;
+    static int sms; /* asked once: two host API calls per matmul showed in the launch overhead */
+    if (sms <= 0) {
+        int device = 0, count = 0;
+        sms = cudaGetDevice(&device) == cudaSuccess &&
+                      cudaDeviceGetAttribute(&count, cudaDevAttrMultiProcessorCount, device) == cudaSuccess && count > 0
+                  ? count
+                  : 132;
+    }
     const int64_t want_blocks = 2 * (int64_t)sms;
     if ((rows + GEMV_WARPS * 4 - 1) / (GEMV_WARPS * 4) >= want_blocks)
         return gemv_launch_fpw<W, NR, 4>(stream, out, x, n, wt, rows, cols, ld, bias, vec);
