@@ -18,6 +18,7 @@ static const char usage[] =
     "  simulate   replay a --trace file under draft-length rules (augur simulate --help)\n"
     "  logits     write the logits of every prompt position to a file (augur logits --help)\n"
     "  bench      time one rank's forward pass against its memory-bandwidth floor (augur bench --help)\n"
+    "  serve      an OpenAI-compatible HTTP server under mpirun (augur serve --help)\n"
     "\n"
     "Run `augur <command> --help` for the flags of a command.\n";
 
@@ -54,6 +55,8 @@ int main(int argc, char **argv)
         return cmd_logits(argc - 1, argv + 1);
     if (!strcmp(cmd, "bench"))
         return cmd_bench(argc - 1, argv + 1);
+    if (!strcmp(cmd, "serve"))
+        return cmd_serve(argc - 1, argv + 1);
     fprintf(stderr, "augur: unknown command '%s' (try augur --help)\n", cmd);
     return 2;
 }
