@@ -38,6 +38,7 @@ typedef struct {
     int max_body_kib;
     int retry_after_s;
     double drain_wait_s;
+    const char *debug_hold_file;
 } serve_cli;
 
 static const char serve_synopsis[] =
@@ -48,8 +49,10 @@ static const char serve_synopsis[] =
     "/v1/chat/completions (streaming with \"stream\": true), GET /v1/models, /health and\n"
     "/metrics (Prometheus). Ranks 0..T-1 hold the target, rank T the draft, as in\n"
     "augur generate. Requests run one after another through the speculative engine;\n"
-    "SIGTERM to rank 0 (or to mpirun) stops admitting requests (503), finishes the\n"
-    "admitted ones and ends every rank with exit code 0. docs/serving.md has the API.\n"
+    "SIGTERM to rank 0 (its pid is printed) stops admitting requests (503), finishes\n"
+    "the admitted ones and ends every rank with exit code 0 (mpirun forwards a SIGTERM\n"
+    "of its own to rank 0 but then exits 1 and may not wait for the drain).\n"
+    "docs/serving.md has the API.\n"
     "\n";
 
 static augur_status parse_draft_rule(const char *flag, const char *text, void *dest, augur_error *err)
@@ -121,8 +124,9 @@ static int parse_serve(int argc, char **argv, serve_cli *cli, config_args *confi
         FLAG_SECTION("server:"),
         FLAG_STRING("host", &cli->host, "ADDR", "IPv4 address to listen on (default 127.0.0.1)"),
         FLAG_INT("port", &cli->port, "N", 0, 65535,
-                 "TCP port (default 8000; 0: a free port, printed on\n"
-                 "stdout as \"augur serve: listening on http://ADDR:PORT\")"),
+                 "TCP port (default 8000; 0: a free port). Rank 0 prints\n"
+                 "\"augur serve: listening on http://ADDR:PORT (rank 0 pid N)\"\n"
+                 "on stdout once it accepts requests"),
         FLAG_INT("max-tokens", &cli->max_tokens, "N", 1, 1 << 24,
                  "max_tokens of a request that gives none, capped by the\n"
                  "context (default 256)"),
@@ -138,6 +142,9 @@ static int parse_serve(int argc, char **argv, serve_cli *cli, config_args *confi
                     "after SIGTERM and the last generation, how long to wait\n"
                     "for answers still being sent (default 30)"),
         FLAG_HELP,
+        FLAG_SECTION("test hooks (for augur's own tests):"),
+        FLAG_STRING("debug-hold-file", &cli->debug_hold_file, "FILE",
+                    "no request starts while FILE exists (admitted ones wait)"),
     };
     const arg_command cmd = {.name = "serve", .synopsis = serve_synopsis, .specs = specs,
                              .n_specs = sizeof specs / sizeof specs[0], .help_column = 23, .check = check_serve,
@@ -233,10 +240,12 @@ static augur_status lead(const serve_cli *cli, spec_engine *e, augur_error *err)
                 e->max_context,
                 e->layout->speculation ? "speculative (requests may turn it off)" : "target-only (--no-speculation)",
                 chat_desc);
-        printf("augur serve: listening on http://%s:%d\n", cli->host, http_server_port(srv));
+        printf("augur serve: listening on http://%s:%d (rank 0 pid %ld)\n", cli->host, http_server_port(srv),
+               (long)getpid());
         fflush(stdout);
         serve_engine se = {.e = e, .tok = tok, .q = &queue, .metrics = &metrics, .rule = cli->rule,
-                           .overlap = !cli->no_overlap, .term = &g_term};
+                           .overlap = !cli->no_overlap, .term = &g_term,
+                           .hold_file = cli->debug_hold_file};
         st = serve_engine_run(&se, err);
         if (!st)
             fprintf(stderr, "augur: serve: drained, stopping\n");

@@ -339,7 +339,7 @@ static enum MHD_Result handle_generate(struct MHD_Connection *c, serve_ctx *ctx,
     api_error e = {0};
     if (cs->too_large) {
         api_error_set(&e, 413, "invalid_request_error", "request_too_large", NULL,
-                      "the request body is larger than %zu bytes (--max-body-bytes)", ctx->max_body);
+                      "the request body is larger than %zu bytes (--max-body-kib)", ctx->max_body);
         return send_error(c, cs, &e, 0);
     }
     if (serve_queue_draining(ctx->queue)) {

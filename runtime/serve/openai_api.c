@@ -89,7 +89,7 @@ static bool get_number(const json_t *v, const char *name, double lo, double hi, 
         return bad(e, name, "invalid_type", "'%s' must be a number", name);
     double x = json_number_value(v);
     if (!isfinite(x) || x < lo || x > hi || (above_lo && x == lo))
-        return bad(e, name, "invalid_value", "'%s' is %g, outside %s%g..%g", name, x, above_lo ? "(" : "", lo, hi);
+        return bad(e, name, "invalid_value", "'%s' is %g, outside %s%g, %g]", name, x, above_lo ? "(" : "[", lo, hi);
     *out = x;
     return true;
 }

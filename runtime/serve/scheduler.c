@@ -6,6 +6,7 @@
 #include <stdlib.h>
 #include <string.h>
 #include <time.h>
+#include <unistd.h>
 
 #include "comm/liveness.h"
 
@@ -75,10 +76,13 @@ bool serve_queue_draining(serve_queue *q)
     return d;
 }
 
-/* The next request, or NULL after waiting wait_ms; *idle_drained when draining with
- * nothing left. */
-static serve_request *queue_take(serve_queue *q, int wait_ms, bool *idle_drained)
+/* The next request, or NULL after waiting wait_ms (or while hold_file exists: checked
+ * after the wait, so a request submitted after the file appeared is never taken);
+ * *idle_drained when draining with nothing left. */
+static serve_request *queue_take(serve_queue *q, int wait_ms, const char *hold_file, bool *idle_drained)
 {
+    if (hold_file && access(hold_file, F_OK) == 0)
+        usleep((useconds_t)wait_ms * 1000);
     pthread_mutex_lock(&q->mu);
     if (q->n == 0 && !q->draining) {
         struct timespec until;
@@ -91,14 +95,15 @@ static serve_request *queue_take(serve_queue *q, int wait_ms, bool *idle_drained
                 break;
     }
     serve_request *r = NULL;
-    if (q->n > 0) {
+    bool held = hold_file && access(hold_file, F_OK) == 0;
+    if (q->n > 0 && !held) {
         r = q->items[q->head];
         q->head = (q->head + 1) % q->cap;
         q->n--;
         q->running++;
         publish_gauges_locked(q, 0);
     }
-    *idle_drained = !r && q->draining && q->running == 0;
+    *idle_drained = !r && q->draining && q->n == 0 && q->running == 0;
     pthread_mutex_unlock(&q->mu);
     return r;
 }
@@ -211,7 +216,7 @@ augur_status serve_engine_run(serve_engine *se, augur_error *err)
             serve_queue_drain(se->q);
         }
         bool drained = false;
-        serve_request *r = queue_take(se->q, ENGINE_IDLE_WAIT_MS, &drained);
+        serve_request *r = queue_take(se->q, ENGINE_IDLE_WAIT_MS, se->hold_file, &drained);
         if (drained)
             return AUGUR_OK;
         if (!r) {

@@ -48,6 +48,7 @@ typedef struct {
     draft_rule rule;
     bool overlap;
     volatile sig_atomic_t *term;  /* set by SIGTERM: drain, then return */
+    const char *hold_file;   /* tests: no request starts while this file exists (or NULL) */
 } serve_engine;
 
 /* Serves requests until a drain finishes (every admitted request answered). A failure
