@@ -13,3 +13,12 @@ if ((${#missing[@]})); then
   apt-get update -qq
   apt-get install -y -qq "${missing[@]}" >/dev/null
 fi
+# node and npm run the official `openai` client against augur serve (tests/mpi/serve_openai_node.sh).
+# A machine that already has node (e.g. NodeSource's nodejs, which bundles npm and conflicts
+# with Debian's npm package) keeps it.
+if ! command -v node >/dev/null 2>&1 || ! command -v npm >/dev/null 2>&1; then
+  echo "install-deps: installing nodejs npm" >&2
+  export DEBIAN_FRONTEND=noninteractive
+  apt-get update -qq
+  apt-get install -y -qq nodejs npm >/dev/null
+fi
