@@ -173,6 +173,26 @@ static bool stream_next(stream_state *s)
         pthread_mutex_unlock(&r->mu);
         return stream_put(s, json);
     }
+    if (r->failure[0] || r->out_of_memory) {
+        /* the 200 is already sent: an error event, as OpenAI's streams do, then [DONE] */
+        api_error e;
+        api_error_set(&e, r->failure[0] ? 400 : 500, r->failure[0] ? "invalid_request_error" : "server_error", NULL,
+                      NULL, "%s", r->failure[0] ? r->failure : "out of memory for the generated text");
+        pthread_mutex_unlock(&r->mu);
+        char *json = openai_error_json(&e);
+        s->ended = true;
+        bool ok = stream_put(s, json);
+        if (ok) {
+            size_t n = s->out_len + sizeof "data: [DONE]\n\n";
+            char *all = malloc(n);
+            if (!all)
+                return false;
+            snprintf(all, n, "%.*sdata: [DONE]\n\n", (int)s->out_len, s->out);
+            ok = stream_put_raw(s, all);
+            free(all);
+        }
+        return ok;
+    }
     /* done: the closing chunk, the usage chunk when asked, then [DONE] in one write */
     finish_reason fin = r->finish;
     serve_usage u;
@@ -318,10 +338,13 @@ static enum MHD_Result answer_whole(struct MHD_Connection *c, serve_ctx *ctx, co
         cs->outcome = OUTCOME_CANCELLED;
         return MHD_NO; /* closes the connection: nobody is listening */
     }
-    if (r->out_of_memory) {
-        pthread_mutex_unlock(&r->mu);
+    if (r->out_of_memory || r->failure[0]) {
         api_error e;
-        api_error_set(&e, 500, "server_error", NULL, NULL, "out of memory for the generated text");
+        if (r->failure[0])
+            api_error_set(&e, 400, "invalid_request_error", "invalid_value", NULL, "%s", r->failure);
+        else
+            api_error_set(&e, 500, "server_error", NULL, NULL, "out of memory for the generated text");
+        pthread_mutex_unlock(&r->mu);
         return send_error(c, cs, &e, 0);
     }
     serve_usage u;

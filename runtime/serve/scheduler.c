@@ -185,6 +185,15 @@ static augur_status run_one(serve_engine *se, serve_request *r, augur_error *err
      * seeded request then draws exactly what `augur generate --seed S` draws for one
      * prompt (draws are keyed by seed, request and position). */
     augur_status st = spec_leader_generate(se->e, 1, se->tok, r->prompt, r->n_prompt, &o, &out, &s, err);
+    if (st == AUGUR_E_INPUT) {
+        /* Refused before any round (the HTTP side checks the same limits first): the
+         * ranks are untouched, so only this request fails. */
+        pthread_mutex_lock(&r->mu);
+        snprintf(r->failure, sizeof r->failure, "%.500s", err->message);
+        pthread_mutex_unlock(&r->mu);
+        augur_error_clear(err);
+        return AUGUR_OK;
+    }
     if (st)
         return st;
     pthread_mutex_lock(&r->mu);

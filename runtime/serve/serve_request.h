@@ -36,6 +36,7 @@ typedef struct serve_request {
     size_t len, cap;
     size_t visible;          /* bytes that can be sent: never part of a stop string */
     bool out_of_memory;
+    char failure[512];       /* the engine refused the request (an input it checks itself) */
     finish_reason finish;
     serve_usage usage;
     int last_generated;      /* tokens at the previous round, for the latency histogram */
