@@ -39,6 +39,7 @@ typedef struct {
     int retry_after_s;
     double drain_wait_s;
     const char *debug_hold_file;
+    int slice_rounds;
 } serve_cli;
 
 static const char serve_synopsis[] =
@@ -48,7 +49,7 @@ static const char serve_synopsis[] =
     "An OpenAI-compatible HTTP server on rank 0: POST /v1/completions and\n"
     "/v1/chat/completions (streaming with \"stream\": true), GET /v1/models, /health and\n"
     "/metrics (Prometheus). Ranks 0..T-1 hold the target, rank T the draft, as in\n"
-    "augur generate. Requests run one after another through the speculative engine;\n"
+    "augur generate. Requests take turns on the speculative engine (--slice-rounds);\n"
     "SIGTERM to rank 0 (its pid is printed) stops admitting requests (503), finishes\n"
     "the admitted ones and ends every rank with exit code 0 (mpirun forwards a SIGTERM\n"
     "of its own to rank 0 but then exits 1 and may not wait for the drain).\n"
@@ -81,7 +82,7 @@ static int parse_serve(int argc, char **argv, serve_cli *cli, config_args *confi
     *cli = (serve_cli){.timeout_s = 60, .rule = {.kind = DRAFT_RULE_FIXED, .gamma = 4, .window = 3},
                        .device = {.kind = AUGUR_DEVICE_AUTO, .dummy_seed = 0x5eed}, .host = "127.0.0.1",
                        .port = 8000, .max_tokens = 256, .max_queue = 64, .max_connections = 128,
-                       .max_body_kib = 1024, .retry_after_s = 1, .drain_wait_s = 30};
+                       .max_body_kib = 1024, .retry_after_s = 1, .drain_wait_s = 30, .slice_rounds = 16};
     *config = (config_args){0};
     int rc = args_device_default(&cli->device.kind);
     if (rc != ARGS_RUN)
@@ -133,6 +134,11 @@ static int parse_serve(int argc, char **argv, serve_cli *cli, config_args *confi
         FLAG_INT("max-queue", &cli->max_queue, "N", 1, 1 << 20,
                  "requests in progress (waiting or running, streaming or\n"
                  "not) beyond which new ones get 503 (default 64)"),
+        FLAG_INT("slice-rounds", &cli->slice_rounds, "N", 0, 1 << 20,
+                 "while other requests wait, a request yields the engine\n"
+                 "after N rounds and they take turns (the next turn\n"
+                 "recomputes its KV); 0: one request after another (FIFO).\n"
+                 "Seeded sampling requests never yield (default 16)"),
         FLAG_INT("max-connections", &cli->max_connections, "N", 1, 1 << 16,
                  "open HTTP connections at most (default 128)"),
         FLAG_INT("max-body-kib", &cli->max_body_kib, "N", 1, 1 << 20,
@@ -245,7 +251,7 @@ static augur_status lead(const serve_cli *cli, spec_engine *e, augur_error *err)
         fflush(stdout);
         serve_engine se = {.e = e, .tok = tok, .q = &queue, .metrics = &metrics, .rule = cli->rule,
                            .overlap = !cli->no_overlap, .term = &g_term,
-                           .hold_file = cli->debug_hold_file};
+                           .hold_file = cli->debug_hold_file, .slice_rounds = cli->slice_rounds};
         st = serve_engine_run(&se, err);
         if (!st)
             fprintf(stderr, "augur: serve: drained, stopping\n");

@@ -119,35 +119,53 @@ static void queue_finished(serve_queue *q)
 typedef struct {
     serve_engine *se;
     serve_request *r;
+    int base;                /* tokens generated before this slice */
+    int seen;                /* tokens of this slice already decoded */
+    int rounds;              /* rounds of this slice */
+    bool others;             /* other requests are active: yield after slice_rounds */
+    bool preempted;          /* this slice ended to let another request run */
+    char *piece;             /* detok buffer */
+    size_t piece_cap;
 } round_ctx;
 
-static void write_text(void *user, const char *text, size_t len)
+/* Whether another request is waiting for the engine (queued, or active beside this one). */
+static bool others_waiting(round_ctx *c)
 {
-    serve_request *r = ((round_ctx *)user)->r;
-    pthread_mutex_lock(&r->mu);
-    sreq_append_locked(r, text, len);
-    pthread_mutex_unlock(&r->mu);
+    if (c->others)
+        return true;
+    serve_queue *q = c->se->q;
+    pthread_mutex_lock(&q->mu);
+    bool waiting = q->n > 0 && !(c->se->hold_file && access(c->se->hold_file, F_OK) == 0);
+    pthread_mutex_unlock(&q->mu);
+    return waiting;
 }
 
-/* After each round: latency figures, stop strings, and whether the client is still there. */
+/* After each round: decode the new tokens, latency figures, stop strings, whether the
+ * client is still there, and whether to yield the engine to another request. */
 static bool after_round(void *user, const spec_stats *s)
 {
     round_ctx *c = user;
     serve_request *r = c->r;
     double now = augur_now_ms();
+    c->rounds++;
     pthread_mutex_lock(&r->mu);
-    int fresh = s->generated - r->last_generated;
-    r->last_generated = s->generated;
+    int fresh = s->generated - c->seen;
+    const int32_t *ids = r->seq + r->n_prompt + c->base;
+    for (int i = c->seen; i < s->generated; i++) {
+        if (s->hit_eos && i == s->generated - 1)
+            break; /* a stop token ends the text without text of its own */
+        size_t n = detok_stream_push(&r->ds, ids[i], c->piece, c->piece_cap);
+        sreq_append_locked(r, c->piece, n);
+    }
+    c->seen = s->generated;
+    r->n_generated = c->base + s->generated;
     double since = now - (r->t_last_ms > 0 ? r->t_last_ms : r->t_admit_ms);
     bool first = r->t_first_ms == 0 && fresh > 0;
     if (first)
         r->t_first_ms = now;
     if (fresh > 0)
         r->t_last_ms = now;
-    r->usage.completion_tokens = s->generated;
-    r->usage.rounds = s->rounds;
-    r->usage.proposed = s->proposed;
-    r->usage.accepted = s->accepted;
+    r->usage.completion_tokens = r->n_generated;
     bool stop = sreq_scan_stop_locked(r, false) || r->client_gone;
     pthread_cond_broadcast(&r->cv);
     pthread_mutex_unlock(&r->mu);
@@ -160,31 +178,79 @@ static bool after_round(void *user, const spec_stats *s)
         metrics_observe(m, &m->itl, since / 1e3 / fresh, (uint64_t)fresh);
     }
     pthread_mutex_lock(&c->se->q->mu);
-    publish_gauges_locked(c->se->q, r->n_prompt + s->generated);
+    publish_gauges_locked(c->se->q, r->n_prompt + r->n_generated);
     pthread_mutex_unlock(&c->se->q->mu);
+    if (!stop && r->preemptible && c->se->slice_rounds > 0 && c->rounds >= c->se->slice_rounds &&
+        r->n_generated < r->max_tokens && !s->hit_eos && others_waiting(c)) {
+        c->preempted = true;
+        return true;
+    }
     return stop;
 }
 
-static augur_status run_one(serve_engine *se, serve_request *r, augur_error *err)
+/* Prepares a request for its first slice: its token buffer and its text decoder, fed
+ * the prompt first so that the generated text decodes as it would after it. */
+static bool start_request(serve_engine *se, serve_request *r, char *piece, size_t cap)
 {
+    r->seq = malloc((size_t)(r->n_prompt + r->max_tokens) * sizeof *r->seq);
+    if (!r->seq)
+        return false;
+    memcpy(r->seq, r->prompt, (size_t)r->n_prompt * sizeof *r->seq);
+    detok_stream_init(&r->ds, se->tok, true);
+    for (int i = 0; i < r->n_prompt; i++)
+        detok_stream_push(&r->ds, r->prompt[i], piece, cap);
+    r->preemptible = sampling_is_greedy(&r->params.sampling) || !r->params.have_seed;
+    return true;
+}
+
+static void finish_request(serve_engine *se, serve_request *r, bool hit_eos, char *piece, size_t cap)
+{
+    pthread_mutex_lock(&r->mu);
+    size_t n = detok_stream_flush(&r->ds, piece, cap);
+    sreq_append_locked(r, piece, n);
+    sreq_scan_stop_locked(r, true);
+    r->usage.prompt_tokens = r->n_prompt;
+    r->usage.completion_tokens = r->n_generated;
+    r->finish = r->stop_matched || hit_eos ? FINISH_STOP : FINISH_LENGTH;
+    r->state = SREQ_DONE;
+    double e2e = augur_now_ms() - r->t_admit_ms;
+    serve_usage u = r->usage;
+    pthread_cond_broadcast(&r->cv);
+    pthread_mutex_unlock(&r->mu);
+    metrics_observe(se->metrics, &se->metrics->e2e, e2e / 1e3, 1);
+    metrics_tokens(se->metrics, r->n_prompt, u.completion_tokens, u.speculation ? u.rounds : 0, u.proposed,
+                   u.accepted, u.speculation ? u.completion_tokens : 0);
+}
+
+/* Runs one slice of r: from its tokens so far until it ends, or until it yields the
+ * engine (after slice_rounds rounds while others wait). The ranks then start the next
+ * slice over from position 0 (recompute): every forward of the engine computes each
+ * row alike whatever the rows beside it, so a greedy answer does not change. Returns
+ * whether r is done. */
+static augur_status run_slice(serve_engine *se, serve_request *r, bool others, char *piece, size_t cap, bool *done,
+                              augur_error *err)
+{
+    *done = true;
     pthread_mutex_lock(&r->mu);
     bool gone = r->client_gone;
     r->state = gone ? SREQ_DONE : SREQ_RUNNING;
     pthread_mutex_unlock(&r->mu);
-    if (gone) /* abandoned while it waited: nothing to free on the other ranks */
+    if (gone) /* abandoned: nothing to free on the other ranks between slices */
         return AUGUR_OK;
     bool speculate = r->speculate && se->e->layout->speculation;
     spec_request_opts o = {.rule = se->rule, .speculate = speculate, .overlap = se->overlap,
-                           .sampling = r->params.sampling, .seed = r->seed, .max_tokens = r->max_tokens,
+                           .sampling = r->params.sampling, .seed = r->seed, .max_tokens = r->max_tokens - r->n_generated,
                            .variant = ACCEPT_CORRECT, .synthetic_acceptance = -1.0f};
-    round_ctx c = {.se = se, .r = r};
-    text_sink sink = {.write = write_text, .user = &c};
-    spec_output out = {.sink = &sink, .on_round = after_round, .round_user = &c};
+    round_ctx c = {.se = se, .r = r, .base = r->n_generated, .others = others, .piece = piece, .piece_cap = cap};
+    spec_output out = {.out_tokens = r->seq + r->n_prompt + r->n_generated, .on_round = after_round,
+                       .round_user = &c};
     spec_stats s;
-    /* Every engine request is number 1: requests never overlap on the engine, and a
-     * seeded request then draws exactly what `augur generate --seed S` draws for one
-     * prompt (draws are keyed by seed, request and position). */
-    augur_status st = spec_leader_generate(se->e, 1, se->tok, r->prompt, r->n_prompt, &o, &out, &s, err);
+    r->slices++;
+    /* Every engine request is number 1: slices never overlap on the engine, and a seeded
+     * request then draws exactly what `augur generate --seed S` draws for one prompt
+     * (draws are keyed by seed, request and position). */
+    augur_status st = spec_leader_generate(se->e, 1, se->tok, r->seq, r->n_prompt + r->n_generated, &o, &out, &s,
+                                           err);
     if (st == AUGUR_E_INPUT) {
         /* Refused before any round (the HTTP side checks the same limits first): the
          * ranks are untouched, so only this request fails. */
@@ -197,21 +263,17 @@ static augur_status run_one(serve_engine *se, serve_request *r, augur_error *err
     if (st)
         return st;
     pthread_mutex_lock(&r->mu);
-    sreq_scan_stop_locked(r, true);
-    r->usage.prompt_tokens = r->n_prompt;
-    r->usage.completion_tokens = s.generated;
-    r->usage.rounds = s.rounds;
-    r->usage.proposed = s.proposed;
-    r->usage.accepted = s.accepted;
+    r->usage.rounds += s.rounds;
+    r->usage.proposed += s.proposed;
+    r->usage.accepted += s.accepted;
     r->usage.speculation = speculate;
-    r->finish = r->stop_matched || s.hit_eos ? FINISH_STOP : FINISH_LENGTH;
-    r->state = SREQ_DONE;
-    double e2e = augur_now_ms() - r->t_admit_ms;
-    pthread_cond_broadcast(&r->cv);
+    bool ended = !c.preempted || r->stop_matched || r->client_gone;
     pthread_mutex_unlock(&r->mu);
-    metrics_observe(se->metrics, &se->metrics->e2e, e2e / 1e3, 1);
-    metrics_tokens(se->metrics, r->n_prompt, s.generated, speculate ? s.rounds : 0, s.proposed, s.accepted,
-                   speculate ? s.generated : 0);
+    if (!ended) {
+        *done = false;
+        return AUGUR_OK;
+    }
+    finish_request(se, r, s.hit_eos, piece, cap);
     return AUGUR_OK;
 }
 
@@ -219,34 +281,73 @@ augur_status serve_engine_run(serve_engine *se, augur_error *err)
 {
     spec_engine *e = se->e;
     live_start(e->world, e->layout->leader, e->timeout_s);
+    size_t cap = tokenizer_max_piece_bytes(se->tok) + 64;
+    char *piece = malloc(cap);
+    serve_request **active = calloc((size_t)se->q->max_pending, sizeof *active);
+    if (!piece || !active) {
+        free(piece);
+        free(active);
+        return augur_fail(err, AUGUR_E_NOMEM, "serve: out of memory for the scheduler");
+    }
+    int n_active = 0, next = 0;
+    augur_status st = AUGUR_OK;
     for (;;) {
         if (*se->term && !serve_queue_draining(se->q)) {
             fprintf(stderr, "augur: serve: SIGTERM: refusing new requests, finishing the admitted ones\n");
             serve_queue_drain(se->q);
         }
+        /* Admit what waits (FIFO order) when interleaving, or one at a time when not. */
         bool drained = false;
-        serve_request *r = queue_take(se->q, ENGINE_IDLE_WAIT_MS, se->hold_file, &drained);
-        if (drained)
-            return AUGUR_OK;
-        if (!r) {
+        while (n_active < se->q->max_pending && (se->slice_rounds > 0 || n_active == 0)) {
+            serve_request *r = queue_take(se->q, n_active ? 0 : ENGINE_IDLE_WAIT_MS, se->hold_file, &drained);
+            if (!r)
+                break;
+            if (!start_request(se, r, piece, cap)) {
+                pthread_mutex_lock(&r->mu);
+                r->out_of_memory = true;
+                r->state = SREQ_DONE;
+                pthread_cond_broadcast(&r->cv);
+                pthread_mutex_unlock(&r->mu);
+                queue_finished(se->q);
+                serve_request_release(r);
+                continue;
+            }
+            active[n_active++] = r;
+        }
+        if (drained && n_active == 0)
+            break;
+        if (n_active == 0) {
             /* Idle: keep the other ranks' patient waits fed, and notice a rank gone. */
             live_tick();
-            augur_status st = live_check_peers(err);
-            if (st)
-                return st;
+            if ((st = live_check_peers(err)))
+                break;
             continue;
         }
-        augur_status st = run_one(se, r, err);
-        if (!st) {
-            /* A request that ended without running (client gone) is also DONE now. */
-            pthread_mutex_lock(&r->mu);
-            r->state = SREQ_DONE;
-            pthread_cond_broadcast(&r->cv);
-            pthread_mutex_unlock(&r->mu);
+        if (next >= n_active)
+            next = 0;
+        serve_request *r = active[next];
+        bool done = true;
+        st = run_slice(se, r, n_active > 1, piece, cap, &done, err);
+        if (st)
+            break;
+        if (!done) {
+            next++; /* round robin: the next active request gets the next slice */
+            continue;
         }
+        pthread_mutex_lock(&r->mu);
+        r->state = SREQ_DONE; /* also when it ended without running (client gone) */
+        pthread_cond_broadcast(&r->cv);
+        pthread_mutex_unlock(&r->mu);
+        memmove(active + next, active + next + 1, (size_t)(n_active - next - 1) * sizeof *active);
+        n_active--;
         queue_finished(se->q);
         serve_request_release(r);
-        if (st)
-            return st;
     }
+    for (int i = 0; i < n_active; i++) { /* after a failure: the job ends, answers are lost */
+        queue_finished(se->q);
+        serve_request_release(active[i]);
+    }
+    free(active);
+    free(piece);
+    return st;
 }

@@ -2,13 +2,18 @@
  *
  * The engine loop runs on the leader's main thread, the only one that talks MPI
  * (MPI_THREAD_FUNNELED); the HTTP threads only submit requests and read their text.
- * Requests run one after another in arrival order, each a whole speculative
- * generation on the engine (spec_leader_generate): the other ranks see exactly the
- * rounds `augur generate --prompts-file` would send them, so greedy answers equal the
- * same request run alone.
+ * Scheduling: requests start in arrival order; with slice_rounds > 0 the active ones
+ * take turns on the engine, each for up to slice_rounds speculation rounds while others
+ * wait (preemption with recompute: the next slice of a request prefills its prompt and
+ * the tokens generated so far again, on every rank). Every forward computes each row the
+ * same whatever the rows beside it (CPU; GPU up to 80 rows, and the engine's forwards
+ * carry at most SPEC_FORWARD_TOKENS), so a greedy answer equals the same request run
+ * alone, interleaved or not. A seeded sampling request is never preempted (its draws
+ * would change at slice boundaries); with slice_rounds = 0 requests run one after
+ * another (FIFO).
  *
- * Interleaving requests round by round needs one KV state per request on every rank;
- * the interface that would take (not built yet) is written down in docs/serving.md. */
+ * Keeping every active request's KV resident (no recompute) and verifying several
+ * requests in one forward need engine changes described in docs/serving.md. */
 #ifndef AUGUR_SERVE_SCHEDULER_H
 #define AUGUR_SERVE_SCHEDULER_H
 
@@ -49,6 +54,8 @@ typedef struct {
     bool overlap;
     volatile sig_atomic_t *term;  /* set by SIGTERM: drain, then return */
     const char *hold_file;   /* tests: no request starts while this file exists (or NULL) */
+    int slice_rounds;        /* >0: a request yields the engine after this many rounds when
+                              * others wait (round-robin interleaving); 0: FIFO */
 } serve_engine;
 
 /* Serves requests until a drain finishes (every admitted request answered). A failure

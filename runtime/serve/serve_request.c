@@ -34,6 +34,7 @@ void serve_request_release(serve_request *r)
         return;
     serve_params_free(&r->params);
     free(r->prompt);
+    free(r->seq);
     free(r->text);
     pthread_cond_destroy(&r->cv);
     pthread_mutex_destroy(&r->mu);

@@ -10,6 +10,7 @@
 #include <stdint.h>
 
 #include "runtime/serve/openai_api.h"
+#include "runtime/tokenizer/tokenizer.h"
 
 typedef enum { SREQ_QUEUED, SREQ_RUNNING, SREQ_DONE } sreq_state;
 
@@ -25,6 +26,13 @@ typedef struct serve_request {
     bool speculate;
     double t_admit_ms;
     int client_fd;           /* to notice a client that went away while we wait */
+
+    /* engine thread only */
+    int32_t *seq;            /* prompt then generated ids: [n_prompt + max_tokens] */
+    int n_generated;
+    int slices;              /* times it ran on the engine (more than 1: interleaved) */
+    bool preemptible;        /* greedy or unseeded: may yield the engine between rounds */
+    detok_stream ds;         /* text of the generated ids, decoded after the prompt's */
 
     pthread_mutex_t mu;
     pthread_cond_t cv;

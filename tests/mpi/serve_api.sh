@@ -1,7 +1,8 @@
 #!/usr/bin/env bash
 # augur serve on the shipped pair (2 ranks, CPU): every endpoint, the streaming format,
 # greedy answers equal to augur generate's, stop strings, every bad-input case, a full
-# queue, clients leaving (queued and mid-stream), then a SIGTERM drain after which every
+# queue, clients leaving (queued and mid-stream), a short request overtaking a long one
+# (--slice-rounds 2) with both answers unchanged, then a SIGTERM drain after which every
 # rank exits 0. The checks are in tests/tools/serve_api_check.py.
 set -euo pipefail
 source "$(dirname "$0")/../lib.sh"
@@ -39,9 +40,9 @@ start_server() {
   echo "server $name on port $port (rank 0 pid $pid)"
 }
 
-start_server api --max-queue 3 --max-body-kib 8
+start_server api --max-queue 3 --max-body-kib 8 --slice-rounds 2
 python3 "$PY" api --port "$port" --prompt "$PROMPT" --expected-file "$tmp/expected" --max-tokens "$N" \
-  --max-body 8192 --max-queue 3 --hold-file "$tmp/hold" || { kill "$pid" || true; cat "$tmp/api.err" >&2; fail "API checks"; }
+  --max-body 8192 --max-queue 3 --hold-file "$tmp/hold" --interleave || { kill "$pid" || true; cat "$tmp/api.err" >&2; fail "API checks"; }
 # SIGTERM drain with one request admitted and waiting
 python3 "$PY" drain --port "$port" --prompt "$PROMPT" --expected-file "$tmp/expected" --max-tokens "$N" \
   --hold-file "$tmp/hold" --pid "$pid" || { kill "$pid" || true; cat "$tmp/api.err" >&2; fail "drain checks"; }

@@ -1,7 +1,7 @@
 #!/usr/bin/env bash
 # A short load test of augur serve on the shipped pair: 4 concurrent streams, with and
-# without speculation; every answer must equal the same request run alone (none lost or
-# corrupted). Timings are printed, never asserted (tools/bench/serve_load.py).
+# without speculation, requests interleaved every 3 rounds (--slice-rounds 3); every
+# answer must equal the same request run alone (none lost or corrupted). Timings are printed, never asserted (tools/bench/serve_load.py).
 set -euo pipefail
 source "$(dirname "$0")/../lib.sh"
 make_tmp
@@ -9,7 +9,7 @@ REQ=12 N=24
 [ "${AUGUR_SANITIZED:-0}" = 1 ] && REQ=6 N=12
 ASAN_OPTIONS="${ASAN_OPTIONS:-}:detect_leaks=0" timeout 900 mpirun --oversubscribe --mca mpi_yield_when_idle 1 \
   --bind-to none -np 2 "$AUGUR_BIN" serve --target "$MODELS/target" --draft "$MODELS/draft" --threads 1 --port 0 \
-  >"$tmp/serve.out" 2>"$tmp/serve.err" &
+  --slice-rounds 3 >"$tmp/serve.out" 2>"$tmp/serve.err" &
 mpirun=$!
 while ! grep -q "listening on" "$tmp/serve.out"; do
   kill -0 "$mpirun" 2>/dev/null || fail "augur serve exited before listening: $(tail -n 20 "$tmp/serve.err")"

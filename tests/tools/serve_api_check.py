@@ -275,6 +275,47 @@ def check_cancel_mid_stream(srv, prompt, expected, n, context):
           "the next request is unaffected")
 
 
+def check_interleaving(srv, prompt, hold):
+    """With --slice-rounds, a short request admitted behind a long one finishes first,
+    and both answers equal the same requests run alone (greedy)."""
+    long_n, short_n = 300, 4
+    long_ref = completion(srv, prompt, long_n)["choices"][0]["text"]
+    short_prompt = "int"
+    short_ref = completion(srv, short_prompt, short_n)["choices"][0]["text"]
+    open(hold, "w").close()
+    done = {}
+
+    def run_long():
+        try:
+            st, events, raw = srv.stream(COMPL, {"prompt": prompt, "max_tokens": long_n, "temperature": 0,
+                                                 "stream": True})
+            done["long"] = (time.monotonic(), stream_text(events, "completion")[0])
+        except Exception as ex:  # reported below
+            done["long"] = (time.monotonic(), repr(ex))
+
+    t = threading.Thread(target=run_long)
+    t.start()
+    wait_for("the long request queueing", lambda: metric(srv, "augur_queue_depth") == 1)
+    result = {}
+
+    def run_short():
+        result["doc"] = completion(srv, short_prompt, short_n)
+        result["t"] = time.monotonic()
+
+    ts = threading.Thread(target=run_short)
+    ts.start()
+    wait_for("the short request queueing behind it", lambda: metric(srv, "augur_queue_depth") == 2)
+    os.unlink(hold)
+    ts.join()
+    t.join()
+    check("doc" in result, "the short request failed")
+    check(result["doc"]["choices"][0]["text"] == short_ref, "the interleaved short request differs from it alone")
+    check(done["long"][1] == long_ref, f"the interleaved long request differs from it alone: {done['long'][1]!r:.200}")
+    check(result["t"] < done["long"][0], "the short request admitted behind a long one did not finish first")
+    print(f"ok: interleaving: a {short_n}-token request behind a {long_n}-token one finishes first; "
+          "both equal the requests alone")
+
+
 def check_outcomes(srv):
     for outcome, least in (("success", 10), ("invalid", 30), ("too_large", 1), ("rejected", 1), ("cancelled", 2)):
         v = metric(srv, f"augur_requests_total{{outcome=\"{outcome}\"}}")
@@ -318,6 +359,7 @@ def main():
     ap.add_argument("--max-queue", type=int, default=3)
     ap.add_argument("--hold-file", required=True)
     ap.add_argument("--pid", type=int)
+    ap.add_argument("--interleave", action="store_true", help="the server runs with --slice-rounds > 0")
     a = ap.parse_args()
     srv = Server("127.0.0.1", a.port)
     expected = open(a.expected_file, encoding="utf-8").read()
@@ -331,6 +373,8 @@ def main():
     check_bad_input(srv, a.context, a.max_body)
     check_queue_and_cancel(srv, a.prompt, expected, a.max_tokens, a.hold_file, a.max_queue)
     check_cancel_mid_stream(srv, a.prompt, expected, a.max_tokens, a.context)
+    if a.interleave:
+        check_interleaving(srv, a.prompt, a.hold_file)
     check_outcomes(srv)
     print("PASS api")
 
