@@ -51,8 +51,9 @@ static const char serve_synopsis[] =
     "/metrics (Prometheus). Ranks 0..T-1 hold the target, rank T the draft, as in\n"
     "augur generate. Requests take turns on the speculative engine (--slice-rounds);\n"
     "SIGTERM to rank 0 (its pid is printed) stops admitting requests (503), finishes\n"
-    "the admitted ones and ends every rank with exit code 0 (mpirun forwards a SIGTERM\n"
-    "of its own to rank 0 but then exits 1 and may not wait for the drain).\n"
+    "the admitted ones and ends every rank with exit code 0 (a SIGTERM to mpirun\n"
+    "reaches rank 0 too, but mpirun then exits 1 and may end the ranks before the\n"
+    "drain is over).\n"
     "docs/serving.md has the API.\n"
     "\n";
 
