@@ -59,6 +59,9 @@ typedef struct {
     bool stream;
     /* backend_memory_info reports the free and total memory of the backend's device. */
     bool memory_info;
+    /* A step's work can be captured once and replayed (backend_graph_*), its position read
+     * from device memory when it runs (backend_bind_position). */
+    bool graphs;
 } augur_backend_caps;
 
 /* The operations; see the backend_* wrappers below for what each computes. */
@@ -99,6 +102,16 @@ typedef struct {
     augur_status (*argmax)(augur_backend *be, int32_t *out, const float *x, int rows, int cols, augur_error *err);
     augur_status (*sample_probs)(augur_backend *be, float *probs, const float *logits, int rows, int cols,
                                  const sampling_params *sp, augur_error *err);
+
+    /* step capture: NULL where caps.graphs is false; store_rows may be NULL (the wrapper
+     * copies at the host's row) */
+    augur_status (*bind_position)(augur_backend *be, const int32_t *dev_pos, int max_positions, augur_error *err);
+    augur_status (*store_rows)(augur_backend *be, float *base, const float *src, int64_t row_floats, int n,
+                               int start_row, augur_error *err);
+    augur_status (*graph_begin)(augur_backend *be, augur_error *err);
+    augur_status (*graph_end)(augur_backend *be, void **graph, augur_error *err);
+    augur_status (*graph_launch)(augur_backend *be, void *graph, bool *stale, augur_error *err);
+    void (*graph_free)(augur_backend *be, void *graph);
 
     /* queries: memory_info and stream are NULL where their capability is false,
      * device_name where the backend runs on the host */
@@ -256,6 +269,57 @@ static inline augur_status backend_attention(augur_backend *be, float *out, cons
                                              const float *k_cache, const float *v_cache, augur_error *err)
 {
     return be->iface.attention(be, out, q, n, start_pos, n_heads, n_kv_heads, head_dim, k_cache, v_cache, err);
+}
+
+/* Rows 0..n-1 of src (row_floats floats each) to rows start_row.. of base (a KV cache
+ * append). With a bound position (backend_bind_position) the device reads the first row
+ * from it when the copy runs; start_row must then equal it. */
+static inline augur_status backend_store_rows(augur_backend *be, float *base, const float *src, int64_t row_floats,
+                                              int n, int start_row, augur_error *err)
+{
+    if (be->iface.store_rows)
+        return be->iface.store_rows(be, base, src, row_floats, n, start_row, err);
+    return be->iface.copy(be, base + (int64_t)start_row * row_floats, src,
+                          (size_t)n * (size_t)row_floats * sizeof(float), err);
+}
+
+/* Step capture (caps.graphs). While a position is bound (dev_pos, a device int32 the
+ * caller uploads before each step; NULL unbinds), rope, attention and store_rows read
+ * their start position from it when they run instead of baking in the value passed (which
+ * must equal it), and attention sizes its grid for max_positions: one captured step then
+ * replays at any position. Between graph_begin and graph_end the backend's operations are
+ * recorded, not run (no upload, download or synchronisation may come between); graph_end
+ * with graph NULL discards the capture. graph_launch replays a step; *stale says the
+ * backend has since moved a buffer the step uses (capture it again). */
+static inline augur_status backend_bind_position(augur_backend *be, const int32_t *dev_pos, int max_positions,
+                                                 augur_error *err)
+{
+    if (!be->iface.bind_position)
+        return augur_fail(err, AUGUR_E_UNSUPPORTED, "backend %s cannot capture steps", be->name);
+    return be->iface.bind_position(be, dev_pos, max_positions, err);
+}
+
+static inline augur_status backend_graph_begin(augur_backend *be, augur_error *err)
+{
+    if (!be->iface.graph_begin)
+        return augur_fail(err, AUGUR_E_UNSUPPORTED, "backend %s cannot capture steps", be->name);
+    return be->iface.graph_begin(be, err);
+}
+
+static inline augur_status backend_graph_end(augur_backend *be, void **graph, augur_error *err)
+{
+    return be->iface.graph_end(be, graph, err);
+}
+
+static inline augur_status backend_graph_launch(augur_backend *be, void *graph, bool *stale, augur_error *err)
+{
+    return be->iface.graph_launch(be, graph, stale, err);
+}
+
+static inline void backend_graph_free(augur_backend *be, void *graph)
+{
+    if (graph && be->iface.graph_free)
+        be->iface.graph_free(be, graph);
 }
 
 /* out[i] = silu(gate[i]) * up[i]; out may alias gate. */

@@ -9,6 +9,7 @@ int cmd_trace(int argc, char **argv);
 int cmd_simulate(int argc, char **argv);
 int cmd_logits(int argc, char **argv);
 int cmd_bench(int argc, char **argv);
+int cmd_serve(int argc, char **argv);
 int cmd_project(int argc, char **argv);
 int cmd_launch(int argc, char **argv);
 

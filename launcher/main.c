@@ -20,6 +20,7 @@ static const char usage[] =
     "  bench      time one rank's forward pass against its memory-bandwidth floor (augur bench --help)\n"
     "  launch     place the ranks of a config's layout on hosts and run mpirun (augur launch --help)\n"
     "  project    project tokens/s and latency over nodes from measured inputs (augur project --help)\n"
+    "  serve      an OpenAI-compatible HTTP server under mpirun (augur serve --help)\n"
     "\n"
     "Run `augur <command> --help` for the flags of a command.\n";
 
@@ -60,6 +61,8 @@ int main(int argc, char **argv)
         return cmd_launch(argc - 1, argv + 1);
     if (!strcmp(cmd, "project"))
         return cmd_project(argc - 1, argv + 1);
+    if (!strcmp(cmd, "serve"))
+        return cmd_serve(argc - 1, argv + 1);
     fprintf(stderr, "augur: unknown command '%s' (try augur --help)\n", cmd);
     return 2;
 }

@@ -6,6 +6,10 @@
 
 #include "kernels/cpu_kernels.h"
 
+/* Steps of up to this many rows may be captured (decode and every verification width;
+ * the CUDA backend's row-invariant schedules cover as many). */
+#define FORWARD_GRAPH_ROWS 80
+
 static double now_ms(void)
 {
     struct timespec ts;
@@ -80,6 +84,22 @@ augur_status forward_init(forward_ctx *f, const model *m, augur_backend *be, col
             return augur_fail(err, AUGUR_E_NOMEM, "%s: cannot allocate the all-reduce staging buffer", m->source);
         }
     }
+    const char *graphs = getenv("AUGUR_CUDA_GRAPHS");
+    if (graphs && !strcmp(graphs, "1") && f->be->caps.graphs && (!tp || tp->size <= 1)) {
+        f->graph_rows = max_tokens < FORWARD_GRAPH_ROWS ? max_tokens : FORWARD_GRAPH_ROWS;
+        size_t keys = (size_t)(f->graph_rows + 1) * (size_t)(f->graph_rows + 1);
+        f->graph = calloc(keys, sizeof *f->graph);
+        f->graph_ran = calloc(keys, 1);
+        if (!f->graph || !f->graph_ran) {
+            forward_free(f);
+            return augur_fail(err, AUGUR_E_NOMEM, "%s: out of memory for captured steps", m->source);
+        }
+        if ((st = backend_alloc(f->be, (void **)&f->pos, sizeof(int32_t), err))) {
+            forward_free(f);
+            return st;
+        }
+        f->graphs = true;
+    }
     float *inv = malloc((size_t)c->head_dim / 2 * sizeof(float));
     if (!inv) {
         forward_free(f);
@@ -97,6 +117,15 @@ augur_status forward_init(forward_ctx *f, const model *m, augur_backend *be, col
 
 void forward_free(forward_ctx *f)
 {
+    if (f->be && f->graph) {
+        size_t keys = (size_t)(f->graph_rows + 1) * (size_t)(f->graph_rows + 1);
+        for (size_t k = 0; k < keys; k++)
+            backend_graph_free(f->be, f->graph[k]);
+    }
+    free(f->graph);
+    free(f->graph_ran);
+    if (f->be)
+        backend_free(f->be, f->pos);
     if (f->be) {
         void *bufs[] = {f->inv_freq, f->ids, f->x, f->xb, f->proj, f->q, f->att, f->k, f->v, f->gate, f->up,
                         f->logits};
@@ -146,7 +175,7 @@ static augur_status attention_block(forward_ctx *f, kv_cache *kv, const layer_we
     augur_backend *be = f->be;
     int hd = c->head_dim;
     int nh = m->n_heads_local, nkv = m->n_kv_heads_local;
-    size_t kv_bytes = (size_t)n * (size_t)nkv * (size_t)hd * sizeof(float);
+    int64_t kv_row = (int64_t)nkv * hd;
     augur_status st;
     if ((st = backend_rmsnorm(be, f->xb, f->x, lw->attn_norm, n, c->dim, c->rms_norm_eps, err)) ||
         (st = backend_matmul(be, f->q, f->xb, n, &lw->wq, lw->bq, err)) ||
@@ -155,8 +184,8 @@ static augur_status attention_block(forward_ctx *f, kv_cache *kv, const layer_we
         (st = backend_rope(be, f->q, n, nh, hd, start, f->inv_freq, c->rope_pairs, err)) ||
         (st = backend_rope(be, f->k, n, nkv, hd, start, f->inv_freq, c->rope_pairs, err)) ||
         /* positions start..start+n-1 are contiguous rows of this layer's cache */
-        (st = backend_copy(be, kv_cache_k(kv, layer, start), f->k, kv_bytes, err)) ||
-        (st = backend_copy(be, kv_cache_v(kv, layer, start), f->v, kv_bytes, err)) ||
+        (st = backend_store_rows(be, kv_cache_k(kv, layer, 0), f->k, kv_row, n, start, err)) ||
+        (st = backend_store_rows(be, kv_cache_v(kv, layer, 0), f->v, kv_row, n, start, err)) ||
         (st = backend_attention(be, f->att, f->q, n, start, nh, nkv, hd, kv_cache_k(kv, layer, 0),
                                 kv_cache_v(kv, layer, 0), err)) ||
         (st = backend_matmul(be, f->proj, f->att, n, &lw->wo, NULL, err)))
@@ -176,6 +205,84 @@ static augur_status mlp_block(forward_ctx *f, const layer_weights *lw, int layer
         (st = backend_matmul(be, f->proj, f->gate, n, &lw->w_down, NULL, err)))
         return augur_wrap(err, "%s: layer %d MLP", f->m->source, layer);
     return add_reduced(f, f->x, f->proj, (size_t)n * c->dim, err);
+}
+
+/* The step's device work, from the ids already in f->ids: embedding, the layers, and
+ * the logits of rows lf..n-1 into out (none when lf == n). */
+static augur_status forward_body(forward_ctx *f, kv_cache *kv, int n, int start, int lf, float *out,
+                                 augur_error *err)
+{
+    const model *m = f->m;
+    const model_config *c = &m->cfg;
+    augur_backend *be = f->be;
+    augur_status st;
+    if ((st = backend_embedding(be, f->x, &m->w.tok_embedding, f->ids, n, err)))
+        return augur_wrap(err, "%s: embedding", m->source);
+    for (int l = 0; l < c->n_layers; l++) {
+        const layer_weights *lw = &m->w.layers[l];
+        if ((st = attention_block(f, kv, lw, l, n, start, err)) || (st = mlp_block(f, lw, l, n, err)))
+            return st;
+    }
+    if (lf < n) {
+        int rows = n - lf;
+        float *xs = f->x + (size_t)lf * c->dim;
+        if ((st = backend_rmsnorm(be, f->xb, xs, m->w.final_norm, rows, c->dim, c->rms_norm_eps, err)) ||
+            (st = backend_matmul(be, out, f->xb, rows, &m->w.lm_head, NULL, err)))
+            return augur_wrap(err, "%s: logits", m->source);
+    }
+    return AUGUR_OK;
+}
+
+/* forward_body as a captured step: the first run of a (rows, first logits row) key goes
+ * uncaptured (it sizes the backend's scratch; a capture cannot allocate), the second is
+ * captured, later ones replay it. Every run reads the position from f->pos, so the
+ * captured and uncaptured runs do the same arithmetic. */
+static augur_status run_captured(forward_ctx *f, kv_cache *kv, int n, int start, int lf, float *out,
+                                 augur_error *err)
+{
+    augur_backend *be = f->be;
+    size_t key = (size_t)n * (size_t)(f->graph_rows + 1) + (size_t)lf;
+    int max_positions = kv->max_seq < f->max_seq ? kv->max_seq : f->max_seq;
+    int32_t pos = start;
+    augur_status st = backend_upload(be, f->pos, &pos, sizeof pos, err);
+    if (!st)
+        st = backend_bind_position(be, f->pos, max_positions, err);
+    if (st)
+        return augur_wrap(err, "%s: captured step", f->m->source);
+    if (f->graph[key]) {
+        bool stale = false;
+        st = backend_graph_launch(be, f->graph[key], &stale, err);
+        if (!st && !stale) {
+            f->graph_replays++;
+        } else if (!st) { /* the backend moved a scratch buffer: run uncaptured, capture again next time */
+            backend_graph_free(be, f->graph[key]);
+            f->graph[key] = NULL;
+            st = forward_body(f, kv, n, start, lf, out, err);
+        }
+    } else if (f->graph_ran[key]) {
+        void *g = NULL;
+        if (!(st = backend_graph_begin(be, err))) {
+            st = forward_body(f, kv, n, start, lf, out, err);
+            augur_status end = backend_graph_end(be, st ? NULL : &g, st ? NULL : err);
+            st = st ? st : end;
+        }
+        if (!st) {
+            f->graph[key] = g;
+            f->graph_captures++;
+            bool stale = false;
+            st = backend_graph_launch(be, g, &stale, err);
+            if (!st && stale)
+                st = augur_fail(err, AUGUR_E_INTERNAL, "%s: a step went stale as it was captured", f->m->source);
+        }
+    } else {
+        st = forward_body(f, kv, n, start, lf, out, err);
+        f->graph_ran[key] = 1;
+    }
+    augur_error unbind_err = {0};
+    augur_status ub = backend_bind_position(be, NULL, 0, &unbind_err);
+    if (!st && ub)
+        *err = unbind_err;
+    return st ? st : ub;
 }
 
 augur_status forward_run(forward_ctx *f, kv_cache *kv, const int32_t *tokens, int n, int logits_from,
@@ -198,27 +305,21 @@ augur_status forward_run(forward_ctx *f, kv_cache *kv, const int32_t *tokens, in
 
     augur_backend *be = f->be;
     augur_status st;
-    if ((st = backend_upload(be, f->ids, tokens, (size_t)n * sizeof(int32_t), err)) ||
-        (st = backend_embedding(be, f->x, &m->w.tok_embedding, f->ids, n, err)))
+    if ((st = backend_upload(be, f->ids, tokens, (size_t)n * sizeof(int32_t), err)))
         return augur_wrap(err, "%s: embedding", m->source);
-    for (int l = 0; l < c->n_layers; l++) {
-        const layer_weights *lw = &m->w.layers[l];
-        if ((st = attention_block(f, kv, lw, l, n, start, err)) || (st = mlp_block(f, lw, l, n, err)))
-            return st;
-    }
+    int lf = logits ? logits_from : n; /* first logits row; n: none */
+    float *out = f->be->caps.host_memory ? logits : f->logits;
+    if (f->graphs && n <= f->graph_rows)
+        st = run_captured(f, kv, n, start, lf, out, err);
+    else
+        st = forward_body(f, kv, n, start, lf, out, err);
+    if (st)
+        return st;
     if ((st = kv_cache_append(kv, n, err)))
         return st;
-    if (logits && logits_from < n) {
-        int rows = n - logits_from;
-        float *xs = f->x + (size_t)logits_from * c->dim;
-        float *out = f->be->caps.host_memory ? logits : f->logits;
-        if ((st = backend_rmsnorm(be, f->xb, xs, m->w.final_norm, rows, c->dim, c->rms_norm_eps, err)) ||
-            (st = backend_matmul(be, out, f->xb, rows, &m->w.lm_head, NULL, err)))
-            return augur_wrap(err, "%s: logits", m->source);
-        if (!f->be->caps.host_memory &&
-            (st = backend_download(be, logits, f->logits, (size_t)rows * m->vocab_local * sizeof(float), err)))
-            return augur_wrap(err, "%s: logits", m->source);
-    }
+    if (lf < n && !f->be->caps.host_memory &&
+        (st = backend_download(be, logits, f->logits, (size_t)(n - lf) * m->vocab_local * sizeof(float), err)))
+        return augur_wrap(err, "%s: logits", m->source);
     return AUGUR_OK;
 }
 

@@ -37,10 +37,21 @@ typedef struct {
     double allreduce_ms;      /* time inside the TP all-reduces, summed over calls */
     int64_t allreduces;       /* how many */
     int64_t allreduce_bytes;  /* payload summed over calls (fitting latency + bytes / bandwidth) */
+    /* Captured steps (AUGUR_CUDA_GRAPHS=1 on a backend with caps.graphs, no TP group):
+     * each (rows, first logits row) runs once uncaptured, then is captured and replayed
+     * with its position read from pos (device) when it runs. */
+    bool graphs;
+    int graph_rows;           /* steps of up to this many rows are captured */
+    int32_t *pos;             /* [1] device: the step's first position */
+    void **graph;             /* [(graph_rows + 1)^2]: captured steps by key */
+    unsigned char *graph_ran; /* [same]: the step ran uncaptured (its scratch is sized) */
+    int64_t graph_replays, graph_captures;
 } forward_ctx;
 
 /* be: the backend the model's weights live in (NULL: a CPU backend with `threads`
- * threads, owned by the context). tp may be NULL. */
+ * threads, owned by the context). tp may be NULL. Captured steps are on when the
+ * environment has AUGUR_CUDA_GRAPHS=1, the backend can capture and there is no TP group
+ * (the collectives synchronise with the host). */
 augur_status forward_init(forward_ctx *f, const model *m, augur_backend *be, collectives *tp, int threads,
                           int max_tokens, int max_seq, augur_error *err);
 void forward_free(forward_ctx *f);

@@ -51,6 +51,14 @@ typedef struct {
      * made or reused the split. NCCL writes only matmul outputs between operations, and a
      * matmul whose output overlaps its x does not keep the split. */
     uint64_t op_seq, split_seq;
+    /* step capture: the bound position (NULL: none) and the most positions the cache
+     * holds; capturing while a stream capture is open; scratch_gen moves whenever a
+     * scratch buffer is reallocated, so that a captured step using the old one is known
+     * stale */
+    const int32_t *pos_dev;
+    int pos_max;
+    bool capturing;
+    uint64_t scratch_gen;
     const float *split_x;
     int split_n;
     int64_t split_cols;
@@ -81,7 +89,7 @@ static augur_status check(cuda_ctx *c, cudaError_t rc, const char *what, augur_e
 /* After a kernel launch: the launch's status and, under AUGUR_CUDA_SYNC, the kernel's own. */
 static augur_status launched(cuda_ctx *c, cudaError_t rc, const char *kernel, augur_error *err)
 {
-    if (rc == cudaSuccess && c->sync_each)
+    if (rc == cudaSuccess && c->sync_each && !c->capturing)
         rc = cudaStreamSynchronize(c->stream);
     return check(c, rc, kernel, err);
 }
@@ -89,7 +97,7 @@ static augur_status launched(cuda_ctx *c, cudaError_t rc, const char *kernel, au
 static augur_status blas_check(cuda_ctx *c, cublasStatus_t st, const char *what, augur_error *err)
 {
     if (st == CUBLAS_STATUS_SUCCESS)
-        return c->sync_each ? check(c, cudaStreamSynchronize(c->stream), what, err) : AUGUR_OK;
+        return c->sync_each && !c->capturing ? check(c, cudaStreamSynchronize(c->stream), what, err) : AUGUR_OK;
     return augur_fail(err, st == CUBLAS_STATUS_ALLOC_FAILED ? AUGUR_E_NOMEM : AUGUR_E_INTERNAL,
                       "cuda backend (device %d): %s: %s (%s)", c->device, what, cublasGetStatusString(st),
                       cublasGetStatusName(st));
@@ -102,6 +110,9 @@ static augur_status grow_scratch(cuda_ctx *c, void **buf, size_t *have, size_t n
 {
     if (need <= *have)
         return AUGUR_OK;
+    if (c->capturing) /* the caller runs each step once uncaptured first, so this is a bug */
+        return augur_fail(err, AUGUR_E_INTERNAL, "cuda backend: %s: scratch grew during a step capture", what);
+    c->scratch_gen++;
     augur_status st = check(c, cudaStreamSynchronize(c->stream), what, err);
     if (st)
         return st;
@@ -441,8 +452,8 @@ static augur_status cuda_rope(augur_backend *be, float *x, int n, int n_heads, i
     if (head_dim <= 0 || head_dim % 2 || start_pos < 0)
         return augur_fail(err, AUGUR_E_INTERNAL, "cuda backend: rope with head_dim %d, start_pos %d", head_dim,
                           start_pos);
-    return launched(c, cuk_rope(c->stream, x, n, n_heads, head_dim, start_pos, inv_freq, (int)pairs), "rope kernel",
-                    err);
+    return launched(c, cuk_rope(c->stream, x, n, n_heads, head_dim, start_pos, c->pos_dev, inv_freq, (int)pairs),
+                    "rope kernel", err);
 }
 
 /* Positions per split: about two blocks per multiprocessor over all (row, head) pairs,
@@ -480,18 +491,23 @@ static augur_status cuda_attention(augur_backend *be, float *out, const float *q
                           start_pos, n_heads, n_kv_heads, head_dim);
     const int max_len = start_pos + n;
     const bool grouped_fits = cuk_attention_grouped_smem(head_dim) <= c->smem_optin;
-    if (grouped_fits && (c->paths.attention == CUDA_ATTN_GROUPED ||
+    if (c->pos_dev && (!grouped_fits || n > CUK_INVARIANT_ROWS || max_len > c->pos_max))
+        return augur_fail(err, AUGUR_E_INTERNAL,
+                          "cuda backend: a captured step's attention needs the grouped kernel (head_dim %d, %d rows, "
+                          "positions up to %d of %d)",
+                          head_dim, n, max_len, c->pos_max);
+    if (grouped_fits && (c->pos_dev || c->paths.attention == CUDA_ATTN_GROUPED ||
                          (c->paths.attention == CUDA_ATTN_AUTO && n <= CUK_INVARIANT_ROWS))) {
         _Static_assert(CUK_ATT_GROUP_CHUNK == CUK_ATT_INVARIANT_CHUNK, "one invariant chunk");
-        const int splits = (max_len + CUK_ATT_GROUP_CHUNK - 1) / CUK_ATT_GROUP_CHUNK;
+        const int splits = ((c->pos_dev ? c->pos_max : max_len) + CUK_ATT_GROUP_CHUNK - 1) / CUK_ATT_GROUP_CHUNK;
         const size_t need = cuk_attention_split_scratch(n, n_heads, head_dim, splits) * sizeof(float);
         augur_status st =
             grow_scratch(c, &c->att_scratch, &c->att_scratch_bytes, need, "attention (grouped scratch)", err);
         if (st)
             return st;
         return launched(c,
-                        cuk_attention_grouped(c->stream, out, q, n, start_pos, n_heads, n_kv_heads, head_dim, k_cache,
-                                              v_cache, c->att_scratch),
+                        cuk_attention_grouped(c->stream, out, q, n, start_pos, c->pos_dev, c->pos_max, n_heads,
+                                              n_kv_heads, head_dim, k_cache, v_cache, c->att_scratch),
                         "attention (grouped + combine kernels)", err);
     }
     const bool fits = cuk_attention_single_smem(max_len, head_dim) <= c->smem_optin;
@@ -609,6 +625,98 @@ static void cuda_device_name(augur_backend *be, char *name, size_t len)
     backend_cuda_device_name(ctx_of(be)->device, name, len);
 }
 
+static augur_status cuda_store_rows(augur_backend *be, float *base, const float *src, int64_t row_floats, int n,
+                                    int start_row, augur_error *err)
+{
+    cuda_ctx *c = ctx_of(be);
+    c->op_seq++;
+    if (n <= 0 || row_floats <= 0)
+        return AUGUR_OK;
+    if (!c->pos_dev)
+        return copy_async(c, base + (int64_t)start_row * row_floats, src, (size_t)n * (size_t)row_floats * sizeof(float),
+                          cudaMemcpyDeviceToDevice, "store_rows (cudaMemcpyAsync)", err);
+    if (start_row + n > c->pos_max)
+        return augur_fail(err, AUGUR_E_INTERNAL, "cuda backend: store_rows past the bound %d positions", c->pos_max);
+    return launched(c, cuk_store_rows(c->stream, base, src, row_floats, n, start_row, c->pos_dev), "store_rows kernel",
+                    err);
+}
+
+static augur_status cuda_bind_position(augur_backend *be, const int32_t *dev_pos, int max_positions, augur_error *err)
+{
+    cuda_ctx *c = ctx_of(be);
+    c->op_seq++;
+    if (dev_pos && max_positions <= 0)
+        return augur_fail(err, AUGUR_E_INTERNAL, "cuda backend: bind_position with %d positions", max_positions);
+    c->pos_dev = dev_pos;
+    c->pos_max = dev_pos ? max_positions : 0;
+    return AUGUR_OK;
+}
+
+/* A captured step and the scratch generation it was captured against. */
+typedef struct {
+    cudaGraphExec_t exec;
+    uint64_t scratch_gen;
+} cuda_graph;
+
+static augur_status cuda_graph_begin(augur_backend *be, augur_error *err)
+{
+    cuda_ctx *c = ctx_of(be);
+    c->op_seq++;
+    augur_status st = check(c, cudaStreamBeginCapture(c->stream, cudaStreamCaptureModeThreadLocal),
+                            "graph_begin (cudaStreamBeginCapture)", err);
+    c->capturing = !st;
+    return st;
+}
+
+static augur_status cuda_graph_end(augur_backend *be, void **graph, augur_error *err)
+{
+    cuda_ctx *c = ctx_of(be);
+    c->op_seq++;
+    c->capturing = false;
+    cudaGraph_t g = NULL;
+    cudaError_t rc = cudaStreamEndCapture(c->stream, &g);
+    if (!graph || rc != cudaSuccess) {
+        if (g)
+            cudaGraphDestroy(g);
+        cudaGetLastError(); /* a discarded capture's error is the caller's, already reported */
+        return graph ? cuda_fail(err, c, rc, "graph_end (cudaStreamEndCapture)") : AUGUR_OK;
+    }
+    *graph = NULL;
+    cuda_graph *cg = calloc(1, sizeof *cg);
+    if (!cg) {
+        cudaGraphDestroy(g);
+        return augur_fail(err, AUGUR_E_NOMEM, "cuda backend: graph_end: out of memory");
+    }
+    rc = cudaGraphInstantiate(&cg->exec, g, 0);
+    cudaGraphDestroy(g);
+    if (rc != cudaSuccess) {
+        free(cg);
+        return cuda_fail(err, c, rc, "graph_end (cudaGraphInstantiate)");
+    }
+    cg->scratch_gen = c->scratch_gen;
+    *graph = cg;
+    return AUGUR_OK;
+}
+
+static augur_status cuda_graph_launch(augur_backend *be, void *graph, bool *stale, augur_error *err)
+{
+    cuda_ctx *c = ctx_of(be);
+    c->op_seq++;
+    cuda_graph *cg = graph;
+    *stale = cg->scratch_gen != c->scratch_gen;
+    if (*stale)
+        return AUGUR_OK;
+    return launched(c, cudaGraphLaunch(cg->exec, c->stream), "graph_launch (cudaGraphLaunch)", err);
+}
+
+static void cuda_graph_free(augur_backend *be, void *graph)
+{
+    (void)be;
+    cuda_graph *cg = graph;
+    cudaGraphExecDestroy(cg->exec);
+    free(cg);
+}
+
 static const augur_backend_iface cuda_iface = {
     .destroy = cuda_destroy,
     .alloc = cuda_alloc,
@@ -630,6 +738,12 @@ static const augur_backend_iface cuda_iface = {
     .softmax = cuda_softmax,
     .argmax = cuda_argmax,
     .sample_probs = cuda_sample_probs,
+    .bind_position = cuda_bind_position,
+    .store_rows = cuda_store_rows,
+    .graph_begin = cuda_graph_begin,
+    .graph_end = cuda_graph_end,
+    .graph_launch = cuda_graph_launch,
+    .graph_free = cuda_graph_free,
     .memory_info = cuda_memory_info,
     .stream = cuda_stream,
     .device_name = cuda_device_name,
@@ -709,7 +823,7 @@ augur_status backend_cuda_create(augur_backend **out, int device, augur_error *e
     else if (mm && !strcmp(mm, "cublas"))
         c->paths.matmul = CUDA_MATMUL_CUBLAS;
     be->name = "cuda";
-    be->caps = (augur_backend_caps){.stream = true, .memory_info = true};
+    be->caps = (augur_backend_caps){.stream = true, .memory_info = true, .graphs = true};
     be->device = device;
     be->iface = cuda_iface;
     be->ctx = c;

@@ -180,9 +180,11 @@ __global__ void __launch_bounds__(ATT_THREADS)
 }
 
 __global__ void __launch_bounds__(ATT_THREADS)
-    att_combine_kernel(float *__restrict__ out, const float *__restrict__ scratch, int start_pos, int n_heads,
-                       int head_dim, int chunk, int max_splits)
+    att_combine_kernel(float *__restrict__ out, const float *__restrict__ scratch, int start_pos,
+                       const int *__restrict__ pos_dev, int n_heads, int head_dim, int chunk, int max_splits)
 {
+    if (pos_dev)
+        start_pos = *pos_dev;
     const int h = blockIdx.x, i = blockIdx.y;
     const int len = start_pos + i + 1;
     const int splits = (len + chunk - 1) / chunk;
@@ -220,7 +222,7 @@ extern "C" cudaError_t cuk_attention_split(cudaStream_t stream, float *out, cons
     if (rc != cudaSuccess)
         return rc;
     att_combine_kernel<<<dim3((unsigned)n_heads, (unsigned)n), ATT_THREADS, 0, stream>>>(
-        out, scratch, start_pos, n_heads, head_dim, chunk, max_splits);
+        out, scratch, start_pos, nullptr, n_heads, head_dim, chunk, max_splits);
     return cudaGetLastError();
 }
 
@@ -253,10 +255,12 @@ extern "C" size_t cuk_attention_grouped_smem(int head_dim)
 }
 
 __global__ void __launch_bounds__(ATT_GROUP_WARPS * 32)
-    att_grouped_kernel(float *__restrict__ scratch, const float *__restrict__ q, int n, int start_pos, int n_heads,
-                       int n_kv_heads, int head_dim, const float *__restrict__ kc, const float *__restrict__ vc,
-                       float scale, int max_splits)
+    att_grouped_kernel(float *__restrict__ scratch, const float *__restrict__ q, int n, int start_pos,
+                       const int *__restrict__ pos_dev, int n_heads, int n_kv_heads, int head_dim,
+                       const float *__restrict__ kc, const float *__restrict__ vc, float scale, int max_splits)
 {
+    if (pos_dev) /* a captured step: the grid covers every position the cache holds */
+        start_pos = *pos_dev;
     extern __shared__ float sm[];
     const int ks = att_group_kstride(head_dim);
     float *kt = sm;                                   /* [chunk][ks] */
@@ -325,12 +329,14 @@ __global__ void __launch_bounds__(ATT_GROUP_WARPS * 32)
 }
 
 extern "C" cudaError_t cuk_attention_grouped(cudaStream_t stream, float *out, const float *q, int n, int start_pos,
-                                             int n_heads, int n_kv_heads, int head_dim, const float *k_cache,
-                                             const float *v_cache, float *scratch)
+                                             const int *pos_dev, int max_positions, int n_heads, int n_kv_heads,
+                                             int head_dim, const float *k_cache, const float *v_cache, float *scratch)
 {
     const size_t smem = cuk_attention_grouped_smem(head_dim);
     const float scale = 1.0f / sqrtf((float)head_dim);
-    const int max_splits = (start_pos + n + ATT_GROUP_CHUNK - 1) / ATT_GROUP_CHUNK;
+    /* The splits a row may have: from its position, or (position read at run time) from
+     * the most the cache holds; blocks past the rows' end return at once. */
+    const int max_splits = ((pos_dev ? max_positions : start_pos + n) + ATT_GROUP_CHUNK - 1) / ATT_GROUP_CHUNK;
     static size_t opted; /* as in cuk_attention_single */
     if (smem > 48 * 1024 && smem > opted) {
         const cudaError_t rc =
@@ -340,11 +346,11 @@ extern "C" cudaError_t cuk_attention_grouped(cudaStream_t stream, float *out, co
         opted = smem;
     }
     att_grouped_kernel<<<dim3((unsigned)max_splits, (unsigned)n_kv_heads), ATT_GROUP_WARPS * 32, smem, stream>>>(
-        scratch, q, n, start_pos, n_heads, n_kv_heads, head_dim, k_cache, v_cache, scale, max_splits);
+        scratch, q, n, start_pos, pos_dev, n_heads, n_kv_heads, head_dim, k_cache, v_cache, scale, max_splits);
     cudaError_t rc = cudaGetLastError();
     if (rc != cudaSuccess)
         return rc;
     att_combine_kernel<<<dim3((unsigned)n_heads, (unsigned)n), ATT_THREADS, 0, stream>>>(
-        out, scratch, start_pos, n_heads, head_dim, ATT_GROUP_CHUNK, max_splits);
+        out, scratch, start_pos, pos_dev, n_heads, head_dim, ATT_GROUP_CHUNK, max_splits);
     return cudaGetLastError();
 }

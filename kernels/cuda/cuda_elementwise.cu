@@ -83,8 +83,11 @@ extern "C" cudaError_t cuk_rmsnorm(cudaStream_t stream, float *out, const float 
 /* One block per row: cos/sin of each frequency at the row's position into shared
  * memory (as the CPU, angle = float(pos) * inv_freq[i]), then every (head, pair). */
 __global__ void __launch_bounds__(ROPE_THREADS)
-    rope_kernel(float *x, int n_heads, int head_dim, int start_pos, const float *__restrict__ inv_freq, int pairs)
+    rope_kernel(float *x, int n_heads, int head_dim, int start_pos, const int *__restrict__ pos_dev,
+                const float *__restrict__ inv_freq, int pairs)
 {
+    if (pos_dev) /* a captured step reads its position when it runs */
+        start_pos = *pos_dev;
     extern __shared__ float cs[]; /* [half] cos, then [half] sin */
     const int half = head_dim / 2;
     float *sn = cs + half;
@@ -109,10 +112,10 @@ __global__ void __launch_bounds__(ROPE_THREADS)
 }
 
 extern "C" cudaError_t cuk_rope(cudaStream_t stream, float *x, int n, int n_heads, int head_dim, int start_pos,
-                                const float *inv_freq, int pairs)
+                                const int *pos_dev, const float *inv_freq, int pairs)
 {
     const size_t smem = (size_t)(head_dim / 2) * 2 * sizeof(float);
-    rope_kernel<<<n, ROPE_THREADS, smem, stream>>>(x, n_heads, head_dim, start_pos, inv_freq, pairs);
+    rope_kernel<<<n, ROPE_THREADS, smem, stream>>>(x, n_heads, head_dim, start_pos, pos_dev, inv_freq, pairs);
     return cudaGetLastError();
 }
 
@@ -175,5 +178,24 @@ __global__ void add_kernel(float *out, const float *a, const float *b, int64_t c
 extern "C" cudaError_t cuk_add(cudaStream_t stream, float *out, const float *a, const float *b, int64_t count)
 {
     add_kernel<<<cuk_blocks_for(count, 256), 256, 0, stream>>>(out, a, b, count);
+    return cudaGetLastError();
+}
+
+/* Row i of src (row_floats each) to row start + i of base, start = *pos_dev when given:
+ * the KV cache append of a captured step, whose position is known only when it runs. */
+__global__ void store_rows_kernel(float *__restrict__ base, const float *__restrict__ src, int64_t row_floats, int n,
+                                  int start, const int *__restrict__ pos_dev)
+{
+    const int64_t first = (int64_t)(pos_dev ? *pos_dev : start) * row_floats;
+    const int64_t total = (int64_t)n * row_floats;
+    for (int64_t i = (int64_t)blockIdx.x * blockDim.x + threadIdx.x; i < total; i += (int64_t)gridDim.x * blockDim.x)
+        base[first + i] = src[i];
+}
+
+extern "C" cudaError_t cuk_store_rows(cudaStream_t stream, float *base, const float *src, int64_t row_floats, int n,
+                                      int start, const int *pos_dev)
+{
+    const int64_t total = (int64_t)n * row_floats;
+    store_rows_kernel<<<cuk_blocks_for(total, 256), 256, 0, stream>>>(base, src, row_floats, n, start, pos_dev);
     return cudaGetLastError();
 }

@@ -53,8 +53,7 @@ cudaError_t cuk_rmsnorm(cudaStream_t stream, float *out, const float *x, const f
 
 /* pairs: 0 = half (Hugging Face), 1 = adjacent (llama2.c), as rope_pairing. */
 cudaError_t cuk_rope(cudaStream_t stream, float *x, int n, int n_heads, int head_dim, int start_pos,
-                     const float *inv_freq, int pairs);
-
+                     const int *pos_dev, const float *inv_freq, int pairs);
 /* Bytes of dynamic shared memory cuk_attention_single needs for a context of max_len. */
 size_t cuk_attention_single_smem(int max_len, int head_dim);
 
@@ -82,10 +81,14 @@ size_t cuk_attention_grouped_smem(int head_dim);
 /* Split attention over chunks of 64 absolute positions, one block per (chunk, KV head)
  * serving all its query heads and rows from K and V staged once (scratch: as
  * cuk_attention_split with max_splits = ceil((start_pos + n) / 64)); then the combine. */
-cudaError_t cuk_attention_grouped(cudaStream_t stream, float *out, const float *q, int n, int start_pos, int n_heads,
-                                  int n_kv_heads, int head_dim, const float *k_cache, const float *v_cache,
-                                  float *scratch);
+cudaError_t cuk_attention_grouped(cudaStream_t stream, float *out, const float *q, int n, int start_pos,
+                                  const int *pos_dev, int max_positions, int n_heads, int n_kv_heads, int head_dim,
+                                  const float *k_cache, const float *v_cache, float *scratch);
 
+/* Rows 0..n-1 of src (row_floats each) to rows start..start+n-1 of base; with pos_dev,
+ * start is read from device memory when the kernel runs (a captured step). */
+cudaError_t cuk_store_rows(cudaStream_t stream, float *base, const float *src, int64_t row_floats, int n, int start,
+                           const int *pos_dev);
 cudaError_t cuk_swiglu(cudaStream_t stream, float *out, const float *gate, const float *up, int64_t count);
 
 cudaError_t cuk_embedding(cudaStream_t stream, float *out, const void *table, int dtype, int64_t vocab,

@@ -114,6 +114,11 @@ typedef struct {
     int32_t *out_tokens;     /* may be NULL; capacity max_tokens */
     spec_trace_fn trace;     /* may be NULL */
     void *trace_user;
+    /* Serving: called after every round with the stats so far (text of the round already
+     * written to sink). Returning true ends the request after this round, as a stop
+     * token would (a client gone, a stop string matched). May be NULL. */
+    bool (*on_round)(void *user, const spec_stats *stats);
+    void *round_user;
 } spec_output;
 
 /* Builds the engine for this rank: target ranks load their shard of target_path,

@@ -225,6 +225,9 @@ static augur_status leader_round(leader_state *s, bool *finished, augur_error *e
     }
     *finished = s->stats->hit_eos || s->stats->generated >= s->opts->max_tokens ||
                 s->len >= e->max_context;
+    /* The finishing verdict is what releases the draft, so the caller's stop travels in it. */
+    if (s->out->on_round && s->out->on_round(s->out->round_user, s->stats))
+        *finished = true;
     wire_verdict v = {.request_id = s->request_id, .round = s->round, .accepted = (uint32_t)(n_new - 1),
                       .next_token = new_tokens[n_new - 1], .finished = *finished, .new_length = (uint32_t)s->len};
     wire_command acc = {.kind = WIRE_CMD_ACCEPT, .request_id = s->request_id, .round = s->round, .accept = v};

@@ -1,13 +1,21 @@
 #!/usr/bin/env bash
 # Builds augur with the CUDA backend on the GPU machine (Ubuntu 24.04, no protobuf-c,
-# jansson, oniguruma, utf8proc or cmocka installed, no network): the Debian 12 packages
-# carried in .debs/ (libonig5 and libonig-dev among them) are unpacked into /opt/pb and
-# found through pkg-config there.
+# jansson, oniguruma, utf8proc, libmicrohttpd or cmocka installed, no network): the Debian
+# 12 packages carried in .debs/ (libonig5, libonig-dev, libmicrohttpd12, libmicrohttpd-dev
+# and jq among them) are unpacked into /opt/pb and found through pkg-config there.
+# Fetch them once on a Debian 12 machine (and pass .debs as carried files):
+#   mkdir -p .debs && cd .debs && apt-get download libprotobuf-c1 libprotobuf-c-dev \
+#     protobuf-c-compiler libprotoc32 libprotobuf32 libjansson4 libjansson-dev libcmocka0 \
+#     libcmocka-dev libutf8proc2 libutf8proc-dev libzstd-dev libzstd1 zlib1g-dev libonig5 \
+#     libonig-dev libmicrohttpd12 libmicrohttpd-dev jq libjq1
 #   usage: bash tools/gpu/build.sh [BUILD_DIR]
 set -euo pipefail
 cd "$(dirname "$0")/../.."
 build=${1:-build-gpu}
 for f in .debs/*.deb; do dpkg -x "$f" /opt/pb; done
+# libmicrohttpd.pc names gnutls for static links only; the machine has the gnutls runtime
+# that libmicrohttpd12 loads but no gnutls.pc, which pkg-config would otherwise demand.
+sed -i '/^Requires.private:/d' /opt/pb/usr/lib/x86_64-linux-gnu/pkgconfig/libmicrohttpd.pc
 export PKG_CONFIG_SYSROOT_DIR=/opt/pb
 export PKG_CONFIG_LIBDIR=/opt/pb/usr/lib/x86_64-linux-gnu/pkgconfig:/opt/pb/usr/share/pkgconfig
 export LD_LIBRARY_PATH=/opt/pb/usr/lib/x86_64-linux-gnu:${LD_LIBRARY_PATH:-}
