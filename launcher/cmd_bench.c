@@ -458,6 +458,7 @@ static augur_status run_bench(const bench_cli *cli, augur_error *err)
     free(times);
     free(logits);
     free(ids);
+    forward_report_graphs(&fwd, "bench");
     forward_free(&fwd);
     kv_cache_free(&kv);
     model_free(&m);

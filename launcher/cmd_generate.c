@@ -325,6 +325,7 @@ static int run_single(const generate_cli *cli, augur_error *err)
                 plural(stats.generated_tokens), stats.hit_eos ? " (eos)" : "", stats.prefill_ms, tps, where);
     }
     free(prompt);
+    forward_report_graphs(&fwd, "generate");
     forward_free(&fwd);
     kv_cache_free(&kv);
     tokenizer_free(tok);

@@ -1,5 +1,6 @@
 #include "runtime/forward.h"
 
+#include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
 #include <time.h>
@@ -136,6 +137,13 @@ void forward_free(forward_ctx *f)
     }
     free(f->stage);
     memset(f, 0, sizeof *f);
+}
+
+void forward_report_graphs(const forward_ctx *f, const char *who)
+{
+    if (f->graphs)
+        fprintf(stderr, "augur: %s: captured steps: %lld captures, %lld replays\n", who, (long long)f->graph_captures,
+                (long long)f->graph_replays);
 }
 
 /* Adds a row-parallel projection's partial result, summed over the TP group, into x. */

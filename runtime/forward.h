@@ -56,6 +56,10 @@ augur_status forward_init(forward_ctx *f, const model *m, augur_backend *be, col
                           int max_tokens, int max_seq, augur_error *err);
 void forward_free(forward_ctx *f);
 
+/* When captured steps are on: one stderr line "augur: WHO: captured steps: N captures, M
+ * replays" (what a run's figures owe to them, and proof that they ran). */
+void forward_report_graphs(const forward_ctx *f, const char *who);
+
 /* Bytes of backend memory forward_init allocates for these limits (memory plans). */
 size_t forward_workspace_bytes(const model *m, int max_tokens);
 

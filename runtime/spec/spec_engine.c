@@ -237,6 +237,9 @@ void spec_engine_free(spec_engine *e)
     free(e->gather_buf);
     free(e->gather_counts);
     if (e->has_model) {
+        char who[48];
+        snprintf(who, sizeof who, "rank %d (%s)", e->world_rank, e->role == SPEC_ROLE_TARGET ? "target" : "draft");
+        forward_report_graphs(&e->fwd, who);
         forward_free(&e->fwd);
         kv_cache_free(&e->kv);
         model_free(&e->m);

@@ -1,0 +1,54 @@
+#!/usr/bin/env bash
+# Captured steps (AUGUR_CUDA_GRAPHS=1, runtime/forward.c run_captured): every step of up to
+# 80 rows runs once uncaptured, then as a CUDA graph replayed with its position read from
+# device memory. The output must not change by a bit: the shipped target alone, greedy, 10
+# held-out prompts x 48 tokens with and without graphs; speculative (draft sharing the GPU)
+# with graphs == target-only without; and a 1B-shape dummy model at context 600 and 3000
+# with gamma 8 (verification width 9, chunks on both sides of a split edge). Each graph run
+# must report captures and replays, so a silent fallback to uncaptured steps fails.
+set -euo pipefail
+source "$(dirname "$0")/../lib.sh"
+gpu_test
+make_tmp
+head -n 10 "$MODELS/heldout_prompts.txt" >"$tmp/prompts.txt"
+replays() { sed -n 's/.*captured steps: \([0-9]*\) captures, \([0-9]*\) replays.*/\1 \2/p' "$1" | head -n 1; }
+need_replays() { # ERRFILE WHAT
+  local r
+  r=$(replays "$1")
+  [ -n "$r" ] && [ "${r#* }" -gt 0 ] || fail "$2: no captured step was replayed ($(grep -m1 'captured steps' "$1" || echo 'no report'))"
+}
+
+one=("$AUGUR_BIN" generate --device cuda --model "$MODELS/target" --prompts-file "$tmp/prompts.txt" --max-tokens 48 --ids-only)
+run_to "$tmp/plain" "${one[@]}"
+AUGUR_CUDA_GRAPHS=1 run_to "$tmp/graphs" "${one[@]}"
+need_replays "$tmp/graphs.err" "single process"
+cmp -s "$tmp/plain" "$tmp/graphs" || fail "single process: graphs changed the output
+$(diff "$tmp/plain" "$tmp/graphs" | head -n 6)"
+echo "ok: shipped target, 10 prompts x 48 tokens: graphs == no graphs ($(replays "$tmp/graphs.err") captures/replays)"
+
+# mpirun's ranks on this host inherit its environment
+dist=(mpirun_n 2 "$AUGUR_BIN" generate --device cuda --target "$MODELS/target" --prompts-file "$tmp/prompts.txt"
+      --max-tokens 48 --ids-only --threads 1)
+run_to "$tmp/base" "${dist[@]}" --no-speculation
+AUGUR_CUDA_GRAPHS=1 run_to "$tmp/spec" "${dist[@]}" --draft "$MODELS/draft" --gamma 4
+need_replays "$tmp/spec.err" "speculative"
+grep -q "rank 1 (draft): captured steps" "$tmp/spec.err" || fail "the draft rank did not capture its steps"
+cmp -s "$tmp/base" "$tmp/spec" || fail "speculative with graphs differs from target-only without
+$(diff "$tmp/base" "$tmp/spec" | head -n 6)"
+cmp -s "$tmp/base" "$tmp/plain" || fail "target-only over MPI ranks differs from the single process"
+echo "ok: shipped pair, speculative with graphs == target-only without"
+
+bash "$AUGUR_SOURCE_DIR/tools/gpu/dummy_config.sh" 1b "$tmp/1b" >/dev/null
+ids() { awk -v n="$1" 'BEGIN { srand(11); for (i = 0; i < n; i++) printf "%s%d", (i ? " " : ""), 1000 + int(rand() * 100000) }'; }
+for ctx in 600 3000; do
+  run=(mpirun_n 2 "$AUGUR_BIN" generate --device cuda --load-format dummy --target "$tmp/1b" --prompt-ids "$(ids "$ctx")"
+       --max-tokens 24 --max-context 4096 --ids-only --threads 1)
+  run_to "$tmp/b.$ctx" "${run[@]}" --no-speculation
+  AUGUR_CUDA_GRAPHS=1 run_to "$tmp/g.$ctx" "${run[@]}" --no-speculation
+  AUGUR_CUDA_GRAPHS=1 run_to "$tmp/s.$ctx" "${run[@]}" --draft-layers 2 --gamma 8
+  need_replays "$tmp/g.$ctx.err" "1B shape, context $ctx"
+  cmp -s "$tmp/b.$ctx" "$tmp/g.$ctx" || fail "1B shape, context $ctx: target-only with graphs differs from without"
+  cmp -s "$tmp/b.$ctx" "$tmp/s.$ctx" || fail "1B shape, context $ctx: speculative (gamma 8) with graphs differs"
+  echo "ok: 1B shape, context $ctx: graphs == no graphs, target-only and speculative gamma 8"
+done
+echo "PASS"
