@@ -184,6 +184,7 @@ for net in $(split "$net_list"); do for delay in $(split "$delay_list"); do for 
   skip=""
   if [ "$net" = shm ] && [ "$nodes" != 1 ]; then skip="shm is one node; nodes > 1 need --net netns"
   elif [ "$net" != netns ] && { [ "$delay" != 0 ] || [ "$rate" != none ]; }; then skip="delay and rate need --net netns"
+  elif [ "$net" = sim ] && [ "$nodes" = 1 ]; then skip="one simulated node is the shm cell (one node)"
   elif [ "$nodes" -gt $((tp + 1)) ]; then skip="more nodes than the $((tp + 1)) ranks of a group"
   fi
   cells+=("$tp $replicas $rule $gamma $acc $nodes $net $delay $rate|$skip")
@@ -258,8 +259,9 @@ for c in "${cells[@]}"; do
     gen+=(--draft "$draft" --load-format dummy --synthetic-acceptance "$acc" --tokenizer "$target/tokenizer.json")
   fi
   [ "$net" != sim ] || gen+=(--simulate-hosts "$nodes")
-  # One GPU, several target ranks, no simulated node boundary between them: NCCL would refuse.
-  if [ "$AUGUR_DEVICE" = cuda ] && ((tp > 1)) && { [ "$net" != sim ] || ((nodes == 1)); }; then
+  # One GPU, several target ranks of one node (no simulated boundary between them): NCCL
+  # refuses them, and placement lets them share the GPU only over MPI.
+  if [ "$AUGUR_DEVICE" = cuda ] && ((tp > 1)) && [ "$net" != sim ]; then
     gen+=(--tp-comm mpi)
   fi
   [ "$baseline" = 0 ] || gen+=(--compare-baseline)

@@ -18,13 +18,20 @@ need_replays() { # ERRFILE WHAT
   [ -n "$r" ] && [ "${r#* }" -gt 0 ] || fail "$2: no captured step was replayed ($(grep -m1 'captured steps' "$1" || echo 'no report'))"
 }
 
-one=("$AUGUR_BIN" generate --device cuda --model "$MODELS/target" --prompts-file "$tmp/prompts.txt" --max-tokens 48 --ids-only)
-run_to "$tmp/plain" "${one[@]}"
-AUGUR_CUDA_GRAPHS=1 run_to "$tmp/graphs" "${one[@]}"
-need_replays "$tmp/graphs.err" "single process"
+# single process: one prompt a run (--prompts-file is distributed mode's)
+: >"$tmp/plain"
+: >"$tmp/graphs"
+while IFS= read -r line; do
+  one=("$AUGUR_BIN" generate --device cuda --model "$MODELS/target" --prompt "$line" --max-tokens 48 --ids-only)
+  run_to "$tmp/p1" "${one[@]}"
+  AUGUR_CUDA_GRAPHS=1 run_to "$tmp/g1" "${one[@]}"
+  need_replays "$tmp/g1.err" "single process"
+  cat "$tmp/p1" >>"$tmp/plain"
+  cat "$tmp/g1" >>"$tmp/graphs"
+done <"$tmp/prompts.txt"
 cmp -s "$tmp/plain" "$tmp/graphs" || fail "single process: graphs changed the output
 $(diff "$tmp/plain" "$tmp/graphs" | head -n 6)"
-echo "ok: shipped target, 10 prompts x 48 tokens: graphs == no graphs ($(replays "$tmp/graphs.err") captures/replays)"
+echo "ok: shipped target, 10 prompts x 48 tokens: graphs == no graphs ($(replays "$tmp/g1.err") captures/replays, last prompt)"
 
 # mpirun's ranks on this host inherit its environment
 dist=(mpirun_n 2 "$AUGUR_BIN" generate --device cuda --target "$MODELS/target" --prompts-file "$tmp/prompts.txt"
