@@ -6,6 +6,7 @@
 #include <unistd.h>
 
 #include "launcher/args.h"
+#include "launcher/dist_util.h"
 #include "launcher/generate_cli.h"
 #include "launcher/model_files.h"
 #include "comm/liveness.h"
@@ -33,27 +34,6 @@ static void write_stdout(void *user, const char *text, size_t len)
     (void)user;
     fwrite(text, 1, len, stdout);
     fflush(stdout);
-}
-
-/* A failure once ranks are serving: log, then end every rank of every replica (DESIGN §8). */
-static void die(int rank, const augur_error *err)
-{
-    fprintf(stderr, "augur: rank %d: %s\n", rank, err->message);
-    fflush(stderr);
-    int code = augur_exit_code(err->code);
-    MPI_Abort(MPI_COMM_WORLD, code ? code : 1);
-    exit(code ? code : 1);
-}
-
-static int default_threads(int world_size)
-{
-    int ncpu = online_cpus();
-    const char *local = getenv("OMPI_COMM_WORLD_LOCAL_SIZE");
-    int ranks_here = local ? atoi(local) : world_size;
-    if (ranks_here < 1)
-        ranks_here = 1;
-    int t = ncpu / ranks_here;
-    return t < 1 ? 1 : t;
 }
 
 /* The leader's own all-reduces (it is target rank 0): what crossing ranks (or nodes) costs. */
@@ -348,18 +328,18 @@ static int serve_role(const generate_cli *cli, spec_engine *e, const comm_layout
             fprintf(stderr, "augur: %s\n", err.message);
             augur_error stop_err = {0};
             if (spec_leader_stop(e, &stop_err))
-                die(layout->job_rank, &stop_err);
+                dist_die(layout->job_rank, &stop_err);
             rc = 2;
         } else if (st) {
-            die(layout->job_rank, &err);
+            dist_die(layout->job_rank, &err);
         } else if ((st = spec_leader_stop(e, &err))) {
-            die(layout->job_rank, &err);
+            dist_die(layout->job_rank, &err);
         }
     } else if (e->role == SPEC_ROLE_TARGET) {
         if ((st = spec_target_serve(e, &err)))
-            die(layout->job_rank, &err);
+            dist_die(layout->job_rank, &err);
     } else if ((st = spec_draft_serve(e, &err))) {
-        die(layout->job_rank, &err);
+        dist_die(layout->job_rank, &err);
     }
     return rc;
 }
@@ -392,7 +372,7 @@ int run_generate_distributed(const generate_cli *cli)
         MPI_Finalize();
         return augur_exit_code(st) ? augur_exit_code(st) : 1;
     }
-    int threads = cli->threads ? cli->threads : default_threads(world_size);
+    int threads = cli->threads ? cli->threads : dist_default_threads(world_size);
     spec_engine e;
     bool load_draft = !cli->no_speculation;
     device_opts dev = cli->device;
@@ -400,7 +380,7 @@ int run_generate_distributed(const generate_cli *cli)
     st = spec_engine_init(&e, &layout, cli->target_path, cli->draft_path, cli->draft_layers, load_draft, &dev,
                           cli->max_context, &err);
     if (st && e.missed_gate)
-        die(world_rank, &err); /* a rank missed a start-up handshake: MPI_Finalize would wait for it */
+        dist_die(world_rank, &err); /* a rank missed a start-up handshake: MPI_Finalize would wait for it */
     if (st) {
         /* The rank at fault says what; the leader says which rank when it is not that rank. */
         if (layout.world_rank == 0 || !strstr(err.message, "failed to start")) {
@@ -430,10 +410,10 @@ int run_generate_distributed(const generate_cli *cli)
         replica_totals totals = {0};
         if ((st = replica_report_gather(&layout, comm_layout_is_leader(&layout) ? &report : NULL, label, &totals,
                                         &err)))
-            die(world_rank, &err);
+            dist_die(world_rank, &err);
         if (layout.job_rank == 0 && cli->stats_json_path && rc == 0 &&
             (st = stats_json_add_job(cli->stats_json_path, &totals, &err)))
-            die(world_rank, &err);
+            dist_die(world_rank, &err);
     }
     replica_report_free(&report);
     spec_engine_free(&e);

@@ -10,6 +10,7 @@
 #include <unistd.h>
 
 #include "launcher/args.h"
+#include "launcher/dist_util.h"
 #include "launcher/commands.h"
 #include "launcher/model_files.h"
 #include "runtime/serve/http_server.h"
@@ -168,27 +169,6 @@ static void on_term(int sig)
     g_term = 1;
 }
 
-/* A failure once ranks are serving: log, then end every rank (DESIGN §8). */
-static void die(int rank, const augur_error *err)
-{
-    fprintf(stderr, "augur: rank %d: %s\n", rank, err->message);
-    fflush(stderr);
-    int code = augur_exit_code(err->code);
-    MPI_Abort(MPI_COMM_WORLD, code ? code : 1);
-    exit(code ? code : 1);
-}
-
-static int default_threads(int world_size)
-{
-    int ncpu = online_cpus();
-    const char *local = getenv("OMPI_COMM_WORLD_LOCAL_SIZE");
-    int ranks_here = local ? atoi(local) : world_size;
-    if (ranks_here < 1)
-        ranks_here = 1;
-    int t = ncpu / ranks_here;
-    return t < 1 ? 1 : t;
-}
-
 static const char *default_model_name(const char *path, char *buf, size_t cap)
 {
     snprintf(buf, cap, "%s", path);
@@ -297,7 +277,7 @@ static int run_serve(const serve_cli *cli)
     }
     spec_engine e;
     device_opts dev = cli->device;
-    dev.threads = cli->threads ? cli->threads : default_threads(world_size);
+    dev.threads = cli->threads ? cli->threads : dist_default_threads(world_size);
     st = spec_engine_init(&e, &layout, cli->target_path, cli->draft_path, cli->draft_layers, !cli->no_speculation,
                           &dev, cli->max_context, &err);
     if (st) {
@@ -317,18 +297,18 @@ static int run_serve(const serve_cli *cli)
             fprintf(stderr, "augur: %s\n", err.message);
             augur_error stop_err = {0};
             if (spec_leader_stop(&e, &stop_err))
-                die(world_rank, &stop_err);
+                dist_die(world_rank, &stop_err);
             rc = augur_exit_code(st);
         } else if (st) {
-            die(world_rank, &err);
+            dist_die(world_rank, &err);
         } else if ((st = spec_leader_stop(&e, &err))) {
-            die(world_rank, &err);
+            dist_die(world_rank, &err);
         }
     } else if (e.role == SPEC_ROLE_TARGET) {
         if ((st = spec_target_serve(&e, &err)))
-            die(world_rank, &err);
+            dist_die(world_rank, &err);
     } else if ((st = spec_draft_serve(&e, &err))) {
-        die(world_rank, &err);
+        dist_die(world_rank, &err);
     }
     spec_engine_free(&e);
     comm_layout_free(&layout);

@@ -89,3 +89,22 @@ expect_fail() {
   grep -q -- "$pattern" <<<"$err" || fail "expected '$pattern' on stderr from: $*; got: $err"
   echo "ok: exit $code, '$pattern'"
 }
+
+# serve_start NAME FLAGS...: augur serve on the shipped pair (2 ranks, a free port) in the
+# background, outputs in $tmp/NAME.out and .err; waits until it listens and sets $port,
+# $pid (rank 0, which takes SIGTERM) and $mpirun. Not mpirun_n: a server outlives its
+# 120 s; this limit only ends a hang.
+serve_start() {
+  local name=$1; shift
+  ASAN_OPTIONS="${ASAN_OPTIONS:-}:detect_leaks=0" timeout 900 mpirun --oversubscribe --mca mpi_yield_when_idle 1 \
+    --bind-to none -np 2 "$AUGUR_BIN" serve --target "$MODELS/target" --draft "$MODELS/draft" --threads 1 --port 0 \
+    "$@" >"$tmp/$name.out" 2>"$tmp/$name.err" &
+  mpirun=$!
+  while ! grep -q "listening on" "$tmp/$name.out"; do
+    kill -0 "$mpirun" 2>/dev/null || fail "augur serve exited before listening: $(tail -n 20 "$tmp/$name.err")"
+    sleep 0.2
+  done
+  port=$(sed -n 's/.*http:\/\/127.0.0.1:\([0-9]*\) .*/\1/p' "$tmp/$name.out")
+  pid=$(sed -n 's/.*rank 0 pid \([0-9]*\).*/\1/p' "$tmp/$name.out")
+  echo "server $name on port $port (rank 0 pid $pid)"
+}

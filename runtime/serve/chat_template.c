@@ -1,6 +1,8 @@
 /* Rendering chat messages with a recognised template (see chat_template.h). */
 #include "runtime/serve/chat_template.h"
 
+#include "base/text_buf.h"
+
 #include <ctype.h>
 #include <stdio.h>
 #include <stdlib.h>
@@ -38,87 +40,53 @@ augur_status chat_template_detect(const char *dir, chat_template_kind *kind, con
     return AUGUR_OK;
 }
 
-typedef struct {
-    char *s;
-    size_t len, cap;
-    bool failed;
-} strbuf;
-
-static void put(strbuf *b, const char *s, size_t n)
-{
-    if (b->failed)
-        return;
-    if (b->len + n + 1 > b->cap) {
-        size_t cap = (b->len + n + 1) * 2;
-        char *p = realloc(b->s, cap);
-        if (!p) {
-            b->failed = true;
-            return;
-        }
-        b->s = p;
-        b->cap = cap;
-    }
-    memcpy(b->s + b->len, s, n);
-    b->len += n;
-    b->s[b->len] = '\0';
-}
-
-static void puts_(strbuf *b, const char *s)
-{
-    put(b, s, strlen(s));
-}
-
 /* Llama 3's template trims each message's content. */
-static void put_trimmed(strbuf *b, const char *s)
+static void put_trimmed(text_buf *b, const char *s)
 {
     size_t n = strlen(s);
     while (n && isspace((unsigned char)*s))
         s++, n--;
     while (n && isspace((unsigned char)s[n - 1]))
         n--;
-    put(b, s, n);
+    text_buf_put(b, s, n);
 }
 
 char *chat_template_render(chat_template_kind kind, const chat_message *msgs, size_t n, bool *add_special)
 {
-    strbuf b = {0};
+    text_buf b = {0};
     *add_special = kind != CHAT_TEMPLATE_LLAMA3;
     if (kind == CHAT_TEMPLATE_LLAMA3)
-        puts_(&b, "<|begin_of_text|>");
+        text_buf_puts(&b, "<|begin_of_text|>");
     for (size_t i = 0; i < n; i++) {
         const char *role = msgs[i].role;
         switch (kind) {
         case CHAT_TEMPLATE_LLAMA3:
-            puts_(&b, "<|start_header_id|>");
-            puts_(&b, role);
-            puts_(&b, "<|end_header_id|>\n\n");
+            text_buf_puts(&b, "<|start_header_id|>");
+            text_buf_puts(&b, role);
+            text_buf_puts(&b, "<|end_header_id|>\n\n");
             put_trimmed(&b, msgs[i].content);
-            puts_(&b, "<|eot_id|>");
+            text_buf_puts(&b, "<|eot_id|>");
             break;
         case CHAT_TEMPLATE_CHATML:
-            puts_(&b, "<|im_start|>");
-            puts_(&b, role);
-            puts_(&b, "\n");
-            puts_(&b, msgs[i].content);
-            puts_(&b, "<|im_end|>\n");
+            text_buf_puts(&b, "<|im_start|>");
+            text_buf_puts(&b, role);
+            text_buf_puts(&b, "\n");
+            text_buf_puts(&b, msgs[i].content);
+            text_buf_puts(&b, "<|im_end|>\n");
             break;
         case CHAT_TEMPLATE_PLAIN:
-            puts_(&b, role);
-            puts_(&b, ": ");
-            puts_(&b, msgs[i].content);
-            puts_(&b, "\n");
+            text_buf_puts(&b, role);
+            text_buf_puts(&b, ": ");
+            text_buf_puts(&b, msgs[i].content);
+            text_buf_puts(&b, "\n");
             break;
         }
     }
     if (kind == CHAT_TEMPLATE_LLAMA3)
-        puts_(&b, "<|start_header_id|>assistant<|end_header_id|>\n\n");
+        text_buf_puts(&b, "<|start_header_id|>assistant<|end_header_id|>\n\n");
     else if (kind == CHAT_TEMPLATE_CHATML)
-        puts_(&b, "<|im_start|>assistant\n");
+        text_buf_puts(&b, "<|im_start|>assistant\n");
     else
-        puts_(&b, "assistant:");
-    if (b.failed) {
-        free(b.s);
-        return NULL;
-    }
-    return b.s;
+        text_buf_puts(&b, "assistant:");
+    return text_buf_take(&b);
 }

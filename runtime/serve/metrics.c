@@ -1,6 +1,8 @@
 /* Counters, gauges and histograms of the server, rendered as Prometheus text. */
 #include "runtime/serve/metrics.h"
 
+#include "base/text_buf.h"
+
 #include <stdarg.h>
 #include <stdbool.h>
 #include <stdio.h>
@@ -68,68 +70,31 @@ void metrics_gauges(serve_metrics *m, int queue_depth, int running, long kv_used
     pthread_mutex_unlock(&m->mu);
 }
 
-typedef struct {
-    char *s;
-    size_t len, cap;
-    bool failed;
-} out_buf;
-
-static void out(out_buf *b, const char *fmt, ...) __attribute__((format(printf, 2, 3)));
-
-static void out(out_buf *b, const char *fmt, ...)
+static void render_histogram(text_buf *b, const char *name, const char *help, const histogram *h)
 {
-    for (int attempt = 0; attempt < 2 && !b->failed; attempt++) {
-        va_list ap;
-        va_start(ap, fmt);
-        int n = vsnprintf(b->s + b->len, b->cap - b->len, fmt, ap);
-        va_end(ap);
-        if (n < 0) {
-            b->failed = true;
-            return;
-        }
-        if ((size_t)n < b->cap - b->len) {
-            b->len += (size_t)n;
-            return;
-        }
-        size_t cap = (b->cap + (size_t)n + 1) * 2;
-        char *p = realloc(b->s, cap);
-        if (!p) {
-            b->failed = true;
-            return;
-        }
-        b->s = p;
-        b->cap = cap;
-    }
-}
-
-static void render_histogram(out_buf *b, const char *name, const char *help, const histogram *h)
-{
-    out(b, "# HELP %s %s\n# TYPE %s histogram\n", name, help, name);
+    text_buf_printf(b, "# HELP %s %s\n# TYPE %s histogram\n", name, help, name);
     uint64_t cum = 0;
     for (int i = 0; i < METRICS_BUCKETS; i++) {
         cum += h->counts[i];
-        out(b, "%s_bucket{le=\"%g\"} %llu\n", name, bucket_le[i], (unsigned long long)cum);
+        text_buf_printf(b, "%s_bucket{le=\"%g\"} %llu\n", name, bucket_le[i], (unsigned long long)cum);
     }
     cum += h->counts[METRICS_BUCKETS];
-    out(b, "%s_bucket{le=\"+Inf\"} %llu\n%s_sum %.6f\n%s_count %llu\n", name, (unsigned long long)cum, name, h->sum,
+    text_buf_printf(b, "%s_bucket{le=\"+Inf\"} %llu\n%s_sum %.6f\n%s_count %llu\n", name, (unsigned long long)cum, name, h->sum,
         name, (unsigned long long)h->count);
 }
 
-static void render_scalar(out_buf *b, const char *name, const char *type, const char *help, double v)
+static void render_scalar(text_buf *b, const char *name, const char *type, const char *help, double v)
 {
-    out(b, "# HELP %s %s\n# TYPE %s %s\n%s %.17g\n", name, help, name, type, name, v);
+    text_buf_printf(b, "# HELP %s %s\n# TYPE %s %s\n%s %.17g\n", name, help, name, type, name, v);
 }
 
 char *metrics_render(serve_metrics *m)
 {
-    out_buf b = {.cap = 4096};
-    if (!(b.s = malloc(b.cap)))
-        return NULL;
-    b.s[0] = '\0';
+    text_buf b = {0};
     pthread_mutex_lock(&m->mu);
-    out(&b, "# HELP augur_requests_total Requests answered, by outcome.\n# TYPE augur_requests_total counter\n");
+    text_buf_printf(&b, "# HELP augur_requests_total Requests answered, by outcome.\n# TYPE augur_requests_total counter\n");
     for (int o = 0; o < OUTCOME_COUNT; o++)
-        out(&b, "augur_requests_total{outcome=\"%s\"} %llu\n", outcome_names[o], (unsigned long long)m->requests[o]);
+        text_buf_printf(&b, "augur_requests_total{outcome=\"%s\"} %llu\n", outcome_names[o], (unsigned long long)m->requests[o]);
     render_scalar(&b, "augur_prompt_tokens_total", "counter", "Prompt tokens of finished requests.",
                   (double)m->prompt_tokens);
     render_scalar(&b, "augur_completion_tokens_total", "counter", "Generated tokens of finished requests.",
@@ -158,9 +123,5 @@ char *metrics_render(serve_metrics *m)
                      &m->itl);
     render_histogram(&b, "augur_request_duration_seconds", "From admission to the last token.", &m->e2e);
     pthread_mutex_unlock(&m->mu);
-    if (b.failed) {
-        free(b.s);
-        return NULL;
-    }
-    return b.s;
+    return text_buf_take(&b);
 }

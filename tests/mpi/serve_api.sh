@@ -23,21 +23,10 @@ assert out.startswith(prompt) and out.endswith("\n"), f"unexpected augur generat
 open(sys.argv[3], "w", encoding="utf-8").write(out[len(prompt):-1])
 PYEOF
 
-# start_server NAME FLAGS...: runs augur serve in the background; sets $port, $pid, $mpirun
+# start_server NAME FLAGS...: serve_start (tests/lib.sh) with the hold file of the queue tests
 start_server() {
   local name=$1; shift
-  # not mpirun_n: a server outlives its 120 s; this limit only ends a hang
-  ASAN_OPTIONS="${ASAN_OPTIONS:-}:detect_leaks=0" timeout 900 mpirun --oversubscribe --mca mpi_yield_when_idle 1 \
-    --bind-to none -np 2 "$AUGUR_BIN" serve --target "$MODELS/target" --draft "$MODELS/draft" --threads 1 --port 0 \
-    --debug-hold-file "$tmp/hold" "$@" >"$tmp/$name.out" 2>"$tmp/$name.err" &
-  mpirun=$!
-  while ! grep -q "listening on" "$tmp/$name.out"; do
-    kill -0 "$mpirun" 2>/dev/null || fail "augur serve exited before listening: $(tail -n 20 "$tmp/$name.err")"
-    sleep 0.2
-  done
-  port=$(sed -n 's/.*http:\/\/127.0.0.1:\([0-9]*\) .*/\1/p' "$tmp/$name.out")
-  pid=$(sed -n 's/.*rank 0 pid \([0-9]*\).*/\1/p' "$tmp/$name.out")
-  echo "server $name on port $port (rank 0 pid $pid)"
+  serve_start "$name" --debug-hold-file "$tmp/hold" "$@"
 }
 
 start_server api --max-queue 3 --max-body-kib 8 --slice-rounds 2

@@ -27,16 +27,7 @@ run_to "$tmp/gen" mpirun_n 2 "$AUGUR_BIN" generate --target "$MODELS/target" --d
 python3 -c 'import sys; o = open(sys.argv[1], encoding="utf-8").read(); p = sys.argv[2]
 assert o.startswith(p) and o.endswith("\n"), repr(o)
 open(sys.argv[3], "w", encoding="utf-8").write(o[len(p):-1])' "$tmp/gen" "$PROMPT" "$tmp/expected"
-ASAN_OPTIONS="${ASAN_OPTIONS:-}:detect_leaks=0" timeout 900 mpirun --oversubscribe --mca mpi_yield_when_idle 1 \
-  --bind-to none -np 2 "$AUGUR_BIN" serve --target "$MODELS/target" --draft "$MODELS/draft" --threads 1 --port 0 \
-  >"$tmp/serve.out" 2>"$tmp/serve.err" &
-mpirun=$!
-while ! grep -q "listening on" "$tmp/serve.out"; do
-  kill -0 "$mpirun" 2>/dev/null || fail "augur serve exited before listening: $(tail -n 20 "$tmp/serve.err")"
-  sleep 0.2
-done
-port=$(sed -n 's/.*http:\/\/127.0.0.1:\([0-9]*\) .*/\1/p' "$tmp/serve.out")
-pid=$(sed -n 's/.*rank 0 pid \([0-9]*\).*/\1/p' "$tmp/serve.out")
+serve_start serve
 rc=0
 NODE_PATH="$cache/node_modules" node "$AUGUR_SOURCE_DIR/tests/tools/openai_node_check.cjs" "$port" target \
   "$PROMPT" "$N" "$tmp/expected" || rc=$?
