@@ -9,16 +9,22 @@
 
 #include <jansson.h>
 
-void api_error_set(api_error *e, int status, const char *type, const char *code, const char *param,
-                   const char *fmt, ...)
+static void api_error_vset(api_error *e, int status, const char *type, const char *code, const char *param,
+                           const char *fmt, va_list ap)
 {
     e->status = status;
     e->type = type;
     e->code = code;
     snprintf(e->param, sizeof e->param, "%s", param ? param : "");
+    vsnprintf(e->message, sizeof e->message, fmt, ap);
+}
+
+void api_error_set(api_error *e, int status, const char *type, const char *code, const char *param,
+                   const char *fmt, ...)
+{
     va_list ap;
     va_start(ap, fmt);
-    vsnprintf(e->message, sizeof e->message, fmt, ap);
+    api_error_vset(e, status, type, code, param, fmt, ap);
     va_end(ap);
 }
 
@@ -27,13 +33,9 @@ static bool bad(api_error *e, const char *param, const char *code, const char *f
 
 static bool bad(api_error *e, const char *param, const char *code, const char *fmt, ...)
 {
-    e->status = 400;
-    e->type = "invalid_request_error";
-    e->code = code;
-    snprintf(e->param, sizeof e->param, "%s", param ? param : "");
     va_list ap;
     va_start(ap, fmt);
-    vsnprintf(e->message, sizeof e->message, fmt, ap);
+    api_error_vset(e, 400, "invalid_request_error", code, param, fmt, ap);
     va_end(ap);
     return false;
 }
