@@ -38,24 +38,15 @@ if want hf; then
     tail -5 "$work/hf.err"
 fi
 if want sweep; then
-  echo "== 8B shape + 1B-shape draft on one GPU, --synthetic-acceptance A, fixed gamma G, 128 tokens"
+  echo "== 8B shape + 1B-shape draft on one GPU, --synthetic-acceptance A, 128 tokens (tools/bench/sweep.sh)"
   bash tools/gpu/dummy_config.sh 8b "$work/8b" >/dev/null
   bash tools/gpu/dummy_config.sh 1b "$work/1b" >/dev/null
-  ids=$(seq -s, 1 32)
-  run() { timeout 120 "${mpi[@]}" "$bin" generate --device cuda --load-format dummy --target "$work/8b" --draft "$work/1b" \
-            --prompt-ids "$ids" --max-tokens 128 --ids-only "$@" 2>&1 >/dev/null | grep -E "tok/s|acceptance [0-9]|time:" ; }
-  base=$(run --no-speculation | sed -n 's/.* \([0-9.]*\) tok\/s$/\1/p' | head -n1)
-  echo "target-only: $base tok/s"
-  printf '%-5s %-3s %8s %8s %8s %s\n' alpha G tok/s speedup tok/rnd "time split"
-  for a in 0.5 0.7 0.9; do
-    for g in 1 2 4 8; do
-      r=$(run --synthetic-acceptance "$a" --gamma "$g" --draft-rule fixed)
-      tps=$(sed -n 's/.* \([0-9.]*\) tok\/s$/\1/p' <<<"$r" | head -n1)
-      tpr=$(sed -n 's/.* \([0-9.]*\) tokens\/round.*/\1/p' <<<"$r" | head -n1)
-      split=$(sed -n 's/.*time: //p' <<<"$r" | head -n1)
-      printf '%-5s %-3s %8s %8s %8s %s\n' "$a" "$g" "$tps" "$(python3 -c "print(f'{$tps/$base:.2f}x')" 2>/dev/null)" "$tpr" "$split"
-    done
-  done
+  # jq comes from the carried packages (tools/gpu/build.sh unpacked them into /opt/pb)
+  PATH=/opt/pb/usr/bin:$PATH LD_LIBRARY_PATH=/opt/pb/usr/lib/x86_64-linux-gnu${LD_LIBRARY_PATH:+:$LD_LIBRARY_PATH} \
+    bash tools/bench/sweep.sh --augur "$bin" --device cuda --target "$work/8b" --draft "$work/1b" \
+    --rules fixed,heuristic --alphas 0.5,0.7,0.9 --gammas 1,2,4,8 "$work/sweep" 2>"$work/sweep.err" ||
+    tail -5 "$work/sweep.err"
+  cp "$work/sweep/sweep.json" "$out/" 2>/dev/null || true
 fi
 if want ctest; then
   echo "== ctest -L gpu"
