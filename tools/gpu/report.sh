@@ -2,8 +2,9 @@
 # The GPU speed report in one device call: build, forward benchmarks of the tracked shapes,
 # the shipped pair (speculative against target-only, greedy, gamma 4, the draft sharing the
 # GPU), transformers on the same GPU, a gamma x acceptance sweep of the 8B shape with a
-# 1B-shape draft (--synthetic-acceptance), then ctest -L gpu. Logs in OUTDIR; the summary
-# goes to stdout.
+# 1B-shape draft for each draft rule (tools/bench/sweep.sh; its sweep.json comes back in
+# OUTDIR: draw it with `tools/bench/sweep.sh --plot-only` where gnuplot is), then ctest -L
+# gpu. Logs in OUTDIR (logs.tgz); the summary goes to stdout.
 #   usage: bash tools/gpu/report.sh OUTDIR [sections...]   sections: bench pair hf sweep ctest (default: all)
 set -uo pipefail
 cd "$(dirname "$0")/../.."
