@@ -24,15 +24,16 @@
 static const char launch_synopsis[] =
     "usage: augur launch CONFIG [--hostfile FILE] [--dry-run] [-- FLAGS...]\n"
     "\n"
-    "Runs the config's command (augur generate, or bench) under mpirun with its layout:\n"
-    "replicas x (tp target ranks + 1 draft rank), each replica's target ranks first,\n"
-    "then its draft. Checks the layout against the hosts' slots and GPUs and against the\n"
-    "models (tp divides the heads, the draft shares the target's vocabulary), binds each\n"
-    "rank to its host, GPU and cores through an Open MPI rankfile, sets the environment\n"
-    "(NCCL_NVLS_ENABLE=0; --allow-run-as-root as root; --oversubscribe and\n"
-    "mpi_yield_when_idle when ranks outnumber cores), prints the mpirun command and runs\n"
-    "it. FLAGS after -- go to the command and override the config's (e.g. -- --prompt\n"
-    "\"...\"). configs/README.md documents every key of CONFIG.\n"
+    "Runs the config's command (augur generate, bench or serve) under mpirun with its\n"
+    "layout: replicas x (tp target ranks + 1 draft rank), each replica's target ranks\n"
+    "first, then its draft (serve: one replica; bench: one rank). Checks the layout\n"
+    "against the hosts' slots and GPUs and against the models (tp divides the heads, the\n"
+    "draft shares the target's vocabulary), binds each rank to its host, GPU and cores\n"
+    "through an Open MPI rankfile, sets the environment (NCCL_NVLS_ENABLE=0;\n"
+    "--allow-run-as-root as root; --oversubscribe and mpi_yield_when_idle when ranks\n"
+    "outnumber cores), prints the mpirun command and runs it. FLAGS after -- go to the\n"
+    "command and override the config's (e.g. -- --prompt \"...\"). configs/README.md\n"
+    "documents every key of CONFIG.\n"
     "\n";
 
 static const char launch_epilogue[] =
@@ -116,7 +117,9 @@ static augur_status check_launch(void *ctx, int n_operands, char **operands, aug
 
 static augur_status check_flag(launch_command cmd, const char *key, const char *value, augur_error *err)
 {
-    return cmd == LAUNCH_BENCH ? bench_check_flag(key, value, err) : generate_check_flag(key, value, err);
+    return cmd == LAUNCH_BENCH   ? bench_check_flag(key, value, err)
+           : cmd == LAUNCH_SERVE ? serve_check_flag(key, value, err)
+                                 : generate_check_flag(key, value, err);
 }
 
 /* The hosts: the hostfile (flag, else config key), else this host. */
@@ -182,6 +185,8 @@ static int check_command_args(const launch_config *c, strv *cmd)
     /* argv[0] of a subcommand is its name */
     if (c->command == LAUNCH_BENCH)
         return bench_check_args(cmd->n - 1, cmd->v + 1);
+    if (c->command == LAUNCH_SERVE)
+        return serve_check_args(cmd->n - 1, cmd->v + 1);
     return generate_check_args(cmd->n - 1, cmd->v + 1);
 }
 
@@ -252,7 +257,7 @@ static void print_summary(FILE *f, const launch_config *c, const launch_layout *
         fprintf(f, "augur launch: %s: %d replica%s x (%d target + 1 draft) = %d ranks", c->path, c->replicas,
                 c->replicas == 1 ? "" : "s", c->tp, l->n);
     fprintf(f, " on %d of %d host%s (%s), device %s", used, h->n, h->n == 1 ? "" : "s", h->source, device);
-    if (c->command == LAUNCH_GENERATE && (!strcmp(device, "cuda") || c->draft == DRAFT_OWN_NODE))
+    if (c->command != LAUNCH_BENCH && (!strcmp(device, "cuda") || c->draft == DRAFT_OWN_NODE))
         fprintf(f, ", draft-placement %s", draft_placement_name(c->draft));
     if (c->simulate_hosts)
         fprintf(f, ", %d simulated hosts", c->simulate_hosts);

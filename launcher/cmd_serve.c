@@ -79,16 +79,19 @@ static augur_status check_serve(void *ctx, int n_operands, char **operands, augu
     return draft_rule_validate(&cli->rule, err);
 }
 
-static int parse_serve(int argc, char **argv, serve_cli *cli, config_args *config)
+static void serve_defaults(serve_cli *cli)
 {
     *cli = (serve_cli){.timeout_s = 60, .rule = {.kind = DRAFT_RULE_FIXED, .gamma = 4, .window = 3},
                        .device = {.kind = AUGUR_DEVICE_AUTO, .dummy_seed = 0x5eed}, .host = "127.0.0.1",
                        .port = 8000, .max_tokens = 256, .max_queue = 64, .max_connections = 128,
                        .max_body_kib = 1024, .retry_after_s = 1, .drain_wait_s = 30, .slice_rounds = 16};
-    *config = (config_args){0};
-    int rc = args_device_default(&cli->device.kind);
-    if (rc != ARGS_RUN)
-        return rc;
+}
+
+#define SERVE_MAX_SPECS 64
+
+/* The flag table of augur serve over cli's fields, into specs[SERVE_MAX_SPECS]. */
+static void serve_command(serve_cli *cli, arg_spec *out, arg_command *cmd)
+{
     const arg_spec specs[] = {
         FLAG_CONFIG("a JSON object of these flags (e.g. configs/tiny-cpu.json);\n"
                     "flags given on the command line override it"),
@@ -154,10 +157,44 @@ static int parse_serve(int argc, char **argv, serve_cli *cli, config_args *confi
         FLAG_STRING("debug-hold-file", &cli->debug_hold_file, "FILE",
                     "no request starts while FILE exists (admitted ones wait)"),
     };
-    const arg_command cmd = {.name = "serve", .synopsis = serve_synopsis, .specs = specs,
-                             .n_specs = sizeof specs / sizeof specs[0], .help_column = 23, .check = check_serve,
-                             .cli = cli};
+    _Static_assert(sizeof specs <= SERVE_MAX_SPECS * sizeof specs[0], "raise SERVE_MAX_SPECS");
+    memcpy(out, specs, sizeof specs);
+    *cmd = (arg_command){.name = "serve", .synopsis = serve_synopsis, .specs = out,
+                         .n_specs = sizeof specs / sizeof specs[0], .help_column = 23, .check = check_serve,
+                         .cli = cli};
+}
+
+/* Returns ARGS_RUN to continue, else an exit code. */
+static int parse_serve(int argc, char **argv, serve_cli *cli, config_args *config)
+{
+    serve_defaults(cli);
+    *config = (config_args){0};
+    int rc = args_device_default(&cli->device.kind);
+    if (rc != ARGS_RUN)
+        return rc;
+    arg_spec specs[SERVE_MAX_SPECS];
+    arg_command cmd;
+    serve_command(cli, specs, &cmd);
     return args_parse(&cmd, argc, argv, config);
+}
+
+int serve_check_args(int argc, char **argv)
+{
+    serve_cli cli;
+    config_args config;
+    int rc = parse_serve(argc, argv, &cli, &config);
+    config_args_free(&config);
+    return rc;
+}
+
+augur_status serve_check_flag(const char *key, const char *value, augur_error *err)
+{
+    serve_cli scratch;
+    serve_defaults(&scratch);
+    arg_spec specs[SERVE_MAX_SPECS];
+    arg_command cmd;
+    serve_command(&scratch, specs, &cmd);
+    return args_check_flag(&cmd, key, value, err);
 }
 
 /* Set by SIGTERM / SIGINT on rank 0: the engine loop drains and returns. */

@@ -20,5 +20,8 @@ int cmd_launch(int argc, char **argv);
 augur_status bench_check_flag(const char *key, const char *value, augur_error *err);
 /* Parses argv as augur bench would, printing the first error: ARGS_RUN when good. */
 int bench_check_args(int argc, char **argv);
+/* The same two for augur serve. */
+augur_status serve_check_flag(const char *key, const char *value, augur_error *err);
+int serve_check_args(int argc, char **argv);
 
 #endif

@@ -19,7 +19,7 @@ bool launch_config_key_is_launch_only(const char *key)
 
 const char *launch_command_name(launch_command c)
 {
-    return c == LAUNCH_BENCH ? "bench" : "generate";
+    return c == LAUNCH_BENCH ? "bench" : c == LAUNCH_SERVE ? "serve" : "generate";
 }
 
 static augur_status bad_key(const launch_config *c, const char *key, const char *fmt, const char *got,
@@ -137,8 +137,10 @@ static augur_status layout_key(launch_config *c, const char *key, json_t *v, boo
             c->command = LAUNCH_GENERATE;
         else if (!st && !strcmp(s, "bench"))
             c->command = LAUNCH_BENCH;
+        else if (!st && !strcmp(s, "serve"))
+            c->command = LAUNCH_SERVE;
         else if (!st)
-            st = bad_key(c, key, "must be generate or bench", s, err);
+            st = bad_key(c, key, "must be generate, bench or serve", s, err);
         free(s);
         return st;
     }
@@ -159,7 +161,7 @@ static augur_status layout_key(launch_config *c, const char *key, json_t *v, boo
 /* What launch needs to know of the command's own flags (models, speculation). */
 static augur_status note_flag(launch_config *c, const char *key, const char *value, augur_error *err)
 {
-    if ((!strcmp(key, "target") && c->command == LAUNCH_GENERATE) || (!strcmp(key, "model") && c->command == LAUNCH_BENCH)) {
+    if ((!strcmp(key, "target") && c->command != LAUNCH_BENCH) || (!strcmp(key, "model") && c->command == LAUNCH_BENCH)) {
         free(c->target);
         if (!(c->target = strdup(value ? value : "")))
             return augur_fail(err, AUGUR_E_NOMEM, "%s: out of memory", c->path);
@@ -189,6 +191,10 @@ static augur_status command_flag(launch_config *c, const char *key, json_t *v, l
     if (c->command == LAUNCH_BENCH &&
         (!strcmp(key, "replicas") || !strcmp(key, "draft-placement") || !strcmp(key, "simulate-hosts")))
         return bad_key(c, key, "is a layout key of command generate; command bench runs one rank", NULL, err);
+    /* serve answers every request through one target group, its leader holding the port */
+    if (c->command == LAUNCH_SERVE &&
+        (!strcmp(key, "replicas") || !strcmp(key, "draft-placement") || !strcmp(key, "simulate-hosts")))
+        return bad_key(c, key, "is a layout key of command generate; command serve runs one target group", NULL, err);
     const char *name = c->command == LAUNCH_BENCH ? bench_flag_name(key) : key;
     char *text = NULL;
     bool present = false;
@@ -259,9 +265,9 @@ augur_status launch_config_load(launch_config *out, const char *path, launch_fla
         }
     }
     json_decref(root);
-    if (!st && out->command == LAUNCH_GENERATE && !out->target)
+    if (!st && out->command != LAUNCH_BENCH && !out->target)
         st = augur_fail(err, AUGUR_E_INPUT, "%s: key \"target\" is missing: the target model's directory", path);
-    if (!st && out->command == LAUNCH_GENERATE && !out->draft_model && !out->draft_layers && !out->no_speculation)
+    if (!st && out->command != LAUNCH_BENCH && !out->draft_model && !out->draft_layers && !out->no_speculation)
         st = augur_fail(err, AUGUR_E_INPUT,
                         "%s: key \"draft\" is missing: the draft model's directory (or \"draft-layers\": K, or "
                         "\"no-speculation\": true)",

@@ -9,7 +9,7 @@
 #include "base/error.h"
 #include "launcher/launch_layout.h"
 
-typedef enum { LAUNCH_GENERATE = 0, LAUNCH_BENCH = 1 } launch_command;
+typedef enum { LAUNCH_GENERATE = 0, LAUNCH_BENCH = 1, LAUNCH_SERVE = 2 } launch_command;
 
 /* Checks that `key` is a flag of the command and that value (NULL for a flag without a
  * value) is valid for it; the message says what is wrong with the value. */

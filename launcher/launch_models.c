@@ -58,7 +58,7 @@ augur_status launch_check_models(const launch_config *c, bool missing_ok, augur_
     augur_error inner = {0};
     if (have_target && tp_check_layout(&target, c->tp, &inner))
         return augur_fail(err, AUGUR_E_INPUT, "%s: key \"tp\": %s of %s", c->path, inner.message, c->target);
-    if (c->command != LAUNCH_GENERATE || c->no_speculation)
+    if (c->command == LAUNCH_BENCH || c->no_speculation)
         return AUGUR_OK;
     if (c->draft_layers && have_target && c->draft_layers > target.n_layers)
         return augur_fail(err, AUGUR_E_INPUT, "%s: key \"draft-layers\": %d exceeds the target's %d layers (%s)",
