@@ -89,7 +89,7 @@ bad "{$P, \"draft-placement\": \"far\"}" "bad.json: key \"draft-placement\": mus
 bad "{$P, \"gama\": 4}" "bad.json: key \"gama\": not a flag of augur generate"
 bad "{$P, \"gamma\": \"four\"}" "bad.json: key \"gamma\": --gamma: 'four' is not an integer"
 bad "{$P, \"no-overlap\": \"yes\"}" "bad.json: key \"no-overlap\": --no-overlap takes no value"
-bad "{$P, \"command\": \"serve\"}" "bad.json: key \"command\": must be generate or bench, got 'serve'"
+bad "{$P, \"command\": \"train\"}" "bad.json: key \"command\": must be generate, bench or serve, got 'train'"
 bad "{\"draft\": \"models/draft\"}" "bad.json: key \"target\" is missing"
 bad "{$P, \"device\": \"tpu\"}" "bad.json: key \"device\": must be auto, cpu or cuda, got 'tpu'"
 "$MAKE_TINY" --out "$tmp/v256" --dim 64 --layers 1 --heads 4 --kv-heads 2 --vocab 256 --seed 1 >/dev/null

@@ -337,7 +337,7 @@ static void test_config_keys(void **state)
                  NULL);
     config_fails(dir, "{\"command\": \"bench\", \"model\": \"m\", \"replicas\": 2}",
                  "key \"replicas\": is a layout key of command generate", NULL);
-    config_fails(dir, "{\"command\": \"serve\", \"target\": \"t\"}", "key \"command\": must be generate or bench",
+    config_fails(dir, "{\"command\": \"train\", \"target\": \"t\"}", "key \"command\": must be generate, bench or serve",
                  NULL);
     config_fails(dir, "{\"target\": \"t\", \"draft\": \"d\", \"tp\": 2, \"tp\": 3}", "duplicate", NULL);
     config_fails(dir, "[1, 2]", "not a JSON object", NULL);
