@@ -26,9 +26,11 @@
  * interface); their backend_* wrappers check.
  *
  * Numerics. "cpu" is the batch-invariant fp32 reference of kernels/cpu_kernels.h.
- * "cuda" computes in fp32 over fp32/fp16/bf16 weights; its products with more than 16
- * rows go through cuBLAS with the activations rounded to the weights' 16-bit type
- * (bf16 weights) and so agree with "cpu" to bf16 tolerance, not bit for bit. */
+ * "cuda" computes in fp32 activations over fp32/fp16/bf16 weights and is batch-invariant
+ * up to 80 rows (kernels/cuda/cuda_backend.h): bf16 products there run on the tensor
+ * cores with each activation carried as three bf16 terms (agreeing with "cpu" to about
+ * fp32 rounding, not bit for bit); products of more rows (prefill chunks) go through
+ * cuBLAS with the activations rounded to bf16 (bf16 tolerance). */
 #ifndef AUGUR_BACKEND_H
 #define AUGUR_BACKEND_H
 
