@@ -331,6 +331,34 @@ augur_status forward_run(forward_ctx *f, kv_cache *kv, const int32_t *tokens, in
     return AUGUR_OK;
 }
 
+augur_status forward_run_batch(forward_ctx *f, const forward_seq *seqs, int n_seqs, float *logits,
+                               augur_error *err)
+{
+    int rows = 0;
+    for (int i = 0; i < n_seqs; i++) {
+        if (seqs[i].n <= 0 || seqs[i].logits_from < 0 || seqs[i].logits_from > seqs[i].n)
+            return augur_fail(err, AUGUR_E_INTERNAL, "forward batch: sequence %d has %d rows, logits from %d", i,
+                              seqs[i].n, seqs[i].logits_from);
+        for (int j = 0; j < i; j++)
+            if (seqs[j].kv == seqs[i].kv)
+                return augur_fail(err, AUGUR_E_INTERNAL, "forward batch: sequences %d and %d share a cache", j, i);
+        rows += seqs[i].n;
+    }
+    if (rows > f->max_tokens)
+        return augur_fail(err, AUGUR_E_INTERNAL, "forward batch: %d rows in one call (limit %d)", rows, f->max_tokens);
+    /* One forward per sequence: the same rows and results as a fused batch (row
+     * invariance), without the fused call's single pass over the weights. */
+    float *out = logits;
+    for (int i = 0; i < n_seqs; i++) {
+        augur_status st = forward_run(f, seqs[i].kv, seqs[i].tokens, seqs[i].n, seqs[i].logits_from, out, err);
+        if (st)
+            return augur_wrap(err, "batched forward, sequence %d of %d", i + 1, n_seqs);
+        if (out)
+            out += (size_t)(seqs[i].n - seqs[i].logits_from) * f->m->vocab_local;
+    }
+    return AUGUR_OK;
+}
+
 augur_status forward_prefill(forward_ctx *f, kv_cache *kv, const int32_t *tokens, int n, float *last_logits,
                              augur_error *err)
 {

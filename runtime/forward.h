@@ -70,6 +70,24 @@ size_t forward_workspace_bytes(const model *m, int max_tokens);
 augur_status forward_run(forward_ctx *f, kv_cache *kv, const int32_t *tokens, int n, int logits_from,
                          float *logits, augur_error *err);
 
+/* One sequence's share of a batched forward: n new tokens appended to its own cache kv at
+ * positions kv->len .., logits wanted for rows logits_from..n-1 (logits_from = n: none). */
+typedef struct {
+    kv_cache *kv;
+    const int32_t *tokens;
+    int n;
+    int logits_from;
+} forward_seq;
+
+/* Runs several sequences' new tokens as one forward (continuous batching: each request's
+ * verification rows beside the others'). Each sequence attends only to its own cache and
+ * every row gets the arithmetic it would get alone (the kernels are row-invariant), so a
+ * sequence's logits do not depend on its batch-mates. The rows of all sequences together
+ * must fit max_tokens. logits: host memory, the wanted rows of every sequence in order,
+ * [sum(n - logits_from)][m->vocab_local]. Sequences must use distinct caches. */
+augur_status forward_run_batch(forward_ctx *f, const forward_seq *seqs, int n_seqs, float *logits,
+                               augur_error *err);
+
 /* Feeds a long token sequence through in max_tokens chunks; logits of the last
  * position only (may be NULL). */
 augur_status forward_prefill(forward_ctx *f, kv_cache *kv, const int32_t *tokens, int n, float *last_logits,
