@@ -14,6 +14,7 @@
 #include <string.h>
 
 #include "kernels/probs.h"
+#include "runtime/device_plan.h"
 #include "runtime/forward.h"
 #include "test_util.h"
 
@@ -216,12 +217,29 @@ static void test_batch_bad_calls(void **state)
     bench_close(&b);
 }
 
+/* The memory plan sizes a pool in whole blocks: on the CPU those of the positions asked
+ * for (or the planned context). */
+static void test_plan_pool_blocks(void **state)
+{
+    bench b;
+    bench_open(&b, *state);
+    augur_error err = {0};
+    memory_plan plan;
+    device_opts d = {.kind = AUGUR_DEVICE_CPU, .threads = 1};
+    test_expect_ok(device_plan_memory(&b.m, b.be, &d, 200, 0, MAX_TOKENS, &plan, &err), &err, "device_plan_memory");
+    assert_int_equal(memory_plan_pool_blocks(&plan, &b.m, 0), 13);   /* 200 positions */
+    assert_int_equal(memory_plan_pool_blocks(&plan, &b.m, 1000), 63);
+    assert_int_equal(kv_pool_bytes(2, 13, 1, 12), 13 * KV_BLOCK * plan.kv_bytes_per_position);
+    bench_close(&b);
+}
+
 int main(void)
 {
     const struct CMUnitTest tests[] = {
         test_in_tmpdir(test_batch_equals_alone),
         test_in_tmpdir(test_batch_pool_exhausted),
         test_in_tmpdir(test_batch_bad_calls),
+        test_in_tmpdir(test_plan_pool_blocks),
     };
     return cmocka_run_group_tests(tests, NULL, NULL);
 }
