@@ -83,7 +83,8 @@ __device__ void att_values(float *o, const float *p, const float *__restrict__ v
         for (int d = dl; d < head_dim; d += dims) {
             float a = 0.0f;
             for (int t = t0 + g; t < t1; t += groups)
-                a = fmaf(p[t - t0], __ldg(vc + kv_row<PAGED>(table, bs, t) * kv_stride + (int64_t)kvh * head_dim + d), a);
+                a = fmaf(p[t - t0],
+                         __ldg(vc + kv_row<PAGED>(table, bs, t) * kv_stride + (int64_t)kvh * head_dim + d), a);
             if (groups == 1)
                 o[d] = a;
             else
