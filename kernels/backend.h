@@ -91,7 +91,7 @@ typedef struct {
                          const float *inv_freq, rope_pairing pairs, augur_error *err);
     augur_status (*attention)(augur_backend *be, float *out, const float *q, int n, int start_pos, int n_heads,
                               int n_kv_heads, int head_dim, const float *k_cache, const float *v_cache,
-                              augur_error *err);
+                              const int32_t *block_table, int block_size, augur_error *err);
     augur_status (*swiglu)(augur_backend *be, float *out, const float *gate, const float *up, int64_t count,
                            augur_error *err);
     augur_status (*embedding)(augur_backend *be, float *out, const tensor_view *table, const int32_t *ids, int n,
@@ -106,10 +106,10 @@ typedef struct {
                                  const sampling_params *sp, augur_error *err);
 
     /* step capture: NULL where caps.graphs is false; store_rows may be NULL (the wrapper
-     * copies at the host's row) */
+     * copies at the host's row; a block table then needs host memory) */
     augur_status (*bind_position)(augur_backend *be, const int32_t *dev_pos, int max_positions, augur_error *err);
     augur_status (*store_rows)(augur_backend *be, float *base, const float *src, int64_t row_floats, int n,
-                               int start_row, augur_error *err);
+                               int start_row, const int32_t *block_table, int block_size, augur_error *err);
     augur_status (*graph_begin)(augur_backend *be, augur_error *err);
     augur_status (*graph_end)(augur_backend *be, void **graph, augur_error *err);
     augur_status (*graph_launch)(augur_backend *be, void *graph, bool *stale, augur_error *err);
@@ -263,26 +263,55 @@ static inline augur_status backend_rope(augur_backend *be, float *x, int n, int 
 }
 
 /* Causal grouped-query attention of n new query rows against one layer's KV cache, as
- * cpu_attention: q, out [n][n_heads][head_dim]; k_cache, v_cache [pos][n_kv_heads][head_dim]
- * holding positions 0 .. start_pos+n-1; row i attends to 0 .. start_pos+i. Scratch is the
- * backend's own. */
+ * cpu_attention: q, out [n][n_heads][head_dim]; k_cache, v_cache [row][n_kv_heads][head_dim]
+ * holding positions 0 .. start_pos+n-1; row i attends to 0 .. start_pos+i. Position p is
+ * row p, or with a block table (backend memory, NULL: none) row
+ * block_table[p / block_size] * block_size + p % block_size (a paged cache): the
+ * arithmetic of every row is the same either way, bit for bit. Scratch is the backend's
+ * own. */
 static inline augur_status backend_attention(augur_backend *be, float *out, const float *q, int n,
                                              int start_pos, int n_heads, int n_kv_heads, int head_dim,
-                                             const float *k_cache, const float *v_cache, augur_error *err)
+                                             const float *k_cache, const float *v_cache,
+                                             const int32_t *block_table, int block_size, augur_error *err)
 {
-    return be->iface.attention(be, out, q, n, start_pos, n_heads, n_kv_heads, head_dim, k_cache, v_cache, err);
+    if (block_table && block_size <= 0)
+        return augur_fail(err, AUGUR_E_INTERNAL, "backend %s: attention with a block table of block size %d",
+                          be->name, block_size);
+    return be->iface.attention(be, out, q, n, start_pos, n_heads, n_kv_heads, head_dim, k_cache, v_cache,
+                               block_table, block_size, err);
 }
 
-/* Rows 0..n-1 of src (row_floats floats each) to rows start_row.. of base (a KV cache
- * append). With a bound position (backend_bind_position) the device reads the first row
- * from it when the copy runs; start_row must then equal it. */
+/* Rows 0..n-1 of src (row_floats floats each) to the rows of positions start_row.. of
+ * base (a KV cache append), through block_table as backend_attention when it is not
+ * NULL. With a bound position (backend_bind_position) the device reads the first
+ * position from it when the copy runs; start_row must then equal it. */
 static inline augur_status backend_store_rows(augur_backend *be, float *base, const float *src, int64_t row_floats,
-                                              int n, int start_row, augur_error *err)
+                                              int n, int start_row, const int32_t *block_table, int block_size,
+                                              augur_error *err)
 {
+    if (block_table && block_size <= 0)
+        return augur_fail(err, AUGUR_E_INTERNAL, "backend %s: store_rows with a block table of block size %d",
+                          be->name, block_size);
     if (be->iface.store_rows)
-        return be->iface.store_rows(be, base, src, row_floats, n, start_row, err);
-    return be->iface.copy(be, base + (int64_t)start_row * row_floats, src,
-                          (size_t)n * (size_t)row_floats * sizeof(float), err);
+        return be->iface.store_rows(be, base, src, row_floats, n, start_row, block_table, block_size, err);
+    if (block_table && !be->caps.host_memory)
+        return augur_fail(err, AUGUR_E_UNSUPPORTED, "backend %s cannot store rows through a block table", be->name);
+    for (int i = 0; i < n;) {
+        /* runs of rows that stay inside one block */
+        int p = start_row + i, run = n - i;
+        int64_t row = p;
+        if (block_table) {
+            int left = block_size - p % block_size;
+            run = run < left ? run : left;
+            row = (int64_t)block_table[p / block_size] * block_size + p % block_size;
+        }
+        augur_status st = be->iface.copy(be, base + row * row_floats, src + (int64_t)i * row_floats,
+                                         (size_t)run * (size_t)row_floats * sizeof(float), err);
+        if (st)
+            return st;
+        i += run;
+    }
+    return AUGUR_OK;
 }
 
 /* Step capture (caps.graphs). While a position is bound (dev_pos, a device int32 the

@@ -160,15 +160,16 @@ static augur_status cpu_rope_op(augur_backend *be, float *x, int n, int n_heads,
 
 static augur_status cpu_attention_op(augur_backend *be, float *out, const float *q, int n, int start_pos,
                                      int n_heads, int n_kv_heads, int head_dim, const float *k_cache,
-                                     const float *v_cache, augur_error *err)
+                                     const float *v_cache, const int32_t *block_table, int block_size,
+                                     augur_error *err)
 {
     cpu_ctx *c = ctx_of(be);
     size_t need = (size_t)c->threads * ((size_t)start_pos + (size_t)n);
     augur_status st = grow((void **)&c->att_scratch, &c->att_len, need, sizeof(float), "attention", err);
     if (st)
         return st;
-    cpu_attention(out, q, n, start_pos, n_heads, n_kv_heads, head_dim, k_cache, v_cache, c->att_scratch,
-                  c->threads);
+    cpu_attention(out, q, n, start_pos, n_heads, n_kv_heads, head_dim, k_cache, v_cache, block_table, block_size,
+                  c->att_scratch, c->threads);
     return AUGUR_OK;
 }
 

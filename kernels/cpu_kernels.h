@@ -45,12 +45,15 @@ void cpu_rope(float *x, int n, int n_heads, int head_dim, const int *positions,
               const float *inv_freq, rope_pairing pairs);
 
 /* Causal grouped-query attention of n new query rows against a KV cache.
- * q: [n][n_heads][head_dim]; k_cache, v_cache: [positions][n_kv_heads][head_dim],
- * already holding positions 0 .. start_pos+n-1. Query row i (position start_pos+i)
- * attends to positions 0 .. start_pos+i. Query head h uses KV head h / (n_heads/n_kv_heads).
+ * q: [n][n_heads][head_dim]; k_cache, v_cache: [rows][n_kv_heads][head_dim],
+ * already holding positions 0 .. start_pos+n-1: position p at row p, or with a block
+ * table (NULL: none) at row block_table[p / block_size] * block_size + p % block_size,
+ * with the same arithmetic. Query row i (position start_pos+i) attends to positions
+ * 0 .. start_pos+i. Query head h uses KV head h / (n_heads/n_kv_heads).
  * out: [n][n_heads][head_dim]. scratch: at least threads * (start_pos + n) floats. */
 void cpu_attention(float *out, const float *q, int n, int start_pos, int n_heads, int n_kv_heads,
-                   int head_dim, const float *k_cache, const float *v_cache, float *scratch, int threads);
+                   int head_dim, const float *k_cache, const float *v_cache, const int32_t *block_table,
+                   int block_size, float *scratch, int threads);
 
 /* out[i] = silu(gate[i]) * up[i]; out may alias gate. */
 void cpu_swiglu(float *out, const float *gate, const float *up, int64_t count);

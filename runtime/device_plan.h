@@ -66,6 +66,12 @@ typedef struct {
 augur_status device_plan_memory(const model *m, augur_backend *be, const device_opts *d, int requested,
                                 int model_limit, int max_tokens, memory_plan *plan, augur_error *err);
 
+/* Blocks of a paged KV pool (kv_pool_init) for this plan: on a GPU as many as the KV
+ * budget holds (kv_pool_bytes per block), at least the blocks of plan->context; on the
+ * CPU (no budget) the blocks of `positions` (0: plan->context), the caller's choice of
+ * how many sequences' positions to hold. The memory of the pool a server creates. */
+int memory_plan_pool_blocks(const memory_plan *p, const model *m, int positions);
+
 /* One line per rank to stderr: backend, GPU, weights, KV, workspace, free. */
 void memory_plan_print(FILE *out, const char *who, const memory_plan *p);
 

@@ -175,30 +175,55 @@ static augur_status add_reduced(forward_ctx *f, float *x, float *partial, size_t
     return backend_add(f->be, x, x, partial, (int64_t)count, err);
 }
 
-static augur_status attention_block(forward_ctx *f, kv_cache *kv, const layer_weights *lw, int layer, int n,
-                                    int start, augur_error *err)
+/* One sequence's rows in a forward: activation rows row .. row+n-1 are its positions
+ * start .. start+n-1 in cache kv. A plain forward_run is one segment at row 0. */
+typedef struct {
+    kv_cache *kv;
+    int row;
+    int n;
+    int start;
+} fwd_seg;
+
+/* Activation rows row .. row+n-1 whose logits are wanted. */
+typedef struct {
+    int row;
+    int n;
+} fwd_rows;
+
+/* RoPE, the KV store and attention act per segment (each its own positions and cache);
+ * the norm and the projections run once over all rows: one pass over the weights. */
+static augur_status attention_block(forward_ctx *f, const fwd_seg *segs, int n_segs, int rows,
+                                    const layer_weights *lw, int layer, augur_error *err)
 {
     const model *m = f->m;
     const model_config *c = &m->cfg;
     augur_backend *be = f->be;
     int hd = c->head_dim;
     int nh = m->n_heads_local, nkv = m->n_kv_heads_local;
-    int64_t kv_row = (int64_t)nkv * hd;
+    size_t kv_row = (size_t)nkv * hd, q_row = (size_t)nh * hd;
     augur_status st;
-    if ((st = backend_rmsnorm(be, f->xb, f->x, lw->attn_norm, n, c->dim, c->rms_norm_eps, err)) ||
-        (st = backend_matmul(be, f->q, f->xb, n, &lw->wq, lw->bq, err)) ||
-        (st = backend_matmul(be, f->k, f->xb, n, &lw->wk, lw->bk, err)) ||
-        (st = backend_matmul(be, f->v, f->xb, n, &lw->wv, lw->bv, err)) ||
-        (st = backend_rope(be, f->q, n, nh, hd, start, f->inv_freq, c->rope_pairs, err)) ||
-        (st = backend_rope(be, f->k, n, nkv, hd, start, f->inv_freq, c->rope_pairs, err)) ||
-        /* positions start..start+n-1 are contiguous rows of this layer's cache */
-        (st = backend_store_rows(be, kv_cache_k(kv, layer, 0), f->k, kv_row, n, start, err)) ||
-        (st = backend_store_rows(be, kv_cache_v(kv, layer, 0), f->v, kv_row, n, start, err)) ||
-        (st = backend_attention(be, f->att, f->q, n, start, nh, nkv, hd, kv_cache_k(kv, layer, 0),
-                                kv_cache_v(kv, layer, 0), err)) ||
-        (st = backend_matmul(be, f->proj, f->att, n, &lw->wo, NULL, err)))
+    if ((st = backend_rmsnorm(be, f->xb, f->x, lw->attn_norm, rows, c->dim, c->rms_norm_eps, err)) ||
+        (st = backend_matmul(be, f->q, f->xb, rows, &lw->wq, lw->bq, err)) ||
+        (st = backend_matmul(be, f->k, f->xb, rows, &lw->wk, lw->bk, err)) ||
+        (st = backend_matmul(be, f->v, f->xb, rows, &lw->wv, lw->bv, err)))
         return augur_wrap(err, "%s: layer %d attention", m->source, layer);
-    return add_reduced(f, f->x, f->proj, (size_t)n * c->dim, err);
+    for (int s = 0; s < n_segs; s++) {
+        const fwd_seg *g = &segs[s];
+        kv_cache *kv = g->kv;
+        float *q = f->q + (size_t)g->row * q_row, *att = f->att + (size_t)g->row * q_row;
+        float *k = f->k + (size_t)g->row * kv_row, *v = f->v + (size_t)g->row * kv_row;
+        const int32_t *table = kv_cache_table(kv);
+        float *kl = kv_cache_layer_k(kv, layer), *vl = kv_cache_layer_v(kv, layer);
+        if ((st = backend_rope(be, q, g->n, nh, hd, g->start, f->inv_freq, c->rope_pairs, err)) ||
+            (st = backend_rope(be, k, g->n, nkv, hd, g->start, f->inv_freq, c->rope_pairs, err)) ||
+            (st = backend_store_rows(be, kl, k, (int64_t)kv_row, g->n, g->start, table, KV_BLOCK, err)) ||
+            (st = backend_store_rows(be, vl, v, (int64_t)kv_row, g->n, g->start, table, KV_BLOCK, err)) ||
+            (st = backend_attention(be, att, q, g->n, g->start, nh, nkv, hd, kl, vl, table, KV_BLOCK, err)))
+            return augur_wrap(err, "%s: layer %d attention, sequence %d of %d", m->source, layer, s + 1, n_segs);
+    }
+    if ((st = backend_matmul(be, f->proj, f->att, rows, &lw->wo, NULL, err)))
+        return augur_wrap(err, "%s: layer %d attention", m->source, layer);
+    return add_reduced(f, f->x, f->proj, (size_t)rows * c->dim, err);
 }
 
 static augur_status mlp_block(forward_ctx *f, const layer_weights *lw, int layer, int n, augur_error *err)
@@ -215,40 +240,56 @@ static augur_status mlp_block(forward_ctx *f, const layer_weights *lw, int layer
     return add_reduced(f, f->x, f->proj, (size_t)n * c->dim, err);
 }
 
-/* The step's device work, from the ids already in f->ids: embedding, the layers, and
- * the logits of rows lf..n-1 into out (none when lf == n). */
-static augur_status forward_body(forward_ctx *f, kv_cache *kv, int n, int start, int lf, float *out,
-                                 augur_error *err)
+/* The step's device work, from the ids already in f->ids: embedding, the layers over all
+ * segments' rows, and the logits of the wanted row ranges, in order, into out. */
+static augur_status forward_body(forward_ctx *f, const fwd_seg *segs, int n_segs, int rows, const fwd_rows *want,
+                                 int n_want, float *out, augur_error *err)
 {
     const model *m = f->m;
     const model_config *c = &m->cfg;
     augur_backend *be = f->be;
     augur_status st;
-    if ((st = backend_embedding(be, f->x, &m->w.tok_embedding, f->ids, n, err)))
+    if ((st = backend_embedding(be, f->x, &m->w.tok_embedding, f->ids, rows, err)))
         return augur_wrap(err, "%s: embedding", m->source);
     for (int l = 0; l < c->n_layers; l++) {
         const layer_weights *lw = &m->w.layers[l];
-        if ((st = attention_block(f, kv, lw, l, n, start, err)) || (st = mlp_block(f, lw, l, n, err)))
+        if ((st = attention_block(f, segs, n_segs, rows, lw, l, err)) || (st = mlp_block(f, lw, l, rows, err)))
             return st;
     }
-    if (lf < n) {
-        int rows = n - lf;
-        float *xs = f->x + (size_t)lf * c->dim;
-        if ((st = backend_rmsnorm(be, f->xb, xs, m->w.final_norm, rows, c->dim, c->rms_norm_eps, err)) ||
-            (st = backend_matmul(be, out, f->xb, rows, &m->w.lm_head, NULL, err)))
-            return augur_wrap(err, "%s: logits", m->source);
+    if (n_want <= 0)
+        return AUGUR_OK;
+    /* One range is read in place; several are gathered into xb first. The norm works row
+     * by row, so each row gets the same arithmetic either way. */
+    const float *xs = f->x + (size_t)want[0].row * c->dim;
+    int n_out = want[0].n;
+    if (n_want > 1) {
+        n_out = 0;
+        for (int i = 0; i < n_want; i++) {
+            if ((st = backend_copy(be, f->xb + (size_t)n_out * c->dim, f->x + (size_t)want[i].row * c->dim,
+                                   (size_t)want[i].n * c->dim * sizeof(float), err)))
+                return augur_wrap(err, "%s: logits rows", m->source);
+            n_out += want[i].n;
+        }
+        xs = f->xb;
     }
+    if ((st = backend_rmsnorm(be, f->xb, xs, m->w.final_norm, n_out, c->dim, c->rms_norm_eps, err)) ||
+        (st = backend_matmul(be, out, f->xb, n_out, &m->w.lm_head, NULL, err)))
+        return augur_wrap(err, "%s: logits", m->source);
     return AUGUR_OK;
 }
 
 /* forward_body as a captured step: the first run of a (rows, first logits row) key goes
  * uncaptured (it sizes the backend's scratch; a capture cannot allocate), the second is
  * captured, later ones replay it. Every run reads the position from f->pos, so the
- * captured and uncaptured runs do the same arithmetic. */
+ * captured and uncaptured runs do the same arithmetic. A step bakes in the cache's
+ * addresses: forward_run brings only the cache the steps were captured against. */
 static augur_status run_captured(forward_ctx *f, kv_cache *kv, int n, int start, int lf, float *out,
                                  augur_error *err)
 {
     augur_backend *be = f->be;
+    const fwd_seg seg = {.kv = kv, .n = n, .start = start};
+    const fwd_rows want = {.row = lf, .n = n - lf};
+    const int n_want = lf < n;
     size_t key = (size_t)n * (size_t)(f->graph_rows + 1) + (size_t)lf;
     int max_positions = kv->max_seq < f->max_seq ? kv->max_seq : f->max_seq;
     int32_t pos = start;
@@ -257,6 +298,9 @@ static augur_status run_captured(forward_ctx *f, kv_cache *kv, int n, int start,
         st = backend_bind_position(be, f->pos, max_positions, err);
     if (st)
         return augur_wrap(err, "%s: captured step", f->m->source);
+    f->graph_k = kv->k;
+    f->graph_v = kv->v;
+    f->graph_layer_rows = kv->layer_rows;
     if (f->graph[key]) {
         bool stale = false;
         st = backend_graph_launch(be, f->graph[key], &stale, err);
@@ -265,12 +309,12 @@ static augur_status run_captured(forward_ctx *f, kv_cache *kv, int n, int start,
         } else if (!st) { /* the backend moved a scratch buffer: run uncaptured, capture again next time */
             backend_graph_free(be, f->graph[key]);
             f->graph[key] = NULL;
-            st = forward_body(f, kv, n, start, lf, out, err);
+            st = forward_body(f, &seg, 1, n, &want, n_want, out, err);
         }
     } else if (f->graph_ran[key]) {
         void *g = NULL;
         if (!(st = backend_graph_begin(be, err))) {
-            st = forward_body(f, kv, n, start, lf, out, err);
+            st = forward_body(f, &seg, 1, n, &want, n_want, out, err);
             augur_status end = backend_graph_end(be, st ? NULL : &g, st ? NULL : err);
             st = st ? st : end;
         }
@@ -283,7 +327,7 @@ static augur_status run_captured(forward_ctx *f, kv_cache *kv, int n, int start,
                 st = augur_fail(err, AUGUR_E_INTERNAL, "%s: a step went stale as it was captured", f->m->source);
         }
     } else {
-        st = forward_body(f, kv, n, start, lf, out, err);
+        st = forward_body(f, &seg, 1, n, &want, n_want, out, err);
         f->graph_ran[key] = 1;
     }
     augur_error unbind_err = {0};
@@ -293,11 +337,20 @@ static augur_status run_captured(forward_ctx *f, kv_cache *kv, int n, int start,
     return st ? st : ub;
 }
 
-augur_status forward_run(forward_ctx *f, kv_cache *kv, const int32_t *tokens, int n, int logits_from,
-                         float *logits, augur_error *err)
+/* Whether forward_run may capture or replay a step over kv: a contiguous cache (a paged
+ * one's table changes under the step), the one the steps so far were captured against. */
+static bool graphs_take(const forward_ctx *f, const kv_cache *kv, int n)
+{
+    if (!f->graphs || n > f->graph_rows || kv->pool)
+        return false;
+    return !f->graph_k || (f->graph_k == kv->k && f->graph_v == kv->v && f->graph_layer_rows == kv->layer_rows);
+}
+
+/* Checks one sequence's share of a call: rows, logits rows, context and token ids. */
+static augur_status check_seq(const forward_ctx *f, const kv_cache *kv, const int32_t *tokens, int n,
+                              int logits_from, augur_error *err)
 {
     const model *m = f->m;
-    const model_config *c = &m->cfg;
     if (n <= 0 || n > f->max_tokens)
         return augur_fail(err, AUGUR_E_INTERNAL, "forward: %d positions in one call (limit %d)", n, f->max_tokens);
     if (logits_from < 0 || logits_from > n)
@@ -307,24 +360,42 @@ augur_status forward_run(forward_ctx *f, kv_cache *kv, const int32_t *tokens, in
         return augur_fail(err, AUGUR_E_INPUT, "%s: sequence of %d tokens exceeds the context of %d", m->source,
                           start + n, kv->max_seq < f->max_seq ? kv->max_seq : f->max_seq);
     for (int i = 0; i < n; i++)
-        if (tokens[i] < 0 || tokens[i] >= c->vocab_size)
+        if (tokens[i] < 0 || tokens[i] >= m->cfg.vocab_size)
             return augur_fail(err, AUGUR_E_INPUT, "%s: token id %d outside the vocabulary of %d", m->source,
-                              tokens[i], c->vocab_size);
+                              tokens[i], m->cfg.vocab_size);
+    return AUGUR_OK;
+}
 
-    augur_backend *be = f->be;
-    augur_status st;
-    if ((st = backend_upload(be, f->ids, tokens, (size_t)n * sizeof(int32_t), err)))
-        return augur_wrap(err, "%s: embedding", m->source);
-    int lf = logits ? logits_from : n; /* first logits row; n: none */
-    float *out = f->be->caps.host_memory ? logits : f->logits;
-    if (f->graphs && n <= f->graph_rows)
-        st = run_captured(f, kv, n, start, lf, out, err);
-    else
-        st = forward_body(f, kv, n, start, lf, out, err);
+augur_status forward_run(forward_ctx *f, kv_cache *kv, const int32_t *tokens, int n, int logits_from,
+                         float *logits, augur_error *err)
+{
+    const model *m = f->m;
+    augur_status st = check_seq(f, kv, tokens, n, logits_from, err);
     if (st)
         return st;
-    if ((st = kv_cache_append(kv, n, err)))
+    int start = kv->len;
+    augur_backend *be = f->be;
+    if ((st = backend_upload(be, f->ids, tokens, (size_t)n * sizeof(int32_t), err)))
+        return augur_wrap(err, "%s: embedding", m->source);
+    /* A paged cache needs its blocks (and their table) before the rows are stored. */
+    if ((st = kv_cache_reserve(kv, n, err)))
+        return augur_wrap(err, "%s: KV cache", m->source);
+    int lf = logits ? logits_from : n; /* first logits row; n: none */
+    float *out = f->be->caps.host_memory ? logits : f->logits;
+    if (graphs_take(f, kv, n)) {
+        st = run_captured(f, kv, n, start, lf, out, err);
+    } else {
+        const fwd_seg seg = {.kv = kv, .n = n, .start = start};
+        const fwd_rows want = {.row = lf, .n = n - lf};
+        st = forward_body(f, &seg, 1, n, &want, lf < n, out, err);
+    }
+    if (!st)
+        st = kv_cache_append(kv, n, err);
+    if (st) {
+        augur_error ignored = {0};
+        kv_cache_trim(kv, kv->len, &ignored); /* gives back the blocks reserved above */
         return st;
+    }
     if (lf < n && !f->be->caps.host_memory &&
         (st = backend_download(be, logits, f->logits, (size_t)(n - lf) * m->vocab_local * sizeof(float), err)))
         return augur_wrap(err, "%s: logits", m->source);
@@ -334,7 +405,10 @@ augur_status forward_run(forward_ctx *f, kv_cache *kv, const int32_t *tokens, in
 augur_status forward_run_batch(forward_ctx *f, const forward_seq *seqs, int n_seqs, float *logits,
                                augur_error *err)
 {
-    int rows = 0;
+    const model *m = f->m;
+    if (n_seqs <= 0)
+        return augur_fail(err, AUGUR_E_INTERNAL, "forward batch: %d sequences", n_seqs);
+    int rows = 0, wanted = 0;
     for (int i = 0; i < n_seqs; i++) {
         if (seqs[i].n <= 0 || seqs[i].logits_from < 0 || seqs[i].logits_from > seqs[i].n)
             return augur_fail(err, AUGUR_E_INTERNAL, "forward batch: sequence %d has %d rows, logits from %d", i,
@@ -343,19 +417,65 @@ augur_status forward_run_batch(forward_ctx *f, const forward_seq *seqs, int n_se
             if (seqs[j].kv == seqs[i].kv)
                 return augur_fail(err, AUGUR_E_INTERNAL, "forward batch: sequences %d and %d share a cache", j, i);
         rows += seqs[i].n;
+        wanted += seqs[i].n - seqs[i].logits_from;
     }
     if (rows > f->max_tokens)
         return augur_fail(err, AUGUR_E_INTERNAL, "forward batch: %d rows in one call (limit %d)", rows, f->max_tokens);
-    /* One forward per sequence: the same rows and results as a fused batch (row
-     * invariance), without the fused call's single pass over the weights. */
-    float *out = logits;
-    for (int i = 0; i < n_seqs; i++) {
-        augur_status st = forward_run(f, seqs[i].kv, seqs[i].tokens, seqs[i].n, seqs[i].logits_from, out, err);
-        if (st)
-            return augur_wrap(err, "batched forward, sequence %d of %d", i + 1, n_seqs);
-        if (out)
-            out += (size_t)(seqs[i].n - seqs[i].logits_from) * f->m->vocab_local;
+    /* One sequence is a plain forward (which may replay a captured step). */
+    if (n_seqs == 1)
+        return forward_run(f, seqs[0].kv, seqs[0].tokens, seqs[0].n, seqs[0].logits_from, logits, err);
+
+    fwd_seg *segs = malloc((size_t)n_seqs * sizeof *segs);
+    fwd_rows *want = malloc((size_t)n_seqs * sizeof *want);
+    if (!segs || !want) {
+        free(segs);
+        free(want);
+        return augur_fail(err, AUGUR_E_NOMEM, "forward batch: out of memory for %d sequences", n_seqs);
     }
+    augur_backend *be = f->be;
+    augur_status st = AUGUR_OK;
+    int n_want = 0, reserved = 0;
+    for (int i = 0, row = 0; i < n_seqs && !st; i++) {
+        const forward_seq *q = &seqs[i];
+        if ((st = check_seq(f, q->kv, q->tokens, q->n, q->logits_from, err))) {
+            augur_wrap(err, "batched forward, sequence %d of %d", i + 1, n_seqs);
+            break;
+        }
+        segs[i] = (fwd_seg){.kv = q->kv, .row = row, .n = q->n, .start = q->kv->len};
+        if (logits && q->logits_from < q->n) { /* adjacent ranges merge: fewer copies */
+            if (n_want && want[n_want - 1].row + want[n_want - 1].n == row + q->logits_from)
+                want[n_want - 1].n += q->n - q->logits_from;
+            else
+                want[n_want++] = (fwd_rows){.row = row + q->logits_from, .n = q->n - q->logits_from};
+        }
+        if ((st = backend_upload(be, f->ids + row, q->tokens, (size_t)q->n * sizeof(int32_t), err))) {
+            augur_wrap(err, "%s: embedding", m->source);
+            break;
+        }
+        if ((st = kv_cache_reserve(q->kv, q->n, err))) {
+            augur_wrap(err, "%s: KV cache of batched sequence %d of %d", m->source, i + 1, n_seqs);
+            break;
+        }
+        reserved = i + 1;
+        row += q->n;
+    }
+    float *out = be->caps.host_memory ? logits : f->logits;
+    if (!st)
+        st = forward_body(f, segs, n_seqs, rows, want, n_want, out, err);
+    for (int i = 0; i < reserved && !st; i++)
+        st = kv_cache_append(segs[i].kv, segs[i].n, err);
+    if (st) {
+        augur_error ignored = {0};
+        for (int i = 0; i < reserved; i++) /* gives back what was reserved (appended ones stay) */
+            kv_cache_trim(segs[i].kv, segs[i].kv->len, &ignored);
+    }
+    free(segs);
+    free(want);
+    if (st)
+        return st;
+    if (logits && wanted > 0 && !be->caps.host_memory &&
+        (st = backend_download(be, logits, f->logits, (size_t)wanted * m->vocab_local * sizeof(float), err)))
+        return augur_wrap(err, "%s: logits", m->source);
     return AUGUR_OK;
 }
 

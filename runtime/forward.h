@@ -46,6 +46,10 @@ typedef struct {
     void **graph;             /* [(graph_rows + 1)^2]: captured steps by key */
     unsigned char *graph_ran; /* [same]: the step ran uncaptured (its scratch is sized) */
     int64_t graph_replays, graph_captures;
+    /* The contiguous cache the steps were captured against (they bake in its addresses);
+     * forward_run runs any other cache, and every paged one, uncaptured. */
+    const float *graph_k, *graph_v;
+    int graph_layer_rows;
 } forward_ctx;
 
 /* be: the backend the model's weights live in (NULL: a CPU backend with `threads`
@@ -80,11 +84,18 @@ typedef struct {
 } forward_seq;
 
 /* Runs several sequences' new tokens as one forward (continuous batching: each request's
- * verification rows beside the others'). Each sequence attends only to its own cache and
- * every row gets the arithmetic it would get alone (the kernels are row-invariant), so a
- * sequence's logits do not depend on its batch-mates. The rows of all sequences together
- * must fit max_tokens. logits: host memory, the wanted rows of every sequence in order,
- * [sum(n - logits_from)][m->vocab_local]. Sequences must use distinct caches. */
+ * verification rows beside the others'). The rows of all sequences are concatenated:
+ * embedding, norms, every projection, the MLP and the LM head run once over all of them
+ * (one pass over the weights); RoPE, the KV store and attention run per sequence, each at
+ * its own positions against its own cache (contiguous or paged, mixed freely). Every row
+ * gets the arithmetic it would get alone (the kernels are row-invariant: on the CPU
+ * always, on CUDA up to CUK_INVARIANT_ROWS rows in the call), so a sequence's logits equal
+ * forward_run's on it alone, bit for bit, whatever its batch-mates. The rows of all
+ * sequences together must fit max_tokens. logits: host memory, the wanted rows of every
+ * sequence in order, [sum(n - logits_from)][m->vocab_local]; may be NULL (none).
+ * Sequences must use distinct caches. One sequence is a plain forward_run (captured steps
+ * included); several never capture. On failure no cache has grown (blocks reserved for
+ * the call go back to their pools). */
 augur_status forward_run_batch(forward_ctx *f, const forward_seq *seqs, int n_seqs, float *logits,
                                augur_error *err);
 

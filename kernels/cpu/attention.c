@@ -21,8 +21,15 @@ static float dot8(const float *a, const float *b, int len)
     return ((part[0] + part[4]) + (part[2] + part[6])) + ((part[1] + part[5]) + (part[3] + part[7]));
 }
 
+/* Row of position t in the cache: t itself, or through the block table of a paged cache. */
+static inline int64_t cache_row(const int32_t *table, int block_size, int t)
+{
+    return table ? (int64_t)table[t / block_size] * block_size + t % block_size : (int64_t)t;
+}
+
 void cpu_attention(float *out, const float *q, int n, int start_pos, int n_heads, int n_kv_heads,
-                   int head_dim, const float *k_cache, const float *v_cache, float *scratch, int threads)
+                   int head_dim, const float *k_cache, const float *v_cache, const int32_t *block_table,
+                   int block_size, float *scratch, int threads)
 {
     if (threads < 1)
         threads = 1;
@@ -43,7 +50,9 @@ void cpu_attention(float *out, const float *q, int n, int start_pos, int n_heads
 
         float mx = -INFINITY;
         for (int t = 0; t < len; t++) {
-            s[t] = dot8(qi, k_cache + t * kv_stride + (int64_t)kvh * head_dim, head_dim) * scale;
+            s[t] = dot8(qi, k_cache + cache_row(block_table, block_size, t) * kv_stride + (int64_t)kvh * head_dim,
+                        head_dim) *
+                   scale;
             if (s[t] > mx)
                 mx = s[t];
         }
@@ -59,7 +68,7 @@ void cpu_attention(float *out, const float *q, int n, int start_pos, int n_heads
             oi[d] = 0.0f;
         for (int t = 0; t < len; t++) {
             const float p = s[t];
-            const float *vt = v_cache + t * kv_stride + (int64_t)kvh * head_dim;
+            const float *vt = v_cache + cache_row(block_table, block_size, t) * kv_stride + (int64_t)kvh * head_dim;
             for (int d = 0; d < head_dim; d++)
                 oi[d] += p * vt[d];
         }

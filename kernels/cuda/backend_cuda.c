@@ -481,7 +481,7 @@ static int split_chunk(const cuda_ctx *c, int n, int n_heads, int head_dim, int 
 
 static augur_status cuda_attention(augur_backend *be, float *out, const float *q, int n, int start_pos, int n_heads,
                                    int n_kv_heads, int head_dim, const float *k_cache, const float *v_cache,
-                                   augur_error *err)
+                                   const int32_t *block_table, int block_size, augur_error *err)
 {
     cuda_ctx *c = ctx_of(be);
     c->op_seq++;
@@ -510,7 +510,8 @@ static augur_status cuda_attention(augur_backend *be, float *out, const float *q
             return st;
         return launched(c,
                         cuk_attention_grouped(c->stream, out, q, n, start_pos, c->pos_dev, c->pos_max, n_heads,
-                                              n_kv_heads, head_dim, k_cache, v_cache, c->att_scratch),
+                                              n_kv_heads, head_dim, k_cache, v_cache, block_table, block_size,
+                                              c->att_scratch),
                         "attention (grouped + combine kernels)", err);
     }
     const bool fits = cuk_attention_single_smem(max_len, head_dim) <= c->smem_optin;
@@ -525,7 +526,7 @@ static augur_status cuda_attention(augur_backend *be, float *out, const float *q
     if (!split)
         return launched(c,
                         cuk_attention_single(c->stream, out, q, n, start_pos, n_heads, n_kv_heads, head_dim, k_cache,
-                                             v_cache),
+                                             v_cache, block_table, block_size),
                         "attention (single-block kernel)", err);
 
     const int chunk = split_chunk(c, n, n_heads, head_dim, max_len);
@@ -539,7 +540,7 @@ static augur_status cuda_attention(augur_backend *be, float *out, const float *q
         return st;
     return launched(c,
                     cuk_attention_split(c->stream, out, q, n, start_pos, n_heads, n_kv_heads, head_dim, k_cache,
-                                        v_cache, chunk, max_splits, c->att_scratch),
+                                        v_cache, block_table, block_size, chunk, max_splits, c->att_scratch),
                     "attention (split + combine kernels)", err);
 }
 
@@ -629,19 +630,24 @@ static void cuda_device_name(augur_backend *be, char *name, size_t len)
 }
 
 static augur_status cuda_store_rows(augur_backend *be, float *base, const float *src, int64_t row_floats, int n,
-                                    int start_row, augur_error *err)
+                                    int start_row, const int32_t *block_table, int block_size, augur_error *err)
 {
     cuda_ctx *c = ctx_of(be);
     c->op_seq++;
     if (n <= 0 || row_floats <= 0)
         return AUGUR_OK;
+    if (block_table && !c->pos_dev) /* the table is device memory: a kernel scatters the rows */
+        return launched(c,
+                        cuk_store_rows(c->stream, base, src, row_floats, n, start_row, NULL, block_table, block_size),
+                        "store_rows kernel (paged)", err);
     if (!c->pos_dev)
         return copy_async(c, base + (int64_t)start_row * row_floats, src, (size_t)n * (size_t)row_floats * sizeof(float),
                           cudaMemcpyDeviceToDevice, "store_rows (cudaMemcpyAsync)", err);
     if (start_row + n > c->pos_max)
         return augur_fail(err, AUGUR_E_INTERNAL, "cuda backend: store_rows past the bound %d positions", c->pos_max);
-    return launched(c, cuk_store_rows(c->stream, base, src, row_floats, n, start_row, c->pos_dev), "store_rows kernel",
-                    err);
+    return launched(c,
+                    cuk_store_rows(c->stream, base, src, row_floats, n, start_row, c->pos_dev, block_table, block_size),
+                    "store_rows kernel", err);
 }
 
 static augur_status cuda_bind_position(augur_backend *be, const int32_t *dev_pos, int max_positions, augur_error *err)

@@ -11,11 +11,25 @@
  *            max. Fills the GPU at batch 1 and has no context-length limit.
  * Scores: a warp per key position (lanes split head_dim, one butterfly). Weighted sum:
  * threads own output dimensions, coalesced over V rows; when head_dim is below the block
- * size, several thread groups take interleaved positions and add up at the end. */
+ * size, several thread groups take interleaved positions and add up at the end.
+ *
+ * Paged caches: every kernel is a template on PAGED. The contiguous instantiation reads
+ * position t at row t, exactly the code it was before paging; the paged one reads row
+ * table[t / bs] * bs + t % bs and does the same arithmetic in the same order, so a row's
+ * result is bitwise the same from either cache. */
 #include "kernels/cuda/cuda_device.h"
 #include "kernels/cuda/cuda_kernels.h"
 
 #define ATT_THREADS 128
+
+/* Row of position t in a layer of the cache. */
+template <bool PAGED>
+__device__ __forceinline__ int64_t kv_row(const int *__restrict__ table, int bs, int t)
+{
+    if (PAGED)
+        return (int64_t)__ldg(table + t / bs) * bs + t % bs;
+    return (int64_t)t;
+}
 
 /* Floats of shared memory besides the scores: q, reduction slots, group partials. */
 static inline size_t att_fixed_floats(int head_dim)
@@ -25,13 +39,14 @@ static inline size_t att_fixed_floats(int head_dim)
 
 /* s[t - t0] = (q . k_t) * scale for t in [t0, t1); returns the max (to every thread),
  * after a barrier that makes s visible to the whole block. */
-__device__ float att_scores(float *s, const float *qs, const float *__restrict__ kc, int64_t kv_stride, int kvh,
-                            int head_dim, int t0, int t1, float scale, float *red)
+template <bool PAGED>
+__device__ float att_scores(float *s, const float *qs, const float *__restrict__ kc, const int *__restrict__ table,
+                            int bs, int64_t kv_stride, int kvh, int head_dim, int t0, int t1, float scale, float *red)
 {
     const int lane = threadIdx.x & 31, warp = threadIdx.x >> 5, nwarps = blockDim.x >> 5;
     float mx = -INFINITY;
     for (int t = t0 + warp; t < t1; t += nwarps) {
-        const float *kt = kc + (int64_t)t * kv_stride + (int64_t)kvh * head_dim;
+        const float *kt = kc + kv_row<PAGED>(table, bs, t) * kv_stride + (int64_t)kvh * head_dim;
         float d = 0.0f;
         for (int c = lane; c < head_dim; c += 32)
             d = fmaf(qs[c], __ldg(kt + c), d);
@@ -57,8 +72,9 @@ __device__ float att_exp(float *s, int len, float mx, float *red)
 
 /* o[d] = sum_{t in [t0,t1)} p[t - t0] * v_t[d] for d < head_dim (o in global memory).
  * acc: shared, max(blockDim, head_dim) floats. */
-__device__ void att_values(float *o, const float *p, const float *__restrict__ vc, int64_t kv_stride, int kvh,
-                           int head_dim, int t0, int t1, float *acc)
+template <bool PAGED>
+__device__ void att_values(float *o, const float *p, const float *__restrict__ vc, const int *__restrict__ table,
+                           int bs, int64_t kv_stride, int kvh, int head_dim, int t0, int t1, float *acc)
 {
     const int dims = head_dim < (int)blockDim.x ? head_dim : (int)blockDim.x;
     const int groups = blockDim.x / dims;
@@ -67,7 +83,8 @@ __device__ void att_values(float *o, const float *p, const float *__restrict__ v
         for (int d = dl; d < head_dim; d += dims) {
             float a = 0.0f;
             for (int t = t0 + g; t < t1; t += groups)
-                a = fmaf(p[t - t0], __ldg(vc + (int64_t)t * kv_stride + (int64_t)kvh * head_dim + d), a);
+                a = fmaf(p[t - t0],
+                         __ldg(vc + kv_row<PAGED>(table, bs, t) * kv_stride + (int64_t)kvh * head_dim + d), a);
             if (groups == 1)
                 o[d] = a;
             else
@@ -85,10 +102,11 @@ __device__ void att_values(float *o, const float *p, const float *__restrict__ v
     }
 }
 
+template <bool PAGED>
 __global__ void __launch_bounds__(ATT_THREADS)
     att_single_kernel(float *__restrict__ out, const float *__restrict__ q, int start_pos, int n_heads,
                       int n_kv_heads, int head_dim, const float *__restrict__ kc, const float *__restrict__ vc,
-                      float scale)
+                      const int *__restrict__ table, int bs, float scale)
 {
     extern __shared__ float sm[];
     float *qs = sm;
@@ -104,13 +122,13 @@ __global__ void __launch_bounds__(ATT_THREADS)
     for (int d = threadIdx.x; d < head_dim; d += blockDim.x)
         qs[d] = q[row + d];
     __syncthreads();
-    const float mx = att_scores(s, qs, kc, kv_stride, kvh, head_dim, 0, len, scale, red);
+    const float mx = att_scores<PAGED>(s, qs, kc, table, bs, kv_stride, kvh, head_dim, 0, len, scale, red);
     const float sum = att_exp(s, len, mx, red);
     /* Normalise first, as the CPU does (p = e / sum, then sum p * v). */
     for (int t = threadIdx.x; t < len; t += blockDim.x)
         s[t] = s[t] / sum;
     __syncthreads();
-    att_values(out + row, s, vc, kv_stride, kvh, head_dim, 0, len, acc);
+    att_values<PAGED>(out + row, s, vc, table, bs, kv_stride, kvh, head_dim, 0, len, acc);
 }
 
 extern "C" size_t cuk_attention_single_smem(int max_len, int head_dim)
@@ -120,7 +138,7 @@ extern "C" size_t cuk_attention_single_smem(int max_len, int head_dim)
 
 extern "C" cudaError_t cuk_attention_single(cudaStream_t stream, float *out, const float *q, int n, int start_pos,
                                             int n_heads, int n_kv_heads, int head_dim, const float *k_cache,
-                                            const float *v_cache)
+                                            const float *v_cache, const int *block_table, int block_size)
 {
     const size_t smem = cuk_attention_single_smem(start_pos + n, head_dim);
     const float scale = 1.0f / sqrtf((float)head_dim);
@@ -128,14 +146,21 @@ extern "C" cudaError_t cuk_attention_single(cudaStream_t stream, float *out, con
      * once per size reached, not per call: it is a host API call. */
     static size_t opted; /* one process, one device kind: a stale read only repeats the call */
     if (smem > 48 * 1024 && smem > opted) {
-        const cudaError_t rc =
-            cudaFuncSetAttribute(att_single_kernel, cudaFuncAttributeMaxDynamicSharedMemorySize, (int)smem);
+        cudaError_t rc =
+            cudaFuncSetAttribute(att_single_kernel<false>, cudaFuncAttributeMaxDynamicSharedMemorySize, (int)smem);
+        if (rc == cudaSuccess)
+            rc = cudaFuncSetAttribute(att_single_kernel<true>, cudaFuncAttributeMaxDynamicSharedMemorySize, (int)smem);
         if (rc != cudaSuccess)
             return rc;
         opted = smem;
     }
-    att_single_kernel<<<dim3((unsigned)n_heads, (unsigned)n), ATT_THREADS, smem, stream>>>(
-        out, q, start_pos, n_heads, n_kv_heads, head_dim, k_cache, v_cache, scale);
+    const dim3 grid((unsigned)n_heads, (unsigned)n);
+    if (block_table)
+        att_single_kernel<true><<<grid, ATT_THREADS, smem, stream>>>(out, q, start_pos, n_heads, n_kv_heads, head_dim,
+                                                                     k_cache, v_cache, block_table, block_size, scale);
+    else
+        att_single_kernel<false><<<grid, ATT_THREADS, smem, stream>>>(out, q, start_pos, n_heads, n_kv_heads, head_dim,
+                                                                      k_cache, v_cache, nullptr, 0, scale);
     return cudaGetLastError();
 }
 
@@ -146,10 +171,11 @@ static __device__ __forceinline__ float *att_partial(float *scratch, int i, int 
     return scratch + (((int64_t)i * n_heads + h) * max_splits + sp) * (head_dim + 2);
 }
 
+template <bool PAGED>
 __global__ void __launch_bounds__(ATT_THREADS)
     att_split_kernel(float *__restrict__ scratch, const float *__restrict__ q, int start_pos, int n_heads,
                      int n_kv_heads, int head_dim, const float *__restrict__ kc, const float *__restrict__ vc,
-                     float scale, int chunk, int max_splits)
+                     const int *__restrict__ table, int bs, float scale, int chunk, int max_splits)
 {
     extern __shared__ float sm[];
     float *qs = sm;
@@ -170,9 +196,9 @@ __global__ void __launch_bounds__(ATT_THREADS)
     for (int d = threadIdx.x; d < head_dim; d += blockDim.x)
         qs[d] = q[row + d];
     __syncthreads();
-    const float mx = att_scores(s, qs, kc, kv_stride, kvh, head_dim, t0, t1, scale, red);
+    const float mx = att_scores<PAGED>(s, qs, kc, table, bs, kv_stride, kvh, head_dim, t0, t1, scale, red);
     const float l = att_exp(s, t1 - t0, mx, red);
-    att_values(part + 2, s, vc, kv_stride, kvh, head_dim, t0, t1, acc);
+    att_values<PAGED>(part + 2, s, vc, table, bs, kv_stride, kvh, head_dim, t0, t1, acc);
     if (threadIdx.x == 0) {
         part[0] = mx;
         part[1] = l;
@@ -219,12 +245,20 @@ extern "C" size_t cuk_attention_split_scratch(int n, int n_heads, int head_dim, 
 
 extern "C" cudaError_t cuk_attention_split(cudaStream_t stream, float *out, const float *q, int n, int start_pos,
                                            int n_heads, int n_kv_heads, int head_dim, const float *k_cache,
-                                           const float *v_cache, int chunk, int max_splits, float *scratch)
+                                           const float *v_cache, const int *block_table, int block_size, int chunk,
+                                           int max_splits, float *scratch)
 {
     const size_t smem = (att_fixed_floats(head_dim) + (size_t)chunk) * sizeof(float);
     const float scale = 1.0f / sqrtf((float)head_dim);
-    att_split_kernel<<<dim3((unsigned)max_splits, (unsigned)n_heads, (unsigned)n), ATT_THREADS, smem, stream>>>(
-        scratch, q, start_pos, n_heads, n_kv_heads, head_dim, k_cache, v_cache, scale, chunk, max_splits);
+    const dim3 grid((unsigned)max_splits, (unsigned)n_heads, (unsigned)n);
+    if (block_table)
+        att_split_kernel<true><<<grid, ATT_THREADS, smem, stream>>>(scratch, q, start_pos, n_heads, n_kv_heads,
+                                                                    head_dim, k_cache, v_cache, block_table,
+                                                                    block_size, scale, chunk, max_splits);
+    else
+        att_split_kernel<false><<<grid, ATT_THREADS, smem, stream>>>(scratch, q, start_pos, n_heads, n_kv_heads,
+                                                                     head_dim, k_cache, v_cache, nullptr, 0, scale,
+                                                                     chunk, max_splits);
     cudaError_t rc = cudaGetLastError();
     if (rc != cudaSuccess)
         return rc;
@@ -262,10 +296,12 @@ extern "C" size_t cuk_attention_grouped_smem(int head_dim)
            sizeof(float);
 }
 
+template <bool PAGED>
 __global__ void __launch_bounds__(ATT_GROUP_WARPS * 32)
     att_grouped_kernel(float *__restrict__ scratch, const float *__restrict__ q, int n, int start_pos,
                        const int *__restrict__ pos_dev, int n_heads, int n_kv_heads, int head_dim,
-                       const float *__restrict__ kc, const float *__restrict__ vc, float scale, int max_splits)
+                       const float *__restrict__ kc, const float *__restrict__ vc, const int *__restrict__ table,
+                       int bs, float scale, int max_splits)
 {
     if (pos_dev) /* a captured step: the grid covers every position the cache holds */
         start_pos = *pos_dev;
@@ -295,7 +331,7 @@ __global__ void __launch_bounds__(ATT_GROUP_WARPS * 32)
                 const int e = e0 + u * blockDim.x;
                 if (e < total) {
                     const int j = e / hv, d = (e - j * hv) * 4;
-                    const int64_t at = (int64_t)(t0 + j) * kv_stride + (int64_t)kvh * head_dim + d;
+                    const int64_t at = kv_row<PAGED>(table, bs, t0 + j) * kv_stride + (int64_t)kvh * head_dim + d;
                     k4[u] = __ldg(reinterpret_cast<const float4 *>(kc + at));
                     v4[u] = __ldg(reinterpret_cast<const float4 *>(vc + at));
                 }
@@ -314,7 +350,7 @@ __global__ void __launch_bounds__(ATT_GROUP_WARPS * 32)
     } else {
         for (int e = threadIdx.x; e < cn * head_dim; e += blockDim.x) {
             const int j = e / head_dim, d = e - j * head_dim;
-            const int64_t at = (int64_t)(t0 + j) * kv_stride + (int64_t)kvh * head_dim + d;
+            const int64_t at = kv_row<PAGED>(table, bs, t0 + j) * kv_stride + (int64_t)kvh * head_dim + d;
             kt[j * ks + d] = __ldg(kc + at);
             vt[j * head_dim + d] = __ldg(vc + at);
         }
@@ -368,7 +404,8 @@ __global__ void __launch_bounds__(ATT_GROUP_WARPS * 32)
 
 extern "C" cudaError_t cuk_attention_grouped(cudaStream_t stream, float *out, const float *q, int n, int start_pos,
                                              const int *pos_dev, int max_positions, int n_heads, int n_kv_heads,
-                                             int head_dim, const float *k_cache, const float *v_cache, float *scratch)
+                                             int head_dim, const float *k_cache, const float *v_cache,
+                                             const int *block_table, int block_size, float *scratch)
 {
     const size_t smem = cuk_attention_grouped_smem(head_dim);
     const float scale = 1.0f / sqrtf((float)head_dim);
@@ -377,14 +414,24 @@ extern "C" cudaError_t cuk_attention_grouped(cudaStream_t stream, float *out, co
     const int max_splits = ((pos_dev ? max_positions : start_pos + n) + ATT_GROUP_CHUNK - 1) / ATT_GROUP_CHUNK;
     static size_t opted; /* as in cuk_attention_single */
     if (smem > 48 * 1024 && smem > opted) {
-        const cudaError_t rc =
-            cudaFuncSetAttribute(att_grouped_kernel, cudaFuncAttributeMaxDynamicSharedMemorySize, (int)smem);
+        cudaError_t rc =
+            cudaFuncSetAttribute(att_grouped_kernel<false>, cudaFuncAttributeMaxDynamicSharedMemorySize, (int)smem);
+        if (rc == cudaSuccess)
+            rc = cudaFuncSetAttribute(att_grouped_kernel<true>, cudaFuncAttributeMaxDynamicSharedMemorySize,
+                                      (int)smem);
         if (rc != cudaSuccess)
             return rc;
         opted = smem;
     }
-    att_grouped_kernel<<<dim3((unsigned)max_splits, (unsigned)n_kv_heads), ATT_GROUP_WARPS * 32, smem, stream>>>(
-        scratch, q, n, start_pos, pos_dev, n_heads, n_kv_heads, head_dim, k_cache, v_cache, scale, max_splits);
+    const dim3 grid((unsigned)max_splits, (unsigned)n_kv_heads);
+    if (block_table)
+        att_grouped_kernel<true><<<grid, ATT_GROUP_WARPS * 32, smem, stream>>>(
+            scratch, q, n, start_pos, pos_dev, n_heads, n_kv_heads, head_dim, k_cache, v_cache, block_table,
+            block_size, scale, max_splits);
+    else
+        att_grouped_kernel<false><<<grid, ATT_GROUP_WARPS * 32, smem, stream>>>(
+            scratch, q, n, start_pos, pos_dev, n_heads, n_kv_heads, head_dim, k_cache, v_cache, nullptr, 0, scale,
+            max_splits);
     cudaError_t rc = cudaGetLastError();
     if (rc != cudaSuccess)
         return rc;

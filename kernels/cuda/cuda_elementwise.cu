@@ -192,10 +192,29 @@ __global__ void store_rows_kernel(float *__restrict__ base, const float *__restr
         base[first + i] = src[i];
 }
 
+/* As store_rows_kernel, each row to the row of its position in a paged cache. */
+__global__ void store_rows_paged_kernel(float *__restrict__ base, const float *__restrict__ src, int64_t row_floats,
+                                        int n, int start, const int *__restrict__ pos_dev,
+                                        const int *__restrict__ table, int bs)
+{
+    const int first = pos_dev ? *pos_dev : start;
+    const int64_t total = (int64_t)n * row_floats;
+    for (int64_t i = (int64_t)blockIdx.x * blockDim.x + threadIdx.x; i < total; i += (int64_t)gridDim.x * blockDim.x) {
+        const int64_t r = i / row_floats;
+        const int p = first + (int)r;
+        const int64_t row = (int64_t)table[p / bs] * bs + p % bs;
+        base[row * row_floats + (i - r * row_floats)] = src[i];
+    }
+}
+
 extern "C" cudaError_t cuk_store_rows(cudaStream_t stream, float *base, const float *src, int64_t row_floats, int n,
-                                      int start, const int *pos_dev)
+                                      int start, const int *pos_dev, const int *block_table, int block_size)
 {
     const int64_t total = (int64_t)n * row_floats;
-    store_rows_kernel<<<cuk_blocks_for(total, 256), 256, 0, stream>>>(base, src, row_floats, n, start, pos_dev);
+    if (block_table)
+        store_rows_paged_kernel<<<cuk_blocks_for(total, 256), 256, 0, stream>>>(base, src, row_floats, n, start,
+                                                                                pos_dev, block_table, block_size);
+    else
+        store_rows_kernel<<<cuk_blocks_for(total, 256), 256, 0, stream>>>(base, src, row_floats, n, start, pos_dev);
     return cudaGetLastError();
 }

@@ -63,10 +63,14 @@ cudaError_t cuk_rope(cudaStream_t stream, float *x, int n, int n_heads, int head
 /* Bytes of dynamic shared memory cuk_attention_single needs for a context of max_len. */
 size_t cuk_attention_single_smem(int max_len, int head_dim);
 
+/* The attention launchers below read position p of the cache at row p, or with a
+ * block table (device int32, NULL: none) at row block_table[p / block_size] * block_size
+ * + p % block_size (a paged cache), with the same arithmetic. */
+
 /* One block per (query row, head): the row's scores in shared memory. */
 cudaError_t cuk_attention_single(cudaStream_t stream, float *out, const float *q, int n, int start_pos,
                                  int n_heads, int n_kv_heads, int head_dim, const float *k_cache,
-                                 const float *v_cache);
+                                 const float *v_cache, const int *block_table, int block_size);
 
 /* Floats of scratch cuk_attention_split needs. */
 size_t cuk_attention_split_scratch(int n, int n_heads, int head_dim, int max_splits);
@@ -76,7 +80,8 @@ size_t cuk_attention_split_scratch(int n, int n_heads, int head_dim, int max_spl
  * combine kernel. max_splits = ceil((start_pos + n) / chunk). */
 cudaError_t cuk_attention_split(cudaStream_t stream, float *out, const float *q, int n, int start_pos,
                                 int n_heads, int n_kv_heads, int head_dim, const float *k_cache,
-                                const float *v_cache, int chunk, int max_splits, float *scratch);
+                                const float *v_cache, const int *block_table, int block_size, int chunk,
+                                int max_splits, float *scratch);
 
 /* Positions of a chunk of cuk_attention_grouped (the invariant chunk: cuda_backend.h). */
 #define CUK_ATT_GROUP_CHUNK 64
@@ -89,12 +94,14 @@ size_t cuk_attention_grouped_smem(int head_dim);
  * cuk_attention_split with max_splits = ceil((start_pos + n) / 64)); then the combine. */
 cudaError_t cuk_attention_grouped(cudaStream_t stream, float *out, const float *q, int n, int start_pos,
                                   const int *pos_dev, int max_positions, int n_heads, int n_kv_heads, int head_dim,
-                                  const float *k_cache, const float *v_cache, float *scratch);
+                                  const float *k_cache, const float *v_cache, const int *block_table,
+                                  int block_size, float *scratch);
 
-/* Rows 0..n-1 of src (row_floats each) to rows start..start+n-1 of base; with pos_dev,
- * start is read from device memory when the kernel runs (a captured step). */
+/* Rows 0..n-1 of src (row_floats each) to the rows of positions start..start+n-1 of
+ * base (through block_table when not NULL, as attention); with pos_dev, start is read
+ * from device memory when the kernel runs (a captured step). */
 cudaError_t cuk_store_rows(cudaStream_t stream, float *base, const float *src, int64_t row_floats, int n, int start,
-                           const int *pos_dev);
+                           const int *pos_dev, const int *block_table, int block_size);
 cudaError_t cuk_swiglu(cudaStream_t stream, float *out, const float *gate, const float *up, int64_t count);
 
 cudaError_t cuk_embedding(cudaStream_t stream, float *out, const void *table, int dtype, int64_t vocab,

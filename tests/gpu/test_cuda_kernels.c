@@ -4,7 +4,8 @@
  * Then weights: fill_random bit for bit against the CPU, weight_upload through the
  * pinned staging (strided views, chunks ending inside rows), model_to_backend of a tiny
  * checkpoint (strided row-parallel slices, tied lm_head) and model_load_dummy against
- * the same on the CPU.
+ * the same on the CPU. Paged KV: attention and store_rows through a shuffled block table
+ * against the same rows stored contiguously, bit for bit, on every attention path.
  *
  * Every output buffer is poisoned (a NaN pattern) before the run and carries a guard
  * tail: an element left unwritten, or a write past the end, fails the case. Prints one
@@ -423,14 +424,14 @@ static void attention_case(int n_heads, int n_kv, int head_dim, int start_pos, i
     float *k = random_floats(kv_count, -1.0f, 1.0f);
     float *v = random_floats(kv_count, -1.0f, 1.0f);
     float *ref = xmalloc(q_count * sizeof(float));
-    OK(backend_attention(cpu, ref, q, n, start_pos, n_heads, n_kv, head_dim, k, v, &E));
+    OK(backend_attention(cpu, ref, q, n, start_pos, n_heads, n_kv, head_dim, k, v, NULL, 0, &E));
 
     set_paths(CUDA_MATMUL_AUTO, path, chunk);
     float *dq = dev_from(q, q_count * sizeof(float));
     float *dk = dev_from(k, kv_count * sizeof(float));
     float *dv = dev_from(v, kv_count * sizeof(float));
     float *dout = dev_output(q_count);
-    OK(backend_attention(gpu, dout, dq, n, start_pos, n_heads, n_kv, head_dim, dk, dv, &E));
+    OK(backend_attention(gpu, dout, dq, n, start_pos, n_heads, n_kv, head_dim, dk, dv, NULL, 0, &E));
     int unwritten, overrun;
     float *got = fetch(dout, q_count, &unwritten, &overrun);
     char shape[128];
@@ -764,14 +765,15 @@ static void invariance_attention(int n_heads, int n_kv, int head_dim, int start_
     float *dout = dev_output(row * INV_MAX_ROWS);
     float *alone = xmalloc(row * INV_MAX_ROWS * sizeof(float));
     for (int i = 0; i < INV_MAX_ROWS; i++) { /* row i alone, at its own position */
-        OK(backend_attention(gpu, dout, dq + i * row, 1, start_pos + i, n_heads, n_kv, head_dim, dk, dv, &E));
+        OK(backend_attention(gpu, dout, dq + i * row, 1, start_pos + i, n_heads, n_kv, head_dim, dk, dv, NULL, 0,
+                              &E));
         float *got = fetch_plain(dout, row);
         memcpy(alone + i * row, got, row * sizeof(float));
         free(got);
     }
     for (size_t b = 0; b < sizeof invariance_batches / sizeof *invariance_batches; b++) {
         const int n = invariance_batches[b];
-        OK(backend_attention(gpu, dout, dq, n, start_pos, n_heads, n_kv, head_dim, dk, dv, &E));
+        OK(backend_attention(gpu, dout, dq, n, start_pos, n_heads, n_kv, head_dim, dk, dv, NULL, 0, &E));
         float *got = fetch_plain(dout, row * n);
         char shape[128];
         snprintf(shape, sizeof shape, "heads=%d kv=%d hd=%d context %d: %d rows vs 1", n_heads, n_kv, head_dim,
@@ -831,6 +833,143 @@ static void test_batch_invariance(void)
     invariance_matmul(AUGUR_BF16, 4096, 1024);
     invariance_matmul(AUGUR_F32, 1000, 515);
     invariance_matmul(AUGUR_F16, 512, 2048);
+}
+
+/* ------------------------------------------------------------- paged KV cache */
+
+#define PAGED_BLOCK 16 /* as KV_BLOCK (runtime/kv_cache.h) */
+
+/* A block table for len positions over a pool of *pool_blocks blocks (three spare), the
+ * blocks shuffled so that neighbours in the sequence are not neighbours in the pool. */
+static int32_t *shuffled_table(int len, int *pool_blocks)
+{
+    const int used = (len + PAGED_BLOCK - 1) / PAGED_BLOCK;
+    *pool_blocks = used + 3;
+    int32_t *ids = xmalloc((size_t)*pool_blocks * sizeof(int32_t));
+    for (int i = 0; i < *pool_blocks; i++)
+        ids[i] = i;
+    for (int i = *pool_blocks - 1; i > 0; i--) {
+        int j = (int)(uniform01() * (i + 1));
+        int32_t t = ids[i];
+        ids[i] = ids[j];
+        ids[j] = t;
+    }
+    return ids;
+}
+
+/* The rows of a contiguous cache k ([len][row]) laid out in a pool through table; other
+ * rows hold random values that must not be read. */
+static float *scatter_rows(const float *k, int len, size_t row, const int32_t *table, int pool_blocks)
+{
+    float *pool = random_floats((size_t)pool_blocks * PAGED_BLOCK * row, -1.0f, 1.0f);
+    for (int t = 0; t < len; t++)
+        memcpy(pool + ((size_t)table[t / PAGED_BLOCK] * PAGED_BLOCK + t % PAGED_BLOCK) * row, k + (size_t)t * row,
+               row * sizeof(float));
+    return pool;
+}
+
+/* Attention through a block table must equal, bit for bit, attention over the same rows
+ * stored contiguously, on the given path (and the CPU backend likewise). */
+static void paged_attention_case(int n_heads, int n_kv, int head_dim, int start_pos, int n, cuda_attn_path path,
+                                 int chunk)
+{
+    set_paths(CUDA_MATMUL_AUTO, path, chunk);
+    const int len = start_pos + n;
+    const size_t row = (size_t)n_kv * head_dim, q_count = (size_t)n * n_heads * head_dim;
+    int pool_blocks;
+    int32_t *table = shuffled_table(len, &pool_blocks);
+    const size_t pool_count = (size_t)pool_blocks * PAGED_BLOCK * row;
+    float *q = random_floats(q_count, -3.0f, 3.0f);
+    float *k = random_floats((size_t)len * row, -1.0f, 1.0f);
+    float *v = random_floats((size_t)len * row, -1.0f, 1.0f);
+    float *kp = scatter_rows(k, len, row, table, pool_blocks), *vp = scatter_rows(v, len, row, table, pool_blocks);
+    float *dq = dev_from(q, q_count * sizeof(float));
+    float *dk = dev_from(k, (size_t)len * row * sizeof(float)), *dv = dev_from(v, (size_t)len * row * sizeof(float));
+    float *dkp = dev_from(kp, pool_count * sizeof(float)), *dvp = dev_from(vp, pool_count * sizeof(float));
+    int32_t *dtable = dev_from(table, (size_t)pool_blocks * sizeof(int32_t));
+    float *dout = dev_output(q_count);
+    OK(backend_attention(gpu, dout, dq, n, start_pos, n_heads, n_kv, head_dim, dk, dv, NULL, 0, &E));
+    float *contiguous = fetch_plain(dout, q_count);
+    OK(backend_attention(gpu, dout, dq, n, start_pos, n_heads, n_kv, head_dim, dkp, dvp, dtable, PAGED_BLOCK, &E));
+    int unwritten, overrun;
+    float *paged = fetch(dout, q_count, &unwritten, &overrun);
+    char shape[128];
+    snprintf(shape, sizeof shape, "heads=%d kv=%d hd=%d pos=%d n=%d %s", n_heads, n_kv, head_dim, start_pos, n,
+             attn_name(path, chunk));
+    report_exact("attn paged", shape, count_differ(paged, contiguous, q_count), overrun, "guard floats overwritten");
+
+    float *cpu_c = xmalloc(q_count * sizeof(float)), *cpu_p = xmalloc(q_count * sizeof(float));
+    OK(backend_attention(cpu, cpu_c, q, n, start_pos, n_heads, n_kv, head_dim, k, v, NULL, 0, &E));
+    OK(backend_attention(cpu, cpu_p, q, n, start_pos, n_heads, n_kv, head_dim, kp, vp, table, PAGED_BLOCK, &E));
+    snprintf(shape, sizeof shape, "heads=%d kv=%d hd=%d pos=%d n=%d cpu", n_heads, n_kv, head_dim, start_pos, n);
+    report_exact("attn paged", shape, count_differ(cpu_p, cpu_c, q_count), 0, "");
+
+    void *dev[] = {dq, dk, dv, dkp, dvp, dtable, dout};
+    for (size_t i = 0; i < sizeof dev / sizeof *dev; i++)
+        backend_free(gpu, dev[i]);
+    void *host[] = {table, q, k, v, kp, vp, contiguous, paged, cpu_c, cpu_p};
+    for (size_t i = 0; i < sizeof host / sizeof *host; i++)
+        free(host[i]);
+}
+
+/* store_rows through a block table writes exactly the rows of positions start..start+n-1
+ * where the table puts them, and nothing else of the pool. */
+static void paged_store_case(int n_kv, int head_dim, int start_pos, int n)
+{
+    const int len = start_pos + n;
+    const size_t row = (size_t)n_kv * head_dim;
+    int pool_blocks;
+    int32_t *table = shuffled_table(len, &pool_blocks);
+    const size_t pool_count = (size_t)pool_blocks * PAGED_BLOCK * row;
+    float *src = random_floats((size_t)n * row, -1.0f, 1.0f);
+    float *before = random_floats(pool_count, -1.0f, 1.0f);
+    float *want = xmalloc(pool_count * sizeof(float));
+    memcpy(want, before, pool_count * sizeof(float));
+    for (int i = 0; i < n; i++) {
+        const int p = start_pos + i;
+        memcpy(want + ((size_t)table[p / PAGED_BLOCK] * PAGED_BLOCK + p % PAGED_BLOCK) * row, src + (size_t)i * row,
+               row * sizeof(float));
+    }
+    float *dsrc = dev_from(src, (size_t)n * row * sizeof(float)), *dpool = dev_from(before, pool_count * sizeof(float));
+    int32_t *dtable = dev_from(table, (size_t)pool_blocks * sizeof(int32_t));
+    OK(backend_store_rows(gpu, dpool, dsrc, (int64_t)row, n, start_pos, dtable, PAGED_BLOCK, &E));
+    float *got = fetch_plain(dpool, pool_count);
+    char shape[128];
+    snprintf(shape, sizeof shape, "kv=%d hd=%d pos=%d n=%d", n_kv, head_dim, start_pos, n);
+    report_exact("store paged", shape, count_differ(got, want, pool_count), 0, "");
+    memcpy(got, before, pool_count * sizeof(float)); /* the CPU backend through the same table */
+    OK(backend_store_rows(cpu, got, src, (int64_t)row, n, start_pos, table, PAGED_BLOCK, &E));
+    snprintf(shape, sizeof shape, "kv=%d hd=%d pos=%d n=%d cpu", n_kv, head_dim, start_pos, n);
+    report_exact("store paged", shape, count_differ(got, want, pool_count), 0, "");
+    backend_free(gpu, dsrc);
+    backend_free(gpu, dpool);
+    backend_free(gpu, dtable);
+    void *host[] = {table, src, before, want, got};
+    for (size_t i = 0; i < sizeof host / sizeof *host; i++)
+        free(host[i]);
+}
+
+static void test_paged(void)
+{
+    print_exact_header("paged KV cache: through a block table == the same rows contiguous");
+    const struct {
+        cuda_attn_path path;
+        int chunk;
+    } paths[] = {{CUDA_ATTN_SINGLE, 0}, {CUDA_ATTN_SPLIT, 64}, {CUDA_ATTN_SPLIT, 0}, {CUDA_ATTN_AUTO, 0},
+                 {CUDA_ATTN_GROUPED, 0}};
+    for (size_t p = 0; p < sizeof paths / sizeof *paths; p++) {
+        paged_attention_case(8, 2, 64, 0, 1, paths[p].path, paths[p].chunk);
+        paged_attention_case(8, 2, 64, 15, 9, paths[p].path, paths[p].chunk); /* rows across a block edge */
+        paged_attention_case(32, 8, 128, 1000, 6, paths[p].path, paths[p].chunk);
+        paged_attention_case(6, 3, 48, 63, 2, paths[p].path, paths[p].chunk); /* rows across a chunk edge */
+    }
+    paged_attention_case(32, 8, 128, 1, 300, CUDA_ATTN_AUTO, 0); /* prefill-like: many rows */
+    paged_attention_case(8, 2, 64, 20000, 3, CUDA_ATTN_SINGLE, 0); /* opted-in shared memory */
+    paged_store_case(8, 128, 0, 1);
+    paged_store_case(8, 128, 15, 2);
+    paged_store_case(2, 64, 5, 40);
+    paged_store_case(3, 48, 1000, 80);
+    set_paths(CUDA_MATMUL_AUTO, CUDA_ATTN_AUTO, 0);
 }
 
 static void fill_case(augur_dtype dt, int64_t count, uint64_t seed, float scale, float offset)
@@ -1200,6 +1339,7 @@ int main(void)
     test_rope();
     test_attention();
     test_batch_invariance();
+    test_paged();
     test_elementwise();
     test_softmax();
     test_argmax();

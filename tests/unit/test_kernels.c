@@ -418,7 +418,7 @@ static void test_attention_reference(void **state)
         float out[AT_N * AT_NH * AT_HD];
         float *scratch = malloc((size_t)threads * AT_POS * sizeof(float));
         assert_non_null(scratch);
-        cpu_attention(out, q, AT_N, AT_START, AT_NH, AT_NKV, AT_HD, k, v, scratch, threads);
+        cpu_attention(out, q, AT_N, AT_START, AT_NH, AT_NKV, AT_HD, k, v, NULL, 0, scratch, threads);
         for (int i = 0; i < AT_N * AT_NH * AT_HD; i++)
             if (fabs(out[i] - ref[i]) > 1e-5)
                 fail_msg("threads %d element %d: %.9g vs %.9g", threads, i, out[i], ref[i]);
@@ -442,13 +442,73 @@ static void test_attention_batch_invariance(void **state)
     const int threads_list[] = {1, 4};
     for (int t = 0; t < 2; t++) {
         float batch[AT_N * AT_NH * AT_HD], single[AT_NH * AT_HD];
-        cpu_attention(batch, q, AT_N, AT_START, AT_NH, AT_NKV, AT_HD, k, v, scratch, threads_list[t]);
+        cpu_attention(batch, q, AT_N, AT_START, AT_NH, AT_NKV, AT_HD, k, v, NULL, 0, scratch, threads_list[t]);
         for (int i = 0; i < AT_N; i++) {
-            cpu_attention(single, q + i * row, 1, AT_START + i, AT_NH, AT_NKV, AT_HD, k, v, scratch, 1);
+            cpu_attention(single, q + i * row, 1, AT_START + i, AT_NH, AT_NKV, AT_HD, k, v, NULL, 0, scratch, 1);
             assert_memory_equal(single, batch + i * row, sizeof single);
         }
     }
     free(scratch);
+    free(v);
+    free(k);
+    free(q);
+}
+
+/* Through a block table (a paged cache: positions in shuffled blocks of 4 rows, spare
+ * blocks full of other values) attention gives exactly the contiguous cache's result,
+ * and backend_store_rows writes each new row where the table puts it and nothing else. */
+static void test_attention_paged(void **state)
+{
+    (void)state;
+    enum { BS = 4, BLOCKS = 5 }; /* AT_POS = 9 positions use 3 blocks */
+    const int32_t table[BLOCKS] = {3, 0, 4, 1, 2};
+    const int row = AT_NKV * AT_HD, qrow = AT_NH * AT_HD;
+    float *q = random_floats(AT_N * qrow, 71, 2.0f);
+    float *k = random_floats(AT_POS * row, 72, 2.0f);
+    float *v = random_floats(AT_POS * row, 73, 1.0f);
+    float *kp = random_floats(BLOCKS * BS * row, 74, 5.0f);
+    float *vp = random_floats(BLOCKS * BS * row, 75, 5.0f);
+    /* the first AT_START positions are already in the pool; the AT_N new ones arrive by store_rows */
+    for (int t = 0; t < AT_START; t++) {
+        memcpy(kp + ((size_t)table[t / BS] * BS + t % BS) * row, k + (size_t)t * row, row * sizeof(float));
+        memcpy(vp + ((size_t)table[t / BS] * BS + t % BS) * row, v + (size_t)t * row, row * sizeof(float));
+    }
+    float *want_k = malloc(BLOCKS * BS * row * sizeof(float));
+    assert_non_null(want_k);
+    memcpy(want_k, kp, BLOCKS * BS * row * sizeof(float));
+    for (int t = AT_START; t < AT_POS; t++)
+        memcpy(want_k + ((size_t)table[t / BS] * BS + t % BS) * row, k + (size_t)t * row, row * sizeof(float));
+    augur_backend *be = NULL;
+    augur_error err = {0};
+    assert_int_equal(backend_cpu_create(&be, 2, &err), AUGUR_OK);
+    assert_int_equal(backend_store_rows(be, kp, k + AT_START * row, row, AT_N, AT_START, table, BS, &err), AUGUR_OK);
+    assert_int_equal(backend_store_rows(be, vp, v + AT_START * row, row, AT_N, AT_START, table, BS, &err), AUGUR_OK);
+    if (memcmp(kp, want_k, BLOCKS * BS * row * sizeof(float)))
+        fail_msg("store_rows through the block table wrote the wrong rows of the pool");
+    assert_int_equal(backend_store_rows(be, kp, k, row, 1, 0, table, 0, &err), AUGUR_E_INTERNAL);
+    float *scratch = malloc(4 * AT_POS * sizeof(float));
+    assert_non_null(scratch);
+    for (int threads = 1; threads <= 4; threads += 3) {
+        float contiguous[AT_N * AT_NH * AT_HD], paged[AT_N * AT_NH * AT_HD];
+        cpu_attention(contiguous, q, AT_N, AT_START, AT_NH, AT_NKV, AT_HD, k, v, NULL, 0, scratch, threads);
+        cpu_attention(paged, q, AT_N, AT_START, AT_NH, AT_NKV, AT_HD, kp, vp, table, BS, scratch, threads);
+        if (memcmp(paged, contiguous, sizeof paged))
+            fail_msg("threads %d: attention through the block table differs from the contiguous cache", threads);
+        /* and through the backend, row by row as decoding would */
+        for (int i = 0; i < AT_N; i++) {
+            float one[AT_NH * AT_HD];
+            assert_int_equal(backend_attention(be, one, q + i * qrow, 1, AT_START + i, AT_NH, AT_NKV, AT_HD, kp, vp,
+                                               table, BS, &err),
+                             AUGUR_OK);
+            if (memcmp(one, contiguous + i * qrow, sizeof one))
+                fail_msg("row %d alone through the block table differs from the contiguous batch", i);
+        }
+    }
+    backend_destroy(be);
+    free(scratch);
+    free(want_k);
+    free(vp);
+    free(kp);
     free(v);
     free(k);
     free(q);
@@ -597,6 +657,7 @@ int main(void)
         cmocka_unit_test(test_rope_pairing),
         cmocka_unit_test(test_attention_reference),
         cmocka_unit_test(test_attention_batch_invariance),
+        cmocka_unit_test(test_attention_paged),
         cmocka_unit_test(test_swiglu),
         cmocka_unit_test(test_embedding),
         cmocka_unit_test(test_softmax),
