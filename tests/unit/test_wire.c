@@ -456,9 +456,9 @@ static void test_proposal_header_checks(void **state)
     assert_string_equal(err.message, "proposal from rank 2: request 5 expected, got 4");
 
     want.request_id = 4;
-    m.version = 2;
+    m.version = AUGUR_WIRE_VERSION + 1;
     assert_int_equal(decode_raw(&m, &want, &err), AUGUR_E_COMM);
-    assert_string_equal(err.message, "proposal from rank 2: wire version 1 expected, got 2");
+    assert_string_equal(err.message, "proposal from rank 2: wire version 2 expected, got 3");
 
     m.version = AUGUR_WIRE_VERSION;
     m.end_mark = 0;
