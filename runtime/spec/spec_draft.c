@@ -290,6 +290,8 @@ static void drop_state(draft_table *t, int slot)
     t->states[slot] = NULL;
 }
 
+static augur_status on_verdict(draft_table *t, augur_error *err);
+
 /* A new request: its draft state on the slot the leader chose, and its first proposal. */
 static augur_status on_request(draft_table *t, augur_error *err)
 {
@@ -298,10 +300,17 @@ static augur_status on_request(draft_table *t, augur_error *err)
     if (!s)
         return augur_fail(err, AUGUR_E_NOMEM, "draft: out of memory for a request");
     augur_status st = msg_recv_typed(e->world, 0, MSG_TAG_REQUEST, e->timeout_s, t->want, &s->req, err);
-    if (!st && s->req.slot < (uint32_t)e->n_slots && t->states[s->req.slot])
-        st = augur_fail(err, AUGUR_E_COMM, "draft: request %llu on slot %u, which request %llu still holds",
-                        (unsigned long long)s->req.request_id, s->req.slot,
-                        (unsigned long long)t->states[s->req.slot]->req.request_id);
+    /* The leader reuses a slot only after its request's finishing verdict, which went
+     * out before this Request but travels under another tag: take verdicts first. */
+    while (!st && s->req.slot < (uint32_t)e->n_slots && t->states[s->req.slot]) {
+        if (!t->states[s->req.slot]->awaiting) {
+            st = augur_fail(err, AUGUR_E_COMM, "draft: request %llu on slot %u, which request %llu still holds",
+                            (unsigned long long)s->req.request_id, s->req.slot,
+                            (unsigned long long)t->states[s->req.slot]->req.request_id);
+            break;
+        }
+        st = on_verdict(t, err);
+    }
     if (!st)
         st = draft_state_init(s, e, err);
     if (st || s->req.rule.kind == WIRE_RULE_NONE) {
@@ -375,7 +384,7 @@ static augur_status draft_ahead_one(draft_table *t, bool *drafted, augur_error *
  * (comm/liveness.h), failing only when the leader falls silent for the timeout. */
 static augur_status draft_serve_loop(draft_table *t, augur_error *err)
 {
-    static const int tags[] = {MSG_TAG_REQUEST, MSG_TAG_VERDICT, MSG_TAG_COMMAND};
+    static const int tags[] = {MSG_TAG_VERDICT, MSG_TAG_REQUEST, MSG_TAG_COMMAND};
     spec_engine *e = t->e;
     for (;;) {
         int tag = -1;
