@@ -378,7 +378,7 @@ int run_generate_distributed(const generate_cli *cli)
     device_opts dev = cli->device;
     dev.threads = threads;
     st = spec_engine_init(&e, &layout, cli->target_path, cli->draft_path, cli->draft_layers, load_draft, &dev,
-                          cli->max_context, &err);
+                          cli->max_context, 1, &err);
     if (st && e.missed_gate)
         dist_die(world_rank, &err); /* a rank missed a start-up handshake: MPI_Finalize would wait for it */
     if (st) {

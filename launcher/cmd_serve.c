@@ -40,7 +40,7 @@ typedef struct {
     int retry_after_s;
     double drain_wait_s;
     const char *debug_hold_file;
-    int slice_rounds;
+    int max_running;
 } serve_cli;
 
 static const char serve_synopsis[] =
@@ -50,7 +50,8 @@ static const char serve_synopsis[] =
     "An OpenAI-compatible HTTP server on rank 0: POST /v1/completions and\n"
     "/v1/chat/completions (streaming with \"stream\": true), GET /v1/models, /health and\n"
     "/metrics (Prometheus). Ranks 0..T-1 hold the target, rank T the draft, as in\n"
-    "augur generate. Requests take turns on the speculative engine (--slice-rounds);\n"
+    "augur generate. Up to --max-running requests run at once, each round verifying\n"
+    "all of them in one batched verification; more wait (--max-queue).\n"
     "SIGTERM to rank 0 (its pid is printed) stops admitting requests (503), finishes\n"
     "the admitted ones and ends every rank with exit code 0 (a SIGTERM to mpirun\n"
     "reaches rank 0 too, but mpirun then exits 1 and may end the ranks before the\n"
@@ -84,7 +85,7 @@ static void serve_defaults(serve_cli *cli)
     *cli = (serve_cli){.timeout_s = 60, .rule = {.kind = DRAFT_RULE_FIXED, .gamma = 4, .window = 3},
                        .device = {.kind = AUGUR_DEVICE_AUTO, .dummy_seed = 0x5eed}, .host = "127.0.0.1",
                        .port = 8000, .max_tokens = 256, .max_queue = 64, .max_connections = 128,
-                       .max_body_kib = 1024, .retry_after_s = 1, .drain_wait_s = 30, .slice_rounds = 16};
+                       .max_body_kib = 1024, .retry_after_s = 1, .drain_wait_s = 30, .max_running = 8};
 }
 
 #define SERVE_MAX_SPECS 64
@@ -136,14 +137,13 @@ static void serve_command(serve_cli *cli, arg_spec *out, arg_command *cmd)
         FLAG_INT("max-tokens", &cli->max_tokens, "N", 1, 1 << 24,
                  "max_tokens of a request that gives none, capped by the\n"
                  "context (default 256)"),
+        FLAG_INT("max-running", &cli->max_running, "N", 1, 4096,
+                 "requests generated at once, each with its own KV slot on\n"
+                 "every rank (memory: N x --max-context positions); they\n"
+                 "share every round's batched verification (default 8)"),
         FLAG_INT("max-queue", &cli->max_queue, "N", 1, 1 << 20,
-                 "requests in progress (waiting or running, streaming or\n"
-                 "not) beyond which new ones get 503 (default 64)"),
-        FLAG_INT("slice-rounds", &cli->slice_rounds, "N", 0, 1 << 20,
-                 "while other requests wait, a request yields the engine\n"
-                 "after N rounds and they take turns (the next turn\n"
-                 "recomputes its KV); 0: one request after another (FIFO).\n"
-                 "Seeded sampling requests never yield (default 16)"),
+                 "requests waiting for a slot (streaming or not) beyond\n"
+                 "which new ones get 503 + Retry-After (default 64)"),
         FLAG_INT("max-connections", &cli->max_connections, "N", 1, 1 << 16,
                  "open HTTP connections at most (default 128)"),
         FLAG_INT("max-body-kib", &cli->max_body_kib, "N", 1, 1 << 20,
@@ -241,7 +241,7 @@ static augur_status lead(const serve_cli *cli, spec_engine *e, augur_error *err)
     }
     char name_buf[4096];
     serve_metrics metrics;
-    metrics_init(&metrics, e->max_context);
+    metrics_init(&metrics, (long)e->max_context * e->n_slots);
     serve_queue queue;
     if ((st = serve_queue_init(&queue, cli->max_queue, &metrics, err))) {
         metrics_free(&metrics);
@@ -269,7 +269,7 @@ static augur_status lead(const serve_cli *cli, spec_engine *e, augur_error *err)
         fflush(stdout);
         serve_engine se = {.e = e, .tok = tok, .q = &queue, .metrics = &metrics, .rule = cli->rule,
                            .overlap = !cli->no_overlap, .term = &g_term,
-                           .hold_file = cli->debug_hold_file, .slice_rounds = cli->slice_rounds};
+                           .hold_file = cli->debug_hold_file};
         st = serve_engine_run(&se, err);
         if (!st)
             fprintf(stderr, "augur: serve: drained, stopping\n");
@@ -316,7 +316,7 @@ static int run_serve(const serve_cli *cli)
     device_opts dev = cli->device;
     dev.threads = cli->threads ? cli->threads : dist_default_threads(world_size);
     st = spec_engine_init(&e, &layout, cli->target_path, cli->draft_path, cli->draft_layers, !cli->no_speculation,
-                          &dev, cli->max_context, &err);
+                          &dev, cli->max_context, cli->max_running, &err);
     if (st) {
         if (world_rank == 0 || !strstr(err.message, "failed to start"))
             fprintf(stderr, "augur: rank %d: %s\n", world_rank, err.message);

@@ -601,6 +601,8 @@ augur_status wire_request_encode(const wire_request *r, uint8_t **out, size_t *l
     m.draft = &rule;
     m.overlap = r->overlap;
     m.debug_draft_exit_after = r->debug_draft_exit_after;
+    m.slot = r->slot;
+    m.draw_key = r->draw_key;
     return pack_message(&m.base, "request", out, len, err);
 }
 
@@ -681,6 +683,8 @@ augur_status wire_request_decode(const uint8_t *buf, size_t len, const wire_expe
                                       m->draft->lambda, m->draft->window};
         out->overlap = m->overlap;
         out->debug_draft_exit_after = m->debug_draft_exit_after;
+        out->slot = m->slot;
+        out->draw_key = m->draw_key;
     }
     augur__request__free_unpacked(m, NULL);
     if (st != AUGUR_OK)
@@ -787,16 +791,128 @@ void wire_result_free(wire_result *r)
 
 /* ---- Command ---- */
 
+/* The batched bodies: their segments and trims point into c's arrays (only read). */
+static augur_status encode_batch(const wire_command *c, Augur__Command *m, Augur__VerifyBatch *vb,
+                                 Augur__AcceptBatch *ab, uint8_t **out, size_t *len, augur_error *err)
+{
+    bool verify = c->kind == WIRE_CMD_VERIFY_BATCH;
+    int n = verify ? c->n_segments : c->n_trims;
+    if (n < 0 || (n > 0 && !(verify ? (void *)c->segments : (void *)c->trims)))
+        return augur_fail(err, AUGUR_E_INTERNAL, "command: batch of %d entries without an array", n);
+    size_t each = verify ? sizeof(Augur__Segment) + sizeof(Augur__Segment *) : sizeof(Augur__Trim) + sizeof(Augur__Trim *);
+    uint8_t *mem = calloc(n ? (size_t)n : 1, each);
+    if (!mem)
+        return augur_fail(err, AUGUR_E_NOMEM, "command: cannot allocate a batch of %d entries", n);
+    augur_status st = AUGUR_OK;
+    if (verify) {
+        Augur__Segment **ptrs = (Augur__Segment **)mem;
+        Augur__Segment *segs = (Augur__Segment *)(mem + (size_t)n * sizeof *ptrs);
+        for (int i = 0; i < n && !st; i++) {
+            const wire_segment *w = &c->segments[i];
+            if (w->n_tokens < 1 || !w->tokens)
+                st = augur_fail(err, AUGUR_E_INTERNAL, "command: segment %d of %d tokens without an array", i,
+                                w->n_tokens);
+            augur__segment__init(&segs[i]);
+            segs[i].request_id = w->request_id;
+            segs[i].slot = w->slot;
+            segs[i].start_position = w->start_position;
+            segs[i].n_tokens = (size_t)w->n_tokens;
+            segs[i].tokens = w->tokens;
+            segs[i].gather = w->gather;
+            ptrs[i] = &segs[i];
+        }
+        vb->n_segments = (size_t)n;
+        vb->segments = ptrs;
+        m->body_case = AUGUR__COMMAND__BODY_VERIFY_BATCH;
+        m->verify_batch = vb;
+    } else {
+        Augur__Trim **ptrs = (Augur__Trim **)mem;
+        Augur__Trim *trims = (Augur__Trim *)(mem + (size_t)n * sizeof *ptrs);
+        for (int i = 0; i < n; i++) {
+            augur__trim__init(&trims[i]);
+            trims[i].request_id = c->trims[i].request_id;
+            trims[i].slot = c->trims[i].slot;
+            trims[i].new_length = c->trims[i].new_length;
+            trims[i].finished = c->trims[i].finished;
+            ptrs[i] = &trims[i];
+        }
+        ab->n_trims = (size_t)n;
+        ab->trims = ptrs;
+        m->body_case = AUGUR__COMMAND__BODY_ACCEPT_BATCH;
+        m->accept_batch = ab;
+    }
+    if (!st)
+        st = pack_message(&m->base, "command", out, len, err);
+    free(mem);
+    return st;
+}
+
+static augur_status fill_verify_batch(const char *who, const Augur__VerifyBatch *b, int32_t vocab, wire_command *out,
+                                      augur_error *err)
+{
+    if (b->n_segments < 1 || b->n_segments > WIRE_MAX_SEGMENTS)
+        return fail_at(err, AUGUR_E_FORMAT, who, "verify batch of %zu segments (expected 1..%d)", b->n_segments,
+                       WIRE_MAX_SEGMENTS);
+    out->kind = WIRE_CMD_VERIFY_BATCH;
+    out->segments = calloc(b->n_segments, sizeof *out->segments);
+    if (!out->segments)
+        return fail_at(err, AUGUR_E_NOMEM, who, "cannot allocate %zu segments", b->n_segments);
+    out->n_segments = (int)b->n_segments;
+    for (size_t i = 0; i < b->n_segments; i++) {
+        const Augur__Segment *g = b->segments[i];
+        if (g->n_tokens < 1 || g->n_tokens > WIRE_MAX_DRAFT_TOKENS + 1)
+            return fail_at(err, AUGUR_E_FORMAT, who, "segment %zu (request %" PRIu64 ") has %zu tokens (expected 1..%d)",
+                           i, g->request_id, g->n_tokens, WIRE_MAX_DRAFT_TOKENS + 1);
+        augur_status st = check_tokens(who, "segment tokens", g->tokens, g->n_tokens, vocab, err);
+        if (st != AUGUR_OK)
+            return st;
+        wire_segment *w = &out->segments[i];
+        *w = (wire_segment){.request_id = g->request_id, .slot = g->slot, .start_position = g->start_position,
+                            .n_tokens = (int)g->n_tokens, .gather = g->gather};
+        if ((st = dup_ints(g->tokens, g->n_tokens, &w->tokens, who, err)))
+            return st;
+    }
+    return AUGUR_OK;
+}
+
+static augur_status fill_accept_batch(const char *who, const Augur__AcceptBatch *b, wire_command *out,
+                                      augur_error *err)
+{
+    if (b->n_trims < 1 || b->n_trims > WIRE_MAX_SEGMENTS)
+        return fail_at(err, AUGUR_E_FORMAT, who, "accept batch of %zu trims (expected 1..%d)", b->n_trims,
+                       WIRE_MAX_SEGMENTS);
+    out->kind = WIRE_CMD_ACCEPT_BATCH;
+    out->trims = calloc(b->n_trims, sizeof *out->trims);
+    if (!out->trims)
+        return fail_at(err, AUGUR_E_NOMEM, who, "cannot allocate %zu trims", b->n_trims);
+    out->n_trims = (int)b->n_trims;
+    for (size_t i = 0; i < b->n_trims; i++) {
+        const Augur__Trim *t = b->trims[i];
+        if (t->new_length < 1)
+            return fail_at(err, AUGUR_E_FORMAT, who, "trim %zu (request %" PRIu64 ", slot %u): new_length 0", i,
+                           t->request_id, t->slot);
+        out->trims[i] = (wire_trim){.request_id = t->request_id, .slot = t->slot, .new_length = t->new_length,
+                                    .finished = t->finished};
+    }
+    return AUGUR_OK;
+}
+
 augur_status wire_command_encode(const wire_command *c, uint8_t **out, size_t *len, augur_error *err)
 {
     Augur__Command m = AUGUR__COMMAND__INIT;
     Augur__Verify verify = AUGUR__VERIFY__INIT;
     Augur__Accept accept = AUGUR__ACCEPT__INIT;
     Augur__Stop stop = AUGUR__STOP__INIT;
+    Augur__Free free_body = AUGUR__FREE__INIT;
+    Augur__VerifyBatch vb = AUGUR__VERIFY_BATCH__INIT;
+    Augur__AcceptBatch ab = AUGUR__ACCEPT_BATCH__INIT;
     m.version = AUGUR_WIRE_VERSION;
     m.end_mark = AUGUR_WIRE_END_MARK;
     m.request_id = c->request_id;
     m.round = c->round;
+    m.slot = c->slot;
+    if (c->kind == WIRE_CMD_VERIFY_BATCH || c->kind == WIRE_CMD_ACCEPT_BATCH)
+        return encode_batch(c, &m, &vb, &ab, out, len, err);
     switch (c->kind) {
     case WIRE_CMD_VERIFY:
         if (c->n_tokens < 0 || (c->n_tokens > 0 && !c->tokens))
@@ -820,6 +936,10 @@ augur_status wire_command_encode(const wire_command *c, uint8_t **out, size_t *l
         m.body_case = AUGUR__COMMAND__BODY_STOP;
         m.stop = &stop;
         break;
+    case WIRE_CMD_FREE:
+        m.body_case = AUGUR__COMMAND__BODY_FREE;
+        m.free = &free_body;
+        break;
     default:
         return augur_fail(err, AUGUR_E_INTERNAL, "command: unknown kind %d", (int)c->kind);
     }
@@ -831,6 +951,15 @@ static augur_status fill_command(const char *who, const Augur__Command *m, int32
 {
     out->request_id = m->request_id;
     out->round = m->round;
+    out->slot = m->slot;
+    if (m->body_case == AUGUR__COMMAND__BODY_VERIFY_BATCH && m->verify_batch)
+        return fill_verify_batch(who, m->verify_batch, vocab, out, err);
+    if (m->body_case == AUGUR__COMMAND__BODY_ACCEPT_BATCH && m->accept_batch)
+        return fill_accept_batch(who, m->accept_batch, out, err);
+    if (m->body_case == AUGUR__COMMAND__BODY_FREE) {
+        out->kind = WIRE_CMD_FREE;
+        return AUGUR_OK;
+    }
     if (m->body_case == AUGUR__COMMAND__BODY_VERIFY && m->verify) {
         augur_status st = check_tokens(who, "verify tokens", m->verify->tokens, m->verify->n_tokens, vocab, err);
         if (st != AUGUR_OK)
@@ -855,7 +984,7 @@ static augur_status fill_command(const char *who, const Augur__Command *m, int32
         out->kind = WIRE_CMD_STOP;
         return AUGUR_OK;
     }
-    return fail_at(err, AUGUR_E_FORMAT, who, "no body (neither verify, accept nor stop)");
+    return fail_at(err, AUGUR_E_FORMAT, who, "no body (none of verify, accept, stop, verify_batch, accept_batch, free)");
 }
 
 augur_status wire_command_decode(const uint8_t *buf, size_t len, const wire_expect *want, wire_command *out,
@@ -884,6 +1013,10 @@ void wire_command_free(wire_command *c)
     if (!c)
         return;
     free(c->tokens);
+    for (int i = 0; c->segments && i < c->n_segments; i++)
+        free(c->segments[i].tokens);
+    free(c->segments);
+    free(c->trims);
     memset(c, 0, sizeof *c);
 }
 

@@ -30,7 +30,8 @@
  * have to wait for (or see) the generated code. */
 struct Augur__DraftDist;
 
-#define AUGUR_WIRE_VERSION 1u
+/* 2: sequence slots (Request.slot, Command.slot), draw keys, batched verify/accept, FREE. */
+#define AUGUR_WIRE_VERSION 2u
 
 /* Closes every top-level message (field end_mark, see augur.proto): its absence means
  * the bytes were cut short. Reads "AUGR" in the little-endian encoding. */
@@ -44,6 +45,10 @@ struct Augur__DraftDist;
 /* A proposal longer than this is rejected before any allocation: it bounds what a
  * corrupt message can make the receiver allocate (n_tokens * vocab floats). */
 #define WIRE_MAX_DRAFT_TOKENS 1024
+
+/* Most segments (requests) one batched command may list: bounds what a corrupt
+ * message can make a target rank allocate. */
+#define WIRE_MAX_SEGMENTS 4096
 
 /* Dense distributions smaller than this go raw: zstd's frame and the time spent are
  * not worth it. Level 1 because compression sits on the draft's critical path. */
@@ -117,6 +122,8 @@ typedef struct {
     wire_draft_rule rule;
     bool overlap;            /* the draft keeps drafting while the target verifies */
     uint32_t debug_draft_exit_after; /* tests: >0 = the draft exits after that many proposals */
+    uint32_t slot;           /* the draft's sequence slot for this request */
+    uint64_t draw_key;       /* keys seeded draws with seed and position; 0: request_id */
 } wire_request;
 
 typedef struct {
@@ -149,7 +156,28 @@ typedef enum {
     WIRE_CMD_VERIFY = 1,     /* run a forward over tokens at start_position */
     WIRE_CMD_ACCEPT = 2,     /* trim to the verdict's new_length */
     WIRE_CMD_STOP = 3,       /* leave the serving loop */
+    WIRE_CMD_VERIFY_BATCH = 4, /* a round: forwards over every segment, in order */
+    WIRE_CMD_ACCEPT_BATCH = 5, /* a round's trims, one per segment's slot */
+    WIRE_CMD_FREE = 6,       /* release slot: its request ended */
 } wire_command_kind;
+
+/* One request's rows in a VERIFY_BATCH. */
+typedef struct {
+    uint64_t request_id;
+    uint32_t slot;
+    uint32_t start_position;
+    int32_t *tokens;         /* [n_tokens], n_tokens >= 1 */
+    int n_tokens;
+    uint32_t gather;         /* runtime's code, as wire_command.gather */
+} wire_segment;
+
+/* One request's outcome in an ACCEPT_BATCH: its slot keeps new_length - 1 positions. */
+typedef struct {
+    uint64_t request_id;
+    uint32_t slot;
+    uint32_t new_length;     /* >= 1 */
+    bool finished;
+} wire_trim;
 
 /* Leader -> target group. */
 typedef struct {
@@ -161,6 +189,11 @@ typedef struct {
     int n_tokens;
     uint32_t gather;         /* VERIFY: what to send the leader back (runtime's code, 0 = nothing) */
     wire_verdict accept;     /* ACCEPT; its request_id and round mirror the command's */
+    uint32_t slot;           /* VERIFY, ACCEPT, FREE: the sequence slot acted on */
+    wire_segment *segments;  /* VERIFY_BATCH: [n_segments] */
+    int n_segments;
+    wire_trim *trims;        /* ACCEPT_BATCH: [n_trims] */
+    int n_trims;
 } wire_command;
 
 /* ---- whole messages ---- */

@@ -403,8 +403,8 @@ static enum MHD_Result handle_generate(struct MHD_Connection *c, serve_ctx *ctx,
     if (v != QUEUE_ADMITTED) {
         if (v == QUEUE_FULL)
             api_error_set(&e, 503, "server_error", "server_overloaded", NULL,
-                          "the server is at its limit of %d requests in progress (--max-queue); retry later",
-                          ctx->queue->max_pending);
+                          "every slot is busy and %d requests already wait (--max-queue); retry later",
+                          ctx->queue->max_waiting);
         else
             api_error_set(&e, 503, "server_error", "server_shutting_down", NULL,
                           "the server is shutting down and accepts no new requests");

@@ -1,4 +1,4 @@
-/* FIFO scheduling of served requests onto the speculative engine (see scheduler.h). */
+/* Continuous batching of served requests on the speculative engine (see scheduler.h). */
 #include "runtime/serve/scheduler.h"
 
 #include <errno.h>
@@ -13,12 +13,12 @@
 /* How long the idle engine sleeps between liveness checks and drain checks. */
 #define ENGINE_IDLE_WAIT_MS 20
 
-augur_status serve_queue_init(serve_queue *q, int max_pending, serve_metrics *metrics, augur_error *err)
+augur_status serve_queue_init(serve_queue *q, int max_waiting, serve_metrics *metrics, augur_error *err)
 {
-    *q = (serve_queue){.cap = max_pending, .max_pending = max_pending, .metrics = metrics};
-    q->items = calloc((size_t)max_pending, sizeof *q->items);
+    *q = (serve_queue){.cap = max_waiting, .max_waiting = max_waiting, .metrics = metrics};
+    q->items = calloc((size_t)max_waiting, sizeof *q->items);
     if (!q->items)
-        return augur_fail(err, AUGUR_E_NOMEM, "serve: out of memory for a queue of %d requests", max_pending);
+        return augur_fail(err, AUGUR_E_NOMEM, "serve: out of memory for a queue of %d requests", max_waiting);
     pthread_mutex_init(&q->mu, NULL);
     pthread_cond_init(&q->cv, NULL);
     return AUGUR_OK;
@@ -36,9 +36,9 @@ void serve_queue_free(serve_queue *q)
     *q = (serve_queue){0};
 }
 
-static void publish_gauges_locked(serve_queue *q, long kv_used)
+static void publish_gauges_locked(serve_queue *q)
 {
-    metrics_gauges(q->metrics, q->n, q->running, kv_used);
+    metrics_gauges(q->metrics, q->n, q->running, q->kv_used);
 }
 
 queue_verdict serve_queue_submit(serve_queue *q, serve_request *r)
@@ -47,14 +47,14 @@ queue_verdict serve_queue_submit(serve_queue *q, serve_request *r)
     queue_verdict v = QUEUE_ADMITTED;
     if (q->draining)
         v = QUEUE_DRAINING;
-    else if (q->n + q->running >= q->max_pending)
+    else if (q->n >= q->max_waiting) /* the engine takes waiting requests while it has free slots */
         v = QUEUE_FULL;
     if (v == QUEUE_ADMITTED) {
         serve_request_retain(r);
         q->items[(q->head + q->n) % q->cap] = r;
         q->n++;
         pthread_cond_signal(&q->cv);
-        publish_gauges_locked(q, 0);
+        publish_gauges_locked(q);
     }
     pthread_mutex_unlock(&q->mu);
     return v;
@@ -101,7 +101,7 @@ static serve_request *queue_take(serve_queue *q, int wait_ms, const char *hold_f
         q->head = (q->head + 1) % q->cap;
         q->n--;
         q->running++;
-        publish_gauges_locked(q, 0);
+        publish_gauges_locked(q);
     }
     *idle_drained = !r && q->draining && q->n == 0 && q->running == 0;
     pthread_mutex_unlock(&q->mu);
@@ -112,45 +112,33 @@ static void queue_finished(serve_queue *q)
 {
     pthread_mutex_lock(&q->mu);
     q->running--;
-    publish_gauges_locked(q, 0);
+    publish_gauges_locked(q);
     pthread_mutex_unlock(&q->mu);
 }
 
+/* A request on the engine: its slot's handle, its stats, and how far its text is decoded. */
 typedef struct {
     serve_engine *se;
-    serve_request *r;
-    int base;                /* tokens generated before this slice */
-    int seen;                /* tokens of this slice already decoded */
-    int rounds;              /* rounds of this slice */
-    bool others;             /* other requests are active: yield after slice_rounds */
-    bool preempted;          /* this slice ended to let another request run */
+    serve_request *r;        /* NULL: the slot is free */
+    spec_request *h;
+    spec_stats stats;
+    int seen;                /* tokens already decoded */
+    bool speculate;
     char *piece;             /* detok buffer */
     size_t piece_cap;
-} round_ctx;
+} running_req;
 
-/* Whether another request is waiting for the engine (queued, or active beside this one). */
-static bool others_waiting(round_ctx *c)
-{
-    if (c->others)
-        return true;
-    serve_queue *q = c->se->q;
-    pthread_mutex_lock(&q->mu);
-    bool waiting = q->n > 0 && !(c->se->hold_file && access(c->se->hold_file, F_OK) == 0);
-    pthread_mutex_unlock(&q->mu);
-    return waiting;
-}
-
-/* After each round: decode the new tokens, latency figures, stop strings, whether the
- * client is still there, and whether to yield the engine to another request. */
+/* After each of the request's rounds: decode the new tokens, latency figures, stop
+ * strings and whether the client is still there. Returning true ends the request
+ * with this round's verdict (its slot is freed after the round). */
 static bool after_round(void *user, const spec_stats *s)
 {
-    round_ctx *c = user;
+    running_req *c = user;
     serve_request *r = c->r;
     double now = augur_now_ms();
-    c->rounds++;
     pthread_mutex_lock(&r->mu);
     int fresh = s->generated - c->seen;
-    const int32_t *ids = r->seq + r->n_prompt + c->base;
+    const int32_t *ids = r->seq + r->n_prompt;
     for (int i = c->seen; i < s->generated; i++) {
         if (s->hit_eos && i == s->generated - 1)
             break; /* a stop token ends the text without text of its own */
@@ -158,7 +146,7 @@ static bool after_round(void *user, const spec_stats *s)
         sreq_append_locked(r, c->piece, n);
     }
     c->seen = s->generated;
-    r->n_generated = c->base + s->generated;
+    r->n_generated = s->generated;
     double since = now - (r->t_last_ms > 0 ? r->t_last_ms : r->t_admit_ms);
     bool first = r->t_first_ms == 0 && fresh > 0;
     if (first)
@@ -177,19 +165,11 @@ static bool after_round(void *user, const spec_stats *s)
     } else if (fresh > 0) {
         metrics_observe(m, &m->itl, since / 1e3 / fresh, (uint64_t)fresh);
     }
-    pthread_mutex_lock(&c->se->q->mu);
-    publish_gauges_locked(c->se->q, r->n_prompt + r->n_generated);
-    pthread_mutex_unlock(&c->se->q->mu);
-    if (!stop && r->preemptible && c->se->slice_rounds > 0 && c->rounds >= c->se->slice_rounds &&
-        r->n_generated < r->max_tokens && !s->hit_eos && others_waiting(c)) {
-        c->preempted = true;
-        return true;
-    }
     return stop;
 }
 
-/* Prepares a request for its first slice: its token buffer and its text decoder, fed
- * the prompt first so that the generated text decodes as it would after it. */
+/* Prepares a request's token buffer and its text decoder, fed the prompt first so that
+ * the generated text decodes as it would after it. */
 static bool start_request(serve_engine *se, serve_request *r, char *piece, size_t cap)
 {
     r->seq = malloc((size_t)(r->n_prompt + r->max_tokens) * sizeof *r->seq);
@@ -199,8 +179,15 @@ static bool start_request(serve_engine *se, serve_request *r, char *piece, size_
     detok_stream_init(&r->ds, se->tok, true);
     for (int i = 0; i < r->n_prompt; i++)
         detok_stream_push(&r->ds, r->prompt[i], piece, cap);
-    r->preemptible = sampling_is_greedy(&r->params.sampling) || !r->params.have_seed;
     return true;
+}
+
+static void mark_done(serve_request *r)
+{
+    pthread_mutex_lock(&r->mu);
+    r->state = SREQ_DONE;
+    pthread_cond_broadcast(&r->cv);
+    pthread_mutex_unlock(&r->mu);
 }
 
 static void finish_request(serve_engine *se, serve_request *r, bool hit_eos, char *piece, size_t cap)
@@ -222,132 +209,169 @@ static void finish_request(serve_engine *se, serve_request *r, bool hit_eos, cha
                    u.accepted, u.speculation ? u.completion_tokens : 0);
 }
 
-/* Runs one slice of r: from its tokens so far until it ends, or until it yields the
- * engine (after slice_rounds rounds while others wait). The ranks then start the next
- * slice over from position 0 (recompute): every forward of the engine computes each
- * row alike whatever the rows beside it, so a greedy answer does not change. Returns
- * whether r is done. */
-static augur_status run_slice(serve_engine *se, serve_request *r, bool others, char *piece, size_t cap, bool *done,
-                              augur_error *err)
+/* Puts r on free slot `slot`: the Request to the draft and the prefill on every rank.
+ * A request the engine refuses (AUGUR_E_INPUT: the HTTP side checks the same limits
+ * first) fails alone; any other failure is the job's. *placed: whether it runs. */
+static augur_status begin_request(serve_engine *se, running_req *c, serve_request *r, int slot, bool *placed,
+                                  augur_error *err)
 {
-    *done = true;
+    *placed = false;
     pthread_mutex_lock(&r->mu);
     bool gone = r->client_gone;
     r->state = gone ? SREQ_DONE : SREQ_RUNNING;
     pthread_mutex_unlock(&r->mu);
-    if (gone) /* abandoned: nothing to free on the other ranks between slices */
+    if (gone) /* abandoned while it waited: it never runs */
         return AUGUR_OK;
     bool speculate = r->speculate && se->e->layout->speculation;
+    /* Draws are keyed by (seed, draw key, position): every request's key is 1, so a seeded
+     * request draws what `augur generate --seed S` draws for its one prompt, whatever
+     * else runs beside it; the wire ids stay distinct. */
     spec_request_opts o = {.rule = se->rule, .speculate = speculate, .overlap = se->overlap,
-                           .sampling = r->params.sampling, .seed = r->seed, .max_tokens = r->max_tokens - r->n_generated,
-                           .variant = ACCEPT_CORRECT, .synthetic_acceptance = -1.0f};
-    round_ctx c = {.se = se, .r = r, .base = r->n_generated, .others = others, .piece = piece, .piece_cap = cap};
-    spec_output out = {.out_tokens = r->seq + r->n_prompt + r->n_generated, .on_round = after_round,
-                       .round_user = &c};
-    spec_stats s;
-    r->slices++;
-    /* Every engine request is number 1: slices never overlap on the engine, and a seeded
-     * request then draws exactly what `augur generate --seed S` draws for one prompt
-     * (draws are keyed by seed, request and position). */
-    augur_status st = spec_leader_generate(se->e, 1, se->tok, r->seq, r->n_prompt + r->n_generated, &o, &out, &s,
-                                           err);
+                           .sampling = r->params.sampling, .seed = r->seed, .max_tokens = r->max_tokens,
+                           .variant = ACCEPT_CORRECT, .synthetic_acceptance = -1.0f, .draw_key = 1};
+    c->r = r;
+    c->seen = 0;
+    c->speculate = speculate;
+    spec_output out = {.out_tokens = r->seq + r->n_prompt, .on_round = after_round, .round_user = c};
+    augur_status st = spec_leader_begin(se->e, ++se->next_request_id, slot, se->tok, r->seq, r->n_prompt, &o, &out,
+                                        &c->stats, &c->h, err);
     if (st == AUGUR_E_INPUT) {
-        /* Refused before any round (the HTTP side checks the same limits first): the
-         * ranks are untouched, so only this request fails. */
         pthread_mutex_lock(&r->mu);
         snprintf(r->failure, sizeof r->failure, "%.500s", err->message);
         pthread_mutex_unlock(&r->mu);
         augur_error_clear(err);
+        c->r = NULL;
         return AUGUR_OK;
     }
-    if (st)
+    if (st) {
+        c->r = NULL;
         return st;
-    pthread_mutex_lock(&r->mu);
-    r->usage.rounds += s.rounds;
-    r->usage.proposed += s.proposed;
-    r->usage.accepted += s.accepted;
-    r->usage.speculation = speculate;
-    bool ended = !c.preempted || r->stop_matched || r->client_gone;
-    pthread_mutex_unlock(&r->mu);
-    if (!ended) {
-        *done = false;
-        return AUGUR_OK;
     }
-    finish_request(se, r, s.hit_eos, piece, cap);
+    *placed = true;
     return AUGUR_OK;
+}
+
+/* A request whose round ended it: its usage, its slot freed on every rank, its answer. */
+static augur_status end_request(serve_engine *se, running_req *c, augur_error *err)
+{
+    serve_request *r = c->r;
+    bool hit_eos = c->stats.hit_eos;
+    augur_status st = spec_leader_end(se->e, c->h, err);
+    c->h = NULL;
+    pthread_mutex_lock(&r->mu);
+    r->usage.rounds = c->stats.rounds;
+    r->usage.proposed = c->stats.proposed;
+    r->usage.accepted = c->stats.accepted;
+    r->usage.speculation = c->speculate;
+    pthread_mutex_unlock(&r->mu);
+    finish_request(se, r, hit_eos, c->piece, c->piece_cap);
+    c->r = NULL;
+    queue_finished(se->q);
+    serve_request_release(r);
+    return st;
+}
+
+/* KV positions the running requests hold on each rank (prompt and generated tokens). */
+static void publish_kv(serve_engine *se, const running_req *run, int n_slots)
+{
+    long used = 0;
+    for (int i = 0; i < n_slots; i++)
+        if (run[i].r)
+            used += run[i].r->n_prompt + run[i].r->n_generated;
+    pthread_mutex_lock(&se->q->mu);
+    se->q->kv_used = used;
+    publish_gauges_locked(se->q);
+    pthread_mutex_unlock(&se->q->mu);
 }
 
 augur_status serve_engine_run(serve_engine *se, augur_error *err)
 {
     spec_engine *e = se->e;
+    int S = e->n_slots;
     live_start(e->world, e->layout->leader, e->timeout_s);
     size_t cap = tokenizer_max_piece_bytes(se->tok) + 64;
+    running_req *run = calloc((size_t)S, sizeof *run);
+    spec_request **handles = calloc((size_t)S, sizeof *handles);
     char *piece = malloc(cap);
-    serve_request **active = calloc((size_t)se->q->max_pending, sizeof *active);
-    if (!piece || !active) {
+    if (!run || !handles || !piece) {
+        free(run);
+        free(handles);
         free(piece);
-        free(active);
         return augur_fail(err, AUGUR_E_NOMEM, "serve: out of memory for the scheduler");
     }
-    int n_active = 0, next = 0;
+    for (int i = 0; i < S; i++)
+        run[i] = (running_req){.se = se, .piece = piece, .piece_cap = cap};
+    int n_running = 0;
     augur_status st = AUGUR_OK;
     for (;;) {
         if (*se->term && !serve_queue_draining(se->q)) {
             fprintf(stderr, "augur: serve: SIGTERM: refusing new requests, finishing the admitted ones\n");
             serve_queue_drain(se->q);
         }
-        /* Admit what waits (FIFO order) when interleaving, or one at a time when not. */
+        /* Between rounds: waiting requests join, in arrival order, while slots are free. */
         bool drained = false;
-        while (n_active < se->q->max_pending && (se->slice_rounds > 0 || n_active == 0)) {
-            serve_request *r = queue_take(se->q, n_active ? 0 : ENGINE_IDLE_WAIT_MS, se->hold_file, &drained);
+        for (int slot = 0; slot < S && !st; slot++) {
+            if (run[slot].r)
+                continue;
+            serve_request *r = queue_take(se->q, n_running ? 0 : ENGINE_IDLE_WAIT_MS, se->hold_file, &drained);
             if (!r)
                 break;
+            bool placed = false;
             if (!start_request(se, r, piece, cap)) {
                 pthread_mutex_lock(&r->mu);
                 r->out_of_memory = true;
-                r->state = SREQ_DONE;
-                pthread_cond_broadcast(&r->cv);
                 pthread_mutex_unlock(&r->mu);
-                queue_finished(se->q);
-                serve_request_release(r);
+            } else {
+                st = begin_request(se, &run[slot], r, slot, &placed, err);
+            }
+            if (placed) {
+                n_running++;
                 continue;
             }
-            active[n_active++] = r;
+            mark_done(r);
+            queue_finished(se->q);
+            serve_request_release(r);
+            slot--; /* the slot is still free */
         }
-        if (drained && n_active == 0)
+        if (st)
             break;
-        if (n_active == 0) {
+        if (drained && n_running == 0)
+            break;
+        if (n_running == 0) {
             /* Idle: keep the other ranks' patient waits fed, and notice a rank gone. */
             live_tick();
             if ((st = live_check_peers(err)))
                 break;
             continue;
         }
-        if (next >= n_active)
-            next = 0;
-        serve_request *r = active[next];
-        bool done = true;
-        st = run_slice(se, r, n_active > 1, piece, cap, &done, err);
+        publish_kv(se, run, S);
+        /* One round over every running request: one batched verification. */
+        int n = 0;
+        for (int i = 0; i < S; i++)
+            if (run[i].r)
+                handles[n++] = run[i].h;
+        if ((st = spec_leader_step(e, handles, n, err)))
+            break;
+        for (int i = 0; i < S && !st; i++) {
+            if (!run[i].r || !spec_request_finished(run[i].h))
+                continue;
+            st = end_request(se, &run[i], err);
+            n_running--;
+        }
+        publish_kv(se, run, S);
         if (st)
             break;
-        if (!done) {
-            next++; /* round robin: the next active request gets the next slice */
+    }
+    for (int i = 0; i < S; i++) { /* after a failure: the job ends, answers are lost */
+        if (!run[i].r)
             continue;
-        }
-        pthread_mutex_lock(&r->mu);
-        r->state = SREQ_DONE; /* also when it ended without running (client gone) */
-        pthread_cond_broadcast(&r->cv);
-        pthread_mutex_unlock(&r->mu);
-        memmove(active + next, active + next + 1, (size_t)(n_active - next - 1) * sizeof *active);
-        n_active--;
+        spec_leader_abandon(e, run[i].h);
+        mark_done(run[i].r);
         queue_finished(se->q);
-        serve_request_release(r);
+        serve_request_release(run[i].r);
     }
-    for (int i = 0; i < n_active; i++) { /* after a failure: the job ends, answers are lost */
-        queue_finished(se->q);
-        serve_request_release(active[i]);
-    }
-    free(active);
+    free(run);
+    free(handles);
     free(piece);
     return st;
 }

@@ -2,18 +2,16 @@
  *
  * The engine loop runs on the leader's main thread, the only one that talks MPI
  * (MPI_THREAD_FUNNELED); the HTTP threads only submit requests and read their text.
- * Scheduling: requests start in arrival order; with slice_rounds > 0 the active ones
- * take turns on the engine, each for up to slice_rounds speculation rounds while others
- * wait (preemption with recompute: the next slice of a request prefills its prompt and
- * the tokens generated so far again, on every rank). Every forward computes each row the
- * same whatever the rows beside it (CPU; GPU up to 80 rows, and the engine's forwards
- * carry at most SPEC_FORWARD_TOKENS), so a greedy answer equals the same request run
- * alone, interleaved or not. A seeded sampling request is never preempted (its draws
- * would change at slice boundaries); with slice_rounds = 0 requests run one after
- * another (FIFO).
- *
- * Keeping every active request's KV resident (no recompute) and verifying several
- * requests in one forward need engine changes described in docs/serving.md. */
+ * Scheduling (continuous batching): up to the engine's slot count (--max-running)
+ * requests run at once, each with its KV resident in its own slot on every rank; every
+ * round verifies all of them in one batched verification (spec_leader_step), and
+ * waiting requests join, in arrival order, between rounds as slots free up. A request
+ * ends in the round that finishes it (stop token, length, stop string, client gone) and
+ * frees its slot after it. Every forward computes each row the same whatever the rows
+ * beside it (CPU; GPU up to 80 rows, and the engine's forwards carry at most
+ * SPEC_FORWARD_TOKENS), so a greedy answer equals the same request run alone, and
+ * seeded draws are keyed by position, so a seeded answer does not depend on the load
+ * either. */
 #ifndef AUGUR_SERVE_SCHEDULER_H
 #define AUGUR_SERVE_SCHEDULER_H
 
@@ -31,14 +29,15 @@ typedef struct {
     serve_request **items;   /* ring of waiting requests */
     int cap, head, n;
     int running;
-    int max_pending;         /* waiting + running: more are refused (503) */
+    int max_waiting;         /* waiting requests (all slots busy): more are refused (503) */
+    long kv_used;            /* KV positions the running requests hold (gauge) */
     bool draining;           /* SIGTERM: refuse new requests, finish the admitted ones */
     serve_metrics *metrics;
 } serve_queue;
 
 typedef enum { QUEUE_ADMITTED, QUEUE_FULL, QUEUE_DRAINING } queue_verdict;
 
-augur_status serve_queue_init(serve_queue *q, int max_pending, serve_metrics *metrics, augur_error *err);
+augur_status serve_queue_init(serve_queue *q, int max_waiting, serve_metrics *metrics, augur_error *err);
 void serve_queue_free(serve_queue *q);
 /* Takes a reference on r when admitted. */
 queue_verdict serve_queue_submit(serve_queue *q, serve_request *r);
@@ -54,8 +53,7 @@ typedef struct {
     bool overlap;
     volatile sig_atomic_t *term;  /* set by SIGTERM: drain, then return */
     const char *hold_file;   /* tests: no request starts while this file exists (or NULL) */
-    int slice_rounds;        /* >0: a request yields the engine after this many rounds when
-                              * others wait (round-robin interleaving); 0: FIFO */
+    uint64_t next_request_id; /* the last engine request id given out */
 } serve_engine;
 
 /* Serves requests until a drain finishes (every admitted request answered). A failure

@@ -30,8 +30,6 @@ typedef struct serve_request {
     /* engine thread only */
     int32_t *seq;            /* prompt then generated ids: [n_prompt + max_tokens] */
     int n_generated;
-    int slices;              /* times it ran on the engine (more than 1: interleaved) */
-    bool preemptible;        /* greedy or unseeded: may yield the engine between rounds */
     detok_stream ds;         /* text of the generated ids, decoded after the prompt's */
 
     pthread_mutex_t mu;
@@ -47,7 +45,6 @@ typedef struct serve_request {
     char failure[512];       /* the engine refused the request (an input it checks itself) */
     finish_reason finish;
     serve_usage usage;
-    int last_generated;      /* tokens at the previous round, for the latency histogram */
     double t_first_ms, t_last_ms;
 } serve_request;
 

@@ -22,6 +22,10 @@ typedef struct {
 
 typedef struct {
     spec_engine *e;
+    kv_cache *kv;            /* this request's slot */
+    uint64_t draw_key;
+    bool awaiting;           /* a proposal went out and its verdict has not come */
+    int proposed;            /* tokens of that proposal */
     wire_request req;
     sampling_params sp;
     bool greedy;
@@ -97,8 +101,13 @@ static augur_status draft_state_init(draft_state *s, spec_engine *e, augur_error
     if (r->n_prompt_tokens < 1 || r->n_prompt_tokens >= e->max_context)
         return augur_fail(err, AUGUR_E_COMM, "draft: request %llu has a prompt of %d tokens (context %d)",
                           (unsigned long long)r->request_id, r->n_prompt_tokens, e->max_context);
+    if (r->slot >= (uint32_t)e->n_slots)
+        return augur_fail(err, AUGUR_E_COMM, "draft: request %llu on slot %u (%d slots: --max-running)",
+                          (unsigned long long)r->request_id, r->slot, e->n_slots);
     memcpy(s->seq, r->prompt_tokens, (size_t)s->len * sizeof(int32_t));
-    e->kv.len = 0;
+    s->kv = &e->slots[r->slot];
+    s->kv->len = 0;
+    s->draw_key = r->draw_key ? r->draw_key : r->request_id;
     return AUGUR_OK;
 }
 
@@ -123,28 +132,28 @@ static augur_status draft_one(draft_state *s, bool ahead, augur_error *err)
         return augur_fail(err, AUGUR_E_INTERNAL, "draft: no room to draft past %d tokens", total);
     /* Unfed tokens: positions kv.len .. total-1 of S ++ D. */
     int32_t unfed[2 * DRAFT_RULE_MAX_GAMMA + 4];
-    int n_unfed = total - e->kv.len;
+    int n_unfed = total - s->kv->len;
     int32_t *feed;
-    if (e->kv.len >= s->len) {
+    if (s->kv->len >= s->len) {
         for (int i = 0; i < n_unfed; i++)
-            unfed[i] = s->d.tokens[e->kv.len - s->len + i];
+            unfed[i] = s->d.tokens[s->kv->len - s->len + i];
         feed = unfed;
     } else if (s->d.n == 0) {
-        feed = s->seq + e->kv.len;
+        feed = s->seq + s->kv->len;
     } else { /* some of S and all of D: copy into one run */
         int32_t *run = malloc((size_t)n_unfed * sizeof(int32_t));
         if (!run)
             return augur_fail(err, AUGUR_E_NOMEM, "draft: out of memory");
-        memcpy(run, s->seq + e->kv.len, (size_t)(s->len - e->kv.len) * sizeof(int32_t));
-        memcpy(run + (s->len - e->kv.len), s->d.tokens, (size_t)s->d.n * sizeof(int32_t));
-        augur_status st = forward_prefill(&e->fwd, &e->kv, run, n_unfed, s->logits, err);
+        memcpy(run, s->seq + s->kv->len, (size_t)(s->len - s->kv->len) * sizeof(int32_t));
+        memcpy(run + (s->len - s->kv->len), s->d.tokens, (size_t)s->d.n * sizeof(int32_t));
+        augur_status st = forward_prefill(&e->fwd, s->kv, run, n_unfed, s->logits, err);
         free(run);
         if (st)
             return st;
         feed = NULL;
     }
     if (feed) {
-        augur_status st = forward_prefill(&e->fwd, &e->kv, feed, n_unfed, s->logits, err);
+        augur_status st = forward_prefill(&e->fwd, s->kv, feed, n_unfed, s->logits, err);
         if (st)
             return st;
     }
@@ -157,7 +166,7 @@ static augur_status draft_one(draft_state *s, bool ahead, augur_error *err)
          * at this position unchanged, so one seed gives one output however the
          * verification and the drafting interleaved. */
         augur_rng rng;
-        rng_seed_at(&rng, s->req.sampling.seed, SPEC_DRAW_STREAM_DRAFT, s->req.request_id, (uint64_t)total);
+        rng_seed_at(&rng, s->req.sampling.seed, SPEC_DRAW_STREAM_DRAFT, s->draw_key, (uint64_t)total);
         tok = sample_from_probs(s->probs, e->vocab, &rng);
         memcpy(s->d.q + (size_t)s->d.n * e->vocab, s->probs, (size_t)e->vocab * sizeof(float));
     }
@@ -223,24 +232,6 @@ static augur_status send_proposal(draft_state *s, int *proposed, augur_error *er
     return st;
 }
 
-/* Overlap: draft ahead as if the whole proposal were accepted until the verdict arrives. */
-static augur_status draft_ahead(draft_state *s, int proposed, augur_error *err)
-{
-    spec_engine *e = s->e;
-    int limit = proposed + DRAFT_RULE_MAX_GAMMA;
-    if (limit > s->d.cap)
-        limit = s->d.cap;
-    while (s->d.n < limit && s->len + s->d.n < e->max_context - 1) {
-        bool ready = false;
-        augur_status st = msg_poll(e->world, 0, MSG_TAG_VERDICT, &ready, err);
-        if (st || ready)
-            return st;
-        if ((st = draft_one(s, true, err)))
-            return st;
-    }
-    return AUGUR_OK;
-}
-
 /* Applies a verdict: S grows by the accepted tokens and the next token; drafted tokens
  * survive only where they continue the new S. */
 static augur_status apply_verdict(draft_state *s, const wire_verdict *v, int proposed, augur_error *err)
@@ -260,82 +251,171 @@ static augur_status apply_verdict(draft_state *s, const wire_verdict *v, int pro
         drafted_drop_front(s, n + 1); /* S ++ D is unchanged: the cache stays valid */
     } else {
         s->d.n = 0;
-        if (e->kv.len > old_len + n)
-            e->kv.len = old_len + n;
+        if (s->kv->len > old_len + n)
+            s->kv->len = old_len + n;
     }
     draft_rule_end_round(&s->rule_state, n, proposed);
     return AUGUR_OK;
 }
 
-static augur_status recv_verdict(draft_state *s, wire_verdict *v, augur_error *err)
-{
-    wire_expect want = {.request_id = s->req.request_id, .round = s->round, .vocab_size = s->e->vocab,
-                        .peer_rank = 0};
-    return msg_recv_typed(s->e->world, 0, MSG_TAG_VERDICT, s->e->timeout_s, &want, v, err);
-}
+/* Every request in flight on this rank, by slot. */
+typedef struct {
+    spec_engine *e;
+    const wire_expect *want;
+    draft_state **states;    /* [n_slots] */
+    int next_ahead;          /* round robin over the requests to draft ahead for */
+} draft_table;
 
-/* Serves one request from its first proposal to the finishing verdict. */
-static augur_status draft_request(draft_state *s, augur_error *err)
+/* Sends the request's next proposal; the request then awaits its verdict. */
+static augur_status propose(draft_state *s, augur_error *err)
 {
-    for (s->round = 1;; s->round++) {
-        int proposed = 0;
-        augur_status st = send_proposal(s, &proposed, err);
-        if (st)
-            return st;
-        if (s->exit_after > 0 && s->proposals_sent >= s->exit_after) {
-            fprintf(stderr, "augur: draft rank %d: exiting after %d proposals as asked (test)\n",
-                    s->e->world_rank, s->proposals_sent);
-            exit(3);
-        }
-        if (s->overlap && (st = draft_ahead(s, proposed, err)))
-            return st;
-        wire_verdict v = {0};
-        if ((st = recv_verdict(s, &v, err)))
-            return st;
-        if (v.finished)
-            return AUGUR_OK;
-        if ((st = apply_verdict(s, &v, proposed, err)))
-            return st;
+    int proposed = 0;
+    augur_status st = send_proposal(s, &proposed, err);
+    if (st)
+        return st;
+    s->awaiting = true;
+    s->proposed = proposed;
+    if (s->exit_after > 0 && s->proposals_sent >= s->exit_after) {
+        fprintf(stderr, "augur: draft rank %d: exiting after %d proposals as asked (test)\n", s->e->world_rank,
+                s->proposals_sent);
+        exit(3);
     }
+    return AUGUR_OK;
 }
 
-/* Between requests the leader may take its time (tokenizing, a target-only run under
- * --no-speculation or --compare-baseline), so this wait is patient: it lasts while the
- * leader's heartbeats come (comm/liveness.h) and fails only when the leader falls
- * silent for the timeout. */
-static augur_status wait_for_leader(spec_engine *e, int *tag, augur_error *err)
+static void drop_state(draft_table *t, int slot)
 {
-    static const int tags[] = {MSG_TAG_REQUEST, MSG_TAG_COMMAND};
-    return msg_wait_any(e->world, e->layout->leader, tags, 2, e->timeout_s, tag, err);
+    draft_state_free(t->states[slot]);
+    free(t->states[slot]);
+    t->states[slot] = NULL;
 }
 
-/* Requests until the stop command. */
-static augur_status draft_serve_loop(spec_engine *e, const wire_expect *want, augur_error *err)
+static augur_status on_verdict(draft_table *t, augur_error *err);
+
+/* A new request: its draft state on the slot the leader chose, and its first proposal. */
+static augur_status on_request(draft_table *t, augur_error *err)
 {
+    spec_engine *e = t->e;
+    draft_state *s = calloc(1, sizeof *s);
+    if (!s)
+        return augur_fail(err, AUGUR_E_NOMEM, "draft: out of memory for a request");
+    augur_status st = msg_recv_typed(e->world, 0, MSG_TAG_REQUEST, e->timeout_s, t->want, &s->req, err);
+    /* The leader reuses a slot only after its request's finishing verdict, which went
+     * out before this Request but travels under another tag: take verdicts first. */
+    while (!st && s->req.slot < (uint32_t)e->n_slots && t->states[s->req.slot]) {
+        if (!t->states[s->req.slot]->awaiting) {
+            st = augur_fail(err, AUGUR_E_COMM, "draft: request %llu on slot %u, which request %llu still holds",
+                            (unsigned long long)s->req.request_id, s->req.slot,
+                            (unsigned long long)t->states[s->req.slot]->req.request_id);
+            break;
+        }
+        st = on_verdict(t, err);
+    }
+    if (!st)
+        st = draft_state_init(s, e, err);
+    if (st || s->req.rule.kind == WIRE_RULE_NONE) {
+        draft_state_free(s);
+        free(s);
+        return st;
+    }
+    s->overlap = s->req.overlap;
+    s->exit_after = (int)s->req.debug_draft_exit_after;
+    s->round = 1;
+    t->states[s->req.slot] = s;
+    return propose(s, err);
+}
+
+/* A verdict: its request moves on and proposes again, or (finishing) is dropped. */
+static augur_status on_verdict(draft_table *t, augur_error *err)
+{
+    spec_engine *e = t->e;
+    wire_expect want = {.request_id = WIRE_ANY_REQUEST, .round = WIRE_ANY_ROUND, .vocab_size = e->vocab,
+                        .peer_rank = 0};
+    wire_verdict v = {0};
+    augur_status st = msg_recv_typed(e->world, 0, MSG_TAG_VERDICT, e->timeout_s, &want, &v, err);
+    if (st)
+        return st;
+    int slot = -1;
+    for (int i = 0; i < e->n_slots && slot < 0; i++)
+        if (t->states[i] && t->states[i]->req.request_id == v.request_id)
+            slot = i;
+    draft_state *s = slot >= 0 ? t->states[slot] : NULL;
+    if (!s || !s->awaiting || v.round != s->round)
+        return augur_fail(err, AUGUR_E_COMM, "draft: verdict for request %llu, round %u: %s",
+                          (unsigned long long)v.request_id, v.round,
+                          !s ? "no such request in flight" : !s->awaiting ? "no proposal awaits it" : "another round");
+    s->awaiting = false;
+    if (v.finished) {
+        drop_state(t, slot);
+        return AUGUR_OK;
+    }
+    if ((st = apply_verdict(s, &v, s->proposed, err)))
+        return st;
+    s->round++;
+    return propose(s, err);
+}
+
+/* Overlap: one more token, drafted as if the whole proposal were accepted, for the next
+ * request (round robin) that awaits a verdict and has room. *drafted: whether it did. */
+static augur_status draft_ahead_one(draft_table *t, bool *drafted, augur_error *err)
+{
+    spec_engine *e = t->e;
+    *drafted = false;
+    for (int j = 0; j < e->n_slots; j++) {
+        int i = (t->next_ahead + j) % e->n_slots;
+        draft_state *s = t->states[i];
+        if (!s || !s->overlap || !s->awaiting)
+            continue;
+        int limit = s->proposed + DRAFT_RULE_MAX_GAMMA;
+        if (limit > s->d.cap)
+            limit = s->d.cap;
+        if (s->d.n >= limit || s->len + s->d.n >= e->max_context - 1)
+            continue;
+        t->next_ahead = (i + 1) % e->n_slots;
+        *drafted = true;
+        return draft_one(s, true, err);
+    }
+    return AUGUR_OK;
+}
+
+/* Requests and verdicts until the stop command. Waiting with nothing to draft ahead is
+ * patient: the leader may take its time between messages (tokenizing, target-only
+ * requests, an idle server), and the wait lasts while its heartbeats come
+ * (comm/liveness.h), failing only when the leader falls silent for the timeout. */
+static augur_status draft_serve_loop(draft_table *t, augur_error *err)
+{
+    static const int tags[] = {MSG_TAG_VERDICT, MSG_TAG_REQUEST, MSG_TAG_COMMAND};
+    spec_engine *e = t->e;
     for (;;) {
-        int tag = 0;
-        augur_status st = wait_for_leader(e, &tag, err);
+        int tag = -1;
+        augur_status st = AUGUR_OK;
+        for (int i = 0; i < 3 && tag < 0 && !st; i++) {
+            bool ready = false;
+            st = msg_poll(e->world, 0, tags[i], &ready, err);
+            if (ready)
+                tag = tags[i];
+        }
+        if (!st && tag < 0) {
+            bool drafted = false;
+            if ((st = draft_ahead_one(t, &drafted, err)) || drafted)
+                continue;
+            st = msg_wait_any(e->world, e->layout->leader, tags, 3, e->timeout_s, &tag, err);
+        }
         if (st)
             return st;
-        if (tag == MSG_TAG_COMMAND) {
+        if (tag == MSG_TAG_REQUEST) {
+            st = on_request(t, err);
+        } else if (tag == MSG_TAG_VERDICT) {
+            st = on_verdict(t, err);
+        } else {
             wire_command cmd = {0};
-            st = msg_recv_typed(e->world, 0, MSG_TAG_COMMAND, e->timeout_s, want, &cmd, err);
+            st = msg_recv_typed(e->world, 0, MSG_TAG_COMMAND, e->timeout_s, t->want, &cmd, err);
             bool stop = !st && cmd.kind == WIRE_CMD_STOP;
             wire_command_free(&cmd);
             if (st || stop)
                 return st;
             return augur_fail(err, AUGUR_E_COMM, "draft: the leader sent a command other than stop");
         }
-        draft_state s = {0}; /* tag is MSG_TAG_REQUEST */
-        st = msg_recv_typed(e->world, 0, MSG_TAG_REQUEST, e->timeout_s, want, &s.req, err);
-        if (!st)
-            st = draft_state_init(&s, e, err);
-        if (!st && s.req.rule.kind != WIRE_RULE_NONE) {
-            s.overlap = s.req.overlap;
-            s.exit_after = (int)s.req.debug_draft_exit_after;
-            st = draft_request(&s, err);
-        }
-        draft_state_free(&s);
         if (st)
             return st;
     }
@@ -346,7 +426,15 @@ augur_status spec_draft_serve(spec_engine *e, augur_error *err)
     wire_expect want = {.request_id = WIRE_ANY_REQUEST, .round = WIRE_ANY_ROUND, .vocab_size = e->vocab,
                         .peer_rank = 0};
     live_start(e->world, e->layout->leader, e->timeout_s);
-    augur_status st = draft_serve_loop(e, &want, err);
+    draft_table t = {.e = e, .want = &want};
+    t.states = calloc((size_t)e->n_slots, sizeof *t.states);
+    if (!t.states)
+        return augur_fail(err, AUGUR_E_NOMEM, "draft: out of memory for %d request slots", e->n_slots);
+    augur_status st = draft_serve_loop(&t, err);
+    for (int i = 0; i < e->n_slots; i++)
+        if (t.states[i])
+            drop_state(&t, i);
+    free(t.states);
     if (st) {
         live_stop();
         return st;

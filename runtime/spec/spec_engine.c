@@ -167,33 +167,50 @@ static augur_status alloc_state(spec_engine *e, int threads, augur_error *err)
     } else if (e->role == SPEC_ROLE_TARGET) {
         e->tp = e->ctl;
     }
-    if (!st)
-        st = kv_cache_init(&e->kv, e->be, e->m.cfg.n_layers, e->max_context, e->m.n_kv_heads_local, e->m.cfg.head_dim,
-                           err);
+    if (!st) {
+        e->slots = calloc((size_t)e->n_slots, sizeof *e->slots);
+        if (!e->slots)
+            st = augur_fail(err, AUGUR_E_NOMEM, "cannot allocate %d sequence slots", e->n_slots);
+    }
+    for (int i = 0; !st && i < e->n_slots; i++)
+        if ((st = spec_engine_slot_init(e, &e->slots[i], err)))
+            augur_wrap(err, "KV slot %d of %d (--max-running)", i, e->n_slots);
     if (!st)
         st = forward_init(&e->fwd, &e->m, e->be, e->role == SPEC_ROLE_TARGET ? e->tp : NULL, threads,
                           SPEC_FORWARD_TOKENS, e->max_context, err);
     if (st)
         return augur_wrap(err, "allocating caches and activations");
     if (e->role == SPEC_ROLE_TARGET) {
-        e->logits = malloc((size_t)SPEC_MAX_VERIFY * e->m.vocab_local * sizeof(float));
-        if (!e->logits)
+        e->logits = malloc((size_t)SPEC_FORWARD_TOKENS * e->m.vocab_local * sizeof(float));
+        e->compact = malloc((size_t)SPEC_FORWARD_TOKENS * e->m.vocab_local * sizeof(float));
+        if (!e->logits || !e->compact)
             return augur_fail(err, AUGUR_E_NOMEM, "target: cannot allocate logits");
         if (e->world_rank == 0) {
-            e->gather_buf = malloc((size_t)SPEC_MAX_VERIFY * e->vocab * sizeof(float));
+            e->gather_buf = malloc((size_t)SPEC_FORWARD_TOKENS * e->vocab * sizeof(float));
+            e->gather_pairs = malloc((size_t)SPEC_FORWARD_TOKENS * 2 * sizeof(float));
             e->gather_counts = calloc((size_t)e->n_targets, sizeof(int));
-            if (!e->gather_buf || !e->gather_counts)
+            e->requests = calloc((size_t)e->n_slots, sizeof *e->requests);
+            if (!e->gather_buf || !e->gather_pairs || !e->gather_counts || !e->requests)
                 return augur_fail(err, AUGUR_E_NOMEM, "leader: cannot allocate the gather buffers");
         }
     }
     return AUGUR_OK;
 }
 
+augur_status spec_engine_slot_init(spec_engine *e, kv_cache *kv, augur_error *err)
+{
+    return kv_cache_init(kv, e->be, e->m.cfg.n_layers, e->max_context, e->m.n_kv_heads_local, e->m.cfg.head_dim,
+                         err);
+}
+
 augur_status spec_engine_init(spec_engine *e, comm_layout *layout, const char *target_path, const char *draft_path,
                               int draft_layers, bool load_draft, const device_opts *dev, int max_context,
-                              augur_error *err)
+                              int n_slots, augur_error *err)
 {
-    *e = (spec_engine){.layout = layout, .world = layout->world, .world_rank = layout->world_rank,
+    *e = (spec_engine){0};
+    if (n_slots < 1)
+        return augur_fail(err, AUGUR_E_INPUT, "%d sequence slots: at least 1 needed", n_slots);
+    *e = (spec_engine){.n_slots = n_slots, .layout = layout, .world = layout->world, .world_rank = layout->world_rank,
                        .n_targets = layout->n_target, .draft_rank = layout->draft_rank,
                        .role = layout->role == COMM_ROLE_TARGET ? SPEC_ROLE_TARGET : SPEC_ROLE_DRAFT,
                        .timeout_s = MSG_DEFAULT_TIMEOUT_S, .dev = *dev};
@@ -234,14 +251,19 @@ void spec_engine_set_timeout(spec_engine *e, double timeout_s)
 void spec_engine_free(spec_engine *e)
 {
     free(e->logits);
+    free(e->compact);
     free(e->gather_buf);
+    free(e->gather_pairs);
     free(e->gather_counts);
+    free(e->requests);
     if (e->has_model) {
         char who[48];
         snprintf(who, sizeof who, "rank %d (%s)", e->world_rank, e->role == SPEC_ROLE_TARGET ? "target" : "draft");
         forward_report_graphs(&e->fwd, who);
         forward_free(&e->fwd);
-        kv_cache_free(&e->kv);
+        for (int i = 0; e->slots && i < e->n_slots; i++)
+            kv_cache_free(&e->slots[i]);
+        free(e->slots);
         model_free(&e->m);
     }
     if (e->tp && e->tp != e->ctl)

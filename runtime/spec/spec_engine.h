@@ -34,7 +34,11 @@
 
 /* Most tokens one proposal may carry plus the verified last token. */
 #define SPEC_MAX_VERIFY (DRAFT_RULE_MAX_GAMMA + 1)
-/* Most positions one forward carries (prefill goes in chunks of this many). */
+/* Most positions (rows) one forward carries: prefill goes in chunks of this many, and a
+ * round's batched verification is cut into forwards of at most this many rows, each of
+ * whole requests (one request's rows never span two forwards). 72 keeps every forward
+ * inside the 80 rows up to which the CUDA kernels are row-invariant, so a request's
+ * logits do not depend on its batch-mates on GPUs either. */
 #define SPEC_FORWARD_TOKENS (SPEC_MAX_VERIFY + 7)
 
 /* What a verification forward sends to the leader (Verify.gather). */
@@ -62,15 +66,19 @@ typedef struct {
     model m;                 /* target shard, or the whole draft model */
     bool has_model;
     forward_ctx fwd;
-    kv_cache kv;
+    kv_cache *slots;         /* [n_slots]: one sequence's KV each (a request in flight) */
+    int n_slots;
     int max_context;
     double timeout_s;        /* how long to wait for a peer before failing */
     bool missed_gate;          /* start-up: some rank never reached a handshake (the job must abort) */
     /* target-side buffers */
-    float *logits;           /* [SPEC_MAX_VERIFY][vocab_local] */
-    float *gather_buf;       /* leader: [SPEC_MAX_VERIFY][vocab] (full) or argmax pairs */
+    float *logits;           /* [SPEC_FORWARD_TOKENS][vocab_local] */
+    float *compact;          /* [SPEC_FORWARD_TOKENS][vocab_local]: the rows one gather sends */
+    float *gather_buf;       /* leader: [SPEC_FORWARD_TOKENS][vocab] full logits */
+    float *gather_pairs;     /* leader: [SPEC_FORWARD_TOKENS][2] (max logit, token id) */
     int *gather_counts;      /* leader: [T] */
     int vocab;               /* full vocabulary size */
+    struct spec_request **requests; /* leader: [n_slots], the request holding each slot or NULL */
 } spec_engine;
 
 typedef struct {
@@ -87,6 +95,10 @@ typedef struct {
      * instead of comparing it with the target's, so dummy-weight models run the real
      * forwards, messages and KV trims at a chosen acceptance; < 0: off. */
     float synthetic_acceptance;
+    /* Keys the seeded draws (with the seed and the position), separate from the wire's
+     * request id so that a served request draws what `augur generate --seed S` draws
+     * for its one prompt; 0: the request id. */
+    uint64_t draw_key;
 } spec_request_opts;
 
 typedef struct {
@@ -121,7 +133,8 @@ typedef struct {
     void *round_user;
 } spec_output;
 
-/* Builds the engine for this rank: target ranks load their shard of target_path,
+/* Builds the engine for this rank (n_slots sequence slots: requests in flight at once;
+ * generate uses 1): target ranks load their shard of target_path,
  * the draft rank loads draft_path (or the target's first draft_layers layers), each on
  * the backend dev asks for (a GPU chosen from the node-local ranks for "cuda"), and the
  * KV caches get the context every rank can hold (max_context, or as much as fits).
@@ -130,13 +143,37 @@ typedef struct {
  * rank's err says what went wrong (on the rank at fault) or which rank failed. */
 augur_status spec_engine_init(spec_engine *e, comm_layout *layout, const char *target_path, const char *draft_path,
                               int draft_layers, bool load_draft, const device_opts *dev, int max_context,
-                              augur_error *err);
+                              int n_slots, augur_error *err);
+/* The one place a sequence slot's KV is made (a paged pool's sequence later). */
+augur_status spec_engine_slot_init(spec_engine *e, kv_cache *kv, augur_error *err);
 /* Sets how long any blocking wait of this rank (messages and collectives) may take. */
 void spec_engine_set_timeout(spec_engine *e, double timeout_s);
 
 void spec_engine_free(spec_engine *e);
 
-/* Leader only: runs one request. */
+/* Leader only: a request in flight, between spec_leader_begin and spec_leader_end. */
+typedef struct spec_request spec_request;
+
+/* Starts a request on a free slot (0..n_slots-1): sends the Request to the draft rank
+ * (when speculating) and prefills every target rank's slot with the prompt. out and
+ * stats must outlive the request; stats is filled as rounds run. Fails with
+ * AUGUR_E_INPUT, the ranks untouched, when the prompt does not fit. */
+augur_status spec_leader_begin(spec_engine *e, uint64_t request_id, int slot, const tokenizer *tok,
+                               const int32_t *prompt, int n_prompt, const spec_request_opts *opts,
+                               const spec_output *out, spec_stats *stats, spec_request **handle, augur_error *err);
+/* One round over every request in reqs (none finished): each request's proposal, one
+ * batched verification (forwards of at most SPEC_FORWARD_TOKENS rows of whole
+ * requests), each request's acceptance, trims and verdict. spec_request_finished says
+ * which ended (stop token, length, or out->on_round asked). */
+augur_status spec_leader_step(spec_engine *e, spec_request **reqs, int n, augur_error *err);
+bool spec_request_finished(const spec_request *r);
+/* Ends a request (a finishing verdict to the draft if no round gave one), frees its
+ * slot on every rank, flushes its text and releases the handle. */
+augur_status spec_leader_end(spec_engine *e, spec_request *r, augur_error *err);
+/* After an engine failure (the job is ending): releases the leader's side of r only. */
+void spec_leader_abandon(spec_engine *e, spec_request *r);
+
+/* Leader only: runs one request (begin, rounds until done, end) on slot 0. */
 augur_status spec_leader_generate(spec_engine *e, uint64_t request_id, const tokenizer *tok, const int32_t *prompt,
                                   int n_prompt, const spec_request_opts *opts, const spec_output *out,
                                   spec_stats *stats, augur_error *err);
@@ -148,11 +185,19 @@ augur_status spec_target_serve(spec_engine *e, augur_error *err);
 augur_status spec_draft_serve(spec_engine *e, augur_error *err);
 
 /* Shared by the leader and the followers: applies one command to this target rank
- * (VERIFY runs a forward and contributes to the gather its `gather` field asks for;
- * ACCEPT trims the cache). On the leader the gathered rows land in e->gather_buf:
- * SPEC_GATHER_ARGMAX: [n][2] (max logit, global token id) already reduced over shards;
- * SPEC_GATHER_LOGITS: [n][vocab] full logits. */
+ * (VERIFY runs a forward on its slot and contributes to the gather its `gather` field
+ * asks for; VERIFY_BATCH does so for every forward of the batch; ACCEPT and
+ * ACCEPT_BATCH trim slots, FREE empties one). On the leader the gathered rows of the
+ * last forward land in e->gather_pairs (SPEC_GATHER_ARGMAX rows: [i][2] = max logit,
+ * global token id, reduced over shards) and e->gather_buf (SPEC_GATHER_LOGITS rows:
+ * [i][vocab] full logits), each in row order. */
 augur_status spec_target_execute(spec_engine *e, const wire_command *cmd, augur_error *err);
+
+/* The segments [from, end) of a VERIFY_BATCH that make its next forward: whole segments,
+ * at most SPEC_FORWARD_TOKENS rows (at least one segment). Every rank cuts alike. */
+int spec_batch_forward_end(const wire_command *cmd, int from);
+/* Runs the forward of segments [from, to) of a VERIFY_BATCH and its gathers. */
+augur_status spec_target_verify_forward(spec_engine *e, const wire_command *cmd, int from, int to, augur_error *err);
 
 /* Broadcasts an encoded command over the target group (root = leader). */
 augur_status spec_bcast_command(spec_engine *e, wire_command *cmd, augur_error *err);

@@ -13,12 +13,12 @@ augur_status spec_bcast_command(spec_engine *e, wire_command *cmd, augur_error *
     return msg_bcast_command(e->layout->target, 0, cmd, &want, e->timeout_s, err);
 }
 
-/* Per row: this shard's largest logit and its global token id. */
-static void shard_argmax(const spec_engine *e, int rows, float *pairs)
+/* Per wanted row: this shard's largest logit and its global token id. */
+static void shard_argmax(const spec_engine *e, const int *row_idx, int rows, float *pairs)
 {
     int vl = e->m.vocab_local;
     for (int r = 0; r < rows; r++) {
-        const float *row = e->logits + (size_t)r * vl;
+        const float *row = e->logits + (size_t)row_idx[r] * vl;
         int best = argmax_f32(row, vl);
         pairs[2 * r] = row[best];
         pairs[2 * r + 1] = (float)(e->m.vocab_start + best);
@@ -39,8 +39,8 @@ static void reduce_argmax(spec_engine *e, int rows, const float *gathered)
                 id = pair[1];
             }
         }
-        e->gather_buf[2 * r] = best;
-        e->gather_buf[2 * r + 1] = id;
+        e->gather_pairs[2 * r] = best;
+        e->gather_pairs[2 * r + 1] = id;
     }
 }
 
@@ -58,77 +58,176 @@ static void assemble_logits(spec_engine *e, int rows, const float *gathered)
     }
 }
 
-static augur_status gather_rows(spec_engine *e, int rows, spec_gather gather, augur_error *err)
+/* Gathers the rows row_idx[0..n) of this forward's logits: per-shard (max, argmax)
+ * pairs reduced on the leader into gather_pairs[i], or full logits into gather_buf[i]. */
+static augur_status gather_rows(spec_engine *e, const int *row_idx, int n, spec_gather gather, augur_error *err)
 {
     int T = e->n_targets;
     bool leader = e->world_rank == 0;
+    int vl = e->m.vocab_local;
+    if (n == 0)
+        return AUGUR_OK;
     if (gather == SPEC_GATHER_ARGMAX) {
-        float pairs[2 * SPEC_MAX_VERIFY];
-        shard_argmax(e, rows, pairs);
+        float pairs[2 * SPEC_FORWARD_TOKENS];
+        shard_argmax(e, row_idx, n, pairs);
         if (T == 1) {
-            memcpy(e->gather_buf, pairs, (size_t)rows * 2 * sizeof(float));
+            memcpy(e->gather_pairs, pairs, (size_t)n * 2 * sizeof(float));
             return AUGUR_OK;
         }
-        float *all = leader ? malloc((size_t)T * rows * 2 * sizeof(float)) : NULL;
+        float *all = leader ? malloc((size_t)T * n * 2 * sizeof(float)) : NULL;
         if (leader && !all)
             return augur_fail(err, AUGUR_E_NOMEM, "leader: cannot allocate the argmax gather");
         for (int k = 0; leader && k < T; k++)
-            e->gather_counts[k] = rows * 2;
-        augur_status st = e->ctl->ops->gatherv_f32(e->ctl, pairs, rows * 2, all, e->gather_counts, 0, err);
+            e->gather_counts[k] = n * 2;
+        augur_status st = e->ctl->ops->gatherv_f32(e->ctl, pairs, n * 2, all, e->gather_counts, 0, err);
         if (!st && leader)
-            reduce_argmax(e, rows, all);
+            reduce_argmax(e, n, all);
         free(all);
         return st;
     }
-    /* full logits */
-    int vl = e->m.vocab_local;
+    /* full logits of the wanted rows, side by side */
+    for (int i = 0; i < n; i++)
+        memcpy(e->compact + (size_t)i * vl, e->logits + (size_t)row_idx[i] * vl, (size_t)vl * sizeof(float));
     if (T == 1) {
-        memcpy(e->gather_buf, e->logits, (size_t)rows * vl * sizeof(float));
+        memcpy(e->gather_buf, e->compact, (size_t)n * vl * sizeof(float));
         return AUGUR_OK;
     }
-    float *all = leader ? malloc((size_t)rows * e->vocab * sizeof(float)) : NULL;
+    float *all = leader ? malloc((size_t)n * e->vocab * sizeof(float)) : NULL;
     if (leader && !all)
         return augur_fail(err, AUGUR_E_NOMEM, "leader: cannot allocate the logits gather");
     for (int k = 0; leader && k < T; k++) {
         int start, count;
         tp_split(e->vocab, T, k, &start, &count);
-        e->gather_counts[k] = rows * count;
+        e->gather_counts[k] = n * count;
     }
-    augur_status st = e->ctl->ops->gatherv_f32(e->ctl, e->logits, rows * vl, all, e->gather_counts, 0, err);
+    augur_status st = e->ctl->ops->gatherv_f32(e->ctl, e->compact, n * vl, all, e->gather_counts, 0, err);
     if (!st && leader)
-        assemble_logits(e, rows, all);
+        assemble_logits(e, n, all);
     free(all);
     return st;
+}
+
+static augur_status slot_of(spec_engine *e, uint32_t slot, uint32_t round, kv_cache **kv, augur_error *err)
+{
+    if (slot >= (uint32_t)e->n_slots)
+        return augur_fail(err, AUGUR_E_COMM, "target, round %u: slot %u out of range (%d slots: --max-running)",
+                          round, slot, e->n_slots);
+    *kv = &e->slots[slot];
+    return AUGUR_OK;
+}
+
+/* Positions beyond start are forgotten: a new request (start 0), a resend, or what a
+ * trim already dropped. */
+static augur_status rewind_to(kv_cache *kv, uint32_t slot, int start, uint32_t round, augur_error *err)
+{
+    if (start > kv->len)
+        return augur_fail(err, AUGUR_E_COMM, "target, round %u: verify at position %d but slot %u holds %d",
+                          round, start, slot, kv->len);
+    return kv_cache_trim(kv, start, err);
+}
+
+int spec_batch_forward_end(const wire_command *cmd, int from)
+{
+    int rows = 0, to = from;
+    while (to < cmd->n_segments && (to == from || rows + cmd->segments[to].n_tokens <= SPEC_FORWARD_TOKENS))
+        rows += cmd->segments[to++].n_tokens;
+    return to;
+}
+
+augur_status spec_target_verify_forward(spec_engine *e, const wire_command *cmd, int from, int to, augur_error *err)
+{
+    forward_seq seqs[SPEC_FORWARD_TOKENS] = {0};
+    int argmax_rows[SPEC_FORWARD_TOKENS], logits_rows[SPEC_FORWARD_TOKENS];
+    int n_argmax = 0, n_logits = 0, rows = 0;
+    augur_status st;
+    if (to - from > SPEC_FORWARD_TOKENS)
+        return augur_fail(err, AUGUR_E_INTERNAL, "target: %d segments in one forward", to - from);
+    for (int i = from; i < to; i++) {
+        const wire_segment *g = &cmd->segments[i];
+        kv_cache *kv = NULL;
+        if ((st = slot_of(e, g->slot, cmd->round, &kv, err)))
+            return st;
+        if (rows + g->n_tokens > SPEC_FORWARD_TOKENS)
+            return augur_fail(err, AUGUR_E_COMM, "target, round %u: request %llu verifies %d positions (limit %d)",
+                              cmd->round, (unsigned long long)g->request_id, g->n_tokens, SPEC_MAX_VERIFY);
+        if (g->gather != SPEC_GATHER_ARGMAX && g->gather != SPEC_GATHER_LOGITS)
+            return augur_fail(err, AUGUR_E_COMM, "target, round %u: request %llu asks for gather %u", cmd->round,
+                              (unsigned long long)g->request_id, g->gather);
+        if ((st = rewind_to(kv, g->slot, (int)g->start_position, cmd->round, err)))
+            return st;
+        seqs[i - from] = (forward_seq){.kv = kv, .tokens = g->tokens, .n = g->n_tokens, .logits_from = 0};
+        for (int r = 0; r < g->n_tokens; r++) {
+            if (g->gather == SPEC_GATHER_ARGMAX)
+                argmax_rows[n_argmax++] = rows + r;
+            else
+                logits_rows[n_logits++] = rows + r;
+        }
+        rows += g->n_tokens;
+    }
+    if ((st = forward_run_batch(&e->fwd, seqs, to - from, e->logits, err)))
+        return augur_wrap(err, "target, round %u", cmd->round);
+    if ((st = gather_rows(e, argmax_rows, n_argmax, SPEC_GATHER_ARGMAX, err)))
+        return st;
+    return gather_rows(e, logits_rows, n_logits, SPEC_GATHER_LOGITS, err);
 }
 
 augur_status spec_target_execute(spec_engine *e, const wire_command *cmd, augur_error *err)
 {
     augur_status st;
-    if (cmd->kind == WIRE_CMD_ACCEPT) {
-        int keep = (int)cmd->accept.new_length - 1;
-        if ((st = kv_cache_trim(&e->kv, keep, err)))
-            return augur_wrap(err, "target, round %u", cmd->round);
+    kv_cache *kv = NULL;
+    switch (cmd->kind) {
+    case WIRE_CMD_ACCEPT:
+        if ((st = slot_of(e, cmd->slot, cmd->round, &kv, err)))
+            return st;
+        if ((st = kv_cache_trim(kv, (int)cmd->accept.new_length - 1, err)))
+            return augur_wrap(err, "target, round %u, slot %u", cmd->round, cmd->slot);
         return AUGUR_OK;
-    }
-    if (cmd->kind != WIRE_CMD_VERIFY)
+    case WIRE_CMD_ACCEPT_BATCH:
+        for (int i = 0; i < cmd->n_trims; i++) {
+            const wire_trim *t = &cmd->trims[i];
+            if ((st = slot_of(e, t->slot, cmd->round, &kv, err)))
+                return st;
+            if ((st = kv_cache_trim(kv, (int)t->new_length - 1, err)))
+                return augur_wrap(err, "target, round %u, request %llu (slot %u)", cmd->round,
+                                  (unsigned long long)t->request_id, t->slot);
+        }
+        return AUGUR_OK;
+    case WIRE_CMD_FREE:
+        if ((st = slot_of(e, cmd->slot, cmd->round, &kv, err)))
+            return st;
+        return kv_cache_trim(kv, 0, err);
+    case WIRE_CMD_VERIFY_BATCH:
+        for (int from = 0; from < cmd->n_segments;) {
+            int to = spec_batch_forward_end(cmd, from);
+            if ((st = spec_target_verify_forward(e, cmd, from, to, err)))
+                return st;
+            from = to;
+        }
+        return AUGUR_OK;
+    case WIRE_CMD_VERIFY:
+        break;
+    default:
         return augur_fail(err, AUGUR_E_INTERNAL, "target: unexpected command %d", cmd->kind);
-    int start = (int)cmd->start_position;
-    if (start > e->kv.len)
-        return augur_fail(err, AUGUR_E_COMM, "target, round %u: verify at position %d but the cache holds %d",
-                          cmd->round, start, e->kv.len);
-    e->kv.len = start; /* a new request (start 0) or a resend: forget what lies beyond */
+    }
+    if ((st = slot_of(e, cmd->slot, cmd->round, &kv, err)))
+        return st;
+    if ((st = rewind_to(kv, cmd->slot, (int)cmd->start_position, cmd->round, err)))
+        return st;
     int n = cmd->n_tokens;
     spec_gather gather = (spec_gather)cmd->gather;
     if (n == 0)
         return AUGUR_OK;
     if (gather == SPEC_GATHER_NONE)
-        return forward_prefill(&e->fwd, &e->kv, cmd->tokens, n, NULL, err);
+        return forward_prefill(&e->fwd, kv, cmd->tokens, n, NULL, err);
     if (n > SPEC_MAX_VERIFY)
         return augur_fail(err, AUGUR_E_COMM, "target, round %u: %d positions to verify (limit %d)",
                           cmd->round, n, SPEC_MAX_VERIFY);
-    if ((st = forward_run(&e->fwd, &e->kv, cmd->tokens, n, 0, e->logits, err)))
+    if ((st = forward_run(&e->fwd, kv, cmd->tokens, n, 0, e->logits, err)))
         return st;
-    return gather_rows(e, n, gather, err);
+    int rows[SPEC_MAX_VERIFY];
+    for (int i = 0; i < n; i++)
+        rows[i] = i;
+    return gather_rows(e, rows, n, gather, err);
 }
 
 /* Waiting for the next command is patient: it lasts while the leader's heartbeats come

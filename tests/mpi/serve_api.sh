@@ -2,7 +2,7 @@
 # augur serve on the shipped pair (2 ranks, CPU): every endpoint, the streaming format,
 # greedy answers equal to augur generate's, stop strings, every bad-input case, a full
 # queue, clients leaving (queued and mid-stream), a short request overtaking a long one
-# (--slice-rounds 2) with both answers unchanged, then a SIGTERM drain after which every
+# (batched: both in the same rounds) with both answers unchanged, then a SIGTERM drain after which every
 # rank exits 0. The checks are in tests/tools/serve_api_check.py.
 set -euo pipefail
 source "$(dirname "$0")/../lib.sh"
@@ -29,7 +29,7 @@ start_server() {
   serve_start "$name" --debug-hold-file "$tmp/hold" "$@"
 }
 
-start_server api --max-queue 3 --max-body-kib 8 --slice-rounds 2
+start_server api --max-queue 3 --max-body-kib 8 --max-running 4
 python3 "$PY" api --port "$port" --prompt "$PROMPT" --expected-file "$tmp/expected" --max-tokens "$N" \
   --max-body 8192 --max-queue 3 --hold-file "$tmp/hold" --interleave || { kill "$pid" || true; cat "$tmp/api.err" >&2; fail "API checks"; }
 # SIGTERM drain with one request admitted and waiting

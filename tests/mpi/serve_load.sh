@@ -1,13 +1,13 @@
 #!/usr/bin/env bash
 # A short load test of augur serve on the shipped pair: 4 concurrent streams, with and
-# without speculation, requests interleaved every 3 rounds (--slice-rounds 3); every
+# without speculation, up to 4 requests batched in every round (--max-running 4); every
 # answer must equal the same request run alone (none lost or corrupted). Timings are printed, never asserted (tools/bench/serve_load.py).
 set -euo pipefail
 source "$(dirname "$0")/../lib.sh"
 make_tmp
 REQ=12 N=24
 [ "${AUGUR_SANITIZED:-0}" = 1 ] && REQ=6 N=12
-serve_start serve --slice-rounds 3
+serve_start serve --max-running 4
 rc=0
 python3 "$AUGUR_SOURCE_DIR/tools/bench/serve_load.py" --port "$port" --prompts "$MODELS/heldout_prompts.txt" \
   --n-prompts 4 --requests "$REQ" --concurrency 1,4 --max-tokens "$N" --speculation both || rc=$?

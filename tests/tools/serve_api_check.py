@@ -276,7 +276,7 @@ def check_cancel_mid_stream(srv, prompt, expected, n, context):
 
 
 def check_interleaving(srv, prompt, hold):
-    """With --slice-rounds, a short request admitted behind a long one finishes first,
+    """Batched: a short request admitted behind a long one finishes first,
     and both answers equal the same requests run alone (greedy)."""
     long_n, short_n = 300, 4
     long_ref = completion(srv, prompt, long_n)["choices"][0]["text"]
@@ -359,7 +359,7 @@ def main():
     ap.add_argument("--max-queue", type=int, default=3)
     ap.add_argument("--hold-file", required=True)
     ap.add_argument("--pid", type=int)
-    ap.add_argument("--interleave", action="store_true", help="the server runs with --slice-rounds > 0")
+    ap.add_argument("--interleave", action="store_true", help="the server runs several requests at once (--max-running > 1)")
     a = ap.parse_args()
     srv = Server("127.0.0.1", a.port)
     expected = open(a.expected_file, encoding="utf-8").read()

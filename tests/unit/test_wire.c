@@ -384,6 +384,65 @@ static void test_command_round_trip(void **state)
     free(buf);
 }
 
+/* Version 2: a round's batched verification and trims, and FREE, name their slots. */
+static void test_command_batch_round_trip(void **state)
+{
+    (void)state;
+    augur_error err = {0};
+    int32_t a[] = {4, 5, 6}, b[] = {9};
+    wire_segment segs[] = {{.request_id = 3, .slot = 1, .start_position = 10, .tokens = a, .n_tokens = 3, .gather = 1},
+                           {.request_id = 5, .slot = 0, .start_position = 2, .tokens = b, .n_tokens = 1, .gather = 2}};
+    wire_command c = {.kind = WIRE_CMD_VERIFY_BATCH, .request_id = 3, .round = 4, .segments = segs, .n_segments = 2};
+    uint8_t *buf;
+    size_t len;
+    wire_expect want = expect(WIRE_ANY_REQUEST, WIRE_ANY_ROUND, V_SMALL, 0);
+    wire_command got;
+    assert_int_equal(wire_command_encode(&c, &buf, &len, &err), AUGUR_OK);
+    assert_int_equal(wire_command_decode(buf, len, &want, &got, &err), AUGUR_OK);
+    assert_int_equal(got.kind, WIRE_CMD_VERIFY_BATCH);
+    assert_int_equal(got.n_segments, 2);
+    assert_int_equal(got.segments[0].slot, 1);
+    assert_int_equal(got.segments[0].start_position, 10);
+    assert_int_equal(got.segments[0].gather, 1);
+    assert_memory_equal(got.segments[0].tokens, a, sizeof a);
+    assert_int_equal(got.segments[1].request_id, 5);
+    assert_int_equal(got.segments[1].n_tokens, 1);
+    wire_command_free(&got);
+    free(buf);
+
+    /* a token outside the vocabulary in any segment is refused */
+    b[0] = V_SMALL;
+    assert_int_equal(wire_command_encode(&c, &buf, &len, &err), AUGUR_OK);
+    assert_int_equal(wire_command_decode(buf, len, &want, &got, &err), AUGUR_E_FORMAT);
+    assert_non_null(strstr(err.message, "segment tokens"));
+    free(buf);
+
+    wire_trim trims[] = {{.request_id = 3, .slot = 1, .new_length = 14, .finished = true}};
+    c = (wire_command){.kind = WIRE_CMD_ACCEPT_BATCH, .request_id = 3, .round = 4, .trims = trims, .n_trims = 1};
+    assert_int_equal(wire_command_encode(&c, &buf, &len, &err), AUGUR_OK);
+    assert_int_equal(wire_command_decode(buf, len, &want, &got, &err), AUGUR_OK);
+    assert_int_equal(got.kind, WIRE_CMD_ACCEPT_BATCH);
+    assert_int_equal(got.n_trims, 1);
+    assert_int_equal(got.trims[0].new_length, 14);
+    assert_true(got.trims[0].finished);
+    wire_command_free(&got);
+    free(buf);
+
+    /* an empty batch is malformed, not a no-op */
+    c.n_trims = 0;
+    assert_int_equal(wire_command_encode(&c, &buf, &len, &err), AUGUR_OK);
+    assert_int_equal(wire_command_decode(buf, len, &want, &got, &err), AUGUR_E_FORMAT);
+    free(buf);
+
+    c = (wire_command){.kind = WIRE_CMD_FREE, .request_id = 3, .slot = 6};
+    assert_int_equal(wire_command_encode(&c, &buf, &len, &err), AUGUR_OK);
+    assert_int_equal(wire_command_decode(buf, len, &want, &got, &err), AUGUR_OK);
+    assert_int_equal(got.kind, WIRE_CMD_FREE);
+    assert_int_equal(got.slot, 6);
+    wire_command_free(&got);
+    free(buf);
+}
+
 static wire_trace_record trace_rec(int i)
 {
     return (wire_trace_record){.request_id = (uint64_t)(i / 100), .position = (uint32_t)(10 + i),
@@ -456,9 +515,9 @@ static void test_proposal_header_checks(void **state)
     assert_string_equal(err.message, "proposal from rank 2: request 5 expected, got 4");
 
     want.request_id = 4;
-    m.version = 2;
+    m.version = AUGUR_WIRE_VERSION + 1;
     assert_int_equal(decode_raw(&m, &want, &err), AUGUR_E_COMM);
-    assert_string_equal(err.message, "proposal from rank 2: wire version 1 expected, got 2");
+    assert_string_equal(err.message, "proposal from rank 2: wire version 2 expected, got 3");
 
     m.version = AUGUR_WIRE_VERSION;
     m.end_mark = 0;
@@ -1005,6 +1064,7 @@ int main(void)
         cmocka_unit_test(test_request_round_trip),
         cmocka_unit_test(test_result_round_trip),
         cmocka_unit_test(test_command_round_trip),
+        cmocka_unit_test(test_command_batch_round_trip),
         cmocka_unit_test(test_trace_record_round_trip),
         cmocka_unit_test(test_proposal_header_checks),
         cmocka_unit_test(test_proposal_content_checks),
