@@ -139,8 +139,13 @@ static void serve_command(serve_cli *cli, arg_spec *out, arg_command *cmd)
                  "context (default 256)"),
         FLAG_INT("max-running", &cli->max_running, "N", 1, 4096,
                  "requests generated at once, each with its own KV slot on\n"
-                 "every rank (memory: N x --max-context positions); they\n"
-                 "share every round's batched verification (default 8)"),
+                 "every rank, in a paged KV pool (--kv-blocks); they share\n"
+                 "every round's batched verification (default 8)"),
+        FLAG_INT("kv-blocks", &cli->device.kv_pool_blocks, "N", 1, 1 << 26,
+                 "blocks of 16 positions in each rank's paged KV pool, which\n"
+                 "the running requests share (default: N x --max-context\n"
+                 "positions, on a GPU at most what its memory plan holds;\n"
+                 "never less than one context); a request waits for room"),
         FLAG_INT("max-queue", &cli->max_queue, "N", 1, 1 << 20,
                  "requests waiting for a slot (streaming or not) beyond\n"
                  "which new ones get 503 + Retry-After (default 64)"),
@@ -241,7 +246,8 @@ static augur_status lead(const serve_cli *cli, spec_engine *e, augur_error *err)
     }
     char name_buf[4096];
     serve_metrics metrics;
-    metrics_init(&metrics, (long)e->max_context * e->n_slots);
+    metrics_init(&metrics, e->pool_positions ? (long)e->pool_positions : (long)e->max_context * e->n_slots,
+                 e->has_pool ? e->pool.n_blocks : 0);
     serve_queue queue;
     if ((st = serve_queue_init(&queue, cli->max_queue, &metrics, err))) {
         metrics_free(&metrics);

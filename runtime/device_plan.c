@@ -181,13 +181,14 @@ augur_status device_plan_memory(const model *m, augur_backend *be, const device_
 int memory_plan_pool_blocks(const memory_plan *p, const model *m, int positions)
 {
     int want = kv_blocks_for(positions > 0 ? positions : p->context);
+    int one = kv_blocks_for(p->context);
     if (!p->budget_bytes)
         return want;
     size_t per_block = kv_pool_bytes(m->cfg.n_layers, 1, m->n_kv_heads_local, m->cfg.head_dim);
     size_t fit = p->budget_bytes / per_block;
-    if (fit > INT32_MAX / KV_BLOCK)
-        fit = INT32_MAX / KV_BLOCK;
-    return (int)fit > want ? (int)fit : want;
+    if (fit > (size_t)want)
+        fit = (size_t)want;
+    return (int)fit > one ? (int)fit : one;
 }
 
 void memory_plan_print(FILE *out, const char *who, const memory_plan *p)

@@ -24,6 +24,7 @@ typedef struct {
     bool tp_over_mpi;        /* --tp-comm mpi: target all-reduces through host memory, not NCCL */
     int simulate_hosts;      /* --simulate-hosts N: ranks on N simulated nodes (NCCL_HOSTID); 0 = real nodes */
     bool draft_shares_gpu;   /* --draft-placement shared: the draft rank takes a target rank's GPU */
+    int kv_pool_blocks;      /* serve --kv-blocks: blocks of the paged KV pool; 0 = from the memory plan */
 } device_opts;
 
 /* "auto", "cpu" or "cuda" (flag names the option in the message). */
@@ -66,10 +67,9 @@ typedef struct {
 augur_status device_plan_memory(const model *m, augur_backend *be, const device_opts *d, int requested,
                                 int model_limit, int max_tokens, memory_plan *plan, augur_error *err);
 
-/* Blocks of a paged KV pool (kv_pool_init) for this plan: on a GPU as many as the KV
- * budget holds (kv_pool_bytes per block), at least the blocks of plan->context; on the
- * CPU (no budget) the blocks of `positions` (0: plan->context), the caller's choice of
- * how many sequences' positions to hold. The memory of the pool a server creates. */
+/* Blocks of a paged KV pool (kv_pool_init) for this plan: those of `positions` (0:
+ * plan->context), on a GPU no more than the KV budget holds (kv_pool_bytes per block)
+ * but never fewer than one context's (the plan checked that those fit). */
 int memory_plan_pool_blocks(const memory_plan *p, const model *m, int positions);
 
 /* One line per rank to stderr: backend, GPU, weights, KV, workspace, free. */

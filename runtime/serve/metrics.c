@@ -18,9 +18,9 @@ static const char *outcome_names[OUTCOME_COUNT] = {
     [OUTCOME_TOO_LARGE] = "too_large", [OUTCOME_REJECTED] = "rejected", [OUTCOME_ERROR] = "error",
 };
 
-void metrics_init(serve_metrics *m, long kv_capacity)
+void metrics_init(serve_metrics *m, long kv_capacity, long kv_blocks_capacity)
 {
-    *m = (serve_metrics){.kv_capacity = kv_capacity};
+    *m = (serve_metrics){.kv_capacity = kv_capacity, .kv_blocks_capacity = kv_blocks_capacity};
     pthread_mutex_init(&m->mu, NULL);
 }
 
@@ -61,12 +61,13 @@ void metrics_tokens(serve_metrics *m, int prompt, int completion, int rounds, in
     pthread_mutex_unlock(&m->mu);
 }
 
-void metrics_gauges(serve_metrics *m, int queue_depth, int running, long kv_used)
+void metrics_gauges(serve_metrics *m, int queue_depth, int running, long kv_used, long kv_blocks_used)
 {
     pthread_mutex_lock(&m->mu);
     m->queue_depth = queue_depth;
     m->running = running;
     m->kv_used = kv_used;
+    m->kv_blocks_used = kv_blocks_used;
     pthread_mutex_unlock(&m->mu);
 }
 
@@ -115,6 +116,11 @@ char *metrics_render(serve_metrics *m)
                   (double)m->kv_used);
     render_scalar(&b, "augur_kv_positions_capacity", "gauge", "KV-cache positions of each rank.",
                   (double)m->kv_capacity);
+    render_scalar(&b, "augur_kv_blocks_used", "gauge",
+                  "Blocks of 16 positions of the leader's paged KV pool in use (0: one request, no pool).",
+                  (double)m->kv_blocks_used);
+    render_scalar(&b, "augur_kv_blocks_capacity", "gauge", "Blocks of the leader's paged KV pool.",
+                  (double)m->kv_blocks_capacity);
     render_histogram(&b, "augur_time_to_first_token_seconds", "From admission to the first generated token.",
                      &m->ttft);
     render_histogram(&b, "augur_inter_token_latency_seconds",

@@ -34,10 +34,12 @@ typedef struct {
     int running;
     long kv_used;            /* KV positions held by running requests (each target rank) */
     long kv_capacity;
+    long kv_blocks_used;     /* blocks of the leader's paged KV pool in use (0 without a pool) */
+    long kv_blocks_capacity;
     histogram ttft, itl, e2e; /* seconds */
 } serve_metrics;
 
-void metrics_init(serve_metrics *m, long kv_capacity);
+void metrics_init(serve_metrics *m, long kv_capacity, long kv_blocks_capacity);
 void metrics_free(serve_metrics *m);
 
 void metrics_outcome(serve_metrics *m, request_outcome o);
@@ -45,7 +47,7 @@ void metrics_observe(serve_metrics *m, histogram *h, double seconds, uint64_t ti
 /* A finished request's tokens and speculation counts. */
 void metrics_tokens(serve_metrics *m, int prompt, int completion, int rounds, int proposed, int accepted,
                     int spec_completion);
-void metrics_gauges(serve_metrics *m, int queue_depth, int running, long kv_used);
+void metrics_gauges(serve_metrics *m, int queue_depth, int running, long kv_used, long kv_blocks_used);
 
 /* The Prometheus text format, malloc'ed; NULL when out of memory. */
 char *metrics_render(serve_metrics *m);

@@ -38,7 +38,7 @@ void serve_queue_free(serve_queue *q)
 
 static void publish_gauges_locked(serve_queue *q)
 {
-    metrics_gauges(q->metrics, q->n, q->running, q->kv_used);
+    metrics_gauges(q->metrics, q->n, q->running, q->kv_used, q->kv_blocks);
 }
 
 queue_verdict serve_queue_submit(serve_queue *q, serve_request *r)
@@ -212,6 +212,14 @@ static void finish_request(serve_engine *se, serve_request *r, bool hit_eos, cha
 /* Puts r on free slot `slot`: the Request to the draft and the prefill on every rank.
  * A request the engine refuses (AUGUR_E_INPUT: the HTTP side checks the same limits
  * first) fails alone; any other failure is the job's. *placed: whether it runs. */
+static bool request_gone(serve_request *r)
+{
+    pthread_mutex_lock(&r->mu);
+    bool gone = r->client_gone;
+    pthread_mutex_unlock(&r->mu);
+    return gone;
+}
+
 static augur_status begin_request(serve_engine *se, running_req *c, serve_request *r, int slot, bool *placed,
                                   augur_error *err)
 {
@@ -280,6 +288,7 @@ static void publish_kv(serve_engine *se, const running_req *run, int n_slots)
             used += run[i].r->n_prompt + run[i].r->n_generated;
     pthread_mutex_lock(&se->q->mu);
     se->q->kv_used = used;
+    se->q->kv_blocks = se->e->has_pool ? se->e->pool.n_blocks - kv_pool_free_blocks(&se->e->pool) : 0;
     publish_gauges_locked(se->q);
     pthread_mutex_unlock(&se->q->mu);
 }
@@ -302,6 +311,7 @@ augur_status serve_engine_run(serve_engine *se, augur_error *err)
     for (int i = 0; i < S; i++)
         run[i] = (running_req){.se = se, .piece = piece, .piece_cap = cap};
     int n_running = 0;
+    serve_request *parked = NULL; /* taken from the queue, waiting for room in the KV pool */
     augur_status st = AUGUR_OK;
     for (;;) {
         if (*se->term && !serve_queue_draining(se->q)) {
@@ -313,14 +323,23 @@ augur_status serve_engine_run(serve_engine *se, augur_error *err)
         for (int slot = 0; slot < S && !st; slot++) {
             if (run[slot].r)
                 continue;
-            serve_request *r = queue_take(se->q, n_running ? 0 : ENGINE_IDLE_WAIT_MS, se->hold_file, &drained);
+            serve_request *r = parked;
+            const bool fresh = !r;
+            if (fresh)
+                r = queue_take(se->q, n_running ? 0 : ENGINE_IDLE_WAIT_MS, se->hold_file, &drained);
             if (!r)
                 break;
+            parked = NULL;
             bool placed = false;
-            if (!start_request(se, r, piece, cap)) {
+            if (fresh && !start_request(se, r, piece, cap)) {
                 pthread_mutex_lock(&r->mu);
                 r->out_of_memory = true;
                 pthread_mutex_unlock(&r->mu);
+            } else if (!spec_leader_has_room(e, r->n_prompt, r->max_tokens) && !request_gone(r)) {
+                /* The KV pool is spoken for: the request waits, first in line, until
+                 * running ones end (an empty pool always has room for one). */
+                parked = r;
+                break;
             } else {
                 st = begin_request(se, &run[slot], r, slot, &placed, err);
             }
@@ -369,6 +388,11 @@ augur_status serve_engine_run(serve_engine *se, augur_error *err)
         mark_done(run[i].r);
         queue_finished(se->q);
         serve_request_release(run[i].r);
+    }
+    if (parked) {
+        mark_done(parked);
+        queue_finished(se->q);
+        serve_request_release(parked);
     }
     free(run);
     free(handles);

@@ -31,6 +31,7 @@ typedef struct {
     int running;
     int max_waiting;         /* waiting requests (all slots busy): more are refused (503) */
     long kv_used;            /* KV positions the running requests hold (gauge) */
+    long kv_blocks;          /* blocks of the leader's KV pool in use (gauge) */
     bool draining;           /* SIGTERM: refuse new requests, finish the admitted ones */
     serve_metrics *metrics;
 } serve_queue;

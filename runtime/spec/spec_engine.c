@@ -2,6 +2,7 @@
  * and a start-up handshake that fails every rank together instead of leaving some
  * waiting on a peer that already gave up. */
 #include <stdio.h>
+#include <limits.h>
 #include <stdlib.h>
 #include <string.h>
 
@@ -167,6 +168,21 @@ static augur_status alloc_state(spec_engine *e, int threads, augur_error *err)
     } else if (e->role == SPEC_ROLE_TARGET) {
         e->tp = e->ctl;
     }
+    if (!st && e->n_slots > 1) {
+        /* every rank's pool holds the positions of the smallest: the leader admits by them */
+        int blocks = e->dev.kv_pool_blocks ? e->dev.kv_pool_blocks
+                                           : memory_plan_pool_blocks(&e->plan, &e->m, e->n_slots * e->max_context);
+        /* an empty pool must take any request the context allows (spec_leader_has_room) */
+        if (blocks < kv_blocks_for(e->max_context + SPEC_MAX_VERIFY))
+            blocks = kv_blocks_for(e->max_context + SPEC_MAX_VERIFY);
+        st = kv_pool_init(&e->pool, e->be, e->m.cfg.n_layers, blocks, e->m.n_kv_heads_local, e->m.cfg.head_dim, err);
+        if (!st) {
+            e->has_pool = true;
+            e->pool_positions = blocks * KV_BLOCK;
+        } else {
+            augur_wrap(err, "KV pool of %d blocks for %d sequence slots (--max-running)", blocks, e->n_slots);
+        }
+    }
     if (!st) {
         e->slots = calloc((size_t)e->n_slots, sizeof *e->slots);
         if (!e->slots)
@@ -199,6 +215,8 @@ static augur_status alloc_state(spec_engine *e, int threads, augur_error *err)
 
 augur_status spec_engine_slot_init(spec_engine *e, kv_cache *kv, augur_error *err)
 {
+    if (e->has_pool)
+        return kv_cache_init_paged(kv, &e->pool, e->max_context, err);
     return kv_cache_init(kv, e->be, e->m.cfg.n_layers, e->max_context, e->m.n_kv_heads_local, e->m.cfg.head_dim,
                          err);
 }
@@ -230,6 +248,11 @@ augur_status spec_engine_init(spec_engine *e, comm_layout *layout, const char *t
         return st;
     if ((st = agree(e, alloc_state(e, dev->threads, err), "allocating caches", err)))
         return st;
+    if (n_slots > 1) {
+        int mine = e->has_pool ? e->pool_positions : INT_MAX, least = 0;
+        MPI_Allreduce(&mine, &least, 1, MPI_INT, MPI_MIN, e->world);
+        e->pool_positions = least;
+    }
     spec_engine_set_timeout(e, e->timeout_s);
     if (e->has_model) {
         char who[96];
@@ -264,6 +287,8 @@ void spec_engine_free(spec_engine *e)
         for (int i = 0; e->slots && i < e->n_slots; i++)
             kv_cache_free(&e->slots[i]);
         free(e->slots);
+        if (e->has_pool)
+            kv_pool_free(&e->pool); /* after the slots: they give their blocks back to it */
         model_free(&e->m);
     }
     if (e->tp && e->tp != e->ctl)

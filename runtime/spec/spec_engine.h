@@ -68,6 +68,14 @@ typedef struct {
     forward_ctx fwd;
     kv_cache *slots;         /* [n_slots]: one sequence's KV each (a request in flight) */
     int n_slots;
+    /* n_slots > 1: the slots are paged caches sharing this pool, so requests of different
+     * lengths share the memory. pool_positions (the same on every rank: the least any
+     * rank's pool holds) bounds what the leader admits; reserved_positions is what the
+     * admitted requests may grow to. One slot: a contiguous cache, no pool. */
+    kv_pool pool;
+    bool has_pool;
+    int pool_positions;
+    int reserved_positions;  /* leader */
     int max_context;
     double timeout_s;        /* how long to wait for a peer before failing */
     bool missed_gate;          /* start-up: some rank never reached a handshake (the job must abort) */
@@ -150,6 +158,12 @@ augur_status spec_engine_slot_init(spec_engine *e, kv_cache *kv, augur_error *er
 void spec_engine_set_timeout(spec_engine *e, double timeout_s);
 
 void spec_engine_free(spec_engine *e);
+
+/* Leader only: whether the KV pool can take a request of n_prompt tokens growing by
+ * max_tokens beside the requests in flight (always true without a pool). A request that
+ * cannot start now waits for others to end; any request within the context fits an
+ * otherwise empty pool. */
+bool spec_leader_has_room(const spec_engine *e, int n_prompt, int max_tokens);
 
 /* Leader only: a request in flight, between spec_leader_begin and spec_leader_end. */
 typedef struct spec_request spec_request;

@@ -18,6 +18,7 @@ struct spec_request {
     uint64_t request_id;
     uint64_t draw_key;       /* seeded draws: (seed, draw_key, position) */
     int slot;
+    int reserved;            /* KV pool positions set aside for it (spec_leader_has_room) */
     uint32_t round;          /* the round the next step runs */
     int32_t *seq;            /* confirmed sequence */
     int len;
@@ -360,10 +361,23 @@ out:
     return st;
 }
 
+/* Positions a request may hold at its longest: prompt and answer, plus the rows of a
+ * verification appended before its trim, in whole blocks. */
+static int positions_needed(int n_prompt, int max_tokens)
+{
+    return kv_blocks_for(n_prompt + max_tokens + SPEC_MAX_VERIFY) * KV_BLOCK;
+}
+
+bool spec_leader_has_room(const spec_engine *e, int n_prompt, int max_tokens)
+{
+    return !e->pool_positions || e->reserved_positions + positions_needed(n_prompt, max_tokens) <= e->pool_positions;
+}
+
 static void request_free(spec_request *s)
 {
     if (!s)
         return;
+    s->e->reserved_positions -= s->reserved;
     wire_proposal_free(&s->prop);
     free(s->seq);
     free(s->p);
@@ -404,6 +418,16 @@ augur_status spec_leader_begin(spec_engine *e, uint64_t request_id, int slot, co
     if (!s->seq || !s->p || !s->residual || !s->scratch) {
         request_free(s);
         return augur_fail(err, AUGUR_E_NOMEM, "leader: out of memory for request %llu", (unsigned long long)request_id);
+    }
+    if (!spec_leader_has_room(e, n_prompt, opts->max_tokens)) {
+        request_free(s);
+        return augur_fail(err, AUGUR_E_INTERNAL, "leader: request %llu started without room in the KV pool "
+                          "(%d of %d positions reserved)", (unsigned long long)request_id, e->reserved_positions,
+                          e->pool_positions);
+    }
+    if (e->pool_positions) {
+        s->reserved = positions_needed(n_prompt, opts->max_tokens);
+        e->reserved_positions += s->reserved;
     }
     memcpy(s->seq, prompt, (size_t)n_prompt * sizeof(int32_t));
     detok_stream_init(&s->ds, tok, true);

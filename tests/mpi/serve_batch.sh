@@ -31,4 +31,42 @@ PYEOF
   wait "$mpirun" || fail "augur serve ($np ranks) exited $? after SIGTERM: $(tail -n 20 "$tmp/batch$np.err")"
   echo "ok: $np ranks"
 done
+
+# A KV pool with room for one request at a time (--kv-blocks 21: 336 positions, each
+# request below may grow to 11 blocks): three requests sent together wait for room in
+# turn instead of running the pool dry, and each answers what it answers alone.
+serve_start pool --max-running 4 --max-context 256 --kv-blocks 21
+python3 - "$port" <<'PYEOF' || { kill "$pid" || true; cat "$tmp/pool.err" >&2; fail "a full KV pool"; }
+import json, sys, threading, urllib.request
+base = f"http://127.0.0.1:{sys.argv[1]}"
+def post(prompt):
+    body = json.dumps({"prompt": prompt, "max_tokens": 100, "temperature": 0}).encode()
+    req = urllib.request.Request(base + "/v1/completions", body, {"Content-Type": "application/json"})
+    with urllib.request.urlopen(req, timeout=600) as r:
+        return json.load(r)["choices"][0]["text"]
+def metric(name):
+    with urllib.request.urlopen(base + "/metrics", timeout=60) as r:
+        for line in r.read().decode().splitlines():
+            if line.startswith(name + " "):
+                return float(line.split()[1])
+    raise SystemExit(f"FAIL: /metrics has no {name}")
+cap = metric("augur_kv_blocks_capacity")
+assert cap == 21, f"FAIL: pool of {cap} blocks, --kv-blocks asked 21"
+prompts = ["static int", "void", "struct"]
+alone = [post(p) for p in prompts]
+got = [None] * 3
+threads = [threading.Thread(target=lambda i=i: got.__setitem__(i, post(prompts[i]))) for i in range(3)]
+for t in threads: t.start()
+most = 0
+while any(t.is_alive() for t in threads):
+    most = max(most, metric("augur_kv_blocks_used"))
+    assert most <= cap, f"FAIL: {most} blocks in use of {cap}"
+for t in threads: t.join()
+for i in range(3):
+    assert got[i] == alone[i], f"FAIL: request {i} beside others waiting for room differs from it alone: {got[i]!r} vs {alone[i]!r}"
+assert metric("augur_kv_blocks_used") == 0, "FAIL: pool blocks still in use after every request"
+print(f"ok: 3 requests through a pool with room for one: each equals its answer alone (at most {most:.0f} of {cap:.0f} blocks seen in use)")
+PYEOF
+kill -TERM "$pid"
+wait "$mpirun" || fail "augur serve (pool) exited $? after SIGTERM: $(tail -n 20 "$tmp/pool.err")"
 echo "PASS"

@@ -75,6 +75,7 @@ def main():
              lambda: metric(srv, "augur_requests_total{outcome=\"cancelled\"}") == cancelled0 + 1)
     wait_for("every slot freed", lambda: metric(srv, "augur_requests_running") == 0)
     check(metric(srv, "augur_kv_positions_used") == 0, "KV positions still in use once every request ended")
+    check(metric(srv, "augur_kv_blocks_used") == 0, "KV pool blocks still in use once every request ended")
     print(f"ok: {len(jobs) - 1} concurrent requests (one target-only, one seeded) equal their answers alone; "
           "a client gone mid-stream freed its slot")
 
@@ -92,7 +93,8 @@ def main():
     t = threading.Thread(target=run_long)
     t.start()
     wait_for("the long request generating", lambda: metric(srv, "augur_completion_tokens_total") > 0 and
-             metric(srv, "augur_requests_running") == 1 and metric(srv, "augur_kv_positions_used") > 0)
+             metric(srv, "augur_requests_running") == 1 and metric(srv, "augur_kv_positions_used") > 0 and
+             metric(srv, "augur_kv_blocks_used") > 0)
     short = text_of(completion(srv, PROMPTS[1], 4))
     t_short = time.monotonic()
     t.join()

@@ -207,7 +207,7 @@ static void test_metrics_text(void **state)
 {
     (void)state;
     serve_metrics m;
-    metrics_init(&m, 1024);
+    metrics_init(&m, 1024, 64);
     metrics_outcome(&m, OUTCOME_REJECTED);
     metrics_observe(&m, &m.ttft, 0.02, 1);
     metrics_observe(&m, &m.ttft, 100.0, 2);
@@ -220,6 +220,7 @@ static void test_metrics_text(void **state)
     assert_non_null(strstr(s, "augur_spec_acceptance_rate 0.5\n"));
     assert_non_null(strstr(s, "augur_spec_tokens_per_round 2.5\n"));
     assert_non_null(strstr(s, "augur_kv_positions_capacity 1024\n"));
+    assert_non_null(strstr(s, "augur_kv_blocks_capacity 64\n"));
     free(s);
     metrics_free(&m);
 }
