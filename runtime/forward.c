@@ -86,7 +86,8 @@ augur_status forward_init(forward_ctx *f, const model *m, augur_backend *be, col
         }
     }
     const char *graphs = getenv("AUGUR_CUDA_GRAPHS");
-    if (graphs && !strcmp(graphs, "1") && f->be->caps.graphs && (!tp || tp->size <= 1)) {
+    /* on by default; AUGUR_CUDA_GRAPHS=0 runs every step uncaptured (A/B measurements) */
+    if (!(graphs && !strcmp(graphs, "0")) && f->be->caps.graphs && (!tp || tp->size <= 1)) {
         f->graph_rows = max_tokens < FORWARD_GRAPH_ROWS ? max_tokens : FORWARD_GRAPH_ROWS;
         size_t keys = (size_t)(f->graph_rows + 1) * (size_t)(f->graph_rows + 1);
         f->graph = calloc(keys, sizeof *f->graph);
