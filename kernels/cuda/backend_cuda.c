@@ -373,8 +373,7 @@ static augur_status cuda_matmul(augur_backend *be, float *out, const float *x, i
                           "stride %lld)", augur_dtype_name(w->dtype), (long long)w->rows, (long long)w->cols,
                           (long long)w->row_stride);
     bool blas = c->paths.matmul == CUDA_MATMUL_CUBLAS ||
-                ((c->paths.matmul == CUDA_MATMUL_AUTO || c->paths.matmul == CUDA_MATMUL_MMA_A) &&
-                 n > CUK_INVARIANT_ROWS);
+                (c->paths.matmul == CUDA_MATMUL_AUTO && n > CUK_INVARIANT_ROWS);
     /* cuBLAS wants both operands in one type, and fp16 activations could overflow. */
     if (w->dtype == AUGUR_F16 || w->cols == 0)
         blas = false;
@@ -399,9 +398,7 @@ static augur_status cuda_matmul(augur_backend *be, float *out, const float *x, i
         c->split_x = x;
         c->split_n = n;
         c->split_cols = w->cols;
-        return launched(c, cuk_gemv_mma(c->stream, out, c->mma_x, n, w->data, w->rows, w->cols, w->row_stride, bias,
-                                     c->paths.matmul == CUDA_MATMUL_MMA_A ? CUK_MMA_WEIGHTS_AS_A
-                                                                          : CUK_MMA_WEIGHTS_AS_B),
+        return launched(c, cuk_gemv_mma(c->stream, out, c->mma_x, n, w->data, w->rows, w->cols, w->row_stride, bias),
                         "matmul (tensor-core gemv kernel)", err);
     }
     if (!blas)
@@ -829,8 +826,6 @@ augur_status backend_cuda_create(augur_backend **out, int device, augur_error *e
         c->paths.matmul = CUDA_MATMUL_GEMV;
     else if (mm && !strcmp(mm, "mma"))
         c->paths.matmul = CUDA_MATMUL_MMA;
-    else if (mm && !strcmp(mm, "mma-a"))
-        c->paths.matmul = CUDA_MATMUL_MMA_A;
     else if (mm && !strcmp(mm, "cublas"))
         c->paths.matmul = CUDA_MATMUL_CUBLAS;
     be->name = "cuda";

@@ -24,7 +24,6 @@ typedef enum {
     CUDA_MATMUL_GEMV = 1,     /* the warp-per-feature kernel at any n */
     CUDA_MATMUL_CUBLAS = 2,   /* cublasGemmEx at any n (bf16 and fp32 weights; fp16 stays on GEMV) */
     CUDA_MATMUL_MMA = 3,      /* the tensor-core GEMV at any n (bf16 weights; others take the GEMV) */
-    CUDA_MATMUL_MMA_A = 4,    /* AUTO with the tensor-core GEMV's weights-as-A kernel (A/B measurements) */
 } cuda_matmul_path;
 
 typedef enum {

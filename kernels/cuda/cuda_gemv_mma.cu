@@ -201,121 +201,6 @@ __global__ void __launch_bounds__(MMA_THREADS, 2) /* two blocks a multiprocessor
     }
 }
 
-
-/* ------------------------------------------------------------- weights as B
- *
- * The kernel above puts 16 weight features in mma's A operand and the rows of x in B:
- * one row costs 2 weight loads, 3 loads of x terms and 6 dependent mma per lane and chunk,
- * all into one accumulator, and ncu found its one-row products at 50-68% of DRAM peak
- * with only 64 blocks for the 8B shape's k and v. Here the roles swap: 8 features are B
- * (n = 8) and the rows of x are A, each row taking three of A's 16 rows (its hi, mid and
- * lo terms), so one m16 tile holds 5 rows of x. A lane then loads 16 bytes of weights and
- * at most two 16-byte vectors of x terms per chunk and issues 2 mma per tile; a block of
- * 8 features gives k and v 128 blocks; each warp takes groups of G consecutive chunks
- * (8 for one tile: 512 contiguous bytes of each feature row; 4 for more, whose x fragments
- * need the registers) and loads the next group's weights
- * before it multiplies the current one, alternating two accumulators.
- *
- * Batch invariance holds as above: an output (row, feature) is its A rows times its B
- * column, whatever the other rows of the tile hold, and which chunks go to which warp
- * and accumulator, and the order of every fp32 sum after the tensor core, depend on the
- * matrix's shape only. Each output is (lo + mid) + hi of the three terms' sums, the
- * warps' partials added in warp order. */
-#define MMAB_ROWS 5                    /* rows of x in one m16 tile: three A rows each */
-#define MMAB_FEATURES 8
-
-template <int NT, int G>
-__global__ void __launch_bounds__(MMA_THREADS)
-    gemv_mmab_kernel(float *__restrict__ out, const uint4 *__restrict__ xs, int n, const __nv_bfloat16 *__restrict__ w,
-                     int64_t rows, int64_t cols, int64_t ld, const float *__restrict__ bias)
-{
-    __shared__ float red[MMA_WARPS][NT * 16][MMAB_FEATURES + 1];
-    const int lane = threadIdx.x & 31, warp = threadIdx.x >> 5;
-    const int g = lane >> 2, t4 = lane & 3;
-    const int64_t f0 = (int64_t)blockIdx.x * MMAB_FEATURES;
-    const int r0 = blockIdx.y * MMAB_ROWS * NT;
-    const int64_t chunks = (cols + MMA_CHUNK - 1) / MMA_CHUNK;
-    const bool fp = f0 + g < rows;
-    const __nv_bfloat16 *wr = w + (fp ? f0 + g : 0) * ld;
-    /* A rows g and g + 8 of tile t: (row, term) = divmod(t * 15 + A row, 3); A row 15 unused */
-    bool pa[NT], pb[NT];
-    const uint4 *xa[NT], *xb[NT];
-#pragma unroll
-    for (int t = 0; t < NT; t++) {
-        const int ra = r0 + t * MMAB_ROWS + g / 3, rb = r0 + t * MMAB_ROWS + (g + 8) / 3;
-        pa[t] = ra < n;
-        pb[t] = g + 8 < 15 && rb < n;
-        xa[t] = xs + xsplit_index(pa[t] ? ra : 0, chunks, 0, t4) + g % 3;
-        xb[t] = xs + xsplit_index(pb[t] ? rb : 0, chunks, 0, t4) + (g + 8) % 3;
-    }
-    float acc[2][NT][4];
-#pragma unroll
-    for (int a = 0; a < 2; a++)
-#pragma unroll
-        for (int t = 0; t < NT; t++)
-            acc[a][t][0] = acc[a][t][1] = acc[a][t][2] = acc[a][t][3] = 0.0f;
-
-    const int64_t groups = (chunks + G - 1) / G;
-    const uint4 zero = make_uint4(0, 0, 0, 0);
-    uint4 wn[G];
-    int64_t gi = warp;
-#pragma unroll
-    for (int u = 0; u < G; u++) {
-        const int64_t c = gi * G + u;
-        wn[u] = gi < groups && c < chunks ? load_w8(wr, fp, c * MMA_CHUNK + t4 * 8, cols) : zero;
-    }
-    for (; gi < groups; gi += MMA_WARPS) {
-        uint4 wc[G];
-#pragma unroll
-        for (int u = 0; u < G; u++)
-            wc[u] = wn[u];
-        const int64_t gn = gi + MMA_WARPS;
-        if (gn < groups) {
-#pragma unroll
-            for (int u = 0; u < G; u++) {
-                const int64_t c = gn * G + u;
-                wn[u] = c < chunks ? load_w8(wr, fp, c * MMA_CHUNK + t4 * 8, cols) : zero;
-            }
-        }
-#pragma unroll
-        for (int u = 0; u < G; u++) {
-            const int64_t c = gi * G + u;
-            if (c >= chunks)
-                break;
-#pragma unroll
-            for (int t = 0; t < NT; t++) {
-                const uint4 va = pa[t] ? __ldg(xa[t] + c * 12) : zero;
-                const uint4 vb = pb[t] ? __ldg(xb[t] + c * 12) : zero;
-                mma_bf16_16816(acc[u & 1][t], va.x, vb.x, va.y, vb.y, wc[u].x, wc[u].y);
-                mma_bf16_16816(acc[u & 1][t], va.z, vb.z, va.w, vb.w, wc[u].z, wc[u].w);
-            }
-        }
-    }
-
-    /* acc[.][t]: D[g][2 t4 .. +1] and D[g + 8][2 t4 .. +1]: A rows g, g + 8, features 2 t4, 2 t4 + 1 */
-#pragma unroll
-    for (int t = 0; t < NT; t++) {
-        red[warp][t * 16 + g][2 * t4] = __fadd_rn(acc[0][t][0], acc[1][t][0]);
-        red[warp][t * 16 + g][2 * t4 + 1] = __fadd_rn(acc[0][t][1], acc[1][t][1]);
-        red[warp][t * 16 + g + 8][2 * t4] = __fadd_rn(acc[0][t][2], acc[1][t][2]);
-        red[warp][t * 16 + g + 8][2 * t4 + 1] = __fadd_rn(acc[0][t][3], acc[1][t][3]);
-    }
-    __syncthreads();
-    for (int i = threadIdx.x; i < NT * MMAB_ROWS * MMAB_FEATURES; i += MMA_THREADS) {
-        const int rl = i / MMAB_FEATURES, f = i % MMAB_FEATURES;
-        if (r0 + rl >= n || f0 + f >= rows)
-            continue;
-        const int ar = (rl / MMAB_ROWS) * 16 + (rl % MMAB_ROWS) * 3; /* A row of the hi term */
-        float s = 0.0f;
-#pragma unroll
-        for (int k = 0; k < MMA_WARPS; k++) {
-            const float v = __fadd_rn(__fadd_rn(red[k][ar + 2][f], red[k][ar + 1][f]), red[k][ar][f]);
-            s = k ? __fadd_rn(s, v) : v;
-        }
-        out[(int64_t)(r0 + rl) * rows + f0 + f] = bias ? __fadd_rn(s, bias[f0 + f]) : s;
-    }
-}
-
 extern "C" bool cuk_gemv_mma_eligible(const void *w, int dtype, int64_t cols, int64_t ld, const float *x)
 {
     (void)x;
@@ -336,29 +221,15 @@ extern "C" cudaError_t cuk_gemv_split_x(cudaStream_t stream, void *scratch, cons
 }
 
 extern "C" cudaError_t cuk_gemv_mma(cudaStream_t stream, float *out, const void *x_split, int n, const void *w,
-                                    int64_t rows, int64_t cols, int64_t ld, const float *bias, int variant)
+                                    int64_t rows, int64_t cols, int64_t ld, const float *bias)
 {
     const __nv_bfloat16 *wt = static_cast<const __nv_bfloat16 *>(w);
     const uint4 *xs = static_cast<const uint4 *>(x_split);
-    if (variant == CUK_MMA_WEIGHTS_AS_A) {
-        const unsigned fblocks = (unsigned)((rows + 15) / 16);
-        if (n <= 8)
-            gemv_mma_kernel<1><<<dim3(fblocks, 1), MMA_THREADS, 0, stream>>>(out, xs, n, wt, rows, cols, ld, bias);
-        else
-            gemv_mma_kernel<2><<<dim3(fblocks, (unsigned)((n + 15) / 16)), MMA_THREADS, 0, stream>>>(
-                out, xs, n, wt, rows, cols, ld, bias);
-        return cudaGetLastError();
-    }
-    /* Tiles of 5 rows: 1, 2 or 4 a block, more rows in more blocks along y (each reading the
-     * weights again: only batches past 20 rows pay that). */
-    const unsigned fblocks = (unsigned)((rows + MMAB_FEATURES - 1) / MMAB_FEATURES);
-    const int tiles = (n + MMAB_ROWS - 1) / MMAB_ROWS;
-    if (tiles <= 1)
-        gemv_mmab_kernel<1, 8><<<dim3(fblocks, 1), MMA_THREADS, 0, stream>>>(out, xs, n, wt, rows, cols, ld, bias);
-    else if (tiles <= 2)
-        gemv_mmab_kernel<2, 4><<<dim3(fblocks, 1), MMA_THREADS, 0, stream>>>(out, xs, n, wt, rows, cols, ld, bias);
+    const unsigned fblocks = (unsigned)((rows + 15) / 16);
+    if (n <= 8)
+        gemv_mma_kernel<1><<<dim3(fblocks, 1), MMA_THREADS, 0, stream>>>(out, xs, n, wt, rows, cols, ld, bias);
     else
-        gemv_mmab_kernel<4, 4><<<dim3(fblocks, (unsigned)((tiles + 3) / 4)), MMA_THREADS, 0, stream>>>(
-            out, xs, n, wt, rows, cols, ld, bias);
+        gemv_mma_kernel<2><<<dim3(fblocks, (unsigned)((n + 15) / 16)), MMA_THREADS, 0, stream>>>(out, xs, n, wt, rows,
+                                                                                              cols, ld, bias);
     return cudaGetLastError();
 }

@@ -36,17 +36,11 @@ size_t cuk_gemv_mma_scratch(int n, int64_t cols);
 /* x (n rows of cols) as the three bf16 terms cuk_gemv_mma reads, into scratch. */
 cudaError_t cuk_gemv_split_x(cudaStream_t stream, void *scratch, const float *x, int n, int64_t cols);
 
-/* The two tensor-core GEMV kernels: weights as mma's B operand (the default: 8 features
- * a block, rows of x in tiles of 5) or as its A operand (16 features a block; kept for A/B
- * measurements, AUGUR_CUDA_MATMUL=mma-a). Their sums differ in order, so one process uses
- * one of them throughout. */
-enum { CUK_MMA_WEIGHTS_AS_B = 0, CUK_MMA_WEIGHTS_AS_A = 1 };
-
 /* cuk_gemv on the tensor cores (kernels/cuda/cuda_gemv_mma.cu) over x as split by
  * cuk_gemv_split_x: the same product, each output a function of its own row of x and its
  * feature's weights only. Any n. */
 cudaError_t cuk_gemv_mma(cudaStream_t stream, float *out, const void *x_split, int n, const void *w, int64_t rows,
-                         int64_t cols, int64_t ld, const float *bias, int variant);
+                         int64_t cols, int64_t ld, const float *bias);
 
 /* dst[i] = x[i] rounded to nearest-even bf16 (dtype AUGUR_BF16) or fp16 (AUGUR_F16). */
 cudaError_t cuk_round_activations(cudaStream_t stream, void *dst, const float *x, int64_t count, int dtype);
