@@ -34,6 +34,10 @@ typedef struct {
     augur_status (*gatherv_f32)(collectives *c, const float *send, int count, float *recv,
                                 const int *counts, int root, augur_error *err);
     augur_status (*bcast)(collectives *c, void *buf, size_t bytes, int root, augur_error *err);
+    /* Stream-ordered implementations (NCCL): waits, against timeout_s and watching for a
+     * peer's failure, until everything enqueued on the stream so far is done. NULL where
+     * every call completes before returning (MPI). */
+    augur_status (*wait)(collectives *c, const char *what, augur_error *err);
     void (*destroy)(collectives *c);
 } collectives_ops;
 
@@ -44,6 +48,10 @@ struct collectives {
     /* How long one collective may wait for its peers before it fails with a message
      * naming what it waited for (a peer that died or stopped); <= 0 waits forever. */
     double timeout_s;
+    /* Set while a CUDA graph captures a step (stream-ordered implementations only): an
+     * all-reduce is enqueued and not waited for, so it becomes part of the graph; the
+     * caller waits with coll_wait after launching the graph. */
+    bool deferred;
     void *impl;
 };
 
@@ -65,6 +73,17 @@ void collectives_destroy(collectives *c);
 static inline augur_status coll_allreduce_sum(collectives *c, float *buf, size_t count, augur_error *err)
 {
     return c->size == 1 ? AUGUR_OK : c->ops->allreduce_sum_f32(c, buf, count, err);
+}
+
+/* Whether c's all-reduces can be captured into a CUDA graph (c->deferred). */
+static inline bool coll_capturable(const collectives *c)
+{
+    return c->ops->wait != NULL;
+}
+
+static inline augur_status coll_wait(collectives *c, const char *what, augur_error *err)
+{
+    return c->ops->wait ? c->ops->wait(c, what, err) : AUGUR_OK;
 }
 
 /* counts (root only): how many floats each rank sends; other ranks may pass NULL. */

@@ -110,15 +110,21 @@ static augur_status nccl_allreduce(collectives *c, float *buf, size_t count, aug
     if (n->aborted)
         return augur_fail(err, AUGUR_E_COMM, "rank %d of the target group: the NCCL communicator was aborted",
                           c->rank);
-    if (c->size <= 2)
-        return finish(c, "ncclAllReduce",
-                      ncclAllReduce(buf, buf, count, ncclFloat32, ncclSum, n->comm, n->stream), err);
+    if (c->size <= 2) {
+        ncclResult_t rc = ncclAllReduce(buf, buf, count, ncclFloat32, ncclSum, n->comm, n->stream);
+        if (c->deferred)
+            return rc == ncclSuccess ? AUGUR_OK : abort_comm(c, nccl_fail(c, "ncclAllReduce (captured)", rc, err));
+        return finish(c, "ncclAllReduce", rc, err);
+    }
+    /* a captured step's buffer was sized by its uncaptured run (no cudaMalloc in a capture) */
     augur_status st = ensure_gathered(c, count, err);
     if (st)
         return st;
     ncclResult_t rc = ncclAllGather(buf, n->gathered, count, ncclFloat32, n->comm, n->stream);
     if (rc == ncclSuccess && nccl_sum_ranks_f32(buf, n->gathered, c->size, count, n->stream) != cudaSuccess)
         rc = ncclUnhandledCudaError;
+    if (c->deferred)
+        return rc == ncclSuccess ? AUGUR_OK : abort_comm(c, nccl_fail(c, "all-reduce (captured)", rc, err));
     return finish(c, "all-reduce (ncclAllGather + rank-order sum)", rc, err);
 }
 
@@ -151,6 +157,15 @@ static augur_status nccl_bcast(collectives *c, void *buf, size_t bytes, int root
     return finish(c, "ncclBroadcast", ncclBroadcast(buf, buf, bytes, ncclUint8, root, n->comm, n->stream), err);
 }
 
+static augur_status nccl_wait(collectives *c, const char *what, augur_error *err)
+{
+    nccl_impl *n = c->impl;
+    if (n->aborted)
+        return augur_fail(err, AUGUR_E_COMM, "rank %d of the target group: the NCCL communicator was aborted",
+                          c->rank);
+    return finish(c, what, ncclSuccess, err);
+}
+
 static void nccl_destroy(collectives *c)
 {
     nccl_impl *n = c->impl;
@@ -171,6 +186,7 @@ static const collectives_ops nccl_ops = {
     .allreduce_sum_f32 = nccl_allreduce,
     .gatherv_f32 = nccl_gatherv,
     .bcast = nccl_bcast,
+    .wait = nccl_wait,
     .destroy = nccl_destroy,
 };
 

@@ -87,7 +87,13 @@ augur_status forward_init(forward_ctx *f, const model *m, augur_backend *be, col
     }
     const char *graphs = getenv("AUGUR_CUDA_GRAPHS");
     /* on by default; AUGUR_CUDA_GRAPHS=0 runs every step uncaptured (A/B measurements) */
-    if (!(graphs && !strcmp(graphs, "0")) && f->be->caps.graphs && (!tp || tp->size <= 1)) {
+    /* With a TP group only where its all-reduces can join the graph (NCCL), and opt-in
+     * there (AUGUR_CUDA_GRAPHS_NCCL=1): a captured step's collectives are waited for once,
+     * after the graph, rather than one by one. */
+    const char *nccl_graphs = getenv("AUGUR_CUDA_GRAPHS_NCCL");
+    bool tp_ok = !tp || tp->size <= 1 ||
+                 (coll_capturable(tp) && nccl_graphs && !strcmp(nccl_graphs, "1"));
+    if (!(graphs && !strcmp(graphs, "0")) && f->be->caps.graphs && tp_ok) {
         f->graph_rows = max_tokens < FORWARD_GRAPH_ROWS ? max_tokens : FORWARD_GRAPH_ROWS;
         size_t keys = (size_t)(f->graph_rows + 1) * (size_t)(f->graph_rows + 1);
         f->graph = calloc(keys, sizeof *f->graph);
@@ -154,7 +160,7 @@ static augur_status add_reduced(forward_ctx *f, float *x, float *partial, size_t
     if (f->tp && f->tp->size > 1) {
         /* Without the synchronisation the clock would also run over the kernels still
          * queued before the all-reduce on a device backend. */
-        if (f->time_allreduce && (st = backend_synchronize(f->be, err)))
+        if (f->time_allreduce && !f->tp->deferred && (st = backend_synchronize(f->be, err)))
             return st;
         double t0 = now_ms();
         if (f->stage) {
@@ -284,6 +290,12 @@ static augur_status forward_body(forward_ctx *f, const fwd_seg *segs, int n_segs
  * captured, later ones replay it. Every run reads the position from f->pos, so the
  * captured and uncaptured runs do the same arithmetic. A step bakes in the cache's
  * addresses: forward_run brings only the cache the steps were captured against. */
+/* A TP group whose all-reduces go into the captured steps. */
+static bool captured_tp(const forward_ctx *f)
+{
+    return f->tp && f->tp->size > 1;
+}
+
 static augur_status run_captured(forward_ctx *f, kv_cache *kv, int n, int start, int lf, float *out,
                                  augur_error *err)
 {
@@ -305,6 +317,8 @@ static augur_status run_captured(forward_ctx *f, kv_cache *kv, int n, int start,
     if (f->graph[key]) {
         bool stale = false;
         st = backend_graph_launch(be, f->graph[key], &stale, err);
+        if (!st && !stale && captured_tp(f))
+            st = coll_wait(f->tp, "captured step (its all-reduces)", err);
         if (!st && !stale) {
             f->graph_replays++;
         } else if (!st) { /* the backend moved a scratch buffer: run uncaptured, capture again next time */
@@ -315,7 +329,11 @@ static augur_status run_captured(forward_ctx *f, kv_cache *kv, int n, int start,
     } else if (f->graph_ran[key]) {
         void *g = NULL;
         if (!(st = backend_graph_begin(be, err))) {
+            if (captured_tp(f))
+                f->tp->deferred = true;
             st = forward_body(f, &seg, 1, n, &want, n_want, out, err);
+            if (captured_tp(f))
+                f->tp->deferred = false;
             augur_status end = backend_graph_end(be, st ? NULL : &g, st ? NULL : err);
             st = st ? st : end;
         }
@@ -326,6 +344,8 @@ static augur_status run_captured(forward_ctx *f, kv_cache *kv, int n, int start,
             st = backend_graph_launch(be, g, &stale, err);
             if (!st && stale)
                 st = augur_fail(err, AUGUR_E_INTERNAL, "%s: a step went stale as it was captured", f->m->source);
+            if (!st && captured_tp(f))
+                st = coll_wait(f->tp, "captured step (its all-reduces)", err);
         }
     } else {
         st = forward_body(f, &seg, 1, n, &want, n_want, out, err);
