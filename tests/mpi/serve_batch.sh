@@ -3,7 +3,9 @@
 # and 3 ranks): requests of different lengths running together (one target-only, one
 # seeded sampling, one whose client leaves mid-stream) each answer exactly what they
 # answer alone, the seeded one what augur generate --seed draws; the one that left frees
-# its slot (metrics); a request joining a running one finishes first, both unchanged.
+# its slot (metrics); a request joining a running one finishes first, both unchanged; a
+# KV pool with room for one request serves three in turn; rounds wider than 72 rows are
+# cut into several forwards (gamma 16, six requests) without changing an answer.
 # The checks are in tests/tools/serve_batch_check.py.
 set -euo pipefail
 source "$(dirname "$0")/../lib.sh"
@@ -69,4 +71,29 @@ print(f"ok: 3 requests through a pool with room for one: each equals its answer 
 PYEOF
 kill -TERM "$pid"
 wait "$mpirun" || fail "augur serve (pool) exited $? after SIGTERM: $(tail -n 20 "$tmp/pool.err")"
+
+# Rounds wider than one forward: gamma 16 fixed, six speculative requests at once verify up
+# to 6 x 17 = 102 rows a round, which every rank cuts into forwards of at most 72 rows of
+# whole requests (SPEC_FORWARD_TOKENS); each answer must still equal the request alone.
+serve_start wide --max-running 8 --gamma 16 --draft-rule fixed
+python3 - "$port" <<'PYEOF' || { kill "$pid" || true; cat "$tmp/wide.err" >&2; fail "rounds cut into several forwards"; }
+import json, sys, threading, urllib.request
+base = f"http://127.0.0.1:{sys.argv[1]}"
+def post(prompt):
+    body = json.dumps({"prompt": prompt, "max_tokens": 40, "temperature": 0}).encode()
+    req = urllib.request.Request(base + "/v1/completions", body, {"Content-Type": "application/json"})
+    with urllib.request.urlopen(req, timeout=600) as r:
+        return json.load(r)["choices"][0]["text"]
+prompts = ["static int", "void", "struct", "int main", "for (", "return"]
+alone = [post(p) for p in prompts]
+got = [None] * len(prompts)
+threads = [threading.Thread(target=lambda i=i: got.__setitem__(i, post(prompts[i]))) for i in range(len(prompts))]
+for t in threads: t.start()
+for t in threads: t.join()
+for i in range(len(prompts)):
+    assert got[i] == alone[i], f"FAIL: request {i} in a round of several forwards differs from it alone: {got[i]!r} vs {alone[i]!r}"
+print(f"ok: {len(prompts)} requests at gamma 16 (rounds of up to {len(prompts) * 17} rows, cut at 72) equal their answers alone")
+PYEOF
+kill -TERM "$pid"
+wait "$mpirun" || fail "augur serve (wide) exited $? after SIGTERM: $(tail -n 20 "$tmp/wide.err")"
 echo "PASS"
