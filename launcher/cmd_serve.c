@@ -41,6 +41,8 @@ typedef struct {
     double drain_wait_s;
     const char *debug_hold_file;
     int max_running;
+    bool have_synthetic;
+    float synthetic_acceptance;
 } serve_cli;
 
 static const char serve_synopsis[] =
@@ -75,8 +77,16 @@ static augur_status check_serve(void *ctx, int n_operands, char **operands, augu
         return augur_fail(err, AUGUR_E_INPUT, "--target needs --draft PATH or --draft-layers K (or --no-speculation)");
     if (cli->draft_path && cli->draft_layers)
         return augur_fail(err, AUGUR_E_INPUT, "--draft and --draft-layers exclude each other");
-    if (cli->device.dummy)
-        return augur_fail(err, AUGUR_E_INPUT, "--load-format dummy: serving needs a tokenizer and real weights");
+    if (cli->device.dummy && !cli->tokenizer_path)
+        return augur_fail(err, AUGUR_E_INPUT,
+                          "--load-format dummy reads config.json only: give --tokenizer FILE (for a Llama-3-sized "
+                          "vocabulary, tools/bench/make_wide_tokenizer.py writes one)");
+    if (cli->have_synthetic && !cli->device.dummy)
+        return augur_fail(err, AUGUR_E_INPUT,
+                          "--synthetic-acceptance replaces the target's verdicts, so its text is not the target's: "
+                          "it runs only with --load-format dummy");
+    if (cli->have_synthetic && cli->no_speculation)
+        return augur_fail(err, AUGUR_E_INPUT, "--synthetic-acceptance needs speculation (not --no-speculation)");
     return draft_rule_validate(&cli->rule, err);
 }
 
@@ -108,6 +118,9 @@ static void serve_command(serve_cli *cli, arg_spec *out, arg_command *cmd)
         FLAG_STRING("model-name", &cli->model_name, "NAME",
                     "the id /v1/models lists and requests may name (default:\n"
                     "the target directory's last component)"),
+        FLAG_SWITCH("load-format", &cli->device.dummy, "F", "auto", "dummy",
+                    "auto | dummy: dummy reads config.json only and fills the\n"
+                    "weights with seeded noise (benchmarks; needs --tokenizer)"),
         FLAG_SECTION("device:"),
         FLAG_CUSTOM("device", arg_device_kind, &cli->device.kind, "D", ARG_DEVICE_HELP),
         FLAG_DOUBLE("gpu-memory-fraction", &cli->device.mem_fraction, "F", 0.01, 1.0,
@@ -126,6 +139,12 @@ static void serve_command(serve_cli *cli, arg_spec *out, arg_command *cmd)
         FLAG_BOOL("no-speculation", &cli->no_speculation,
                   "target-only for every request (the draft rank idles;\n"
                   "requests' \"speculation\" is then ignored)"),
+        {.name = "synthetic-acceptance", .kind = ARG_FLOAT, .dest = &cli->synthetic_acceptance,
+         .given = &cli->have_synthetic, .min = 0, .max = 1, .value = "A",
+         .help = "with --load-format dummy: each greedy request keeps each\n"
+                 "proposed token with probability A (a coin seeded by its\n"
+                 "\"seed\", else a fixed one), so dummy targets run at a\n"
+                 "chosen acceptance; the text is not the target's"},
         FLAG_DOUBLE("timeout", &cli->timeout_s, "SEC", 0.1, 86400,
                     "fail when a peer rank is silent this long (default 60)"),
         FLAG_SECTION("server:"),
@@ -275,7 +294,8 @@ static augur_status lead(const serve_cli *cli, spec_engine *e, augur_error *err)
         fflush(stdout);
         serve_engine se = {.e = e, .tok = tok, .q = &queue, .metrics = &metrics, .rule = cli->rule,
                            .overlap = !cli->no_overlap, .term = &g_term,
-                           .hold_file = cli->debug_hold_file};
+                           .hold_file = cli->debug_hold_file,
+                           .synthetic_acceptance = cli->have_synthetic ? cli->synthetic_acceptance : -1.0f};
         st = serve_engine_run(&se, err);
         if (!st)
             fprintf(stderr, "augur: serve: drained, stopping\n");

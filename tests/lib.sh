@@ -90,14 +90,15 @@ expect_fail() {
   echo "ok: exit $code, '$pattern'"
 }
 
-# serve_start NAME FLAGS...: augur serve on the shipped pair (SERVE_NP ranks, default 2; a free port) in the
-# background, outputs in $tmp/NAME.out and .err; waits until it listens and sets $port,
-# $pid (rank 0, which takes SIGTERM) and $mpirun. Not mpirun_n: a server outlives its
-# 120 s; this limit only ends a hang.
+# serve_start NAME FLAGS...: augur serve on the shipped pair (or SERVE_TARGET / SERVE_DRAFT) on SERVE_NP ranks
+# (default 2) and a free port, in the background; outputs in $tmp/NAME.out and .err; waits until it
+# listens and sets $port, $pid (rank 0, which takes SIGTERM) and $mpirun. Not mpirun_n: a server
+# outlives its 120 s; this limit only ends a hang.
 serve_start() {
   local name=$1; shift
   ASAN_OPTIONS="${ASAN_OPTIONS:-}:detect_leaks=0" timeout 900 mpirun --oversubscribe --mca mpi_yield_when_idle 1 \
-    --bind-to none -np "${SERVE_NP:-2}" "$AUGUR_BIN" serve --target "$MODELS/target" --draft "$MODELS/draft" --threads 1 --port 0 \
+    --bind-to none -np "${SERVE_NP:-2}" "$AUGUR_BIN" serve --target "${SERVE_TARGET:-$MODELS/target}" \
+    --draft "${SERVE_DRAFT:-$MODELS/draft}" --threads 1 --port 0 \
     "$@" >"$tmp/$name.out" 2>"$tmp/$name.err" &
   mpirun=$!
   while ! grep -q "listening on" "$tmp/$name.out"; do

@@ -234,9 +234,14 @@ static augur_status begin_request(serve_engine *se, running_req *c, serve_reques
     /* Draws are keyed by (seed, draw key, position): every request's key is 1, so a seeded
      * request draws what `augur generate --seed S` draws for its one prompt, whatever
      * else runs beside it; the wire ids stay distinct. */
+    /* A synthetic coin is a draw of a greedy request: without a seed of its own it takes
+     * a fixed one, so a greedy answer stays one answer whatever runs beside it. */
+    bool synthetic = speculate && se->synthetic_acceptance >= 0 && r->params.sampling.temperature <= 0;
     spec_request_opts o = {.rule = se->rule, .speculate = speculate, .overlap = se->overlap,
-                           .sampling = r->params.sampling, .seed = r->seed, .max_tokens = r->max_tokens,
-                           .variant = ACCEPT_CORRECT, .synthetic_acceptance = -1.0f, .draw_key = 1};
+                           .sampling = r->params.sampling,
+                           .seed = synthetic && !r->params.have_seed ? 0 : r->seed, .max_tokens = r->max_tokens,
+                           .variant = ACCEPT_CORRECT, .draw_key = 1,
+                           .synthetic_acceptance = synthetic ? se->synthetic_acceptance : -1.0f};
     c->r = r;
     c->seen = 0;
     c->speculate = speculate;

@@ -55,6 +55,7 @@ typedef struct {
     volatile sig_atomic_t *term;  /* set by SIGTERM: drain, then return */
     const char *hold_file;   /* tests: no request starts while this file exists (or NULL) */
     uint64_t next_request_id; /* the last engine request id given out */
+    float synthetic_acceptance; /* >= 0: greedy requests' verdicts are this coin (dummy weights) */
 } serve_engine;
 
 /* Serves requests until a drain finishes (every admitted request answered). A failure
