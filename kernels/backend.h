@@ -101,7 +101,8 @@ typedef struct {
 
     /* logits reductions, one row of cols values at a time */
     augur_status (*softmax)(augur_backend *be, float *x, int rows, int cols, augur_error *err);
-    augur_status (*argmax)(augur_backend *be, int32_t *out, const float *x, int rows, int cols, augur_error *err);
+    augur_status (*argmax)(augur_backend *be, int32_t *out, float *max_out, const float *x, int rows, int cols,
+                           augur_error *err);
     augur_status (*sample_probs)(augur_backend *be, float *probs, const float *logits, int rows, int cols,
                                  const sampling_params *sp, augur_error *err);
 
@@ -382,11 +383,12 @@ static inline augur_status backend_softmax(augur_backend *be, float *x, int rows
 }
 
 /* out[r] = index of the largest of row r's cols values; the lowest index wins ties, NaN is
- * never chosen, a row with nothing above -inf gives 0 (as argmax_f32). out: rows int32. */
-static inline augur_status backend_argmax(augur_backend *be, int32_t *out, const float *x, int rows, int cols,
-                                          augur_error *err)
+ * never chosen, a row with nothing above -inf gives 0 (as argmax_f32). out: rows int32.
+ * max_out (may be NULL): rows floats, max_out[r] = row r's value at out[r]. */
+static inline augur_status backend_argmax(augur_backend *be, int32_t *out, float *max_out, const float *x, int rows,
+                                          int cols, augur_error *err)
 {
-    return be->iface.argmax(be, out, x, rows, cols, err);
+    return be->iface.argmax(be, out, max_out, x, rows, cols, err);
 }
 
 /* probs row r = sampling_probs(sp, logits row r): softmax at temperature, top-k, top-p,

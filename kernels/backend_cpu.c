@@ -3,6 +3,7 @@
  * state is the thread count and scratch that grows to the largest call seen. */
 #include "kernels/backend.h"
 
+#include <math.h>
 #include <stdlib.h>
 #include <string.h>
 
@@ -201,11 +202,14 @@ static augur_status cpu_softmax_op(augur_backend *be, float *x, int rows, int co
     return infallible(be, err);
 }
 
-static augur_status cpu_argmax_op(augur_backend *be, int32_t *out, const float *x, int rows, int cols,
-                                  augur_error *err)
+static augur_status cpu_argmax_op(augur_backend *be, int32_t *out, float *max_out, const float *x, int rows,
+                                  int cols, augur_error *err)
 {
-    for (int r = 0; r < rows; r++)
+    for (int r = 0; r < rows; r++) {
         out[r] = argmax_f32(x + (size_t)r * cols, cols);
+        if (max_out)
+            max_out[r] = cols > 0 ? x[(size_t)r * cols + out[r]] : -INFINITY;
+    }
     return infallible(be, err);
 }
 

@@ -69,6 +69,8 @@ static augur_status check_generate(void *ctx, int n_operands, char **operands, a
                           "--draft, --draft-layers, --trace and --simulate-hosts need --target (distributed mode)");
     if (cli->model_path && cli->stats_json_path)
         return augur_fail(err, AUGUR_E_INPUT, "--stats-json needs --target (distributed mode)");
+    if (cli->overlap && cli->no_overlap)
+        return augur_fail(err, AUGUR_E_INPUT, "--overlap and --no-overlap contradict each other");
     if (cli->have_synthetic && !cli->device.dummy)
         return augur_fail(err, AUGUR_E_INPUT,
                           "--synthetic-acceptance replaces the target's verdicts, so its text is not the target's: "
@@ -173,6 +175,10 @@ static void generate_command(generate_cli *cli, arg_spec *out, arg_command *cmd)
         FLAG_INT("window", &cli->rule.window, "N", 1, DRAFT_RULE_MAX_GAMMA,
                  "moving-average / cumulative: past entropies used (default 3)"),
         FLAG_BOOL("no-overlap", &cli->no_overlap, "the draft waits for each verdict instead of drafting ahead"),
+        FLAG_BOOL("overlap", &cli->overlap,
+                  "draft ahead even where the draft shares a GPU with a target\n"
+                  "rank (by default it waits there: drafting beside the\n"
+                  "verification slows the verification more than it hides)"),
         {.name = "synthetic-acceptance", .kind = ARG_FLOAT, .dest = &cli->synthetic_acceptance,
          .given = &cli->have_synthetic, .min = 0, .max = 1, .value = "A",
          .help = "with --load-format dummy, greedy: keep each proposed token\n"

@@ -151,6 +151,7 @@ static augur_status run_requests(const generate_cli *cli, spec_engine *e, const 
                                  const request_share *share, spec_stats *sum, augur_error *err)
 {
     spec_request_opts o = {.rule = cli->rule, .speculate = speculate, .overlap = !cli->no_overlap,
+                           .overlap_shared_gpu = cli->overlap,
                            .sampling = cli->sampling, .max_tokens = cli->max_tokens,
                            .variant = cli->debug_acceptance, .gather_full = trace != NULL,
                            .debug_draft_exit_after = cli->debug_draft_exit_after,

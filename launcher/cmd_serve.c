@@ -27,6 +27,7 @@ typedef struct {
     int threads;
     draft_rule rule;
     bool no_overlap;
+    bool overlap;
     bool no_speculation;
     double timeout_s;
     device_opts device;
@@ -81,6 +82,8 @@ static augur_status check_serve(void *ctx, int n_operands, char **operands, augu
         return augur_fail(err, AUGUR_E_INPUT,
                           "--load-format dummy reads config.json only: give --tokenizer FILE (for a Llama-3-sized "
                           "vocabulary, tools/bench/make_wide_tokenizer.py writes one)");
+    if (cli->overlap && cli->no_overlap)
+        return augur_fail(err, AUGUR_E_INPUT, "--overlap and --no-overlap contradict each other");
     if (cli->have_synthetic && !cli->device.dummy)
         return augur_fail(err, AUGUR_E_INPUT,
                           "--synthetic-acceptance replaces the target's verdicts, so its text is not the target's: "
@@ -136,6 +139,10 @@ static void serve_command(serve_cli *cli, arg_spec *out, arg_command *cmd)
         FLAG_FLOAT("lambda", &cli->rule.lambda, "X", 1e-9, 1e9, "moving-average factor"),
         FLAG_INT("window", &cli->rule.window, "N", 1, DRAFT_RULE_MAX_GAMMA, "past entropies used (default 3)"),
         FLAG_BOOL("no-overlap", &cli->no_overlap, "the draft waits for each verdict instead of drafting ahead"),
+        FLAG_BOOL("overlap", &cli->overlap,
+                  "draft ahead even where the draft shares a GPU with a target\n"
+                  "rank (by default it waits there: drafting beside the\n"
+                  "verification slows the verification more than it hides)"),
         FLAG_BOOL("no-speculation", &cli->no_speculation,
                   "target-only for every request (the draft rank idles;\n"
                   "requests' \"speculation\" is then ignored)"),
@@ -293,7 +300,7 @@ static augur_status lead(const serve_cli *cli, spec_engine *e, augur_error *err)
                (long)getpid());
         fflush(stdout);
         serve_engine se = {.e = e, .tok = tok, .q = &queue, .metrics = &metrics, .rule = cli->rule,
-                           .overlap = !cli->no_overlap, .term = &g_term,
+                           .overlap = !cli->no_overlap, .overlap_shared_gpu = cli->overlap, .term = &g_term,
                            .hold_file = cli->debug_hold_file,
                            .synthetic_acceptance = cli->have_synthetic ? cli->synthetic_acceptance : -1.0f};
         st = serve_engine_run(&se, err);

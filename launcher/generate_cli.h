@@ -30,6 +30,7 @@ typedef struct {
     uint64_t seed;
     draft_rule rule;
     bool no_overlap;
+    bool overlap;               /* --overlap: draft ahead even on a GPU shared with a target rank */
     bool measure_comm;
     bool have_synthetic;
     float synthetic_acceptance; /* --synthetic-acceptance A (dummy weights only) */       /* --measure-comm: time each TP all-reduce alone (synchronising first) */

@@ -603,6 +603,8 @@ augur_status wire_request_encode(const wire_request *r, uint8_t **out, size_t *l
     m.debug_draft_exit_after = r->debug_draft_exit_after;
     m.slot = r->slot;
     m.draw_key = r->draw_key;
+    m.want_entropies = r->want_entropies;
+    m.overlap_shared_gpu = r->overlap_shared_gpu;
     return pack_message(&m.base, "request", out, len, err);
 }
 
@@ -685,6 +687,8 @@ augur_status wire_request_decode(const uint8_t *buf, size_t len, const wire_expe
         out->debug_draft_exit_after = m->debug_draft_exit_after;
         out->slot = m->slot;
         out->draw_key = m->draw_key;
+        out->want_entropies = m->want_entropies;
+        out->overlap_shared_gpu = m->overlap_shared_gpu;
     }
     augur__request__free_unpacked(m, NULL);
     if (st != AUGUR_OK)

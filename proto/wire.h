@@ -124,6 +124,8 @@ typedef struct {
     uint32_t debug_draft_exit_after; /* tests: >0 = the draft exits after that many proposals */
     uint32_t slot;           /* the draft's sequence slot for this request */
     uint64_t draw_key;       /* keys seeded draws with seed and position; 0: request_id */
+    bool want_entropies;     /* proposals carry entropies even when the rule needs none */
+    bool overlap_shared_gpu; /* overlap even on a GPU shared with a target rank */
 } wire_request;
 
 typedef struct {

@@ -6,6 +6,7 @@
 #include <time.h>
 
 #include "kernels/cpu_kernels.h"
+#include "kernels/probs.h"
 
 /* Steps of up to this many rows may be captured (decode and every verification width;
  * the CUDA backend's row-invariant schedules cover as many). */
@@ -38,7 +39,7 @@ size_t forward_workspace_bytes(const model *m, int max_tokens)
 {
     act_sizes s = sizes_of(m, max_tokens);
     size_t floats = 3 * s.dim + 2 * s.q + 2 * s.kv + 2 * s.hidden + s.logits + (size_t)m->cfg.head_dim / 2;
-    return floats * sizeof(float) + (size_t)max_tokens * sizeof(int32_t);
+    return (floats + (size_t)max_tokens) * sizeof(float) + 2 * (size_t)max_tokens * sizeof(int32_t);
 }
 
 augur_status forward_init(forward_ctx *f, const model *m, augur_backend *be, collectives *tp, int threads,
@@ -59,6 +60,8 @@ augur_status forward_init(forward_ctx *f, const model *m, augur_backend *be, col
     } bufs[] = {
         {(void **)&f->inv_freq, (size_t)c->head_dim / 2 * sizeof(float)},
         {(void **)&f->ids, (size_t)max_tokens * sizeof(int32_t)},
+        {(void **)&f->argmax, f->be->caps.host_memory ? 0 : (size_t)max_tokens * sizeof(int32_t)},
+        {(void **)&f->row_max, f->be->caps.host_memory ? 0 : (size_t)max_tokens * sizeof(float)},
         {(void **)&f->x, s.dim * sizeof(float)},
         {(void **)&f->xb, s.dim * sizeof(float)},
         {(void **)&f->proj, s.dim * sizeof(float)},
@@ -135,7 +138,7 @@ void forward_free(forward_ctx *f)
     if (f->be)
         backend_free(f->be, f->pos);
     if (f->be) {
-        void *bufs[] = {f->inv_freq, f->ids, f->x, f->xb, f->proj, f->q, f->att, f->k, f->v, f->gate, f->up,
+        void *bufs[] = {f->inv_freq, f->ids, f->argmax, f->row_max, f->x, f->xb, f->proj, f->q, f->att, f->k, f->v, f->gate, f->up,
                         f->logits};
         for (size_t i = 0; i < sizeof bufs / sizeof bufs[0]; i++)
             backend_free(f->be, bufs[i]);
@@ -387,11 +390,13 @@ static augur_status check_seq(const forward_ctx *f, const kv_cache *kv, const in
     return AUGUR_OK;
 }
 
-augur_status forward_run(forward_ctx *f, kv_cache *kv, const int32_t *tokens, int n, int logits_from,
-                         float *logits, augur_error *err)
+/* forward_run's work; lf: first logits row (n: none), left in f->logits on a device
+ * backend (host_out NULL) or copied into host_out. */
+static augur_status run_one(forward_ctx *f, kv_cache *kv, const int32_t *tokens, int n, int lf, float *host_out,
+                            augur_error *err)
 {
     const model *m = f->m;
-    augur_status st = check_seq(f, kv, tokens, n, logits_from, err);
+    augur_status st = check_seq(f, kv, tokens, n, lf, err);
     if (st)
         return st;
     int start = kv->len;
@@ -401,8 +406,7 @@ augur_status forward_run(forward_ctx *f, kv_cache *kv, const int32_t *tokens, in
     /* A paged cache needs its blocks (and their table) before the rows are stored. */
     if ((st = kv_cache_reserve(kv, n, err)))
         return augur_wrap(err, "%s: KV cache", m->source);
-    int lf = logits ? logits_from : n; /* first logits row; n: none */
-    float *out = f->be->caps.host_memory ? logits : f->logits;
+    float *out = f->be->caps.host_memory ? host_out : f->logits;
     if (graphs_take(f, kv, n)) {
         st = run_captured(f, kv, n, start, lf, out, err);
     } else {
@@ -417,14 +421,24 @@ augur_status forward_run(forward_ctx *f, kv_cache *kv, const int32_t *tokens, in
         kv_cache_trim(kv, kv->len, &ignored); /* gives back the blocks reserved above */
         return st;
     }
-    if (lf < n && !f->be->caps.host_memory &&
-        (st = backend_download(be, logits, f->logits, (size_t)(n - lf) * m->vocab_local * sizeof(float), err)))
+    if (lf < n && host_out && !f->be->caps.host_memory &&
+        (st = backend_download(be, host_out, f->logits, (size_t)(n - lf) * m->vocab_local * sizeof(float), err)))
         return augur_wrap(err, "%s: logits", m->source);
     return AUGUR_OK;
 }
 
-augur_status forward_run_batch(forward_ctx *f, const forward_seq *seqs, int n_seqs, float *logits,
-                               augur_error *err)
+augur_status forward_run(forward_ctx *f, kv_cache *kv, const int32_t *tokens, int n, int logits_from,
+                         float *logits, augur_error *err)
+{
+    if (logits_from < 0 || logits_from > n) /* check_seq's message, before lf hides it */
+        return augur_fail(err, AUGUR_E_INTERNAL, "forward: logits_from %d outside 0..%d", logits_from, n);
+    return run_one(f, kv, tokens, n, logits ? logits_from : n, logits, err);
+}
+
+/* forward_run_batch's work; keep: a device backend computes the wanted rows into f->logits
+ * and leaves them there (logits NULL), for forward_run_batch_reduced. */
+static augur_status batch_one(forward_ctx *f, const forward_seq *seqs, int n_seqs, bool keep, float *logits,
+                              augur_error *err)
 {
     const model *m = f->m;
     if (n_seqs <= 0)
@@ -444,7 +458,8 @@ augur_status forward_run_batch(forward_ctx *f, const forward_seq *seqs, int n_se
         return augur_fail(err, AUGUR_E_INTERNAL, "forward batch: %d rows in one call (limit %d)", rows, f->max_tokens);
     /* One sequence is a plain forward (which may replay a captured step). */
     if (n_seqs == 1)
-        return forward_run(f, seqs[0].kv, seqs[0].tokens, seqs[0].n, seqs[0].logits_from, logits, err);
+        return run_one(f, seqs[0].kv, seqs[0].tokens, seqs[0].n, logits || keep ? seqs[0].logits_from : seqs[0].n,
+                       logits, err);
 
     fwd_seg *segs = malloc((size_t)n_seqs * sizeof *segs);
     fwd_rows *want = malloc((size_t)n_seqs * sizeof *want);
@@ -463,7 +478,7 @@ augur_status forward_run_batch(forward_ctx *f, const forward_seq *seqs, int n_se
             break;
         }
         segs[i] = (fwd_seg){.kv = q->kv, .row = row, .n = q->n, .start = q->kv->len};
-        if (logits && q->logits_from < q->n) { /* adjacent ranges merge: fewer copies */
+        if ((logits || keep) && q->logits_from < q->n) { /* adjacent ranges merge: fewer copies */
             if (n_want && want[n_want - 1].row + want[n_want - 1].n == row + q->logits_from)
                 want[n_want - 1].n += q->n - q->logits_from;
             else
@@ -500,6 +515,47 @@ augur_status forward_run_batch(forward_ctx *f, const forward_seq *seqs, int n_se
     return AUGUR_OK;
 }
 
+augur_status forward_run_batch(forward_ctx *f, const forward_seq *seqs, int n_seqs, float *logits,
+                               augur_error *err)
+{
+    return batch_one(f, seqs, n_seqs, false, logits, err);
+}
+
+augur_status forward_run_batch_reduced(forward_ctx *f, const forward_seq *seqs, int n_seqs, const bool *row_logits,
+                                       float *logits, int32_t *argmax, float *max, augur_error *err)
+{
+    const int V = f->m->vocab_local;
+    int wanted = 0;
+    for (int i = 0; i < n_seqs; i++)
+        wanted += seqs[i].n - seqs[i].logits_from;
+    if (f->be->caps.host_memory) {
+        augur_status st = forward_run_batch(f, seqs, n_seqs, logits, err);
+        for (int r = 0; r < wanted && !st; r++) {
+            argmax[r] = argmax_f32(logits + (size_t)r * V, V);
+            max[r] = logits[(size_t)r * V + argmax[r]];
+        }
+        return st;
+    }
+    augur_backend *be = f->be;
+    augur_status st = batch_one(f, seqs, n_seqs, true, NULL, err);
+    if (st || wanted <= 0)
+        return st;
+    if ((st = backend_argmax(be, f->argmax, f->row_max, f->logits, wanted, V, err)) ||
+        (st = backend_download(be, argmax, f->argmax, (size_t)wanted * sizeof(int32_t), err)) ||
+        (st = backend_download(be, max, f->row_max, (size_t)wanted * sizeof(float), err)))
+        return augur_wrap(err, "%s: argmax of %d rows", f->m->source, wanted);
+    for (int r = 0; r < wanted;) { /* runs of rows whose logits are read, one copy each */
+        int to = r;
+        while (to < wanted && row_logits && row_logits[to])
+            to++;
+        if (to > r && (st = backend_download(be, logits + (size_t)r * V, f->logits + (size_t)r * V,
+                                             (size_t)(to - r) * V * sizeof(float), err)))
+            return augur_wrap(err, "%s: logits", f->m->source);
+        r = to > r ? to : r + 1;
+    }
+    return AUGUR_OK;
+}
+
 augur_status forward_prefill(forward_ctx *f, kv_cache *kv, const int32_t *tokens, int n, float *last_logits,
                              augur_error *err)
 {
@@ -515,4 +571,26 @@ augur_status forward_prefill(forward_ctx *f, kv_cache *kv, const int32_t *tokens
     /* A device backend runs ahead of the host: make a prefill without logits finish here,
      * so its errors and its time belong to it. */
     return last_logits ? AUGUR_OK : backend_synchronize(f->be, err);
+}
+
+augur_status forward_prefill_argmax(forward_ctx *f, kv_cache *kv, const int32_t *tokens, int n, float *logits,
+                                    int32_t *argmax, augur_error *err)
+{
+    if (n <= 0)
+        return augur_fail(err, AUGUR_E_INTERNAL, "forward: argmax of an empty prefill");
+    if (f->be->caps.host_memory) {
+        augur_status st = forward_prefill(f, kv, tokens, n, logits, err);
+        if (!st)
+            *argmax = argmax_f32(logits, f->m->vocab_local);
+        return st;
+    }
+    int last = (n - 1) / f->max_tokens * f->max_tokens; /* the last chunk's first token */
+    augur_status st = last ? forward_prefill(f, kv, tokens, last, NULL, err) : AUGUR_OK;
+    if (!st)
+        st = run_one(f, kv, tokens + last, n - last, n - last - 1, NULL, err);
+    if (!st && (st = backend_argmax(f->be, f->argmax, NULL, f->logits, 1, f->m->vocab_local, err)))
+        return augur_wrap(err, "%s: argmax", f->m->source);
+    if (!st && (st = backend_download(f->be, argmax, f->argmax, sizeof(int32_t), err)))
+        return augur_wrap(err, "%s: argmax", f->m->source);
+    return st;
 }

@@ -30,6 +30,8 @@ typedef struct {
     int max_seq;              /* context length of the caches it serves */
     float *inv_freq;          /* [head_dim/2] */
     int32_t *ids;             /* [max_tokens] token ids in backend memory */
+    int32_t *argmax;          /* [max_tokens] backend memory: rows' argmax (device backends) */
+    float *row_max;           /* [max_tokens] backend memory: the logit at that argmax */
     float *x, *xb, *q, *k, *v, *att, *proj, *gate, *up; /* activations, [max_tokens][...] */
     float *logits;            /* [max_tokens][vocab_local] (device backends) */
     float *stage;             /* host copy of proj when tp works on host memory but be does not */
@@ -99,9 +101,27 @@ typedef struct {
 augur_status forward_run_batch(forward_ctx *f, const forward_seq *seqs, int n_seqs, float *logits,
                                augur_error *err);
 
+/* forward_run_batch whose wanted rows (i = 0 .. sum(n - logits_from) - 1, in order) are
+ * reduced where the logits are computed: argmax[i] (argmax_f32's rule) and max[i] = row
+ * i's logit at argmax[i]; only rows with row_logits[i] are copied into logits (host,
+ * [rows][vocab_local], other rows untouched), so a device backend sends back a few bytes
+ * a row where greedy verification needs no more (no vocabulary row to move and scan on
+ * the host). Host-memory backends fill every row of logits (it must hold them all).
+ * row_logits may be NULL (none). */
+augur_status forward_run_batch_reduced(forward_ctx *f, const forward_seq *seqs, int n_seqs, const bool *row_logits,
+                                       float *logits, int32_t *argmax, float *max, augur_error *err);
+
 /* Feeds a long token sequence through in max_tokens chunks; logits of the last
  * position only (may be NULL). */
 augur_status forward_prefill(forward_ctx *f, kv_cache *kv, const int32_t *tokens, int n, float *last_logits,
                              augur_error *err);
+
+/* forward_prefill whose last position's logits reduce to their argmax where they were
+ * computed (argmax_f32's rule: the lowest index wins ties, NaN is never chosen), so a
+ * device backend sends back one int32 instead of a vocabulary row and the host scans
+ * nothing (a greedy draft's step). logits: host scratch of vocab_local floats, used by
+ * host-memory backends only. */
+augur_status forward_prefill_argmax(forward_ctx *f, kv_cache *kv, const int32_t *tokens, int n, float *logits,
+                                    int32_t *argmax, augur_error *err);
 
 #endif

@@ -590,14 +590,14 @@ static augur_status cuda_softmax(augur_backend *be, float *x, int rows, int cols
     return launched(c, cuk_softmax(c->stream, x, rows, cols), "softmax kernel", err);
 }
 
-static augur_status cuda_argmax(augur_backend *be, int32_t *out, const float *x, int rows, int cols,
+static augur_status cuda_argmax(augur_backend *be, int32_t *out, float *max_out, const float *x, int rows, int cols,
                                 augur_error *err)
 {
     cuda_ctx *c = ctx_of(be);
     c->op_seq++;
     if (rows <= 0)
         return AUGUR_OK;
-    return launched(c, cuk_argmax(c->stream, out, x, rows, cols < 0 ? 0 : cols), "argmax kernel", err);
+    return launched(c, cuk_argmax(c->stream, out, max_out, x, rows, cols < 0 ? 0 : cols), "argmax kernel", err);
 }
 
 static augur_status cuda_sample_probs(augur_backend *be, float *probs, const float *logits, int rows, int cols,

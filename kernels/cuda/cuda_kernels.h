@@ -105,7 +105,7 @@ cudaError_t cuk_add(cudaStream_t stream, float *out, const float *a, const float
 
 cudaError_t cuk_softmax(cudaStream_t stream, float *x, int rows, int cols);
 
-cudaError_t cuk_argmax(cudaStream_t stream, int32_t *out, const float *x, int rows, int cols);
+cudaError_t cuk_argmax(cudaStream_t stream, int32_t *out, float *max_out, const float *x, int rows, int cols);
 
 /* As sampling_probs per row; temperature <= 0 or NaN means greedy, top_k <= 0 or >= cols
  * and top_p >= 1 are off. */

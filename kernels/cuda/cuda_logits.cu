@@ -78,18 +78,24 @@ __device__ int block_argmax(const float *x, int cols, float *redv, int *redi)
     return bi == INT_MAX ? 0 : bi;
 }
 
-__global__ void __launch_bounds__(LOGITS_THREADS) argmax_kernel(int32_t *out, const float *x, int cols)
+__global__ void __launch_bounds__(LOGITS_THREADS) argmax_kernel(int32_t *out, float *max_out, const float *x,
+                                                                int cols)
 {
     __shared__ float redv[32];
     __shared__ int redi[32];
-    const int best = block_argmax(x + (int64_t)blockIdx.x * cols, cols, redv, redi);
-    if (threadIdx.x == 0)
+    const float *xr = x + (int64_t)blockIdx.x * cols;
+    const int best = block_argmax(xr, cols, redv, redi);
+    if (threadIdx.x == 0) {
         out[blockIdx.x] = best;
+        if (max_out)
+            max_out[blockIdx.x] = xr[best];
+    }
 }
 
-extern "C" cudaError_t cuk_argmax(cudaStream_t stream, int32_t *out, const float *x, int rows, int cols)
+extern "C" cudaError_t cuk_argmax(cudaStream_t stream, int32_t *out, float *max_out, const float *x, int rows,
+                                  int cols)
 {
-    argmax_kernel<<<rows, LOGITS_THREADS, 0, stream>>>(out, x, cols);
+    argmax_kernel<<<rows, LOGITS_THREADS, 0, stream>>>(out, max_out, x, cols);
     return cudaGetLastError();
 }
 

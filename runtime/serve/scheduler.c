@@ -238,6 +238,7 @@ static augur_status begin_request(serve_engine *se, running_req *c, serve_reques
      * a fixed one, so a greedy answer stays one answer whatever runs beside it. */
     bool synthetic = speculate && se->synthetic_acceptance >= 0 && r->params.sampling.temperature <= 0;
     spec_request_opts o = {.rule = se->rule, .speculate = speculate, .overlap = se->overlap,
+                           .overlap_shared_gpu = se->overlap_shared_gpu,
                            .sampling = r->params.sampling,
                            .seed = synthetic && !r->params.have_seed ? 0 : r->seed, .max_tokens = r->max_tokens,
                            .variant = ACCEPT_CORRECT, .draw_key = 1,

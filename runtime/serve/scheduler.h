@@ -52,6 +52,7 @@ typedef struct {
     serve_metrics *metrics;
     draft_rule rule;
     bool overlap;
+    bool overlap_shared_gpu; /* --overlap: ... even where the draft shares a GPU */
     volatile sig_atomic_t *term;  /* set by SIGTERM: drain, then return */
     const char *hold_file;   /* tests: no request starts while this file exists (or NULL) */
     uint64_t next_request_id; /* the last engine request id given out */

@@ -51,6 +51,12 @@ void draft_rule_describe(const draft_rule *r, char *out, int cap)
     }
 }
 
+bool draft_rule_uses_entropy(const draft_rule *rule)
+{
+    return rule->kind == DRAFT_RULE_STATIC || rule->kind == DRAFT_RULE_MOVING_AVERAGE ||
+           rule->kind == DRAFT_RULE_CUMULATIVE;
+}
+
 void draft_rule_init(draft_rule_state *s, const draft_rule *rule)
 {
     memset(s, 0, sizeof *s);

@@ -50,6 +50,9 @@ augur_status draft_rule_validate(const draft_rule *rule, augur_error *err);
 void draft_rule_describe(const draft_rule *rule, char *out, int cap);
 
 void draft_rule_init(draft_rule_state *s, const draft_rule *rule);
+/* Whether draft_rule_stop_after reads its entropy argument (the entropy rules): the
+ * others may pass 0 and spare the draft a softmax over the vocabulary per token. */
+bool draft_rule_uses_entropy(const draft_rule *rule);
 /* Starts a round; returns the most tokens this round may propose. */
 int draft_rule_begin_round(draft_rule_state *s);
 /* Called after each drafted token with its entropy: true when drafting stops here

@@ -29,6 +29,7 @@ typedef struct {
     wire_request req;
     sampling_params sp;
     bool greedy;
+    bool want_entropy;       /* the rule reads entropies or the leader traces them */
     draft_rule rule;
     draft_rule_state rule_state;
     bool overlap;
@@ -82,6 +83,9 @@ static augur_status draft_state_init(draft_state *s, spec_engine *e, augur_error
     s->greedy = sampling_is_greedy(&s->sp);
     s->rule = rule_from_wire(&r->rule);
     draft_rule_init(&s->rule_state, &s->rule);
+    /* A softmax and a log over the vocabulary per token (~1-2 ms at 128k entries on a
+     * host core, as much as a 1B-shape draft step on a GPU): only when someone reads it. */
+    s->want_entropy = draft_rule_uses_entropy(&s->rule) || r->want_entropies;
     s->len = s->prompt_len = r->n_prompt_tokens;
     s->d.cap = 2 * DRAFT_RULE_MAX_GAMMA + 2;
     s->seq = malloc((size_t)e->max_context * sizeof(int32_t));
@@ -122,6 +126,21 @@ static float draft_entropy(draft_state *s)
     return entropy_nats(s->softmax_buf, s->e->vocab);
 }
 
+/* Feeds n tokens; a greedy step that nobody needs the logits of (no entropy) takes the
+ * argmax where the logits are, so a GPU draft sends back one id instead of a vocabulary
+ * row and the host scans nothing. Otherwise the last position's logits land in s->logits
+ * and, when greedy, *tok is their argmax. */
+static augur_status draft_feed(draft_state *s, const int32_t *tokens, int n, int32_t *tok, augur_error *err)
+{
+    spec_engine *e = s->e;
+    if (s->greedy && !s->want_entropy)
+        return forward_prefill_argmax(&e->fwd, s->kv, tokens, n, s->logits, tok, err);
+    augur_status st = forward_prefill(&e->fwd, s->kv, tokens, n, s->logits, err);
+    if (!st && s->greedy)
+        *tok = argmax_f32(s->logits, e->vocab);
+    return st;
+}
+
 /* Drafts one more token after S ++ D, feeding whatever the cache lacks first. */
 static augur_status draft_one(draft_state *s, bool ahead, augur_error *err)
 {
@@ -130,6 +149,7 @@ static augur_status draft_one(draft_state *s, bool ahead, augur_error *err)
     int total = s->len + s->d.n;
     if (s->d.n >= s->d.cap || total >= e->max_context)
         return augur_fail(err, AUGUR_E_INTERNAL, "draft: no room to draft past %d tokens", total);
+    int32_t tok = 0;
     /* Unfed tokens: positions kv.len .. total-1 of S ++ D. */
     int32_t unfed[2 * DRAFT_RULE_MAX_GAMMA + 4];
     int n_unfed = total - s->kv->len;
@@ -146,21 +166,18 @@ static augur_status draft_one(draft_state *s, bool ahead, augur_error *err)
             return augur_fail(err, AUGUR_E_NOMEM, "draft: out of memory");
         memcpy(run, s->seq + s->kv->len, (size_t)(s->len - s->kv->len) * sizeof(int32_t));
         memcpy(run + (s->len - s->kv->len), s->d.tokens, (size_t)s->d.n * sizeof(int32_t));
-        augur_status st = forward_prefill(&e->fwd, s->kv, run, n_unfed, s->logits, err);
+        augur_status st = draft_feed(s, run, n_unfed, &tok, err);
         free(run);
         if (st)
             return st;
         feed = NULL;
     }
     if (feed) {
-        augur_status st = forward_prefill(&e->fwd, s->kv, feed, n_unfed, s->logits, err);
+        augur_status st = draft_feed(s, feed, n_unfed, &tok, err);
         if (st)
             return st;
     }
-    int32_t tok;
-    if (s->greedy) {
-        tok = argmax_f32(s->logits, e->vocab);
-    } else {
+    if (!s->greedy) {
         sampling_probs(&s->sp, s->logits, e->vocab, s->probs, s->scratch);
         /* Keyed by position: a token drafted ahead and discarded leaves the next draw
          * at this position unchanged, so one seed gives one output however the
@@ -170,7 +187,7 @@ static augur_status draft_one(draft_state *s, bool ahead, augur_error *err)
         tok = sample_from_probs(s->probs, e->vocab, &rng);
         memcpy(s->d.q + (size_t)s->d.n * e->vocab, s->probs, (size_t)e->vocab * sizeof(float));
     }
-    s->d.entropies[s->d.n] = draft_entropy(s);
+    s->d.entropies[s->d.n] = s->want_entropy ? draft_entropy(s) : 0.0f;
     s->d.ahead[s->d.n] = ahead;
     s->d.ms[s->d.n] = (float)(augur_now_ms() - t0);
     s->d.tokens[s->d.n++] = tok;
@@ -221,7 +238,7 @@ static augur_status send_proposal(draft_state *s, int *proposed, augur_error *er
     }
     wire_proposal p = {.request_id = s->req.request_id, .round = s->round, .start_position = (uint32_t)s->len,
                        .n_tokens = k, .tokens = s->d.tokens, .dists = s->greedy ? NULL : s->d.q,
-                       .entropies = s->d.entropies, .vocab_size = e->vocab,
+                       .entropies = s->want_entropy ? s->d.entropies : NULL, .vocab_size = e->vocab,
                        .draft_ms = (float)(augur_now_ms() - t0), .hidden_ms = 0};
     for (int i = 0; i < k; i++)
         if (s->d.ahead[i])
@@ -318,7 +335,9 @@ static augur_status on_request(draft_table *t, augur_error *err)
         free(s);
         return st;
     }
-    s->overlap = s->req.overlap;
+    /* On a GPU it shares with a target rank, drafting ahead runs beside the verification
+     * and slows it more than it hides (measured: docs/perf-notes.md, change 10). */
+    s->overlap = s->req.overlap && (!e->place.shared || s->req.overlap_shared_gpu);
     s->exit_after = (int)s->req.debug_draft_exit_after;
     s->round = 1;
     t->states[s->req.slot] = s;

@@ -65,7 +65,9 @@ static augur_status open_backend(spec_engine *e, bool load_draft, augur_error *e
     if ((st = device_open_backend(&e->be, &e->dev, e->place.gpu < 0 ? 0 : e->place.gpu, err)))
         return augur_wrap(err, "opening the backend");
     if (e->place.shared && e->role == SPEC_ROLE_DRAFT)
-        fprintf(stderr, "augur: rank %d (draft): node %s has no free GPU, sharing GPU %d with a target rank\n",
+        fprintf(stderr,
+                "augur: rank %d (draft): node %s has no free GPU, sharing GPU %d with a target rank; the draft "
+                "waits for each verdict there instead of drafting ahead (--overlap drafts ahead anyway)\n",
                 e->world_rank, e->place.node, e->place.gpu);
     return AUGUR_OK;
 }

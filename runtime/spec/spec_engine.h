@@ -93,6 +93,7 @@ typedef struct {
     draft_rule rule;
     bool speculate;          /* false: target-only baseline on the same ranks */
     bool overlap;            /* the draft keeps drafting while the target verifies */
+    bool overlap_shared_gpu; /* ... even on a GPU it shares with a target rank (else it waits there) */
     sampling_params sampling;
     uint64_t seed;
     int max_tokens;

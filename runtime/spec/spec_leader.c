@@ -76,9 +76,11 @@ static augur_status send_request(spec_request *s, augur_error *err)
         .rule = {.kind = kinds[o->rule.kind], .max_len = (uint32_t)o->rule.gamma, .tau = o->rule.tau,
                  .lambda = o->rule.lambda, .window = (uint32_t)o->rule.window},
         .overlap = o->overlap,
+        .overlap_shared_gpu = o->overlap_shared_gpu,
         .debug_draft_exit_after = (uint32_t)(o->debug_draft_exit_after > 0 ? o->debug_draft_exit_after : 0),
         .slot = (uint32_t)s->slot,
         .draw_key = s->draw_key,
+        .want_entropies = s->out.trace != NULL,
     };
     double t0 = augur_now_ms();
     augur_status st = msg_send_typed(s->e->world, s->e->draft_rank, MSG_TAG_REQUEST, &r, s->e->timeout_s, err);

@@ -13,15 +13,14 @@ augur_status spec_bcast_command(spec_engine *e, wire_command *cmd, augur_error *
     return msg_bcast_command(e->layout->target, 0, cmd, &want, e->timeout_s, err);
 }
 
-/* Per wanted row: this shard's largest logit and its global token id. */
-static void shard_argmax(const spec_engine *e, const int *row_idx, int rows, float *pairs)
+/* Per wanted row: this shard's largest logit and its global token id, from the
+ * forward's per-row reductions (forward_run_batch_reduced). */
+static void shard_argmax(const spec_engine *e, const int *row_idx, int rows, const int32_t *argmax,
+                         const float *max, float *pairs)
 {
-    int vl = e->m.vocab_local;
     for (int r = 0; r < rows; r++) {
-        const float *row = e->logits + (size_t)row_idx[r] * vl;
-        int best = argmax_f32(row, vl);
-        pairs[2 * r] = row[best];
-        pairs[2 * r + 1] = (float)(e->m.vocab_start + best);
+        pairs[2 * r] = max[row_idx[r]];
+        pairs[2 * r + 1] = (float)(e->m.vocab_start + argmax[row_idx[r]]);
     }
 }
 
@@ -58,9 +57,17 @@ static void assemble_logits(spec_engine *e, int rows, const float *gathered)
     }
 }
 
-/* Gathers the rows row_idx[0..n) of this forward's logits: per-shard (max, argmax)
- * pairs reduced on the leader into gather_pairs[i], or full logits into gather_buf[i]. */
-static augur_status gather_rows(spec_engine *e, const int *row_idx, int n, spec_gather gather, augur_error *err)
+/* This forward's rows and their reductions (forward_run_batch_reduced). */
+typedef struct {
+    int32_t argmax[SPEC_FORWARD_TOKENS];
+    float max[SPEC_FORWARD_TOKENS];
+    bool want_logits[SPEC_FORWARD_TOKENS];
+} verify_rows;
+
+/* Gathers the rows row_idx[0..n) of this forward: per-shard (max, argmax) pairs reduced
+ * on the leader into gather_pairs[i], or full logits into gather_buf[i]. */
+static augur_status gather_rows(spec_engine *e, const verify_rows *v, const int *row_idx, int n, spec_gather gather,
+                                augur_error *err)
 {
     int T = e->n_targets;
     bool leader = e->world_rank == 0;
@@ -69,7 +76,7 @@ static augur_status gather_rows(spec_engine *e, const int *row_idx, int n, spec_
         return AUGUR_OK;
     if (gather == SPEC_GATHER_ARGMAX) {
         float pairs[2 * SPEC_FORWARD_TOKENS];
-        shard_argmax(e, row_idx, n, pairs);
+        shard_argmax(e, row_idx, n, v->argmax, v->max, pairs);
         if (T == 1) {
             memcpy(e->gather_pairs, pairs, (size_t)n * 2 * sizeof(float));
             return AUGUR_OK;
@@ -138,6 +145,7 @@ augur_status spec_target_verify_forward(spec_engine *e, const wire_command *cmd,
 {
     forward_seq seqs[SPEC_FORWARD_TOKENS] = {0};
     int argmax_rows[SPEC_FORWARD_TOKENS], logits_rows[SPEC_FORWARD_TOKENS];
+    verify_rows v = {0};
     int n_argmax = 0, n_logits = 0, rows = 0;
     augur_status st;
     if (to - from > SPEC_FORWARD_TOKENS)
@@ -157,6 +165,7 @@ augur_status spec_target_verify_forward(spec_engine *e, const wire_command *cmd,
             return st;
         seqs[i - from] = (forward_seq){.kv = kv, .tokens = g->tokens, .n = g->n_tokens, .logits_from = 0};
         for (int r = 0; r < g->n_tokens; r++) {
+            v.want_logits[rows + r] = g->gather != SPEC_GATHER_ARGMAX;
             if (g->gather == SPEC_GATHER_ARGMAX)
                 argmax_rows[n_argmax++] = rows + r;
             else
@@ -164,11 +173,11 @@ augur_status spec_target_verify_forward(spec_engine *e, const wire_command *cmd,
         }
         rows += g->n_tokens;
     }
-    if ((st = forward_run_batch(&e->fwd, seqs, to - from, e->logits, err)))
+    if ((st = forward_run_batch_reduced(&e->fwd, seqs, to - from, v.want_logits, e->logits, v.argmax, v.max, err)))
         return augur_wrap(err, "target, round %u", cmd->round);
-    if ((st = gather_rows(e, argmax_rows, n_argmax, SPEC_GATHER_ARGMAX, err)))
+    if ((st = gather_rows(e, &v, argmax_rows, n_argmax, SPEC_GATHER_ARGMAX, err)))
         return st;
-    return gather_rows(e, logits_rows, n_logits, SPEC_GATHER_LOGITS, err);
+    return gather_rows(e, &v, logits_rows, n_logits, SPEC_GATHER_LOGITS, err);
 }
 
 augur_status spec_target_execute(spec_engine *e, const wire_command *cmd, augur_error *err)
@@ -222,12 +231,16 @@ augur_status spec_target_execute(spec_engine *e, const wire_command *cmd, augur_
     if (n > SPEC_MAX_VERIFY)
         return augur_fail(err, AUGUR_E_COMM, "target, round %u: %d positions to verify (limit %d)",
                           cmd->round, n, SPEC_MAX_VERIFY);
-    if ((st = forward_run(&e->fwd, kv, cmd->tokens, n, 0, e->logits, err)))
-        return st;
+    verify_rows v = {0};
     int rows[SPEC_MAX_VERIFY];
-    for (int i = 0; i < n; i++)
+    for (int i = 0; i < n; i++) {
         rows[i] = i;
-    return gather_rows(e, rows, n, gather, err);
+        v.want_logits[i] = gather != SPEC_GATHER_ARGMAX;
+    }
+    const forward_seq seq = {.kv = kv, .tokens = cmd->tokens, .n = n, .logits_from = 0};
+    if ((st = forward_run_batch_reduced(&e->fwd, &seq, 1, v.want_logits, e->logits, v.argmax, v.max, err)))
+        return st;
+    return gather_rows(e, &v, rows, n, gather, err);
 }
 
 /* Waiting for the next command is patient: it lasts while the leader's heartbeats come

@@ -14,7 +14,7 @@ declare -A flags=(
   [generate]="--config --model --target --draft --draft-layers --tp --replicas --draft-placement --tokenizer --max-context --device --gpu
               --load-format --gpu-memory-fraction --tp-comm --simulate-hosts --prompt --prompt-ids --prompts-file --max-tokens
               --temperature --top-k --top-p --seed --threads --draft-rule --gamma --tau --lambda --window
-              --no-overlap --synthetic-acceptance --measure-comm --no-speculation --compare-baseline --trace --stats-json --repeat --ids-only --timeout --startup-timeout
+              --no-overlap --overlap --synthetic-acceptance --measure-comm --no-speculation --compare-baseline --trace --stats-json --repeat --ids-only --timeout --startup-timeout
               --debug-acceptance --debug-draft-exit-after --help"
   [bench]="--model --load-format --device --gpu --threads --tp-size --tp-rank --layers --positions --context
            --warmup --iters --csv --help"
@@ -44,6 +44,8 @@ echo "ok: every subcommand's --help lists exactly its flags"
 expect_fail 2 "--top needs a value" -- "$A" simulate "$tmp/t.bin" --top
 expect_fail 2 "-o needs a value" -- "$A" trace -o
 expect_fail 2 "--no-overlap takes no value" -- "$A" generate --model x --prompt hi --no-overlap=1
+expect_fail 2 "--overlap and --no-overlap contradict each other" -- "$A" generate --target x --draft y --prompt hi \
+  --overlap --no-overlap
 expect_fail 2 "unknown option '--bogus' (see augur convert --help)" -- "$A" convert --bogus
 expect_fail 2 "unexpected argument 'extra' (see augur convert --help)" -- "$A" convert --llama2c a --out b extra
 expect_fail 2 "--gamma: more than 64 values" -- "$A" simulate "$tmp/t.bin" --gamma "$(seq -s, 1 65 | sed 's/[0-9]*/1/g')"

@@ -25,6 +25,8 @@
 #include "kernels/cpu_kernels.h"
 #include "kernels/cuda/cuda_backend.h"
 #include "kernels/fill_random.h"
+#include "kernels/probs.h"
+#include "runtime/forward.h"
 #include "runtime/model/model.h"
 #include "runtime/model/safetensors_write.h"
 
@@ -617,20 +619,24 @@ static void test_argmax(void)
     for (int c = 0; c < cols; c++)
         r[c] = 1.5f;
     int32_t ref[7];
-    OK(backend_argmax(cpu, ref, x, rows, cols, &E));
+    float ref_max[7];
+    OK(backend_argmax(cpu, ref, ref_max, x, rows, cols, &E));
     float *dx = dev_from(x, (size_t)rows * cols * sizeof(float));
     int32_t *dout = dev_alloc(rows * sizeof(int32_t));
     int32_t poison[7];
     for (int i = 0; i < rows; i++)
         poison[i] = -12345;
     OK(backend_upload(gpu, dout, poison, sizeof poison, &E));
-    OK(backend_argmax(gpu, dout, dx, rows, cols, &E));
+    float *dmax = dev_alloc(rows * sizeof(float));
+    OK(backend_argmax(gpu, dout, dmax, dx, rows, cols, &E));
     int32_t got[7];
     OK(backend_download(gpu, got, dout, sizeof got, &E));
+    float got_max[7];
+    OK(backend_download(gpu, got_max, dmax, sizeof got_max, &E));
     int bad = 0;
-    for (int i = 0; i < rows; i++)
-        bad += got[i] != ref[i];
-    printf("%-14s %-58s", "argmax", "rows=7 cols=50000 (random, ties, last, -inf, NaN, +inf, flat)");
+    for (int i = 0; i < rows; i++) /* the values compared as bits: NaN rows included */
+        bad += got[i] != ref[i] || memcmp(&got_max[i], &ref_max[i], sizeof(float)) != 0;
+    printf("%-14s %-58s", "argmax", "rows=7 cols=50000 (random, ties, last, -inf, NaN, +inf, flat), max");
     for (int i = 0; i < rows; i++)
         printf(" %d/%d", got[i], ref[i]);
     printf("  %s\n", bad ? "FAIL" : "ok");
@@ -639,12 +645,13 @@ static void test_argmax(void)
 
     float one = 3.0f;
     float *d1 = dev_from(&one, sizeof one);
-    OK(backend_argmax(gpu, dout, d1, 1, 1, &E));
+    OK(backend_argmax(gpu, dout, NULL, d1, 1, 1, &E));
     OK(backend_download(gpu, got, dout, sizeof(int32_t), &E));
     printf("%-14s %-58s %d  %s\n", "argmax", "rows=1 cols=1", got[0], got[0] == 0 ? "ok" : "FAIL");
     n_cases++;
     n_failed += got[0] != 0;
     backend_free(gpu, d1);
+    backend_free(gpu, dmax);
     backend_free(gpu, dx);
     backend_free(gpu, dout);
     free(x);
@@ -1275,9 +1282,91 @@ static void dummy_case(const char *dir, const tiny_model *t, int T, int r)
     model_free(&mc);
 }
 
+/* forward_prefill_argmax on the device (the argmax taken where the logits are, chunked
+ * prefills and single steps) names the token argmax_f32 picks from forward_prefill's
+ * logits on a twin cache. */
+static void argmax_case(const char *dir, const tiny_model *t)
+{
+    model m;
+    OK(model_load_dummy(&m, dir, NULL, gpu, 78, &E));
+    forward_ctx f;
+    OK(forward_init(&f, &m, gpu, NULL, 0, 8, 64, &E));
+    kv_cache a, b;
+    OK(kv_cache_init(&a, gpu, m.cfg.n_layers, 64, m.n_kv_heads_local, m.cfg.head_dim, &E));
+    OK(kv_cache_init(&b, gpu, m.cfg.n_layers, 64, m.n_kv_heads_local, m.cfg.head_dim, &E));
+    float *logits = xmalloc((size_t)m.vocab_local * sizeof(float));
+    int32_t tokens[11];
+    for (int i = 0; i < 11; i++)
+        tokens[i] = (int32_t)(uniform01() * t->vocab) % t->vocab;
+    int64_t differ = 0, steps = 0;
+    /* 11 prompt tokens (chunks of 8 and 3), then steps of 1, 3 and 4 tokens */
+    const int feeds[] = {11, 1, 3, 1, 4, 1};
+    int32_t next = 0;
+    for (size_t k = 0; k < sizeof feeds / sizeof *feeds; k++) {
+        int32_t *in = k == 0 ? tokens : tokens + 11 - feeds[k];
+        if (k > 0)
+            in[feeds[k] - 1] = next;
+        int32_t got = -1;
+        OK(forward_prefill_argmax(&f, &a, in, feeds[k], logits, &got, &E));
+        OK(forward_prefill(&f, &b, in, feeds[k], logits, &E));
+        next = (int32_t)argmax_f32(logits, m.vocab_local);
+        differ += got != next;
+        steps++;
+    }
+    char shape[128];
+    snprintf(shape, sizeof shape, "%s dim %d vocab %d, %lld steps, len %d", t->qwen2 ? "qwen2" : "llama", t->dim,
+             t->vocab, (long long)steps, a.len);
+    report_exact("prefill_argmax", shape, differ, (a.len != b.len) + (a.len != 21), "cache length wrong");
+
+    /* forward_run_batch_reduced: two sequences (5 rows from 0, 3 rows from 1) after their
+     * prefixes, reduced on the device, against forward_run_batch's logits on twin caches;
+     * only the rows asked for come back as logits, the others stay as they were. */
+    const int V = m.vocab_local;
+    float *full = xmalloc((size_t)7 * V * sizeof(float)), *part = xmalloc((size_t)7 * V * sizeof(float));
+    for (size_t i = 0; i < (size_t)7 * V; i++)
+        part[i] = -7.0f;
+    kv_cache_trim(&a, 6, &E);
+    kv_cache_trim(&b, 6, &E);
+    kv_cache c, d;
+    OK(kv_cache_init(&c, gpu, m.cfg.n_layers, 64, m.n_kv_heads_local, m.cfg.head_dim, &E));
+    OK(kv_cache_init(&d, gpu, m.cfg.n_layers, 64, m.n_kv_heads_local, m.cfg.head_dim, &E));
+    const forward_seq red[2] = {{.kv = &a, .tokens = tokens, .n = 4, .logits_from = 0},
+                                {.kv = &c, .tokens = tokens + 4, .n = 4, .logits_from = 1}};
+    const forward_seq ref[2] = {{.kv = &b, .tokens = tokens, .n = 4, .logits_from = 0},
+                                {.kv = &d, .tokens = tokens + 4, .n = 4, .logits_from = 1}};
+    const bool want[7] = {false, true, true, false, false, true, false};
+    int32_t amax[7];
+    float mx[7];
+    OK(forward_run_batch_reduced(&f, red, 2, want, part, amax, mx, &E));
+    OK(forward_run_batch(&f, ref, 2, full, &E));
+    int64_t bad = 0, untouched = 0;
+    for (int r = 0; r < 7; r++) {
+        const float *row = full + (size_t)r * V;
+        const int best = argmax_f32(row, V);
+        bad += amax[r] != best || memcmp(&mx[r], &row[best], sizeof(float)) != 0;
+        if (want[r])
+            bad += count_differ(part + (size_t)r * V, row, (size_t)V);
+        else
+            for (int k = 0; k < V; k++)
+                untouched += part[(size_t)r * V + k] != -7.0f;
+    }
+    snprintf(shape, sizeof shape, "%s dim %d vocab %d, 2 sequences, 7 rows", t->qwen2 ? "qwen2" : "llama", t->dim,
+             t->vocab);
+    report_exact("batch_reduced", shape, bad, untouched, "floats written to rows not asked for");
+    free(full);
+    free(part);
+    kv_cache_free(&c);
+    kv_cache_free(&d);
+    free(logits);
+    kv_cache_free(&a);
+    kv_cache_free(&b);
+    forward_free(&f);
+    model_free(&m);
+}
+
 static void test_model_weights(void)
 {
-    print_exact_header("model_to_backend (vs the host model) and model_load_dummy (vs the CPU's)");
+    print_exact_header("model_to_backend (vs the host model), model_load_dummy (vs the CPU's), forward_prefill_argmax");
     char dir[] = "/tmp/augur-cuda-test-XXXXXX";
     if (!mkdtemp(dir)) {
         fprintf(stderr, "FATAL: mkdtemp failed\n");
@@ -1296,6 +1385,7 @@ static void test_model_weights(void)
                 to_backend_case(dir, &models[i], T, r);
                 dummy_case(dir, &models[i], T, r);
             }
+        argmax_case(dir, &models[i]);
         remove_tiny_model(dir);
     }
     rmdir(dir);

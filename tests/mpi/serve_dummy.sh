@@ -24,6 +24,8 @@ python3 "$AUGUR_SOURCE_DIR/tools/bench/make_wide_tokenizer.py" "$tmp/tokenizer.j
 expect_fail 2 "give --tokenizer FILE" -- "$AUGUR_BIN" serve --target "$tmp/target" --draft "$tmp/draft" --load-format dummy
 expect_fail 2 "runs only with --load-format dummy" -- "$AUGUR_BIN" serve --target "$MODELS/target" \
   --draft "$MODELS/draft" --synthetic-acceptance 0.5
+expect_fail 2 "--overlap and --no-overlap contradict each other" -- "$AUGUR_BIN" serve --target "$tmp/target" --draft "$tmp/draft" \
+  --load-format dummy --tokenizer "$tmp/tokenizer.json" --overlap --no-overlap
 expect_fail 2 "needs speculation" -- "$AUGUR_BIN" serve --target "$tmp/target" --load-format dummy \
   --tokenizer "$tmp/tokenizer.json" --synthetic-acceptance 0.5 --no-speculation
 

@@ -2,7 +2,8 @@
  * give every sequence exactly the logits forward_run gives it alone on a contiguous
  * cache, bit for bit, whatever its batch-mates, with contiguous and paged caches mixed,
  * through prefill, verification-sized steps, rejections (trims) and sequences sitting out
- * rounds; and a pool running dry fails the call without growing any cache. A small
+ * rounds (odd rounds through forward_run_batch_reduced, whose per-row argmax and maximum
+ * must match the rows'); and a pool running dry fails the call without growing any cache. A small
  * random Llama model (model_load_dummy) on the CPU backend; no fixture needed. */
 #include <setjmp.h>
 #include <stdarg.h>
@@ -109,7 +110,21 @@ static void test_batch_equals_alone(void **state)
             idx[n_seqs++] = i;
             off += (size_t)(n - lf) * V;
         }
-        test_expect_ok(forward_run_batch(&b.f, seqs, n_seqs, got, &err), &err, "forward_run_batch");
+        /* odd rounds reduce each row as greedy verification does (the host backend still
+         * fills every logits row) */
+        int32_t amax[MAX_TOKENS];
+        float mx[MAX_TOKENS];
+        if (r % 2)
+            test_expect_ok(forward_run_batch_reduced(&b.f, seqs, n_seqs, NULL, got, amax, mx, &err), &err,
+                           "forward_run_batch_reduced");
+        else
+            test_expect_ok(forward_run_batch(&b.f, seqs, n_seqs, got, &err), &err, "forward_run_batch");
+        for (size_t k = 0; r % 2 && k < off / (size_t)V; k++) {
+            const int best = argmax_f32(want + k * V, V);
+            if (amax[k] != best || mx[k] != want[k * V + best])
+                fail_msg("round %d wanted row %zu: reduced to (%d, %g), the row alone gives (%d, %g)", r, k, amax[k],
+                         (double)mx[k], best, (double)want[k * V + best]);
+        }
         off = 0;
         for (int s = 0; s < n_seqs; s++) {
             const int i = idx[s], rows = seqs[s].n - seqs[s].logits_from;
