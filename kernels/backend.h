@@ -66,6 +66,13 @@ typedef struct {
     bool graphs;
 } augur_backend_caps;
 
+/* One product of backend_matmul_parts: out [n][w->rows] = x W^T (+ bias). */
+typedef struct {
+    float *out;
+    const tensor_view *w;
+    const float *bias; /* may be NULL */
+} matmul_part;
+
 /* The operations; see the backend_* wrappers below for what each computes. */
 typedef struct {
     void (*destroy)(augur_backend *be);
@@ -85,6 +92,9 @@ typedef struct {
     /* kernels */
     augur_status (*matmul)(augur_backend *be, float *out, const float *x, int n, const tensor_view *w,
                            const float *bias, augur_error *err);
+    /* may be NULL: backend_matmul_parts then runs the products one by one */
+    augur_status (*matmul_parts)(augur_backend *be, const float *x, int n, const matmul_part *parts, int count,
+                                 augur_error *err);
     augur_status (*rmsnorm)(augur_backend *be, float *out, const float *x, const float *weight, int n, int dim,
                             float eps, augur_error *err);
     augur_status (*rope)(augur_backend *be, float *x, int n, int n_heads, int head_dim, int start_pos,
@@ -245,6 +255,22 @@ static inline augur_status backend_matmul(augur_backend *be, float *out, const f
                                           const tensor_view *w, const float *bias, augur_error *err)
 {
     return be->iface.matmul(be, out, x, n, w, bias, err);
+}
+
+/* Several products of the same x (q|k|v, gate|up), count >= 1: each part's out exactly as
+ * backend_matmul(be, part.out, x, n, part.w, part.bias) computes it; a backend may run
+ * them as one launch. No out may overlap x or another out. */
+static inline augur_status backend_matmul_parts(augur_backend *be, const float *x, int n, const matmul_part *parts,
+                                                int count, augur_error *err)
+{
+    if (be->iface.matmul_parts && count > 1)
+        return be->iface.matmul_parts(be, x, n, parts, count, err);
+    for (int p = 0; p < count; p++) {
+        augur_status st = be->iface.matmul(be, parts[p].out, x, n, parts[p].w, parts[p].bias, err);
+        if (st)
+            return st;
+    }
+    return AUGUR_OK;
 }
 
 /* out[i] = x[i] / sqrt(mean(x[i]^2) + eps) * weight over n rows of dim; out may alias x. */

@@ -213,9 +213,8 @@ static augur_status attention_block(forward_ctx *f, const fwd_seg *segs, int n_s
     size_t kv_row = (size_t)nkv * hd, q_row = (size_t)nh * hd;
     augur_status st;
     if ((st = backend_rmsnorm(be, f->xb, f->x, lw->attn_norm, rows, c->dim, c->rms_norm_eps, err)) ||
-        (st = backend_matmul(be, f->q, f->xb, rows, &lw->wq, lw->bq, err)) ||
-        (st = backend_matmul(be, f->k, f->xb, rows, &lw->wk, lw->bk, err)) ||
-        (st = backend_matmul(be, f->v, f->xb, rows, &lw->wv, lw->bv, err)))
+        (st = backend_matmul_parts(be, f->xb, rows, (matmul_part[]){{f->q, &lw->wq, lw->bq}, {f->k, &lw->wk, lw->bk},
+                                                                    {f->v, &lw->wv, lw->bv}}, 3, err)))
         return augur_wrap(err, "%s: layer %d attention", m->source, layer);
     for (int s = 0; s < n_segs; s++) {
         const fwd_seg *g = &segs[s];
@@ -242,8 +241,8 @@ static augur_status mlp_block(forward_ctx *f, const layer_weights *lw, int layer
     augur_backend *be = f->be;
     augur_status st;
     if ((st = backend_rmsnorm(be, f->xb, f->x, lw->ffn_norm, n, c->dim, c->rms_norm_eps, err)) ||
-        (st = backend_matmul(be, f->gate, f->xb, n, &lw->w_gate, NULL, err)) ||
-        (st = backend_matmul(be, f->up, f->xb, n, &lw->w_up, NULL, err)) ||
+        (st = backend_matmul_parts(be, f->xb, n, (matmul_part[]){{f->gate, &lw->w_gate, NULL}, {f->up, &lw->w_up, NULL}},
+                                   2, err)) ||
         (st = backend_swiglu(be, f->gate, f->gate, f->up, (int64_t)n * f->m->hidden_local, err)) ||
         (st = backend_matmul(be, f->proj, f->gate, n, &lw->w_down, NULL, err)))
         return augur_wrap(err, "%s: layer %d MLP", f->m->source, layer);

@@ -51,6 +51,7 @@ typedef struct {
      * made or reused the split. NCCL writes only matmul outputs between operations, and a
      * matmul whose output overlaps its x does not keep the split. */
     uint64_t op_seq, split_seq;
+    bool ungrouped;           /* AUGUR_CUDA_GROUPED=0: matmul_parts as single products (A/B runs) */
     /* step capture: the bound position (NULL: none) and the most positions the cache
      * holds; capturing while a stream capture is open; scratch_gen moves whenever a
      * scratch buffer is reallocated, so that a captured step using the old one is known
@@ -432,6 +433,54 @@ static augur_status cuda_matmul(augur_backend *be, float *out, const float *x, i
     return launched(c, cuk_add_bias(c->stream, out, bias, n, w->rows), "matmul (add_bias kernel)", err);
 }
 
+/* q|k|v or gate|up: one split of x and one grid when every part takes the tensor-core
+ * GEMV over the same columns; otherwise the parts one by one. Either way each output is
+ * what cuda_matmul computes for it alone. */
+static augur_status cuda_matmul_parts(augur_backend *be, const float *x, int n, const matmul_part *parts, int count,
+                                      augur_error *err)
+{
+    cuda_ctx *c = ctx_of(be);
+    bool grouped = !c->ungrouped && n > 0 && count <= CUK_MMA_MAX_PARTS && c->paths.matmul != CUDA_MATMUL_GEMV &&
+                   c->paths.matmul != CUDA_MATMUL_CUBLAS && n <= CUK_INVARIANT_ROWS;
+    for (int p = 0; grouped && p < count; p++) {
+        const tensor_view *w = parts[p].w;
+        grouped = w->rows > 0 && w->rows <= INT_MAX && w->cols == parts[0].w->cols && w->row_stride >= w->cols &&
+                  w->row_stride <= INT_MAX && cuk_gemv_mma_eligible(w->data, (int)w->dtype, w->cols, w->row_stride, x);
+    }
+    if (!grouped) {
+        for (int p = 0; p < count; p++) {
+            augur_status st = cuda_matmul(be, parts[p].out, x, n, parts[p].w, parts[p].bias, err);
+            if (st)
+                return st;
+        }
+        return AUGUR_OK;
+    }
+    const int64_t cols = parts[0].w->cols;
+    const uint64_t seq = ++c->op_seq;
+    if (!(c->split_seq + 1 == seq && c->split_x == x && c->split_n == n && c->split_cols == cols)) {
+        augur_status st = grow_scratch(c, &c->mma_x, &c->mma_x_bytes, cuk_gemv_mma_scratch(n, cols),
+                                       "matmul (split activations)", err);
+        if (!st)
+            st = launched(c, cuk_gemv_split_x(c->stream, c->mma_x, x, n, cols), "matmul (split_x kernel)", err);
+        if (st)
+            return st;
+    }
+    cuk_mma_part kp[CUK_MMA_MAX_PARTS];
+    bool overlaps = false;
+    for (int p = 0; p < count; p++) {
+        const tensor_view *w = parts[p].w;
+        kp[p] = (cuk_mma_part){parts[p].out, w->data, w->rows, w->row_stride, parts[p].bias};
+        overlaps |= (const char *)parts[p].out < (const char *)(x + (int64_t)n * cols) &&
+                    (const char *)x < (const char *)(parts[p].out + (int64_t)n * w->rows);
+    }
+    c->split_seq = overlaps ? 0 : seq;
+    c->split_x = x;
+    c->split_n = n;
+    c->split_cols = cols;
+    return launched(c, cuk_gemv_mma_parts(c->stream, c->mma_x, n, cols, kp, count),
+                    "matmul (tensor-core gemv kernel, grouped products)", err);
+}
+
 static augur_status cuda_rmsnorm(augur_backend *be, float *out, const float *x, const float *weight, int n, int dim,
                                  float eps, augur_error *err)
 {
@@ -735,6 +784,7 @@ static const augur_backend_iface cuda_iface = {
     .weight_free = cuda_weight_free,
     .fill_random = cuda_fill_random,
     .matmul = cuda_matmul,
+    .matmul_parts = cuda_matmul_parts,
     .rmsnorm = cuda_rmsnorm,
     .rope = cuda_rope,
     .attention = cuda_attention,
@@ -821,6 +871,8 @@ augur_status backend_cuda_create(augur_backend **out, int device, augur_error *e
     c->sync_each = sync && *sync && strcmp(sync, "0") != 0;
     /* A/B measurements of the matmul kernels (docs/perf-notes.md): unknown values are
      * ignored, like AUGUR_CUDA_SYNC's. */
+    const char *grouped = getenv("AUGUR_CUDA_GROUPED"); /* 0: q|k|v and gate|up one launch each */
+    c->ungrouped = grouped && !strcmp(grouped, "0");
     const char *mm = getenv("AUGUR_CUDA_MATMUL");
     if (mm && !strcmp(mm, "gemv"))
         c->paths.matmul = CUDA_MATMUL_GEMV;

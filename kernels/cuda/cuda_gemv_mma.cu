@@ -119,16 +119,35 @@ __global__ void split_x_kernel(uint4 *__restrict__ xs, const float *__restrict__
     }
 }
 
-/* Block: 16 features from blockIdx.x * 16, rows blockIdx.y * 8 * NT .. (+8 NT). */
+/* Up to CUK_MMA_MAX_PARTS products of the same x in one grid (q|k|v, gate|up): part p
+ * owns blocks first[p] .. first[p + 1] - 1. Why: k and v of an 8B layer are 64 blocks
+ * each on 132 multiprocessors (20% of DRAM peak alone, ncu); beside q's 256 they fill
+ * the machine. A block computes exactly what it computes in a grid of its part alone. */
+struct MmaParts {
+    float *out[CUK_MMA_MAX_PARTS];
+    const __nv_bfloat16 *w[CUK_MMA_MAX_PARTS];
+    const float *bias[CUK_MMA_MAX_PARTS];
+    int64_t rows[CUK_MMA_MAX_PARTS], ld[CUK_MMA_MAX_PARTS];
+    unsigned first[CUK_MMA_MAX_PARTS + 1];
+};
+
+/* Block: 16 features of its part from (blockIdx.x - first) * 16, rows blockIdx.y * 8 * NT .. (+8 NT). */
 template <int NT>
 __global__ void __launch_bounds__(MMA_THREADS, 2) /* two blocks a multiprocessor: bytes in flight */
-    gemv_mma_kernel(float *__restrict__ out, const uint4 *__restrict__ xs, int n, const __nv_bfloat16 *__restrict__ w,
-                    int64_t rows, int64_t cols, int64_t ld, const float *__restrict__ bias)
+    gemv_mma_kernel(const __grid_constant__ MmaParts parts, const uint4 *__restrict__ xs, int n, int64_t cols)
 {
     __shared__ float red[MMA_WARPS][NT * 8][17]; /* +1: lanes of a warp write distinct banks */
     const int lane = threadIdx.x & 31, warp = threadIdx.x >> 5;
     const int g = lane >> 2, t4 = lane & 3;
-    const int64_t f0 = (int64_t)blockIdx.x * 16;
+    int p = 0;
+#pragma unroll
+    for (int q = 1; q < CUK_MMA_MAX_PARTS; q++)
+        p += blockIdx.x >= parts.first[q];
+    float *__restrict__ out = parts.out[p];
+    const __nv_bfloat16 *__restrict__ w = parts.w[p];
+    const float *__restrict__ bias = parts.bias[p];
+    const int64_t rows = parts.rows[p], ld = parts.ld[p];
+    const int64_t f0 = (int64_t)(blockIdx.x - parts.first[p]) * 16;
     const int r0 = blockIdx.y * 8 * NT;
     const int64_t chunks = (cols + MMA_CHUNK - 1) / MMA_CHUNK;
     const bool fa = f0 + g < rows, fb = f0 + g + 8 < rows;
@@ -220,16 +239,36 @@ extern "C" cudaError_t cuk_gemv_split_x(cudaStream_t stream, void *scratch, cons
     return cudaGetLastError();
 }
 
+extern "C" cudaError_t cuk_gemv_mma_parts(cudaStream_t stream, const void *x_split, int n, int64_t cols,
+                                          const cuk_mma_part *part, int count)
+{
+    if (count < 1 || count > CUK_MMA_MAX_PARTS)
+        return cudaErrorInvalidValue;
+    MmaParts a = {};
+    unsigned blocks = 0;
+    for (int p = 0; p < CUK_MMA_MAX_PARTS; p++) {
+        a.first[p] = blocks;
+        if (p >= count)
+            continue; /* first[p] = the end: no block maps past the last part */
+        a.out[p] = part[p].out;
+        a.w[p] = static_cast<const __nv_bfloat16 *>(part[p].w);
+        a.bias[p] = part[p].bias;
+        a.rows[p] = part[p].rows;
+        a.ld[p] = part[p].ld;
+        blocks += (unsigned)((part[p].rows + 15) / 16);
+    }
+    a.first[CUK_MMA_MAX_PARTS] = blocks;
+    const uint4 *xs = static_cast<const uint4 *>(x_split);
+    if (n <= 8)
+        gemv_mma_kernel<1><<<dim3(blocks, 1), MMA_THREADS, 0, stream>>>(a, xs, n, cols);
+    else
+        gemv_mma_kernel<2><<<dim3(blocks, (unsigned)((n + 15) / 16)), MMA_THREADS, 0, stream>>>(a, xs, n, cols);
+    return cudaGetLastError();
+}
+
 extern "C" cudaError_t cuk_gemv_mma(cudaStream_t stream, float *out, const void *x_split, int n, const void *w,
                                     int64_t rows, int64_t cols, int64_t ld, const float *bias)
 {
-    const __nv_bfloat16 *wt = static_cast<const __nv_bfloat16 *>(w);
-    const uint4 *xs = static_cast<const uint4 *>(x_split);
-    const unsigned fblocks = (unsigned)((rows + 15) / 16);
-    if (n <= 8)
-        gemv_mma_kernel<1><<<dim3(fblocks, 1), MMA_THREADS, 0, stream>>>(out, xs, n, wt, rows, cols, ld, bias);
-    else
-        gemv_mma_kernel<2><<<dim3(fblocks, (unsigned)((n + 15) / 16)), MMA_THREADS, 0, stream>>>(out, xs, n, wt, rows,
-                                                                                              cols, ld, bias);
-    return cudaGetLastError();
+    const cuk_mma_part part = {out, w, rows, ld, bias};
+    return cuk_gemv_mma_parts(stream, x_split, n, cols, &part, 1);
 }

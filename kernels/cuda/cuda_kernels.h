@@ -42,6 +42,20 @@ cudaError_t cuk_gemv_split_x(cudaStream_t stream, void *scratch, const float *x,
 cudaError_t cuk_gemv_mma(cudaStream_t stream, float *out, const void *x_split, int n, const void *w, int64_t rows,
                          int64_t cols, int64_t ld, const float *bias);
 
+/* One product of cuk_gemv_mma_parts: out [n][rows] from bf16 w ([rows] rows, row o at w + o*ld). */
+typedef struct {
+    float *out;
+    const void *w;
+    int64_t rows, ld;
+    const float *bias; /* may be NULL */
+} cuk_mma_part;
+#define CUK_MMA_MAX_PARTS 3
+
+/* 1 to CUK_MMA_MAX_PARTS products of the same split x (cols columns) in one launch, each
+ * output bit for bit what cuk_gemv_mma computes for its part alone. */
+cudaError_t cuk_gemv_mma_parts(cudaStream_t stream, const void *x_split, int n, int64_t cols, const cuk_mma_part *part,
+                               int count);
+
 /* dst[i] = x[i] rounded to nearest-even bf16 (dtype AUGUR_BF16) or fp16 (AUGUR_F16). */
 cudaError_t cuk_round_activations(cudaStream_t stream, void *dst, const float *x, int64_t count, int dtype);
 

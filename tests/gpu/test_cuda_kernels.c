@@ -831,6 +831,72 @@ static void invariance_matmul(augur_dtype dt, int rows, int cols)
     free((void *)host.data);
 }
 
+/* backend_matmul_parts (q|k|v and gate|up in one grid) must give each part exactly what
+ * backend_matmul gives it alone, at every row count and on every path; parts of
+ * different heights, a column tail, a bias on some. */
+static void matmul_parts_case(int n, cuda_matmul_path path)
+{
+    set_paths(path, CUDA_ATTN_AUTO, 0);
+    enum { PARTS = 3, COLS = 1060 };
+    const int rows[PARTS] = {272, 64, 40};
+    tensor_view host[PARTS], dev[PARTS];
+    float *dbias[PARTS] = {NULL}, *dout[PARTS], *alone[PARTS];
+    matmul_part parts[PARTS];
+    float *x = random_floats((size_t)COLS * n, -2.0f, 2.0f);
+    float *dx = dev_from(x, (size_t)COLS * n * sizeof(float));
+    for (int p = 0; p < PARTS; p++) {
+        host[p] = host_matrix(AUGUR_BF16, rows[p], COLS, COLS, 0.05f);
+        OK(backend_weight_upload(gpu, &dev[p], &host[p], &E));
+        if (p != 1) {
+            float *b = random_floats((size_t)rows[p], -1.0f, 1.0f);
+            dbias[p] = dev_from(b, (size_t)rows[p] * sizeof(float));
+            free(b);
+        }
+        dout[p] = dev_output((size_t)rows[p] * n);
+        OK(backend_matmul(gpu, dout[p], dx, n, &dev[p], dbias[p], &E));
+        alone[p] = fetch_plain(dout[p], (size_t)rows[p] * n);
+        parts[p] = (matmul_part){dout[p], &dev[p], dbias[p]};
+    }
+    for (int count = 2; count <= PARTS; count++) {
+        for (int p = 0; p < count; p++) { /* poisoned again: an output the grouped launch skips shows */
+            backend_free(gpu, dout[p]);
+            parts[p].out = dout[p] = dev_output((size_t)rows[p] * n);
+        }
+        OK(backend_matmul_parts(gpu, dx, n, parts, count, &E));
+        for (int p = 0; p < count; p++) {
+            int unwritten, overrun;
+            float *got = fetch(dout[p], (size_t)rows[p] * n, &unwritten, &overrun);
+            char shape[128];
+            snprintf(shape, sizeof shape, "part %d of %d (%d x %d) n=%d %s vs alone", p + 1, count, rows[p], COLS, n,
+                     path_name(path));
+            report_exact("matmul_parts", shape, count_differ(got, alone[p], (size_t)rows[p] * n),
+                         unwritten + overrun, "unwritten or past the end");
+            free(got);
+        }
+    }
+    for (int p = 0; p < PARTS; p++) {
+        backend_weight_free(gpu, &dev[p]);
+        backend_free(gpu, dbias[p]);
+        backend_free(gpu, dout[p]);
+        free(alone[p]);
+        free((void *)host[p].data);
+    }
+    backend_free(gpu, dx);
+    free(x);
+    set_paths(CUDA_MATMUL_AUTO, CUDA_ATTN_AUTO, 0);
+}
+
+static void test_matmul_parts(void)
+{
+    print_exact_header("grouped products: backend_matmul_parts == each product alone");
+    const int ns[] = {1, 6, 9, 17, 100};
+    for (size_t i = 0; i < sizeof ns / sizeof *ns; i++) {
+        matmul_parts_case(ns[i], CUDA_MATMUL_AUTO);
+        matmul_parts_case(ns[i], CUDA_MATMUL_MMA);
+    }
+    matmul_parts_case(6, CUDA_MATMUL_GEMV);
+}
+
 static void test_batch_invariance(void)
 {
     print_exact_header("batch invariance: rows in one call == the same rows one at a time");
@@ -1429,6 +1495,7 @@ int main(void)
     test_rope();
     test_attention();
     test_batch_invariance();
+    test_matmul_parts();
     test_paged();
     test_elementwise();
     test_softmax();
