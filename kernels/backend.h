@@ -97,6 +97,9 @@ typedef struct {
                                  augur_error *err);
     augur_status (*rmsnorm)(augur_backend *be, float *out, const float *x, const float *weight, int n, int dim,
                             float eps, augur_error *err);
+    /* may be NULL: backend_add_rmsnorm then runs add and rmsnorm */
+    augur_status (*add_rmsnorm)(augur_backend *be, float *out, float *x, const float *partial, const float *weight,
+                                int n, int dim, float eps, augur_error *err);
     augur_status (*rope)(augur_backend *be, float *x, int n, int n_heads, int head_dim, int start_pos,
                          const float *inv_freq, rope_pairing pairs, augur_error *err);
     augur_status (*attention)(augur_backend *be, float *out, const float *q, int n, int start_pos, int n_heads,
@@ -278,6 +281,17 @@ static inline augur_status backend_rmsnorm(augur_backend *be, float *out, const 
                                            int n, int dim, float eps, augur_error *err)
 {
     return be->iface.rmsnorm(be, out, x, weight, n, dim, eps, err);
+}
+
+/* The residual add and the next norm: x += partial, then out = rmsnorm(x) as
+ * backend_rmsnorm computes it, bit for bit. out must alias neither x nor partial. */
+static inline augur_status backend_add_rmsnorm(augur_backend *be, float *out, float *x, const float *partial,
+                                               const float *weight, int n, int dim, float eps, augur_error *err)
+{
+    if (be->iface.add_rmsnorm)
+        return be->iface.add_rmsnorm(be, out, x, partial, weight, n, dim, eps, err);
+    augur_status st = be->iface.add(be, x, x, partial, (int64_t)n * dim, err);
+    return st ? st : be->iface.rmsnorm(be, out, x, weight, n, dim, eps, err);
 }
 
 /* Rotates x = [n][n_heads][head_dim] in place; row i is at position start_pos + i.

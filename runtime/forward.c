@@ -157,8 +157,12 @@ void forward_report_graphs(const forward_ctx *f, const char *who)
 }
 
 /* Adds a row-parallel projection's partial result, summed over the TP group, into x. */
-static augur_status add_reduced(forward_ctx *f, float *x, float *partial, size_t count, augur_error *err)
+/* x += the all-reduced partial; then, when norm is given, xb = rmsnorm(x) over rows (the
+ * next block's norm, in one kernel with the add where the backend can). */
+static augur_status add_reduced(forward_ctx *f, float *x, float *partial, int rows, const float *norm,
+                                augur_error *err)
 {
+    const size_t count = (size_t)rows * f->m->cfg.dim;
     augur_status st = AUGUR_OK;
     if (f->tp && f->tp->size > 1) {
         /* Without the synchronisation the clock would also run over the kernels still
@@ -182,6 +186,8 @@ static augur_status add_reduced(forward_ctx *f, float *x, float *partial, size_t
         if (st)
             return st;
     }
+    if (norm)
+        return backend_add_rmsnorm(f->be, f->xb, x, partial, norm, rows, f->m->cfg.dim, f->m->cfg.rms_norm_eps, err);
     return backend_add(f->be, x, x, partial, (int64_t)count, err);
 }
 
@@ -201,9 +207,11 @@ typedef struct {
 } fwd_rows;
 
 /* RoPE, the KV store and attention act per segment (each its own positions and cache);
- * the norm and the projections run once over all rows: one pass over the weights. */
+ * the norm and the projections run once over all rows: one pass over the weights.
+ * normed: xb already holds this layer's attention norm of x (the previous MLP's add made
+ * it). Ends with x += attention and xb = the MLP's norm of x. */
 static augur_status attention_block(forward_ctx *f, const fwd_seg *segs, int n_segs, int rows,
-                                    const layer_weights *lw, int layer, augur_error *err)
+                                    const layer_weights *lw, int layer, bool normed, augur_error *err)
 {
     const model *m = f->m;
     const model_config *c = &m->cfg;
@@ -212,7 +220,7 @@ static augur_status attention_block(forward_ctx *f, const fwd_seg *segs, int n_s
     int nh = m->n_heads_local, nkv = m->n_kv_heads_local;
     size_t kv_row = (size_t)nkv * hd, q_row = (size_t)nh * hd;
     augur_status st;
-    if ((st = backend_rmsnorm(be, f->xb, f->x, lw->attn_norm, rows, c->dim, c->rms_norm_eps, err)) ||
+    if ((!normed && (st = backend_rmsnorm(be, f->xb, f->x, lw->attn_norm, rows, c->dim, c->rms_norm_eps, err))) ||
         (st = backend_matmul_parts(be, f->xb, rows, (matmul_part[]){{f->q, &lw->wq, lw->bq}, {f->k, &lw->wk, lw->bk},
                                                                     {f->v, &lw->wv, lw->bv}}, 3, err)))
         return augur_wrap(err, "%s: layer %d attention", m->source, layer);
@@ -232,21 +240,22 @@ static augur_status attention_block(forward_ctx *f, const fwd_seg *segs, int n_s
     }
     if ((st = backend_matmul(be, f->proj, f->att, rows, &lw->wo, NULL, err)))
         return augur_wrap(err, "%s: layer %d attention", m->source, layer);
-    return add_reduced(f, f->x, f->proj, (size_t)rows * c->dim, err);
+    return add_reduced(f, f->x, f->proj, rows, lw->ffn_norm, err);
 }
 
-static augur_status mlp_block(forward_ctx *f, const layer_weights *lw, int layer, int n, augur_error *err)
+/* From xb = the MLP's norm of x; ends with x += MLP and, when next_norm is given (the next
+ * layer's attention norm), xb = that norm of x. */
+static augur_status mlp_block(forward_ctx *f, const layer_weights *lw, int layer, int n, const float *next_norm,
+                              augur_error *err)
 {
-    const model_config *c = &f->m->cfg;
     augur_backend *be = f->be;
     augur_status st;
-    if ((st = backend_rmsnorm(be, f->xb, f->x, lw->ffn_norm, n, c->dim, c->rms_norm_eps, err)) ||
-        (st = backend_matmul_parts(be, f->xb, n, (matmul_part[]){{f->gate, &lw->w_gate, NULL}, {f->up, &lw->w_up, NULL}},
+    if ((st = backend_matmul_parts(be, f->xb, n, (matmul_part[]){{f->gate, &lw->w_gate, NULL}, {f->up, &lw->w_up, NULL}},
                                    2, err)) ||
         (st = backend_swiglu(be, f->gate, f->gate, f->up, (int64_t)n * f->m->hidden_local, err)) ||
         (st = backend_matmul(be, f->proj, f->gate, n, &lw->w_down, NULL, err)))
         return augur_wrap(err, "%s: layer %d MLP", f->m->source, layer);
-    return add_reduced(f, f->x, f->proj, (size_t)n * c->dim, err);
+    return add_reduced(f, f->x, f->proj, n, next_norm, err);
 }
 
 /* The step's device work, from the ids already in f->ids: embedding, the layers over all
@@ -262,7 +271,9 @@ static augur_status forward_body(forward_ctx *f, const fwd_seg *segs, int n_segs
         return augur_wrap(err, "%s: embedding", m->source);
     for (int l = 0; l < c->n_layers; l++) {
         const layer_weights *lw = &m->w.layers[l];
-        if ((st = attention_block(f, segs, n_segs, rows, lw, l, err)) || (st = mlp_block(f, lw, l, rows, err)))
+        const float *next_norm = l + 1 < c->n_layers ? m->w.layers[l + 1].attn_norm : NULL;
+        if ((st = attention_block(f, segs, n_segs, rows, lw, l, l > 0, err)) ||
+            (st = mlp_block(f, lw, l, rows, next_norm, err)))
             return st;
     }
     if (n_want <= 0)

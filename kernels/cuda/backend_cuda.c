@@ -52,6 +52,7 @@ typedef struct {
      * matmul whose output overlaps its x does not keep the split. */
     uint64_t op_seq, split_seq;
     bool ungrouped;           /* AUGUR_CUDA_GROUPED=0: matmul_parts as single products (A/B runs) */
+    bool unfused;             /* AUGUR_CUDA_FUSED_NORM=0: norm_op's add, norm and split apart (A/B runs) */
     /* step capture: the bound position (NULL: none) and the most positions the cache
      * holds; capturing while a stream capture is open; scratch_gen moves whenever a
      * scratch buffer is reallocated, so that a captured step using the old one is known
@@ -481,14 +482,51 @@ static augur_status cuda_matmul_parts(augur_backend *be, const float *x, int n, 
                     "matmul (tensor-core gemv kernel, grouped products)", err);
 }
 
+/* A norm (after the residual add when partial is given) whose output the next operation,
+ * a tensor-core product, reads: the norm kernel also writes the split activations, as
+ * the product's own split kernel would, and marks them as the split of out (one kernel
+ * a norm fewer, and the add's). AUGUR_CUDA_FUSED_NORM=0 runs add, norm and split apart. */
+static augur_status norm_op(cuda_ctx *c, float *out, float *x, const float *partial, const float *weight, int n,
+                            int dim, float eps, augur_error *err)
+{
+    const uint64_t seq = ++c->op_seq;
+    if (n <= 0 || dim <= 0)
+        return AUGUR_OK;
+    const bool fused = !c->unfused && cuk_rmsnorm_fused_ok(out, x, partial, weight, dim);
+    const bool split = fused && dim % 32 == 0 && c->paths.matmul != CUDA_MATMUL_GEMV &&
+                       c->paths.matmul != CUDA_MATMUL_CUBLAS &&
+                       (c->paths.matmul == CUDA_MATMUL_MMA || n <= CUK_INVARIANT_ROWS);
+    augur_status st;
+    if (!fused) {
+        if (partial &&
+            (st = launched(c, cuk_add(c->stream, x, x, partial, (int64_t)n * dim), "add kernel (residual)", err)))
+            return st;
+        return launched(c, cuk_rmsnorm(c->stream, out, x, weight, n, dim, eps), "rmsnorm kernel", err);
+    }
+    if (split && (st = grow_scratch(c, &c->mma_x, &c->mma_x_bytes, cuk_gemv_mma_scratch(n, dim),
+                                    "rmsnorm (split activations)", err)))
+        return st;
+    st = launched(c, cuk_rmsnorm_fused(c->stream, out, x, partial, weight, n, dim, eps, split ? c->mma_x : NULL),
+                  partial ? "rmsnorm kernel (with the residual add)" : "rmsnorm kernel", err);
+    if (!st && split) {
+        c->split_seq = seq;
+        c->split_x = out;
+        c->split_n = n;
+        c->split_cols = dim;
+    }
+    return st;
+}
+
 static augur_status cuda_rmsnorm(augur_backend *be, float *out, const float *x, const float *weight, int n, int dim,
                                  float eps, augur_error *err)
 {
-    cuda_ctx *c = ctx_of(be);
-    c->op_seq++;
-    if (n <= 0 || dim <= 0)
-        return AUGUR_OK;
-    return launched(c, cuk_rmsnorm(c->stream, out, x, weight, n, dim, eps), "rmsnorm kernel", err);
+    return norm_op(ctx_of(be), out, (float *)x, NULL, weight, n, dim, eps, err);
+}
+
+static augur_status cuda_add_rmsnorm(augur_backend *be, float *out, float *x, const float *partial,
+                                     const float *weight, int n, int dim, float eps, augur_error *err)
+{
+    return norm_op(ctx_of(be), out, x, partial, weight, n, dim, eps, err);
 }
 
 static augur_status cuda_rope(augur_backend *be, float *x, int n, int n_heads, int head_dim, int start_pos,
@@ -786,6 +824,7 @@ static const augur_backend_iface cuda_iface = {
     .matmul = cuda_matmul,
     .matmul_parts = cuda_matmul_parts,
     .rmsnorm = cuda_rmsnorm,
+    .add_rmsnorm = cuda_add_rmsnorm,
     .rope = cuda_rope,
     .attention = cuda_attention,
     .swiglu = cuda_swiglu,
@@ -873,6 +912,8 @@ augur_status backend_cuda_create(augur_backend **out, int device, augur_error *e
      * ignored, like AUGUR_CUDA_SYNC's. */
     const char *grouped = getenv("AUGUR_CUDA_GROUPED"); /* 0: q|k|v and gate|up one launch each */
     c->ungrouped = grouped && !strcmp(grouped, "0");
+    const char *fused = getenv("AUGUR_CUDA_FUSED_NORM"); /* 0: residual add, norm and split apart */
+    c->unfused = fused && !strcmp(fused, "0");
     const char *mm = getenv("AUGUR_CUDA_MATMUL");
     if (mm && !strcmp(mm, "gemv"))
         c->paths.matmul = CUDA_MATMUL_GEMV;

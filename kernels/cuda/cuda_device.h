@@ -75,6 +75,21 @@ __device__ __forceinline__ double cuk_block_sum_d(double v, double *red)
     return cuk_block_reduce(v, red, 0.0, cuk_sum_op());
 }
 
+/* The tensor-core GEMV's activations (cuda_gemv_mma.cu): v as three bf16 terms hi + mid +
+ * lo that together carry its 24-bit significand, and two bf16 packed as mma wants them. */
+__device__ __forceinline__ void cuk_split3(float v, __nv_bfloat16 &h, __nv_bfloat16 &m, __nv_bfloat16 &l)
+{
+    h = __float2bfloat16_rn(v);
+    const float r1 = __fsub_rn(v, __bfloat162float(h));
+    m = __float2bfloat16_rn(r1);
+    l = __float2bfloat16_rn(__fsub_rn(r1, __bfloat162float(m)));
+}
+
+__device__ __forceinline__ uint32_t cuk_pack_bf16x2(__nv_bfloat16 lo, __nv_bfloat16 hi)
+{
+    return (uint32_t)__bfloat16_as_ushort(lo) | ((uint32_t)__bfloat16_as_ushort(hi) << 16);
+}
+
 /* Grid size for a grid-stride loop over count elements. */
 static inline unsigned cuk_blocks_for(int64_t count, int threads)
 {

@@ -31,11 +31,18 @@ __global__ void __launch_bounds__(NORM_THREADS)
  * (ncu): a row is too small to hide a memory latency per loop iteration. Each thread
  * keeps its elements in registers between the reduction and the store. */
 #define NORM_VEC_MAX 4 /* float4s a thread holds: dims up to 16384 */
+/* ADD: x += partial first (stored back; the norm reads the sum from registers, the value
+ * add_kernel would have stored). SPLIT: also writes out as the tensor-core GEMV's split
+ * activations (cuk_gemv_split_x's layout, dim % 32 == 0), sparing the next product's
+ * split kernel; four columns are half of one 16-byte vector of each term. */
+template <bool ADD, bool SPLIT>
 __global__ void __launch_bounds__(NORM_VEC_THREADS)
-    rmsnorm_vec_kernel(float *out, const float *x, const float *__restrict__ weight, int dim, float eps)
+    rmsnorm_vec_kernel(float *out, float *x, const float *__restrict__ partial, const float *__restrict__ weight,
+                       int dim, float eps, uint2 *__restrict__ xs)
 {
     __shared__ float red[32];
-    const float4 *xi = reinterpret_cast<const float4 *>(x + (int64_t)blockIdx.x * dim);
+    float4 *xi = reinterpret_cast<float4 *>(x + (int64_t)blockIdx.x * dim);
+    const float4 *pi = ADD ? reinterpret_cast<const float4 *>(partial + (int64_t)blockIdx.x * dim) : nullptr;
     float4 *oi = reinterpret_cast<float4 *>(out + (int64_t)blockIdx.x * dim);
     const float4 *wv = reinterpret_cast<const float4 *>(weight);
     const int nv = dim / 4;
@@ -45,6 +52,19 @@ __global__ void __launch_bounds__(NORM_VEC_THREADS)
     for (int k = 0; k < NORM_VEC_MAX; k++) {
         const int c = threadIdx.x + k * NORM_VEC_THREADS;
         v[k] = c < nv ? xi[c] : make_float4(0.0f, 0.0f, 0.0f, 0.0f);
+        if (ADD && c < nv) {
+            const float4 p = pi[c];
+            v[k] = make_float4(__fadd_rn(v[k].x, p.x), __fadd_rn(v[k].y, p.y), __fadd_rn(v[k].z, p.z),
+                               __fadd_rn(v[k].w, p.w));
+        }
+    }
+    if (ADD) { /* every read of x above is this thread's own, so storing now is safe */
+#pragma unroll
+        for (int k = 0; k < NORM_VEC_MAX; k++) {
+            const int c = threadIdx.x + k * NORM_VEC_THREADS;
+            if (c < nv)
+                xi[c] = v[k];
+        }
     }
 #pragma unroll
     for (int k = 0; k < NORM_VEC_MAX; k++) {
@@ -60,21 +80,63 @@ __global__ void __launch_bounds__(NORM_VEC_THREADS)
         const int c = threadIdx.x + k * NORM_VEC_THREADS;
         if (c < nv) {
             const float4 w = __ldg(wv + c);
-            oi[c] = make_float4(__fmul_rn(w.x, __fmul_rn(v[k].x, r)), __fmul_rn(w.y, __fmul_rn(v[k].y, r)),
-                                __fmul_rn(w.z, __fmul_rn(v[k].z, r)), __fmul_rn(w.w, __fmul_rn(v[k].w, r)));
+            const float4 o = make_float4(__fmul_rn(w.x, __fmul_rn(v[k].x, r)), __fmul_rn(w.y, __fmul_rn(v[k].y, r)),
+                                         __fmul_rn(w.z, __fmul_rn(v[k].z, r)), __fmul_rn(w.w, __fmul_rn(v[k].w, r)));
+            oi[c] = o;
+            if (SPLIT) {
+                __nv_bfloat16 h[4], m[4], l[4];
+                cuk_split3(o.x, h[0], m[0], l[0]);
+                cuk_split3(o.y, h[1], m[1], l[1]);
+                cuk_split3(o.z, h[2], m[2], l[2]);
+                cuk_split3(o.w, h[3], m[3], l[3]);
+                /* columns 4c .. 4c+3: chunk c / 8, lane group (c % 8) / 2, half c % 2 */
+                const int64_t vec = (((int64_t)blockIdx.x * (dim / 32) + c / 8) * 4 + (c % 8) / 2) * 3;
+                uint2 *dst = xs + vec * 2 + (c % 2);
+                dst[0] = make_uint2(cuk_pack_bf16x2(h[0], h[1]), cuk_pack_bf16x2(h[2], h[3]));
+                dst[2] = make_uint2(cuk_pack_bf16x2(m[0], m[1]), cuk_pack_bf16x2(m[2], m[3]));
+                dst[4] = make_uint2(cuk_pack_bf16x2(l[0], l[1]), cuk_pack_bf16x2(l[2], l[3]));
+            }
         }
     }
+}
+
+static bool norm_vec_ok(const float *out, const float *x, const float *weight, int dim)
+{
+    return dim % 4 == 0 && dim <= 4 * NORM_VEC_MAX * NORM_VEC_THREADS && (uintptr_t)x % 16 == 0 &&
+           (uintptr_t)out % 16 == 0 && (uintptr_t)weight % 16 == 0;
 }
 
 extern "C" cudaError_t cuk_rmsnorm(cudaStream_t stream, float *out, const float *x, const float *weight, int n,
                                    int dim, float eps)
 {
-    const bool vec = dim % 4 == 0 && dim <= 4 * NORM_VEC_MAX * NORM_VEC_THREADS && (uintptr_t)x % 16 == 0 &&
-                     (uintptr_t)out % 16 == 0 && (uintptr_t)weight % 16 == 0;
-    if (vec)
-        rmsnorm_vec_kernel<<<n, NORM_VEC_THREADS, 0, stream>>>(out, x, weight, dim, eps);
+    if (norm_vec_ok(out, x, weight, dim))
+        rmsnorm_vec_kernel<false, false>
+            <<<n, NORM_VEC_THREADS, 0, stream>>>(out, const_cast<float *>(x), nullptr, weight, dim, eps, nullptr);
     else
         rmsnorm_kernel<<<n, NORM_THREADS, 0, stream>>>(out, x, weight, dim, eps);
+    return cudaGetLastError();
+}
+
+extern "C" bool cuk_rmsnorm_fused_ok(const float *out, const float *x, const float *partial, const float *weight,
+                                     int dim)
+{
+    return norm_vec_ok(out, x, weight, dim) && (!partial || (uintptr_t)partial % 16 == 0);
+}
+
+extern "C" cudaError_t cuk_rmsnorm_fused(cudaStream_t stream, float *out, float *x, const float *partial,
+                                         const float *weight, int n, int dim, float eps, void *x_split)
+{
+    if (!cuk_rmsnorm_fused_ok(out, x, partial, weight, dim) || (x_split && dim % 32))
+        return cudaErrorInvalidValue;
+    uint2 *xs = static_cast<uint2 *>(x_split);
+    if (partial && xs)
+        rmsnorm_vec_kernel<true, true><<<n, NORM_VEC_THREADS, 0, stream>>>(out, x, partial, weight, dim, eps, xs);
+    else if (partial)
+        rmsnorm_vec_kernel<true, false><<<n, NORM_VEC_THREADS, 0, stream>>>(out, x, partial, weight, dim, eps, xs);
+    else if (xs)
+        rmsnorm_vec_kernel<false, true><<<n, NORM_VEC_THREADS, 0, stream>>>(out, x, partial, weight, dim, eps, xs);
+    else
+        rmsnorm_vec_kernel<false, false><<<n, NORM_VEC_THREADS, 0, stream>>>(out, x, partial, weight, dim, eps, xs);
     return cudaGetLastError();
 }
 

@@ -42,11 +42,6 @@ __device__ __forceinline__ void mma_bf16_16816(float (&d)[4], uint32_t a0, uint3
                  : "r"(a0), "r"(a1), "r"(a2), "r"(a3), "r"(b0), "r"(b1));
 }
 
-__device__ __forceinline__ uint32_t pack_bf16x2(__nv_bfloat16 lo, __nv_bfloat16 hi)
-{
-    return (uint32_t)__bfloat16_as_ushort(lo) | ((uint32_t)__bfloat16_as_ushort(hi) << 16);
-}
-
 /* 8 weights of a feature row from col0 (zeros past cols: the padding of a raw view need
  * not be zero; absent features read as zeros too). */
 __device__ __forceinline__ uint4 load_w8(const __nv_bfloat16 *__restrict__ wr, bool present, int64_t col0,
@@ -102,15 +97,11 @@ __global__ void split_x_kernel(uint4 *__restrict__ xs, const float *__restrict__
 #pragma unroll
             for (int e = 0; e < 2; e++) {
                 const int64_t col = col0 + 2 * p + e;
-                const float v = col < cols ? x[r * cols + col] : 0.0f;
-                h[e] = __float2bfloat16_rn(v);
-                const float r1 = __fsub_rn(v, __bfloat162float(h[e]));
-                m[e] = __float2bfloat16_rn(r1);
-                l[e] = __float2bfloat16_rn(__fsub_rn(r1, __bfloat162float(m[e])));
+                cuk_split3(col < cols ? x[r * cols + col] : 0.0f, h[e], m[e], l[e]);
             }
-            term[0][p] = pack_bf16x2(h[0], h[1]);
-            term[1][p] = pack_bf16x2(m[0], m[1]);
-            term[2][p] = pack_bf16x2(l[0], l[1]);
+            term[0][p] = cuk_pack_bf16x2(h[0], h[1]);
+            term[1][p] = cuk_pack_bf16x2(m[0], m[1]);
+            term[2][p] = cuk_pack_bf16x2(l[0], l[1]);
         }
         uint4 *dst = xs + xsplit_index(r, chunks, c, t4);
 #pragma unroll

@@ -65,6 +65,16 @@ cudaError_t cuk_add_bias(cudaStream_t stream, float *out, const float *bias, int
 cudaError_t cuk_rmsnorm(cudaStream_t stream, float *out, const float *x, const float *weight, int n, int dim,
                         float eps);
 
+/* Whether cuk_rmsnorm_fused takes these buffers (16-byte aligned, dim % 4 == 0, dim <=
+ * 16384). */
+bool cuk_rmsnorm_fused_ok(const float *out, const float *x, const float *partial, const float *weight, int dim);
+
+/* cuk_rmsnorm with, when partial is given, x += partial first (x is stored updated; out
+ * must alias neither), and, when x_split is given (dim % 32 == 0), out also written as
+ * cuk_gemv_split_x would split it. Bit for bit cuk_add + cuk_rmsnorm + cuk_gemv_split_x. */
+cudaError_t cuk_rmsnorm_fused(cudaStream_t stream, float *out, float *x, const float *partial, const float *weight,
+                              int n, int dim, float eps, void *x_split);
+
 /* pairs: 0 = half (Hugging Face), 1 = adjacent (llama2.c), as rope_pairing. */
 cudaError_t cuk_rope(cudaStream_t stream, float *x, int n, int n_heads, int head_dim, int start_pos,
                      const int *pos_dev, const float *inv_freq, int pairs);

@@ -897,6 +897,71 @@ static void test_matmul_parts(void)
     matmul_parts_case(6, CUDA_MATMUL_GEMV);
 }
 
+/* The residual add fused into the next norm, and a norm that also writes the split
+ * activations of the product after it (backend_add_rmsnorm, cuda backend norm_op): x, the
+ * norm and the product after it must equal, bit for bit, the same work done apart (add,
+ * norm, a copy so that the product splits its x itself). Dims: split (% 32 == 0), fused
+ * without a split (% 4 == 0), neither (odd). */
+static void fused_norm_case(int n, int dim)
+{
+    set_paths(CUDA_MATMUL_AUTO, CUDA_ATTN_AUTO, 0);
+    const size_t count = (size_t)n * dim;
+    const int rows = 48;
+    float *x = random_floats(count, -2.0f, 2.0f);
+    float *partial = random_floats(count, -1.0f, 1.0f);
+    float *w = random_floats((size_t)dim, 0.5f, 1.5f);
+    tensor_view hw = host_matrix(AUGUR_BF16, rows, dim, dim, 0.05f), dw;
+    OK(backend_weight_upload(gpu, &dw, &hw, &E));
+    float *dp = dev_from(partial, count * sizeof(float)), *dnw = dev_from(w, (size_t)dim * sizeof(float));
+    /* fused: add + norm (+ split) in one kernel, then the product on the norm's split */
+    float *dx1 = dev_from(x, count * sizeof(float)), *dxb1 = dev_output(count), *dout1 = dev_output((size_t)n * rows);
+    OK(backend_add_rmsnorm(gpu, dxb1, dx1, dp, dnw, n, dim, 1e-5f, &E));
+    OK(backend_matmul(gpu, dout1, dxb1, n, &dw, NULL, &E));
+    /* apart: add, norm, a copy, the product splitting the copy itself */
+    float *dx2 = dev_from(x, count * sizeof(float)), *dxb2 = dev_output(count), *dxb3 = dev_output(count);
+    float *dout2 = dev_output((size_t)n * rows), *dout3 = dev_output((size_t)n * rows);
+    OK(backend_add(gpu, dx2, dx2, dp, (int64_t)count, &E));
+    OK(backend_rmsnorm(gpu, dxb2, dx2, dnw, n, dim, 1e-5f, &E));
+    OK(backend_copy(gpu, dxb3, dxb2, count * sizeof(float), &E));
+    OK(backend_matmul(gpu, dout2, dxb3, n, &dw, NULL, &E));
+    /* a plain norm (no add) straight before the product: its split is the one used */
+    OK(backend_rmsnorm(gpu, dxb3, dx2, dnw, n, dim, 1e-5f, &E));
+    OK(backend_matmul(gpu, dout3, dxb3, n, &dw, NULL, &E));
+
+    int unwritten, overrun;
+    float *x1 = fetch_plain(dx1, count), *x2 = fetch_plain(dx2, count);
+    float *xb1 = fetch(dxb1, count, &unwritten, &overrun), *xb2 = fetch_plain(dxb2, count);
+    float *o1 = fetch_plain(dout1, (size_t)n * rows), *o2 = fetch_plain(dout2, (size_t)n * rows);
+    float *o3 = fetch_plain(dout3, (size_t)n * rows);
+    char shape[128];
+    snprintf(shape, sizeof shape, "n=%d dim=%d: x after the add", n, dim);
+    report_exact("add_rmsnorm", shape, count_differ(x1, x2, count), 0, "");
+    snprintf(shape, sizeof shape, "n=%d dim=%d: norm", n, dim);
+    report_exact("add_rmsnorm", shape, count_differ(xb1, xb2, count), unwritten + overrun,
+                 "unwritten or past the end");
+    snprintf(shape, sizeof shape, "n=%d dim=%d: product after the fused norm", n, dim);
+    report_exact("add_rmsnorm", shape, count_differ(o1, o2, (size_t)n * rows), 0, "");
+    snprintf(shape, sizeof shape, "n=%d dim=%d: product after a plain norm", n, dim);
+    report_exact("rmsnorm", shape, count_differ(o3, o2, (size_t)n * rows), 0, "");
+
+    float *bufs[] = {dp, dnw, dx1, dxb1, dout1, dx2, dxb2, dxb3, dout2, dout3};
+    for (size_t i = 0; i < sizeof bufs / sizeof *bufs; i++)
+        backend_free(gpu, bufs[i]);
+    backend_weight_free(gpu, &dw);
+    float *host[] = {x1, x2, xb1, xb2, o1, o2, o3, x, partial, w};
+    for (size_t i = 0; i < sizeof host / sizeof *host; i++)
+        free(host[i]);
+    free((void *)hw.data);
+}
+
+static void test_fused_norm(void)
+{
+    print_exact_header("fused norm: add + rmsnorm + split in one kernel == apart");
+    static const int cases[][2] = {{1, 4096}, {6, 4096}, {9, 8192}, {17, 2048}, {100, 512}, {5, 1000}, {3, 130}};
+    for (size_t i = 0; i < sizeof cases / sizeof *cases; i++)
+        fused_norm_case(cases[i][0], cases[i][1]);
+}
+
 static void test_batch_invariance(void)
 {
     print_exact_header("batch invariance: rows in one call == the same rows one at a time");
@@ -1496,6 +1561,7 @@ int main(void)
     test_attention();
     test_batch_invariance();
     test_matmul_parts();
+    test_fused_norm();
     test_paged();
     test_elementwise();
     test_softmax();
