@@ -534,6 +534,7 @@ augur_status wire_verdict_encode(const wire_verdict *v, uint8_t **out, size_t *l
     m.next_token = v->next_token;
     m.finished = v->finished;
     m.new_length = v->new_length;
+    m.burst_rest = v->burst_rest;
     return pack_message(&m.base, "verdict", out, len, err);
 }
 
@@ -560,6 +561,7 @@ augur_status wire_verdict_decode(const uint8_t *buf, size_t len, const wire_expe
         out->next_token = m->next_token;
         out->finished = m->finished;
         out->new_length = m->new_length;
+        out->burst_rest = m->burst_rest;
     }
     augur__verdict__free_unpacked(m, NULL);
     return st;
@@ -981,7 +983,7 @@ static augur_status fill_command(const char *who, const Augur__Command *m, int32
             return st;
         out->kind = WIRE_CMD_ACCEPT;
         out->accept = (wire_verdict){m->request_id, m->round, a->accepted, a->next_token, a->finished,
-                                     a->new_length};
+                                     a->new_length, 0};
         return AUGUR_OK;
     }
     if (m->body_case == AUGUR__COMMAND__BODY_STOP) {

@@ -86,6 +86,7 @@ typedef struct {
     int32_t next_token;      /* correction or bonus; -1 only when finished without one */
     bool finished;
     uint32_t new_length;     /* sequence length after applying */
+    uint32_t burst_rest;     /* verdicts the leader sends right after this one */
 } wire_verdict;
 
 typedef struct {

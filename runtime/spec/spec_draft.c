@@ -26,6 +26,10 @@ typedef struct {
     uint64_t draw_key;
     bool awaiting;           /* a proposal went out and its verdict has not come */
     int proposed;            /* tokens of that proposal */
+    bool due;                /* its next proposal is to be drafted (propose_due) */
+    int k, k_max;            /* propose_due: tokens of the proposal so far, and its limit */
+    bool full;               /* propose_due: the proposal is complete */
+    double t0;               /* when its drafting began */
     wire_request req;
     sampling_params sp;
     bool greedy;
@@ -141,6 +145,28 @@ static augur_status draft_feed(draft_state *s, const int32_t *tokens, int n, int
     return st;
 }
 
+/* The token drafted after the feed (tok: the greedy argmax; sampled here otherwise),
+ * with its q, entropy and timing, appended to D. */
+static void draft_take(draft_state *s, int32_t tok, bool ahead, double t0)
+{
+    spec_engine *e = s->e;
+    int total = s->len + s->d.n;
+    if (!s->greedy) {
+        sampling_probs(&s->sp, s->logits, e->vocab, s->probs, s->scratch);
+        /* Keyed by position: a token drafted ahead and discarded leaves the next draw
+         * at this position unchanged, so one seed gives one output however the
+         * verification and the drafting interleaved. */
+        augur_rng rng;
+        rng_seed_at(&rng, s->req.sampling.seed, SPEC_DRAW_STREAM_DRAFT, s->draw_key, (uint64_t)total);
+        tok = sample_from_probs(s->probs, e->vocab, &rng);
+        memcpy(s->d.q + (size_t)s->d.n * e->vocab, s->probs, (size_t)e->vocab * sizeof(float));
+    }
+    s->d.entropies[s->d.n] = s->want_entropy ? draft_entropy(s) : 0.0f;
+    s->d.ahead[s->d.n] = ahead;
+    s->d.ms[s->d.n] = (float)(augur_now_ms() - t0);
+    s->d.tokens[s->d.n++] = tok;
+}
+
 /* Drafts one more token after S ++ D, feeding whatever the cache lacks first. */
 static augur_status draft_one(draft_state *s, bool ahead, augur_error *err)
 {
@@ -177,20 +203,7 @@ static augur_status draft_one(draft_state *s, bool ahead, augur_error *err)
         if (st)
             return st;
     }
-    if (!s->greedy) {
-        sampling_probs(&s->sp, s->logits, e->vocab, s->probs, s->scratch);
-        /* Keyed by position: a token drafted ahead and discarded leaves the next draw
-         * at this position unchanged, so one seed gives one output however the
-         * verification and the drafting interleaved. */
-        augur_rng rng;
-        rng_seed_at(&rng, s->req.sampling.seed, SPEC_DRAW_STREAM_DRAFT, s->draw_key, (uint64_t)total);
-        tok = sample_from_probs(s->probs, e->vocab, &rng);
-        memcpy(s->d.q + (size_t)s->d.n * e->vocab, s->probs, (size_t)e->vocab * sizeof(float));
-    }
-    s->d.entropies[s->d.n] = s->want_entropy ? draft_entropy(s) : 0.0f;
-    s->d.ahead[s->d.n] = ahead;
-    s->d.ms[s->d.n] = (float)(augur_now_ms() - t0);
-    s->d.tokens[s->d.n++] = tok;
+    draft_take(s, tok, ahead, t0);
     return AUGUR_OK;
 }
 
@@ -221,9 +234,24 @@ static int proposal_limit(draft_state *s, int rule_max)
     return k < 0 ? 0 : k;
 }
 
-static augur_status send_proposal(draft_state *s, int *proposed, augur_error *err)
+/* Sends D's first k tokens as the request's proposal, drafted since t0. */
+static augur_status send_drafted(draft_state *s, int k, double t0, augur_error *err)
 {
     spec_engine *e = s->e;
+    wire_proposal p = {.request_id = s->req.request_id, .round = s->round, .start_position = (uint32_t)s->len,
+                       .n_tokens = k, .tokens = s->d.tokens, .dists = s->greedy ? NULL : s->d.q,
+                       .entropies = s->want_entropy ? s->d.entropies : NULL, .vocab_size = e->vocab,
+                       .draft_ms = (float)(augur_now_ms() - t0), .hidden_ms = 0};
+    for (int i = 0; i < k; i++)
+        if (s->d.ahead[i])
+            p.hidden_ms += s->d.ms[i];
+    augur_status st = msg_send_typed(e->world, 0, MSG_TAG_PROPOSAL, &p, e->timeout_s, err);
+    s->proposals_sent++;
+    return st;
+}
+
+static augur_status send_proposal(draft_state *s, int *proposed, augur_error *err)
+{
     double t0 = augur_now_ms();
     int k_max = proposal_limit(s, draft_rule_begin_round(&s->rule_state));
     int k = 0;
@@ -236,17 +264,8 @@ static augur_status send_proposal(draft_state *s, int *proposed, augur_error *er
         if (stop)
             break;
     }
-    wire_proposal p = {.request_id = s->req.request_id, .round = s->round, .start_position = (uint32_t)s->len,
-                       .n_tokens = k, .tokens = s->d.tokens, .dists = s->greedy ? NULL : s->d.q,
-                       .entropies = s->want_entropy ? s->d.entropies : NULL, .vocab_size = e->vocab,
-                       .draft_ms = (float)(augur_now_ms() - t0), .hidden_ms = 0};
-    for (int i = 0; i < k; i++)
-        if (s->d.ahead[i])
-            p.hidden_ms += s->d.ms[i];
-    st = msg_send_typed(e->world, 0, MSG_TAG_PROPOSAL, &p, e->timeout_s, err);
     *proposed = k;
-    s->proposals_sent++;
-    return st;
+    return send_drafted(s, k, t0, err);
 }
 
 /* Applies a verdict: S grows by the accepted tokens and the next token; drafted tokens
@@ -281,21 +300,148 @@ typedef struct {
     const wire_expect *want;
     draft_state **states;    /* [n_slots] */
     int next_ahead;          /* round robin over the requests to draft ahead for */
+    /* drafting for several requests at once (propose_due) */
+    draft_state **due, **need; /* [n_slots] */
+    forward_seq *seqs;       /* [n_slots] */
+    int32_t *feed;           /* [n_slots][DRAFT_BATCH_FEED_MAX] */
+    bool *row_logits;        /* [n_slots] */
+    int32_t *argmax;         /* [SPEC_FORWARD_TOKENS] */
+    float *row_max;          /* [SPEC_FORWARD_TOKENS] */
+    float *logits;           /* [SPEC_FORWARD_TOKENS][vocab] */
+    int64_t proposals, batched_forwards, batched_tokens;
 } draft_table;
 
-/* Sends the request's next proposal; the request then awaits its verdict. */
-static augur_status propose(draft_state *s, augur_error *err)
+/* Most tokens a request feeds in a forward shared with other requests: a verdict leaves
+ * one to a few unfed; more (a new request's prompt) go through forward_prefill alone. */
+#define DRAFT_BATCH_FEED_MAX 8
+
+/* The request now awaits the verdict on its proposal of k tokens. */
+static augur_status proposed_k(draft_state *s, int proposed)
 {
-    int proposed = 0;
-    augur_status st = send_proposal(s, &proposed, err);
-    if (st)
-        return st;
     s->awaiting = true;
     s->proposed = proposed;
     if (s->exit_after > 0 && s->proposals_sent >= s->exit_after) {
         fprintf(stderr, "augur: draft rank %d: exiting after %d proposals as asked (test)\n", s->e->world_rank,
                 s->proposals_sent);
         exit(3);
+    }
+    return AUGUR_OK;
+}
+
+/* Sends the request's next proposal; the request then awaits its verdict. */
+static augur_status propose(draft_state *s, augur_error *err)
+{
+    int proposed = 0;
+    augur_status st = send_proposal(s, &proposed, err);
+    return st ? st : proposed_k(s, proposed);
+}
+
+/* One more token for each of ss[0..n): requests with few unfed tokens share forwards of
+ * up to the forward's rows (one pass over the draft's weights for all of them), the
+ * others draft alone. A request's logits are the same either way (forward_run_batch is
+ * row-invariant), so batching changes no proposal. */
+static augur_status draft_step_together(draft_table *t, draft_state **ss, int n, augur_error *err)
+{
+    spec_engine *e = t->e;
+    const int V = e->vocab;
+    augur_status st = AUGUR_OK;
+    int i = 0;
+    while (i < n && !st) {
+        double t0 = augur_now_ms();
+        int g = 0, rows = 0;
+        draft_state *group[SPEC_FORWARD_TOKENS];
+        for (; i < n && g < SPEC_FORWARD_TOKENS; i++) {
+            draft_state *s = ss[i];
+            const int total = s->len + s->d.n, n_unfed = total - s->kv->len;
+            if (s->d.n >= s->d.cap || total >= e->max_context)
+                return augur_fail(err, AUGUR_E_INTERNAL, "draft: no room to draft past %d tokens", total);
+            if (n_unfed > DRAFT_BATCH_FEED_MAX || n_unfed < 1) {
+                if ((st = draft_one(s, false, err)))
+                    return st;
+                continue;
+            }
+            if (rows + n_unfed > e->fwd.max_tokens)
+                break;
+            int32_t *feed = t->feed + (size_t)g * DRAFT_BATCH_FEED_MAX;
+            for (int p = 0; p < n_unfed; p++) {
+                const int pos = s->kv->len + p;
+                feed[p] = pos < s->len ? s->seq[pos] : s->d.tokens[pos - s->len];
+            }
+            t->seqs[g] = (forward_seq){.kv = s->kv, .tokens = feed, .n = n_unfed, .logits_from = n_unfed - 1};
+            t->row_logits[g] = !s->greedy || s->want_entropy;
+            group[g++] = s;
+            rows += n_unfed;
+        }
+        if (g == 0)
+            continue;
+        if (g == 1) { /* alone after all: the single-request path (captured steps on GPUs) */
+            st = draft_one(group[0], false, err);
+            continue;
+        }
+        if ((st = forward_run_batch_reduced(&e->fwd, t->seqs, g, t->row_logits, t->logits, t->argmax, t->row_max,
+                                            err)))
+            return augur_wrap(err, "draft: a forward over %d requests", g);
+        t->batched_forwards++;
+        t->batched_tokens += g;
+        for (int j = 0; j < g; j++) {
+            draft_state *s = group[j];
+            if (t->row_logits[j])
+                memcpy(s->logits, t->logits + (size_t)j * V, (size_t)V * sizeof(float));
+            draft_take(s, t->argmax[j], false, t0);
+        }
+    }
+    return st;
+}
+
+/* Proposals for every request whose turn came (a verdict burst, a new request), drafted
+ * together: each step feeds every unfinished proposal's next token in shared forwards,
+ * and each request stops where its own rule and limit say, exactly as drafting alone. */
+static augur_status propose_due(draft_table *t, augur_error *err)
+{
+    spec_engine *e = t->e;
+    draft_state **due = t->due, **need = t->need;
+    int n = 0;
+    for (int i = 0; i < e->n_slots; i++)
+        if (t->states[i] && t->states[i]->due)
+            due[n++] = t->states[i];
+    for (int i = 0; i < n; i++)
+        due[i]->due = false;
+    if (n == 1) {
+        t->proposals++;
+        return propose(due[0], err);
+    }
+    for (int i = 0; i < n; i++) {
+        draft_state *s = due[i];
+        s->t0 = augur_now_ms();
+        s->k = 0;
+        s->k_max = proposal_limit(s, draft_rule_begin_round(&s->rule_state));
+        s->full = s->k_max == 0;
+    }
+    for (;;) {
+        int m = 0;
+        for (int i = 0; i < n; i++) {
+            draft_state *s = due[i];
+            while (!s->full && s->k < s->d.n) {
+                bool stop = draft_rule_stop_after(&s->rule_state, s->d.entropies[s->k]);
+                s->k++;
+                s->full = stop || s->k >= s->k_max;
+            }
+            if (!s->full)
+                need[m++] = s;
+        }
+        if (m == 0)
+            break;
+        augur_status st = draft_step_together(t, need, m, err);
+        if (st)
+            return st;
+    }
+    for (int i = 0; i < n; i++) {
+        augur_status st = send_drafted(due[i], due[i]->k, due[i]->t0, err);
+        if (!st)
+            st = proposed_k(due[i], due[i]->k);
+        if (st)
+            return st;
+        t->proposals++;
     }
     return AUGUR_OK;
 }
@@ -307,7 +453,7 @@ static void drop_state(draft_table *t, int slot)
     t->states[slot] = NULL;
 }
 
-static augur_status on_verdict(draft_table *t, augur_error *err);
+static augur_status on_verdict(draft_table *t, uint32_t *burst_rest, augur_error *err);
 
 /* A new request: its draft state on the slot the leader chose, and its first proposal. */
 static augur_status on_request(draft_table *t, augur_error *err)
@@ -326,7 +472,8 @@ static augur_status on_request(draft_table *t, augur_error *err)
                             (unsigned long long)t->states[s->req.slot]->req.request_id);
             break;
         }
-        st = on_verdict(t, err);
+        uint32_t rest;
+        st = on_verdict(t, &rest, err);
     }
     if (!st)
         st = draft_state_init(s, e, err);
@@ -341,19 +488,23 @@ static augur_status on_request(draft_table *t, augur_error *err)
     s->exit_after = (int)s->req.debug_draft_exit_after;
     s->round = 1;
     t->states[s->req.slot] = s;
-    return propose(s, err);
+    s->due = true;
+    return AUGUR_OK;
 }
 
-/* A verdict: its request moves on and proposes again, or (finishing) is dropped. */
-static augur_status on_verdict(draft_table *t, augur_error *err)
+/* A verdict: its request moves on and is due to propose again, or (finishing) is
+ * dropped. *burst_rest: how many verdicts the leader sends right after it. */
+static augur_status on_verdict(draft_table *t, uint32_t *burst_rest, augur_error *err)
 {
     spec_engine *e = t->e;
     wire_expect want = {.request_id = WIRE_ANY_REQUEST, .round = WIRE_ANY_ROUND, .vocab_size = e->vocab,
                         .peer_rank = 0};
     wire_verdict v = {0};
+    *burst_rest = 0;
     augur_status st = msg_recv_typed(e->world, 0, MSG_TAG_VERDICT, e->timeout_s, &want, &v, err);
     if (st)
         return st;
+    *burst_rest = v.burst_rest;
     int slot = -1;
     for (int i = 0; i < e->n_slots && slot < 0; i++)
         if (t->states[i] && t->states[i]->req.request_id == v.request_id)
@@ -371,7 +522,8 @@ static augur_status on_verdict(draft_table *t, augur_error *err)
     if ((st = apply_verdict(s, &v, s->proposed, err)))
         return st;
     s->round++;
-    return propose(s, err);
+    s->due = true;
+    return AUGUR_OK;
 }
 
 /* Overlap: one more token, drafted as if the whole proposal were accepted, for the next
@@ -423,9 +575,13 @@ static augur_status draft_serve_loop(draft_table *t, augur_error *err)
         if (st)
             return st;
         if (tag == MSG_TAG_REQUEST) {
-            st = on_request(t, err);
+            if (!(st = on_request(t, err)))
+                st = propose_due(t, err);
         } else if (tag == MSG_TAG_VERDICT) {
-            st = on_verdict(t, err);
+            uint32_t rest = 0;
+            /* the rest of a burst is on its way: draft once it is all in */
+            if (!(st = on_verdict(t, &rest, err)) && rest == 0)
+                st = propose_due(t, err);
         } else {
             wire_command cmd = {0};
             st = msg_recv_typed(e->world, 0, MSG_TAG_COMMAND, e->timeout_s, t->want, &cmd, err);
@@ -446,14 +602,40 @@ augur_status spec_draft_serve(spec_engine *e, augur_error *err)
                         .peer_rank = 0};
     live_start(e->world, e->layout->leader, e->timeout_s);
     draft_table t = {.e = e, .want = &want};
-    t.states = calloc((size_t)e->n_slots, sizeof *t.states);
-    if (!t.states)
-        return augur_fail(err, AUGUR_E_NOMEM, "draft: out of memory for %d request slots", e->n_slots);
-    augur_status st = draft_serve_loop(&t, err);
-    for (int i = 0; i < e->n_slots; i++)
-        if (t.states[i])
-            drop_state(&t, i);
+    const size_t S = (size_t)e->n_slots;
+    t.states = calloc(S, sizeof *t.states);
+    t.due = calloc(S, sizeof *t.due);
+    t.need = calloc(S, sizeof *t.need);
+    if (S > 1) { /* several requests at once: the shared forwards' buffers */
+        t.seqs = calloc(S, sizeof *t.seqs);
+        t.feed = malloc(S * DRAFT_BATCH_FEED_MAX * sizeof *t.feed);
+        t.row_logits = calloc(S, sizeof *t.row_logits);
+        t.argmax = malloc(SPEC_FORWARD_TOKENS * sizeof *t.argmax);
+        t.row_max = malloc(SPEC_FORWARD_TOKENS * sizeof *t.row_max);
+        t.logits = malloc((size_t)SPEC_FORWARD_TOKENS * e->vocab * sizeof *t.logits);
+    }
+    augur_status st = AUGUR_OK;
+    if (!t.states || !t.due || !t.need || (S > 1 && (!t.seqs || !t.feed || !t.row_logits || !t.argmax || !t.row_max || !t.logits)))
+        st = augur_fail(err, AUGUR_E_NOMEM, "draft: out of memory for %d request slots", e->n_slots);
+    if (!st)
+        st = draft_serve_loop(&t, err);
+    if (t.states)
+        for (size_t i = 0; i < S; i++)
+            if (t.states[i])
+                drop_state(&t, (int)i);
+    if (S > 1)
+        fprintf(stderr, "augur: draft rank %d: %lld proposals; %lld forwards drafted for several requests at once "
+                        "(%lld tokens)\n", e->world_rank, (long long)t.proposals, (long long)t.batched_forwards,
+                (long long)t.batched_tokens);
     free(t.states);
+    free(t.due);
+    free(t.need);
+    free(t.seqs);
+    free(t.feed);
+    free(t.row_logits);
+    free(t.argmax);
+    free(t.row_max);
+    free(t.logits);
     if (st) {
         live_stop();
         return st;

@@ -341,11 +341,16 @@ augur_status spec_leader_step(spec_engine *e, spec_request **reqs, int n, augur_
                         .trims = trims, .n_trims = n};
     if ((st = run_batch(e, reqs, &acc, &comm_ms, err)))
         goto out;
-    /* 4. verdicts to the draft, in request order: its next proposals come back in it */
+    /* 4. verdicts to the draft, in request order, each saying how many follow (the draft
+     * drafts for the whole burst at once); the next proposals come back in any order */
+    int burst = 0;
+    for (int i = 0; i < n; i++)
+        burst += reqs[i]->draft_holds;
     for (int i = 0; i < n && !st; i++) {
         spec_request *s = reqs[i];
         s->stats->comm_ms += comm_ms;
         if (s->draft_holds) {
+            verdicts[i].burst_rest = (uint32_t)--burst;
             double t2 = augur_now_ms();
             st = msg_send_typed(e->world, e->draft_rank, MSG_TAG_VERDICT, &verdicts[i], e->timeout_s, err);
             s->stats->comm_ms += augur_now_ms() - t2;

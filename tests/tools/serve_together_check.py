@@ -2,8 +2,10 @@
 """Sends each prompt alone to an augur serve on 127.0.0.1:PORT (greedy), then all of them at
 once, and fails unless every answer together equals the same request alone. With
 --blocks-capacity C it also checks /metrics: the KV pool has C blocks, never more in use
-while the requests run, and none once they ended."""
-import argparse, json, sys, threading, urllib.request
+while the requests run, and none once they ended. With --hold FILE (the server's
+--debug-hold-file) the requests sent together are held in the queue until all of them wait
+there, so that they start in the same round."""
+import argparse, json, os, sys, threading, time, urllib.request
 
 
 def main():
@@ -11,6 +13,7 @@ def main():
     ap.add_argument("--port", type=int, required=True)
     ap.add_argument("--max-tokens", type=int, required=True)
     ap.add_argument("--blocks-capacity", type=int)
+    ap.add_argument("--hold", help="the server's --debug-hold-file: start the requests sent together at once")
     ap.add_argument("--what", required=True, help="what the run shows (the ok line)")
     ap.add_argument("prompts", nargs="+")
     a = ap.parse_args()
@@ -36,8 +39,17 @@ def main():
     got = [None] * len(a.prompts)
     threads = [threading.Thread(target=lambda i=i: got.__setitem__(i, post(a.prompts[i])))
                for i in range(len(a.prompts))]
+    if a.hold:
+        open(a.hold, "w").close()
     for t in threads:
         t.start()
+    if a.hold:
+        deadline = time.monotonic() + 300
+        while metric("augur_queue_depth") < len(a.prompts):
+            if time.monotonic() > deadline:
+                sys.exit(f"FAIL: {metric('augur_queue_depth'):.0f} of {len(a.prompts)} requests queued after 300 s")
+            time.sleep(0.05)
+        os.unlink(a.hold)
     most = 0
     while cap is not None and any(t.is_alive() for t in threads):
         most = max(most, metric("augur_kv_blocks_used"))

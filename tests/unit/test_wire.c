@@ -55,6 +55,7 @@ static void assert_verdict_equal(const wire_verdict *a, const wire_verdict *b)
     assert_int_equal(a->next_token, b->next_token);
     assert_int_equal(a->finished, b->finished);
     assert_int_equal(a->new_length, b->new_length);
+    assert_int_equal(a->burst_rest, b->burst_rest);
 }
 
 static void assert_stats_equal(const wire_stats *a, const wire_stats *b)
@@ -257,7 +258,7 @@ static void test_verdict_round_trip(void **state)
     (void)state;
     augur_error err = {0};
     wire_verdict v = {.request_id = 3, .round = 12, .accepted = 4, .next_token = 61, .finished = false,
-                      .new_length = 57};
+                      .new_length = 57, .burst_rest = 5};
     uint8_t *buf;
     size_t len;
     assert_int_equal(wire_verdict_encode(&v, &buf, &len, &err), AUGUR_OK);
