@@ -156,9 +156,9 @@ void forward_report_graphs(const forward_ctx *f, const char *who)
                 (long long)f->graph_replays);
 }
 
-/* Adds a row-parallel projection's partial result, summed over the TP group, into x. */
-/* x += the all-reduced partial; then, when norm is given, xb = rmsnorm(x) over rows (the
- * next block's norm, in one kernel with the add where the backend can). */
+/* x += a row-parallel projection's partial result, summed over the TP group; then, when
+ * norm is given, xb = rmsnorm(x) over rows (the next block's norm, in one kernel with the
+ * add where the backend can). */
 static augur_status add_reduced(forward_ctx *f, float *x, float *partial, int rows, const float *norm,
                                 augur_error *err)
 {

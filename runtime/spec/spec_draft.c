@@ -1,6 +1,7 @@
 /* The draft rank: drafts proposals with its own model, records each token's draft
  * distribution and entropy, and (with overlap) keeps drafting ahead while the target
- * verifies, keeping whatever the verdict confirms (DESIGN §4). */
+ * verifies, keeping whatever the verdict confirms (DESIGN §4). Serving several requests,
+ * it drafts a round's proposals together, one forward per step over all of them. */
 #include <math.h>
 #include <stdio.h>
 #include <stdlib.h>
@@ -167,6 +168,12 @@ static void draft_take(draft_state *s, int32_t tok, bool ahead, double t0)
     s->d.tokens[s->d.n++] = tok;
 }
 
+/* Position pos of S ++ D (pos < len + d.n). */
+static int32_t token_at(const draft_state *s, int pos)
+{
+    return pos < s->len ? s->seq[pos] : s->d.tokens[pos - s->len];
+}
+
 /* Drafts one more token after S ++ D, feeding whatever the cache lacks first. */
 static augur_status draft_one(draft_state *s, bool ahead, augur_error *err)
 {
@@ -182,7 +189,7 @@ static augur_status draft_one(draft_state *s, bool ahead, augur_error *err)
     int32_t *feed;
     if (s->kv->len >= s->len) {
         for (int i = 0; i < n_unfed; i++)
-            unfed[i] = s->d.tokens[s->kv->len - s->len + i];
+            unfed[i] = token_at(s, s->kv->len + i);
         feed = unfed;
     } else if (s->d.n == 0) {
         feed = s->seq + s->kv->len;
@@ -250,24 +257,6 @@ static augur_status send_drafted(draft_state *s, int k, double t0, augur_error *
     return st;
 }
 
-static augur_status send_proposal(draft_state *s, int *proposed, augur_error *err)
-{
-    double t0 = augur_now_ms();
-    int k_max = proposal_limit(s, draft_rule_begin_round(&s->rule_state));
-    int k = 0;
-    augur_status st = AUGUR_OK;
-    while (k < k_max) {
-        if (k >= s->d.n && (st = draft_one(s, false, err)))
-            return st;
-        bool stop = draft_rule_stop_after(&s->rule_state, s->d.entropies[k]);
-        k++;
-        if (stop)
-            break;
-    }
-    *proposed = k;
-    return send_drafted(s, k, t0, err);
-}
-
 /* Applies a verdict: S grows by the accepted tokens and the next token; drafted tokens
  * survive only where they continue the new S. */
 static augur_status apply_verdict(draft_state *s, const wire_verdict *v, int proposed, augur_error *err)
@@ -328,14 +317,6 @@ static augur_status proposed_k(draft_state *s, int proposed)
     return AUGUR_OK;
 }
 
-/* Sends the request's next proposal; the request then awaits its verdict. */
-static augur_status propose(draft_state *s, augur_error *err)
-{
-    int proposed = 0;
-    augur_status st = send_proposal(s, &proposed, err);
-    return st ? st : proposed_k(s, proposed);
-}
-
 /* One more token for each of ss[0..n): requests with few unfed tokens share forwards of
  * up to the forward's rows (one pass over the draft's weights for all of them), the
  * others draft alone. A request's logits are the same either way (forward_run_batch is
@@ -344,6 +325,8 @@ static augur_status draft_step_together(draft_table *t, draft_state **ss, int n,
 {
     spec_engine *e = t->e;
     const int V = e->vocab;
+    if (n == 1) /* the single-request path (captured steps on GPUs; no shared buffers with one slot) */
+        return draft_one(ss[0], false, err);
     augur_status st = AUGUR_OK;
     int i = 0;
     while (i < n && !st) {
@@ -363,10 +346,8 @@ static augur_status draft_step_together(draft_table *t, draft_state **ss, int n,
             if (rows + n_unfed > e->fwd.max_tokens)
                 break;
             int32_t *feed = t->feed + (size_t)g * DRAFT_BATCH_FEED_MAX;
-            for (int p = 0; p < n_unfed; p++) {
-                const int pos = s->kv->len + p;
-                feed[p] = pos < s->len ? s->seq[pos] : s->d.tokens[pos - s->len];
-            }
+            for (int p = 0; p < n_unfed; p++)
+                feed[p] = token_at(s, s->kv->len + p);
             t->seqs[g] = (forward_seq){.kv = s->kv, .tokens = feed, .n = n_unfed, .logits_from = n_unfed - 1};
             t->row_logits[g] = !s->greedy || s->want_entropy;
             group[g++] = s;
@@ -374,7 +355,7 @@ static augur_status draft_step_together(draft_table *t, draft_state **ss, int n,
         }
         if (g == 0)
             continue;
-        if (g == 1) { /* alone after all: the single-request path (captured steps on GPUs) */
+        if (g == 1) { /* alone after all */
             st = draft_one(group[0], false, err);
             continue;
         }
@@ -404,14 +385,9 @@ static augur_status propose_due(draft_table *t, augur_error *err)
     for (int i = 0; i < e->n_slots; i++)
         if (t->states[i] && t->states[i]->due)
             due[n++] = t->states[i];
-    for (int i = 0; i < n; i++)
-        due[i]->due = false;
-    if (n == 1) {
-        t->proposals++;
-        return propose(due[0], err);
-    }
     for (int i = 0; i < n; i++) {
         draft_state *s = due[i];
+        s->due = false;
         s->t0 = augur_now_ms();
         s->k = 0;
         s->k_max = proposal_limit(s, draft_rule_begin_round(&s->rule_state));
