@@ -53,6 +53,7 @@ typedef struct {
     uint64_t op_seq, split_seq;
     bool ungrouped;           /* AUGUR_CUDA_GROUPED=0: matmul_parts as single products (A/B runs) */
     bool unfused;             /* AUGUR_CUDA_FUSED_NORM=0: norm_op's add, norm and split apart (A/B runs) */
+    bool early;               /* kernels as programmatic dependents (cuk_stream; AUGUR_CUDA_PDL=0: off) */
     /* step capture: the bound position (NULL: none) and the most positions the cache
      * holds; capturing while a stream capture is open; scratch_gen moves whenever a
      * scratch buffer is reallocated, so that a captured step using the old one is known
@@ -74,6 +75,11 @@ typedef struct {
 static cuda_ctx *ctx_of(augur_backend *be)
 {
     return be->ctx;
+}
+
+static cuk_stream kstream(const cuda_ctx *c)
+{
+    return (cuk_stream){c->stream, c->early};
 }
 
 static augur_status cuda_fail(augur_error *err, const cuda_ctx *c, cudaError_t rc, const char *what)
@@ -358,7 +364,7 @@ static augur_status cuda_fill_random(augur_backend *be, void *buf, augur_dtype d
              augur_dtype_name(dtype), (long long)count * (long long)augur_dtype_size(dtype));
     if (!dtype_ok(dtype))
         return augur_fail(err, AUGUR_E_INTERNAL, "cuda backend: %s: unknown dtype %d", what, (int)dtype);
-    return launched(c, cuk_fill_random(c->stream, buf, (int)dtype, count, seed, scale, offset), what, err);
+    return launched(c, cuk_fill_random(kstream(c), buf, (int)dtype, count, seed, scale, offset), what, err);
 }
 
 /* ----------------------------------------------------------------- kernels */
@@ -388,8 +394,7 @@ static augur_status cuda_matmul(augur_backend *be, float *out, const float *x, i
             augur_status st = grow_scratch(c, &c->mma_x, &c->mma_x_bytes, cuk_gemv_mma_scratch(n, w->cols),
                                            "matmul (split activations)", err);
             if (!st)
-                st = launched(c, cuk_gemv_split_x(c->stream, c->mma_x, x, n, w->cols), "matmul (split_x kernel)",
-                              err);
+                st = launched(c, cuk_gemv_split_x(kstream(c), c->mma_x, x, n, w->cols), "matmul (split_x kernel)", err);
             if (st)
                 return st;
         }
@@ -400,11 +405,12 @@ static augur_status cuda_matmul(augur_backend *be, float *out, const float *x, i
         c->split_x = x;
         c->split_n = n;
         c->split_cols = w->cols;
-        return launched(c, cuk_gemv_mma(c->stream, out, c->mma_x, n, w->data, w->rows, w->cols, w->row_stride, bias),
+        return launched(c, cuk_gemv_mma(kstream(c), out, c->mma_x, n, w->data, w->rows, w->cols, w->row_stride, bias),
                         "matmul (tensor-core gemv kernel)", err);
     }
     if (!blas)
-        return launched(c, cuk_gemv(c->stream, out, x, n, w->data, (int)w->dtype, w->rows, w->cols, w->row_stride, bias),
+        return launched(c,
+                        cuk_gemv(kstream(c), out, x, n, w->data, (int)w->dtype, w->rows, w->cols, w->row_stride, bias),
                         "matmul (gemv kernel)", err);
 
     const void *b = x;
@@ -415,7 +421,7 @@ static augur_status cuda_matmul(augur_backend *be, float *out, const float *x, i
         if ((st = grow_scratch(c, &c->act16, &c->act16_bytes, (size_t)count * 2, "matmul (bf16 activation scratch)",
                                err)))
             return st;
-        if ((st = launched(c, cuk_round_activations(c->stream, c->act16, x, count, AUGUR_BF16),
+        if ((st = launched(c, cuk_round_activations(kstream(c), c->act16, x, count, AUGUR_BF16),
                            "matmul (round activations to bf16)", err)))
             return st;
         b = c->act16;
@@ -431,7 +437,7 @@ static augur_status cuda_matmul(augur_backend *be, float *out, const float *x, i
                     "matmul (cublasGemmEx)", err);
     if (st || !bias)
         return st;
-    return launched(c, cuk_add_bias(c->stream, out, bias, n, w->rows), "matmul (add_bias kernel)", err);
+    return launched(c, cuk_add_bias(kstream(c), out, bias, n, w->rows), "matmul (add_bias kernel)", err);
 }
 
 /* q|k|v or gate|up: one split of x and one grid when every part takes the tensor-core
@@ -462,7 +468,7 @@ static augur_status cuda_matmul_parts(augur_backend *be, const float *x, int n, 
         augur_status st = grow_scratch(c, &c->mma_x, &c->mma_x_bytes, cuk_gemv_mma_scratch(n, cols),
                                        "matmul (split activations)", err);
         if (!st)
-            st = launched(c, cuk_gemv_split_x(c->stream, c->mma_x, x, n, cols), "matmul (split_x kernel)", err);
+            st = launched(c, cuk_gemv_split_x(kstream(c), c->mma_x, x, n, cols), "matmul (split_x kernel)", err);
         if (st)
             return st;
     }
@@ -478,7 +484,7 @@ static augur_status cuda_matmul_parts(augur_backend *be, const float *x, int n, 
     c->split_x = x;
     c->split_n = n;
     c->split_cols = cols;
-    return launched(c, cuk_gemv_mma_parts(c->stream, c->mma_x, n, cols, kp, count),
+    return launched(c, cuk_gemv_mma_parts(kstream(c), c->mma_x, n, cols, kp, count),
                     "matmul (tensor-core gemv kernel, grouped products)", err);
 }
 
@@ -499,14 +505,14 @@ static augur_status norm_op(cuda_ctx *c, float *out, float *x, const float *part
     augur_status st;
     if (!fused) {
         if (partial &&
-            (st = launched(c, cuk_add(c->stream, x, x, partial, (int64_t)n * dim), "add kernel (residual)", err)))
+            (st = launched(c, cuk_add(kstream(c), x, x, partial, (int64_t)n * dim), "add kernel (residual)", err)))
             return st;
-        return launched(c, cuk_rmsnorm(c->stream, out, x, weight, n, dim, eps), "rmsnorm kernel", err);
+        return launched(c, cuk_rmsnorm(kstream(c), out, x, weight, n, dim, eps), "rmsnorm kernel", err);
     }
     if (split && (st = grow_scratch(c, &c->mma_x, &c->mma_x_bytes, cuk_gemv_mma_scratch(n, dim),
                                     "rmsnorm (split activations)", err)))
         return st;
-    st = launched(c, cuk_rmsnorm_fused(c->stream, out, x, partial, weight, n, dim, eps, split ? c->mma_x : NULL),
+    st = launched(c, cuk_rmsnorm_fused(kstream(c), out, x, partial, weight, n, dim, eps, split ? c->mma_x : NULL),
                   partial ? "rmsnorm kernel (with the residual add)" : "rmsnorm kernel", err);
     if (!st && split) {
         c->split_seq = seq;
@@ -539,7 +545,7 @@ static augur_status cuda_rope(augur_backend *be, float *x, int n, int n_heads, i
     if (head_dim <= 0 || head_dim % 2 || start_pos < 0)
         return augur_fail(err, AUGUR_E_INTERNAL, "cuda backend: rope with head_dim %d, start_pos %d", head_dim,
                           start_pos);
-    return launched(c, cuk_rope(c->stream, x, n, n_heads, head_dim, start_pos, c->pos_dev, inv_freq, (int)pairs),
+    return launched(c, cuk_rope(kstream(c), x, n, n_heads, head_dim, start_pos, c->pos_dev, inv_freq, (int)pairs),
                     "rope kernel", err);
 }
 
@@ -593,7 +599,7 @@ static augur_status cuda_attention(augur_backend *be, float *out, const float *q
         if (st)
             return st;
         return launched(c,
-                        cuk_attention_grouped(c->stream, out, q, n, start_pos, c->pos_dev, c->pos_max, n_heads,
+                        cuk_attention_grouped(kstream(c), out, q, n, start_pos, c->pos_dev, c->pos_max, n_heads,
                                               n_kv_heads, head_dim, k_cache, v_cache, block_table, block_size,
                                               c->att_scratch),
                         "attention (grouped + combine kernels)", err);
@@ -609,7 +615,7 @@ static augur_status cuda_attention(augur_backend *be, float *out, const float *q
     }
     if (!split)
         return launched(c,
-                        cuk_attention_single(c->stream, out, q, n, start_pos, n_heads, n_kv_heads, head_dim, k_cache,
+                        cuk_attention_single(kstream(c), out, q, n, start_pos, n_heads, n_kv_heads, head_dim, k_cache,
                                              v_cache, block_table, block_size),
                         "attention (single-block kernel)", err);
 
@@ -623,13 +629,13 @@ static augur_status cuda_attention(augur_backend *be, float *out, const float *q
     if (st)
         return st;
     return launched(c,
-                    cuk_attention_split(c->stream, out, q, n, start_pos, n_heads, n_kv_heads, head_dim, k_cache,
+                    cuk_attention_split(kstream(c), out, q, n, start_pos, n_heads, n_kv_heads, head_dim, k_cache,
                                         v_cache, block_table, block_size, chunk, max_splits, c->att_scratch),
                     "attention (split + combine kernels)", err);
 }
 
 /* out[i] = kernel(a[i], b[i]) for i < count. */
-typedef cudaError_t binary_kernel(cudaStream_t stream, float *out, const float *a, const float *b, int64_t count);
+typedef cudaError_t binary_kernel(cuk_stream stream, float *out, const float *a, const float *b, int64_t count);
 
 static augur_status elementwise(augur_backend *be, binary_kernel *kernel, float *out, const float *a, const float *b,
                                 int64_t count, const char *what, augur_error *err)
@@ -638,7 +644,7 @@ static augur_status elementwise(augur_backend *be, binary_kernel *kernel, float 
     c->op_seq++;
     if (count <= 0)
         return AUGUR_OK;
-    return launched(c, kernel(c->stream, out, a, b, count), what, err);
+    return launched(c, kernel(kstream(c), out, a, b, count), what, err);
 }
 
 static augur_status cuda_swiglu(augur_backend *be, float *out, const float *gate, const float *up, int64_t count,
@@ -657,7 +663,7 @@ static augur_status cuda_embedding(augur_backend *be, float *out, const tensor_v
     if (!dtype_ok(table->dtype) || table->row_stride < table->cols)
         return augur_fail(err, AUGUR_E_INTERNAL, "cuda backend: embedding over a malformed table view");
     return launched(c,
-                    cuk_embedding(c->stream, out, table->data, (int)table->dtype, table->rows, table->cols,
+                    cuk_embedding(kstream(c), out, table->data, (int)table->dtype, table->rows, table->cols,
                                   table->row_stride, ids, n),
                     "embedding kernel", err);
 }
@@ -674,7 +680,7 @@ static augur_status cuda_softmax(augur_backend *be, float *x, int rows, int cols
     c->op_seq++;
     if (rows <= 0 || cols <= 0)
         return AUGUR_OK;
-    return launched(c, cuk_softmax(c->stream, x, rows, cols), "softmax kernel", err);
+    return launched(c, cuk_softmax(kstream(c), x, rows, cols), "softmax kernel", err);
 }
 
 static augur_status cuda_argmax(augur_backend *be, int32_t *out, float *max_out, const float *x, int rows, int cols,
@@ -684,7 +690,7 @@ static augur_status cuda_argmax(augur_backend *be, int32_t *out, float *max_out,
     c->op_seq++;
     if (rows <= 0)
         return AUGUR_OK;
-    return launched(c, cuk_argmax(c->stream, out, max_out, x, rows, cols < 0 ? 0 : cols), "argmax kernel", err);
+    return launched(c, cuk_argmax(kstream(c), out, max_out, x, rows, cols < 0 ? 0 : cols), "argmax kernel", err);
 }
 
 static augur_status cuda_sample_probs(augur_backend *be, float *probs, const float *logits, int rows, int cols,
@@ -694,7 +700,7 @@ static augur_status cuda_sample_probs(augur_backend *be, float *probs, const flo
     c->op_seq++;
     if (rows <= 0 || cols <= 0)
         return AUGUR_OK;
-    return launched(c, cuk_sample_probs(c->stream, probs, logits, rows, cols, sp->temperature, sp->top_k, sp->top_p),
+    return launched(c, cuk_sample_probs(kstream(c), probs, logits, rows, cols, sp->temperature, sp->top_k, sp->top_p),
                     "sample_probs kernel", err);
 }
 
@@ -722,16 +728,16 @@ static augur_status cuda_store_rows(augur_backend *be, float *base, const float 
         return AUGUR_OK;
     if (block_table && !c->pos_dev) /* the table is device memory: a kernel scatters the rows */
         return launched(c,
-                        cuk_store_rows(c->stream, base, src, row_floats, n, start_row, NULL, block_table, block_size),
+                        cuk_store_rows(kstream(c), base, src, row_floats, n, start_row, NULL, block_table, block_size),
                         "store_rows kernel (paged)", err);
     if (!c->pos_dev)
         return copy_async(c, base + (int64_t)start_row * row_floats, src, (size_t)n * (size_t)row_floats * sizeof(float),
                           cudaMemcpyDeviceToDevice, "store_rows (cudaMemcpyAsync)", err);
     if (start_row + n > c->pos_max)
         return augur_fail(err, AUGUR_E_INTERNAL, "cuda backend: store_rows past the bound %d positions", c->pos_max);
-    return launched(c,
-                    cuk_store_rows(c->stream, base, src, row_floats, n, start_row, c->pos_dev, block_table, block_size),
-                    "store_rows kernel", err);
+    return launched(
+        c, cuk_store_rows(kstream(c), base, src, row_floats, n, start_row, c->pos_dev, block_table, block_size),
+        "store_rows kernel", err);
 }
 
 static augur_status cuda_bind_position(augur_backend *be, const int32_t *dev_pos, int max_positions, augur_error *err)
@@ -914,6 +920,8 @@ augur_status backend_cuda_create(augur_backend **out, int device, augur_error *e
     c->ungrouped = grouped && !strcmp(grouped, "0");
     const char *fused = getenv("AUGUR_CUDA_FUSED_NORM"); /* 0: residual add, norm and split apart */
     c->unfused = fused && !strcmp(fused, "0");
+    const char *pdl = getenv("AUGUR_CUDA_PDL"); /* 0: every kernel waits for the one before to end */
+    c->early = !(pdl && !strcmp(pdl, "0"));
     const char *mm = getenv("AUGUR_CUDA_MATMUL");
     if (mm && !strcmp(mm, "gemv"))
         c->paths.matmul = CUDA_MATMUL_GEMV;

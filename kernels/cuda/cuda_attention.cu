@@ -108,6 +108,7 @@ __global__ void __launch_bounds__(ATT_THREADS)
                       int n_kv_heads, int head_dim, const float *__restrict__ kc, const float *__restrict__ vc,
                       const int *__restrict__ table, int bs, float scale)
 {
+    cuk_begin();
     extern __shared__ float sm[];
     float *qs = sm;
     float *red = qs + head_dim;
@@ -136,7 +137,7 @@ extern "C" size_t cuk_attention_single_smem(int max_len, int head_dim)
     return (att_fixed_floats(head_dim) + (size_t)max_len) * sizeof(float);
 }
 
-extern "C" cudaError_t cuk_attention_single(cudaStream_t stream, float *out, const float *q, int n, int start_pos,
+extern "C" cudaError_t cuk_attention_single(cuk_stream stream, float *out, const float *q, int n, int start_pos,
                                             int n_heads, int n_kv_heads, int head_dim, const float *k_cache,
                                             const float *v_cache, const int *block_table, int block_size)
 {
@@ -156,11 +157,11 @@ extern "C" cudaError_t cuk_attention_single(cudaStream_t stream, float *out, con
     }
     const dim3 grid((unsigned)n_heads, (unsigned)n);
     if (block_table)
-        att_single_kernel<true><<<grid, ATT_THREADS, smem, stream>>>(out, q, start_pos, n_heads, n_kv_heads, head_dim,
-                                                                     k_cache, v_cache, block_table, block_size, scale);
+        cuk_launch(stream, grid, ATT_THREADS, smem, att_single_kernel<true>, out, q, start_pos, n_heads, n_kv_heads,
+                   head_dim, k_cache, v_cache, block_table, block_size, scale);
     else
-        att_single_kernel<false><<<grid, ATT_THREADS, smem, stream>>>(out, q, start_pos, n_heads, n_kv_heads, head_dim,
-                                                                      k_cache, v_cache, nullptr, 0, scale);
+        cuk_launch(stream, grid, ATT_THREADS, smem, att_single_kernel<false>, out, q, start_pos, n_heads, n_kv_heads,
+                   head_dim, k_cache, v_cache, nullptr, 0, scale);
     return cudaGetLastError();
 }
 
@@ -177,6 +178,7 @@ __global__ void __launch_bounds__(ATT_THREADS)
                      int n_kv_heads, int head_dim, const float *__restrict__ kc, const float *__restrict__ vc,
                      const int *__restrict__ table, int bs, float scale, int chunk, int max_splits)
 {
+    cuk_begin();
     extern __shared__ float sm[];
     float *qs = sm;
     float *red = qs + head_dim;
@@ -209,6 +211,7 @@ __global__ void __launch_bounds__(ATT_THREADS)
     att_combine_kernel(float *__restrict__ out, const float *__restrict__ scratch, int start_pos,
                        const int *__restrict__ pos_dev, int n_heads, int head_dim, int chunk, int max_splits)
 {
+    cuk_begin();
     if (pos_dev)
         start_pos = *pos_dev;
     const int h = blockIdx.x, i = blockIdx.y;
@@ -243,7 +246,7 @@ extern "C" size_t cuk_attention_split_scratch(int n, int n_heads, int head_dim, 
     return (size_t)n * n_heads * max_splits * (size_t)(head_dim + 2);
 }
 
-extern "C" cudaError_t cuk_attention_split(cudaStream_t stream, float *out, const float *q, int n, int start_pos,
+extern "C" cudaError_t cuk_attention_split(cuk_stream stream, float *out, const float *q, int n, int start_pos,
                                            int n_heads, int n_kv_heads, int head_dim, const float *k_cache,
                                            const float *v_cache, const int *block_table, int block_size, int chunk,
                                            int max_splits, float *scratch)
@@ -252,18 +255,16 @@ extern "C" cudaError_t cuk_attention_split(cudaStream_t stream, float *out, cons
     const float scale = 1.0f / sqrtf((float)head_dim);
     const dim3 grid((unsigned)max_splits, (unsigned)n_heads, (unsigned)n);
     if (block_table)
-        att_split_kernel<true><<<grid, ATT_THREADS, smem, stream>>>(scratch, q, start_pos, n_heads, n_kv_heads,
-                                                                    head_dim, k_cache, v_cache, block_table,
-                                                                    block_size, scale, chunk, max_splits);
+        cuk_launch(stream, grid, ATT_THREADS, smem, att_split_kernel<true>, scratch, q, start_pos, n_heads, n_kv_heads,
+                   head_dim, k_cache, v_cache, block_table, block_size, scale, chunk, max_splits);
     else
-        att_split_kernel<false><<<grid, ATT_THREADS, smem, stream>>>(scratch, q, start_pos, n_heads, n_kv_heads,
-                                                                     head_dim, k_cache, v_cache, nullptr, 0, scale,
-                                                                     chunk, max_splits);
+        cuk_launch(stream, grid, ATT_THREADS, smem, att_split_kernel<false>, scratch, q, start_pos, n_heads, n_kv_heads,
+                   head_dim, k_cache, v_cache, nullptr, 0, scale, chunk, max_splits);
     cudaError_t rc = cudaGetLastError();
     if (rc != cudaSuccess)
         return rc;
-    att_combine_kernel<<<dim3((unsigned)n_heads, (unsigned)n), ATT_THREADS, 0, stream>>>(
-        out, scratch, start_pos, nullptr, n_heads, head_dim, chunk, max_splits);
+    cuk_launch(stream, dim3((unsigned)n_heads, (unsigned)n), ATT_THREADS, 0, att_combine_kernel, out, scratch,
+               start_pos, nullptr, n_heads, head_dim, chunk, max_splits);
     return cudaGetLastError();
 }
 
@@ -303,6 +304,7 @@ __global__ void __launch_bounds__(ATT_GROUP_WARPS * 32)
                        const float *__restrict__ kc, const float *__restrict__ vc, const int *__restrict__ table,
                        int bs, float scale, int max_splits)
 {
+    cuk_begin();
     if (pos_dev) /* a captured step: the grid covers every position the cache holds */
         start_pos = *pos_dev;
     extern __shared__ float sm[];
@@ -402,7 +404,7 @@ __global__ void __launch_bounds__(ATT_GROUP_WARPS * 32)
     }
 }
 
-extern "C" cudaError_t cuk_attention_grouped(cudaStream_t stream, float *out, const float *q, int n, int start_pos,
+extern "C" cudaError_t cuk_attention_grouped(cuk_stream stream, float *out, const float *q, int n, int start_pos,
                                              const int *pos_dev, int max_positions, int n_heads, int n_kv_heads,
                                              int head_dim, const float *k_cache, const float *v_cache,
                                              const int *block_table, int block_size, float *scratch)
@@ -425,17 +427,16 @@ extern "C" cudaError_t cuk_attention_grouped(cudaStream_t stream, float *out, co
     }
     const dim3 grid((unsigned)max_splits, (unsigned)n_kv_heads);
     if (block_table)
-        att_grouped_kernel<true><<<grid, ATT_GROUP_WARPS * 32, smem, stream>>>(
-            scratch, q, n, start_pos, pos_dev, n_heads, n_kv_heads, head_dim, k_cache, v_cache, block_table,
-            block_size, scale, max_splits);
+        cuk_launch(stream, grid, ATT_GROUP_WARPS * 32, smem, att_grouped_kernel<true>, scratch, q, n, start_pos,
+                   pos_dev, n_heads, n_kv_heads, head_dim, k_cache, v_cache, block_table, block_size, scale,
+                   max_splits);
     else
-        att_grouped_kernel<false><<<grid, ATT_GROUP_WARPS * 32, smem, stream>>>(
-            scratch, q, n, start_pos, pos_dev, n_heads, n_kv_heads, head_dim, k_cache, v_cache, nullptr, 0, scale,
-            max_splits);
+        cuk_launch(stream, grid, ATT_GROUP_WARPS * 32, smem, att_grouped_kernel<false>, scratch, q, n, start_pos,
+                   pos_dev, n_heads, n_kv_heads, head_dim, k_cache, v_cache, nullptr, 0, scale, max_splits);
     cudaError_t rc = cudaGetLastError();
     if (rc != cudaSuccess)
         return rc;
-    att_combine_kernel<<<dim3((unsigned)n_heads, (unsigned)n), ATT_THREADS, 0, stream>>>(
-        out, scratch, start_pos, pos_dev, n_heads, head_dim, ATT_GROUP_CHUNK, max_splits);
+    cuk_launch(stream, dim3((unsigned)n_heads, (unsigned)n), ATT_THREADS, 0, att_combine_kernel, out, scratch,
+               start_pos, pos_dev, n_heads, head_dim, ATT_GROUP_CHUNK, max_splits);
     return cudaGetLastError();
 }

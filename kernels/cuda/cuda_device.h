@@ -14,6 +14,7 @@
 #include <cuda_runtime.h>
 
 #include "base/tensor.h"
+#include "kernels/cuda/cuda_kernels.h"
 
 /* One weight element as fp32 (all three conversions are exact). */
 __device__ __forceinline__ float cuk_to_f32(float v) { return v; }
@@ -88,6 +89,51 @@ __device__ __forceinline__ void cuk_split3(float v, __nv_bfloat16 &h, __nv_bfloa
 __device__ __forceinline__ uint32_t cuk_pack_bf16x2(__nv_bfloat16 lo, __nv_bfloat16 hi)
 {
     return (uint32_t)__bfloat16_as_ushort(lo) | ((uint32_t)__bfloat16_as_ushort(hi) << 16);
+}
+
+/* Programmatic dependent launch. Every kernel of these files calls cuk_begin before it
+ * reads or writes anything: it waits until the kernel before it in the stream has
+ * finished and its writes are visible (a no-op when launched plainly), then lets the
+ * kernel after it be placed on the multiprocessors its own blocks leave free, where that
+ * one waits in turn. Only the wait is needed for correctness; the signal after it keeps
+ * at most one kernel waiting ahead. */
+__device__ __forceinline__ void cuk_wait_prior()
+{
+#if defined(__CUDA_ARCH__) && __CUDA_ARCH__ >= 900
+    asm volatile("griddepcontrol.wait;" ::: "memory");
+#endif
+}
+
+__device__ __forceinline__ void cuk_allow_next()
+{
+#if defined(__CUDA_ARCH__) && __CUDA_ARCH__ >= 900
+    asm volatile("griddepcontrol.launch_dependents;" ::: "memory");
+#endif
+}
+
+__device__ __forceinline__ void cuk_begin()
+{
+    cuk_wait_prior();
+    cuk_allow_next();
+}
+
+/* kernel<<<grid, block, smem, s.stream>>>(args...), as a programmatic dependent of the
+ * kernel before it when s.early. The error is also left for cudaGetLastError. */
+template <typename... Params, typename... Args>
+static inline cudaError_t cuk_launch(cuk_stream s, dim3 grid, dim3 block, size_t smem, void (*kernel)(Params...),
+                                     Args &&...args)
+{
+    cudaLaunchAttribute attr[1];
+    attr[0].id = cudaLaunchAttributeProgrammaticStreamSerialization;
+    attr[0].val.programmaticStreamSerializationAllowed = 1;
+    cudaLaunchConfig_t cfg = {};
+    cfg.gridDim = grid;
+    cfg.blockDim = block;
+    cfg.dynamicSmemBytes = smem;
+    cfg.stream = s.stream;
+    cfg.attrs = attr;
+    cfg.numAttrs = s.early ? 1 : 0;
+    return cudaLaunchKernelEx(&cfg, kernel, static_cast<Params>(args)...);
 }
 
 /* Grid size for a grid-stride loop over count elements. */

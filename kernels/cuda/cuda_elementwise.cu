@@ -13,6 +13,7 @@
 __global__ void __launch_bounds__(NORM_THREADS)
     rmsnorm_kernel(float *out, const float *x, const float *__restrict__ weight, int dim, float eps)
 {
+    cuk_begin();
     __shared__ float red[32];
     const float *xi = x + (int64_t)blockIdx.x * dim;
     float *oi = out + (int64_t)blockIdx.x * dim;
@@ -40,6 +41,7 @@ __global__ void __launch_bounds__(NORM_VEC_THREADS)
     rmsnorm_vec_kernel(float *out, float *x, const float *__restrict__ partial, const float *__restrict__ weight,
                        int dim, float eps, uint2 *__restrict__ xs)
 {
+    cuk_begin();
     __shared__ float red[32];
     float4 *xi = reinterpret_cast<float4 *>(x + (int64_t)blockIdx.x * dim);
     const float4 *pi = ADD ? reinterpret_cast<const float4 *>(partial + (int64_t)blockIdx.x * dim) : nullptr;
@@ -106,14 +108,14 @@ static bool norm_vec_ok(const float *out, const float *x, const float *weight, i
            (uintptr_t)out % 16 == 0 && (uintptr_t)weight % 16 == 0;
 }
 
-extern "C" cudaError_t cuk_rmsnorm(cudaStream_t stream, float *out, const float *x, const float *weight, int n,
-                                   int dim, float eps)
+extern "C" cudaError_t cuk_rmsnorm(cuk_stream stream, float *out, const float *x, const float *weight, int n, int dim,
+                                   float eps)
 {
     if (norm_vec_ok(out, x, weight, dim))
-        rmsnorm_vec_kernel<false, false>
-            <<<n, NORM_VEC_THREADS, 0, stream>>>(out, const_cast<float *>(x), nullptr, weight, dim, eps, nullptr);
+        cuk_launch(stream, n, NORM_VEC_THREADS, 0, rmsnorm_vec_kernel<false, false>, out, const_cast<float *>(x),
+                   nullptr, weight, dim, eps, nullptr);
     else
-        rmsnorm_kernel<<<n, NORM_THREADS, 0, stream>>>(out, x, weight, dim, eps);
+        cuk_launch(stream, n, NORM_THREADS, 0, rmsnorm_kernel, out, x, weight, dim, eps);
     return cudaGetLastError();
 }
 
@@ -123,20 +125,24 @@ extern "C" bool cuk_rmsnorm_fused_ok(const float *out, const float *x, const flo
     return norm_vec_ok(out, x, weight, dim) && (!partial || (uintptr_t)partial % 16 == 0);
 }
 
-extern "C" cudaError_t cuk_rmsnorm_fused(cudaStream_t stream, float *out, float *x, const float *partial,
+extern "C" cudaError_t cuk_rmsnorm_fused(cuk_stream stream, float *out, float *x, const float *partial,
                                          const float *weight, int n, int dim, float eps, void *x_split)
 {
     if (!cuk_rmsnorm_fused_ok(out, x, partial, weight, dim) || (x_split && dim % 32))
         return cudaErrorInvalidValue;
     uint2 *xs = static_cast<uint2 *>(x_split);
     if (partial && xs)
-        rmsnorm_vec_kernel<true, true><<<n, NORM_VEC_THREADS, 0, stream>>>(out, x, partial, weight, dim, eps, xs);
+        cuk_launch(stream, n, NORM_VEC_THREADS, 0, rmsnorm_vec_kernel<true, true>, out, x, partial, weight, dim, eps,
+                   xs);
     else if (partial)
-        rmsnorm_vec_kernel<true, false><<<n, NORM_VEC_THREADS, 0, stream>>>(out, x, partial, weight, dim, eps, xs);
+        cuk_launch(stream, n, NORM_VEC_THREADS, 0, rmsnorm_vec_kernel<true, false>, out, x, partial, weight, dim, eps,
+                   xs);
     else if (xs)
-        rmsnorm_vec_kernel<false, true><<<n, NORM_VEC_THREADS, 0, stream>>>(out, x, partial, weight, dim, eps, xs);
+        cuk_launch(stream, n, NORM_VEC_THREADS, 0, rmsnorm_vec_kernel<false, true>, out, x, partial, weight, dim, eps,
+                   xs);
     else
-        rmsnorm_vec_kernel<false, false><<<n, NORM_VEC_THREADS, 0, stream>>>(out, x, partial, weight, dim, eps, xs);
+        cuk_launch(stream, n, NORM_VEC_THREADS, 0, rmsnorm_vec_kernel<false, false>, out, x, partial, weight, dim, eps,
+                   xs);
     return cudaGetLastError();
 }
 
@@ -148,6 +154,7 @@ __global__ void __launch_bounds__(ROPE_THREADS)
     rope_kernel(float *x, int n_heads, int head_dim, int start_pos, const int *__restrict__ pos_dev,
                 const float *__restrict__ inv_freq, int pairs)
 {
+    cuk_begin();
     if (pos_dev) /* a captured step reads its position when it runs */
         start_pos = *pos_dev;
     extern __shared__ float cs[]; /* [half] cos, then [half] sin */
@@ -173,11 +180,11 @@ __global__ void __launch_bounds__(ROPE_THREADS)
     }
 }
 
-extern "C" cudaError_t cuk_rope(cudaStream_t stream, float *x, int n, int n_heads, int head_dim, int start_pos,
+extern "C" cudaError_t cuk_rope(cuk_stream stream, float *x, int n, int n_heads, int head_dim, int start_pos,
                                 const int *pos_dev, const float *inv_freq, int pairs)
 {
     const size_t smem = (size_t)(head_dim / 2) * 2 * sizeof(float);
-    rope_kernel<<<n, ROPE_THREADS, smem, stream>>>(x, n_heads, head_dim, start_pos, pos_dev, inv_freq, pairs);
+    cuk_launch(stream, n, ROPE_THREADS, smem, rope_kernel, x, n_heads, head_dim, start_pos, pos_dev, inv_freq, pairs);
     return cudaGetLastError();
 }
 
@@ -185,16 +192,16 @@ extern "C" cudaError_t cuk_rope(cudaStream_t stream, float *x, int n, int n_head
  * g / inf is the right limit, -0. */
 __global__ void swiglu_kernel(float *out, const float *gate, const float *up, int64_t count)
 {
+    cuk_begin();
     for (int64_t i = (int64_t)blockIdx.x * blockDim.x + threadIdx.x; i < count; i += (int64_t)gridDim.x * blockDim.x) {
         const float g = gate[i];
         out[i] = __fmul_rn(g / __fadd_rn(1.0f, expf(-g)), up[i]);
     }
 }
 
-extern "C" cudaError_t cuk_swiglu(cudaStream_t stream, float *out, const float *gate, const float *up,
-                                  int64_t count)
+extern "C" cudaError_t cuk_swiglu(cuk_stream stream, float *out, const float *gate, const float *up, int64_t count)
 {
-    swiglu_kernel<<<cuk_blocks_for(count, 256), 256, 0, stream>>>(out, gate, up, count);
+    cuk_launch(stream, cuk_blocks_for(count, 256), 256, 0, swiglu_kernel, out, gate, up, count);
     return cudaGetLastError();
 }
 
@@ -204,6 +211,7 @@ template <typename T>
 __global__ void embedding_kernel(float *__restrict__ out, const T *__restrict__ table, int64_t vocab, int64_t cols,
                                  int64_t ld, const int32_t *__restrict__ ids)
 {
+    cuk_begin();
     const int32_t id = ids[blockIdx.x];
     float *oi = out + (int64_t)blockIdx.x * cols;
     const bool ok = id >= 0 && id < vocab;
@@ -212,19 +220,21 @@ __global__ void embedding_kernel(float *__restrict__ out, const T *__restrict__ 
         oi[c] = ok ? cuk_load_f32(row + c) : __int_as_float(0x7fc00000);
 }
 
-extern "C" cudaError_t cuk_embedding(cudaStream_t stream, float *out, const void *table, int dtype, int64_t vocab,
+extern "C" cudaError_t cuk_embedding(cuk_stream stream, float *out, const void *table, int dtype, int64_t vocab,
                                      int64_t cols, int64_t ld, const int32_t *ids, int n)
 {
     switch (dtype) {
     case AUGUR_F32:
-        embedding_kernel<<<n, 256, 0, stream>>>(out, static_cast<const float *>(table), vocab, cols, ld, ids);
+        cuk_launch(stream, n, 256, 0, embedding_kernel<float>, out, static_cast<const float *>(table), vocab, cols, ld,
+                   ids);
         break;
     case AUGUR_BF16:
-        embedding_kernel<<<n, 256, 0, stream>>>(out, static_cast<const __nv_bfloat16 *>(table), vocab, cols, ld,
-                                                ids);
+        cuk_launch(stream, n, 256, 0, embedding_kernel<__nv_bfloat16>, out, static_cast<const __nv_bfloat16 *>(table),
+                   vocab, cols, ld, ids);
         break;
     case AUGUR_F16:
-        embedding_kernel<<<n, 256, 0, stream>>>(out, static_cast<const __half *>(table), vocab, cols, ld, ids);
+        cuk_launch(stream, n, 256, 0, embedding_kernel<__half>, out, static_cast<const __half *>(table), vocab, cols,
+                   ld, ids);
         break;
     default: return cudaErrorInvalidValue;
     }
@@ -233,13 +243,14 @@ extern "C" cudaError_t cuk_embedding(cudaStream_t stream, float *out, const void
 
 __global__ void add_kernel(float *out, const float *a, const float *b, int64_t count)
 {
+    cuk_begin();
     for (int64_t i = (int64_t)blockIdx.x * blockDim.x + threadIdx.x; i < count; i += (int64_t)gridDim.x * blockDim.x)
         out[i] = __fadd_rn(a[i], b[i]);
 }
 
-extern "C" cudaError_t cuk_add(cudaStream_t stream, float *out, const float *a, const float *b, int64_t count)
+extern "C" cudaError_t cuk_add(cuk_stream stream, float *out, const float *a, const float *b, int64_t count)
 {
-    add_kernel<<<cuk_blocks_for(count, 256), 256, 0, stream>>>(out, a, b, count);
+    cuk_launch(stream, cuk_blocks_for(count, 256), 256, 0, add_kernel, out, a, b, count);
     return cudaGetLastError();
 }
 
@@ -248,6 +259,7 @@ extern "C" cudaError_t cuk_add(cudaStream_t stream, float *out, const float *a, 
 __global__ void store_rows_kernel(float *__restrict__ base, const float *__restrict__ src, int64_t row_floats, int n,
                                   int start, const int *__restrict__ pos_dev)
 {
+    cuk_begin();
     const int64_t first = (int64_t)(pos_dev ? *pos_dev : start) * row_floats;
     const int64_t total = (int64_t)n * row_floats;
     for (int64_t i = (int64_t)blockIdx.x * blockDim.x + threadIdx.x; i < total; i += (int64_t)gridDim.x * blockDim.x)
@@ -259,6 +271,7 @@ __global__ void store_rows_paged_kernel(float *__restrict__ base, const float *_
                                         int n, int start, const int *__restrict__ pos_dev,
                                         const int *__restrict__ table, int bs)
 {
+    cuk_begin();
     const int first = pos_dev ? *pos_dev : start;
     const int64_t total = (int64_t)n * row_floats;
     for (int64_t i = (int64_t)blockIdx.x * blockDim.x + threadIdx.x; i < total; i += (int64_t)gridDim.x * blockDim.x) {
@@ -269,14 +282,15 @@ __global__ void store_rows_paged_kernel(float *__restrict__ base, const float *_
     }
 }
 
-extern "C" cudaError_t cuk_store_rows(cudaStream_t stream, float *base, const float *src, int64_t row_floats, int n,
+extern "C" cudaError_t cuk_store_rows(cuk_stream stream, float *base, const float *src, int64_t row_floats, int n,
                                       int start, const int *pos_dev, const int *block_table, int block_size)
 {
     const int64_t total = (int64_t)n * row_floats;
     if (block_table)
-        store_rows_paged_kernel<<<cuk_blocks_for(total, 256), 256, 0, stream>>>(base, src, row_floats, n, start,
-                                                                                pos_dev, block_table, block_size);
+        cuk_launch(stream, cuk_blocks_for(total, 256), 256, 0, store_rows_paged_kernel, base, src, row_floats, n, start,
+                   pos_dev, block_table, block_size);
     else
-        store_rows_kernel<<<cuk_blocks_for(total, 256), 256, 0, stream>>>(base, src, row_floats, n, start, pos_dev);
+        cuk_launch(stream, cuk_blocks_for(total, 256), 256, 0, store_rows_kernel, base, src, row_floats, n, start,
+                   pos_dev);
     return cudaGetLastError();
 }

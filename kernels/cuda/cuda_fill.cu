@@ -16,23 +16,27 @@ template <typename T>
 __global__ void __launch_bounds__(FILL_THREADS)
     fill_random_kernel(T *buf, int64_t count, uint64_t seed, float scale, float offset)
 {
+    cuk_begin();
     for (int64_t i = (int64_t)blockIdx.x * blockDim.x + threadIdx.x; i < count; i += (int64_t)gridDim.x * blockDim.x)
         fill_store(buf + i, augur_fill_value(seed, (uint64_t)i, scale, offset));
 }
 
-extern "C" cudaError_t cuk_fill_random(cudaStream_t stream, void *buf, int dtype, int64_t count, uint64_t seed,
+extern "C" cudaError_t cuk_fill_random(cuk_stream stream, void *buf, int dtype, int64_t count, uint64_t seed,
                                        float scale, float offset)
 {
     const unsigned blocks = cuk_blocks_for(count, FILL_THREADS);
     switch (dtype) {
     case AUGUR_F32:
-        fill_random_kernel<<<blocks, FILL_THREADS, 0, stream>>>((float *)buf, count, seed, scale, offset);
+        cuk_launch(stream, blocks, FILL_THREADS, 0, fill_random_kernel<float>, (float *)buf, count, seed, scale,
+                   offset);
         break;
     case AUGUR_BF16:
-        fill_random_kernel<<<blocks, FILL_THREADS, 0, stream>>>((__nv_bfloat16 *)buf, count, seed, scale, offset);
+        cuk_launch(stream, blocks, FILL_THREADS, 0, fill_random_kernel<__nv_bfloat16>, (__nv_bfloat16 *)buf, count,
+                   seed, scale, offset);
         break;
     case AUGUR_F16:
-        fill_random_kernel<<<blocks, FILL_THREADS, 0, stream>>>((__half *)buf, count, seed, scale, offset);
+        cuk_launch(stream, blocks, FILL_THREADS, 0, fill_random_kernel<__half>, (__half *)buf, count, seed, scale,
+                   offset);
         break;
     default:
         return cudaErrorInvalidValue;

@@ -16,6 +16,16 @@
 extern "C" {
 #endif
 
+/* Where the kernels of a launcher go. early: launch them as programmatic dependents
+ * (Hopper): a kernel's blocks may be placed while the kernel before it drains, and wait
+ * for it (griddepcontrol.wait) before touching memory, so the gap between kernels
+ * closes and a matrix product streams its first weights meanwhile. Every kernel of
+ * these launchers waits first, so early changes when they start, never what they read. */
+typedef struct {
+    cudaStream_t stream;
+    bool early;
+} cuk_stream;
+
 /* Rows of x one GEMV pass keeps in registers: each weight is read once per this many rows. */
 #define CUK_GEMV_MAX_ROWS 16
 
@@ -23,8 +33,8 @@ extern "C" {
 /* out[i][o] = sum_c x[i][c] * w[o][c] (+ bias[o]): warp per output feature, fp32
  * accumulation with fmaf in a fixed order per (row, feature) whatever n is. w is [rows]
  * rows of cols elements, row o at w + o*ld. Any n (passes of CUK_GEMV_MAX_ROWS rows). */
-cudaError_t cuk_gemv(cudaStream_t stream, float *out, const float *x, int n, const void *w, int dtype,
-                     int64_t rows, int64_t cols, int64_t ld, const float *bias);
+cudaError_t cuk_gemv(cuk_stream stream, float *out, const float *x, int n, const void *w, int dtype, int64_t rows,
+                     int64_t cols, int64_t ld, const float *bias);
 
 /* Whether cuk_gemv_mma can take this product: bf16 weights in 16-byte aligned rows. A
  * function of the weights' shape and allocation, never of the number of rows. */
@@ -34,12 +44,12 @@ bool cuk_gemv_mma_eligible(const void *w, int dtype, int64_t cols, int64_t ld, c
 size_t cuk_gemv_mma_scratch(int n, int64_t cols);
 
 /* x (n rows of cols) as the three bf16 terms cuk_gemv_mma reads, into scratch. */
-cudaError_t cuk_gemv_split_x(cudaStream_t stream, void *scratch, const float *x, int n, int64_t cols);
+cudaError_t cuk_gemv_split_x(cuk_stream stream, void *scratch, const float *x, int n, int64_t cols);
 
 /* cuk_gemv on the tensor cores (kernels/cuda/cuda_gemv_mma.cu) over x as split by
  * cuk_gemv_split_x: the same product, each output a function of its own row of x and its
  * feature's weights only. Any n. */
-cudaError_t cuk_gemv_mma(cudaStream_t stream, float *out, const void *x_split, int n, const void *w, int64_t rows,
+cudaError_t cuk_gemv_mma(cuk_stream stream, float *out, const void *x_split, int n, const void *w, int64_t rows,
                          int64_t cols, int64_t ld, const float *bias);
 
 /* One product of cuk_gemv_mma_parts: out [n][rows] from bf16 w ([rows] rows, row o at w + o*ld). */
@@ -53,17 +63,16 @@ typedef struct {
 
 /* 1 to CUK_MMA_MAX_PARTS products of the same split x (cols columns) in one launch, each
  * output bit for bit what cuk_gemv_mma computes for its part alone. */
-cudaError_t cuk_gemv_mma_parts(cudaStream_t stream, const void *x_split, int n, int64_t cols, const cuk_mma_part *part,
+cudaError_t cuk_gemv_mma_parts(cuk_stream stream, const void *x_split, int n, int64_t cols, const cuk_mma_part *part,
                                int count);
 
 /* dst[i] = x[i] rounded to nearest-even bf16 (dtype AUGUR_BF16) or fp16 (AUGUR_F16). */
-cudaError_t cuk_round_activations(cudaStream_t stream, void *dst, const float *x, int64_t count, int dtype);
+cudaError_t cuk_round_activations(cuk_stream stream, void *dst, const float *x, int64_t count, int dtype);
 
 /* out[i][o] += bias[o] over n rows of rows values. */
-cudaError_t cuk_add_bias(cudaStream_t stream, float *out, const float *bias, int n, int64_t rows);
+cudaError_t cuk_add_bias(cuk_stream stream, float *out, const float *bias, int n, int64_t rows);
 
-cudaError_t cuk_rmsnorm(cudaStream_t stream, float *out, const float *x, const float *weight, int n, int dim,
-                        float eps);
+cudaError_t cuk_rmsnorm(cuk_stream stream, float *out, const float *x, const float *weight, int n, int dim, float eps);
 
 /* Whether cuk_rmsnorm_fused takes these buffers (16-byte aligned, dim % 4 == 0, dim <=
  * 16384). */
@@ -72,12 +81,12 @@ bool cuk_rmsnorm_fused_ok(const float *out, const float *x, const float *partial
 /* cuk_rmsnorm with, when partial is given, x += partial first (x is stored updated; out
  * must alias neither), and, when x_split is given (dim % 32 == 0), out also written as
  * cuk_gemv_split_x would split it. Bit for bit cuk_add + cuk_rmsnorm + cuk_gemv_split_x. */
-cudaError_t cuk_rmsnorm_fused(cudaStream_t stream, float *out, float *x, const float *partial, const float *weight,
-                              int n, int dim, float eps, void *x_split);
+cudaError_t cuk_rmsnorm_fused(cuk_stream stream, float *out, float *x, const float *partial, const float *weight, int n,
+                              int dim, float eps, void *x_split);
 
 /* pairs: 0 = half (Hugging Face), 1 = adjacent (llama2.c), as rope_pairing. */
-cudaError_t cuk_rope(cudaStream_t stream, float *x, int n, int n_heads, int head_dim, int start_pos,
-                     const int *pos_dev, const float *inv_freq, int pairs);
+cudaError_t cuk_rope(cuk_stream stream, float *x, int n, int n_heads, int head_dim, int start_pos, const int *pos_dev,
+                     const float *inv_freq, int pairs);
 /* Bytes of dynamic shared memory cuk_attention_single needs for a context of max_len. */
 size_t cuk_attention_single_smem(int max_len, int head_dim);
 
@@ -86,9 +95,9 @@ size_t cuk_attention_single_smem(int max_len, int head_dim);
  * + p % block_size (a paged cache), with the same arithmetic. */
 
 /* One block per (query row, head): the row's scores in shared memory. */
-cudaError_t cuk_attention_single(cudaStream_t stream, float *out, const float *q, int n, int start_pos,
-                                 int n_heads, int n_kv_heads, int head_dim, const float *k_cache,
-                                 const float *v_cache, const int *block_table, int block_size);
+cudaError_t cuk_attention_single(cuk_stream stream, float *out, const float *q, int n, int start_pos, int n_heads,
+                                 int n_kv_heads, int head_dim, const float *k_cache, const float *v_cache,
+                                 const int *block_table, int block_size);
 
 /* Floats of scratch cuk_attention_split needs. */
 size_t cuk_attention_split_scratch(int n, int n_heads, int head_dim, int max_splits);
@@ -96,10 +105,9 @@ size_t cuk_attention_split_scratch(int n, int n_heads, int head_dim, int max_spl
 /* Flash-decoding: the context split into chunks of `chunk` positions, one block per
  * (chunk, head, row) writing a partial (max, sum, unnormalised output) to scratch, then a
  * combine kernel. max_splits = ceil((start_pos + n) / chunk). */
-cudaError_t cuk_attention_split(cudaStream_t stream, float *out, const float *q, int n, int start_pos,
-                                int n_heads, int n_kv_heads, int head_dim, const float *k_cache,
-                                const float *v_cache, const int *block_table, int block_size, int chunk,
-                                int max_splits, float *scratch);
+cudaError_t cuk_attention_split(cuk_stream stream, float *out, const float *q, int n, int start_pos, int n_heads,
+                                int n_kv_heads, int head_dim, const float *k_cache, const float *v_cache,
+                                const int *block_table, int block_size, int chunk, int max_splits, float *scratch);
 
 /* Positions of a chunk of cuk_attention_grouped (the invariant chunk: cuda_backend.h). */
 #define CUK_ATT_GROUP_CHUNK 64
@@ -110,35 +118,35 @@ size_t cuk_attention_grouped_smem(int head_dim);
 /* Split attention over chunks of 64 absolute positions, one block per (chunk, KV head)
  * serving all its query heads and rows from K and V staged once (scratch: as
  * cuk_attention_split with max_splits = ceil((start_pos + n) / 64)); then the combine. */
-cudaError_t cuk_attention_grouped(cudaStream_t stream, float *out, const float *q, int n, int start_pos,
+cudaError_t cuk_attention_grouped(cuk_stream stream, float *out, const float *q, int n, int start_pos,
                                   const int *pos_dev, int max_positions, int n_heads, int n_kv_heads, int head_dim,
-                                  const float *k_cache, const float *v_cache, const int *block_table,
-                                  int block_size, float *scratch);
+                                  const float *k_cache, const float *v_cache, const int *block_table, int block_size,
+                                  float *scratch);
 
 /* Rows 0..n-1 of src (row_floats each) to the rows of positions start..start+n-1 of
  * base (through block_table when not NULL, as attention); with pos_dev, start is read
  * from device memory when the kernel runs (a captured step). */
-cudaError_t cuk_store_rows(cudaStream_t stream, float *base, const float *src, int64_t row_floats, int n, int start,
+cudaError_t cuk_store_rows(cuk_stream stream, float *base, const float *src, int64_t row_floats, int n, int start,
                            const int *pos_dev, const int *block_table, int block_size);
-cudaError_t cuk_swiglu(cudaStream_t stream, float *out, const float *gate, const float *up, int64_t count);
+cudaError_t cuk_swiglu(cuk_stream stream, float *out, const float *gate, const float *up, int64_t count);
 
-cudaError_t cuk_embedding(cudaStream_t stream, float *out, const void *table, int dtype, int64_t vocab,
-                          int64_t cols, int64_t ld, const int32_t *ids, int n);
+cudaError_t cuk_embedding(cuk_stream stream, float *out, const void *table, int dtype, int64_t vocab, int64_t cols,
+                          int64_t ld, const int32_t *ids, int n);
 
-cudaError_t cuk_add(cudaStream_t stream, float *out, const float *a, const float *b, int64_t count);
+cudaError_t cuk_add(cuk_stream stream, float *out, const float *a, const float *b, int64_t count);
 
-cudaError_t cuk_softmax(cudaStream_t stream, float *x, int rows, int cols);
+cudaError_t cuk_softmax(cuk_stream stream, float *x, int rows, int cols);
 
-cudaError_t cuk_argmax(cudaStream_t stream, int32_t *out, float *max_out, const float *x, int rows, int cols);
+cudaError_t cuk_argmax(cuk_stream stream, int32_t *out, float *max_out, const float *x, int rows, int cols);
 
 /* As sampling_probs per row; temperature <= 0 or NaN means greedy, top_k <= 0 or >= cols
  * and top_p >= 1 are off. */
-cudaError_t cuk_sample_probs(cudaStream_t stream, float *probs, const float *logits, int rows, int cols,
+cudaError_t cuk_sample_probs(cuk_stream stream, float *probs, const float *logits, int rows, int cols,
                              float temperature, int top_k, float top_p);
 
 /* buf[i] = augur_fill_value(seed, i, scale, offset) (kernels/fill_random.h) stored as
  * dtype, for i < count; cudaErrorInvalidValue for any other dtype. */
-cudaError_t cuk_fill_random(cudaStream_t stream, void *buf, int dtype, int64_t count, uint64_t seed, float scale,
+cudaError_t cuk_fill_random(cuk_stream stream, void *buf, int dtype, int64_t count, uint64_t seed, float scale,
                             float offset);
 
 #ifdef __cplusplus

@@ -17,6 +17,7 @@
 
 __global__ void __launch_bounds__(LOGITS_THREADS) softmax_kernel(float *x, int cols)
 {
+    cuk_begin();
     __shared__ float red[32];
     float *xr = x + (int64_t)blockIdx.x * cols;
     float mx = -INFINITY;
@@ -34,9 +35,9 @@ __global__ void __launch_bounds__(LOGITS_THREADS) softmax_kernel(float *x, int c
         xr[c] = xr[c] / sum;
 }
 
-extern "C" cudaError_t cuk_softmax(cudaStream_t stream, float *x, int rows, int cols)
+extern "C" cudaError_t cuk_softmax(cuk_stream stream, float *x, int rows, int cols)
 {
-    softmax_kernel<<<rows, LOGITS_THREADS, 0, stream>>>(x, cols);
+    cuk_launch(stream, rows, LOGITS_THREADS, 0, softmax_kernel, x, cols);
     return cudaGetLastError();
 }
 
@@ -81,6 +82,7 @@ __device__ int block_argmax(const float *x, int cols, float *redv, int *redi)
 __global__ void __launch_bounds__(LOGITS_THREADS) argmax_kernel(int32_t *out, float *max_out, const float *x,
                                                                 int cols)
 {
+    cuk_begin();
     __shared__ float redv[32];
     __shared__ int redi[32];
     const float *xr = x + (int64_t)blockIdx.x * cols;
@@ -92,10 +94,9 @@ __global__ void __launch_bounds__(LOGITS_THREADS) argmax_kernel(int32_t *out, fl
     }
 }
 
-extern "C" cudaError_t cuk_argmax(cudaStream_t stream, int32_t *out, float *max_out, const float *x, int rows,
-                                  int cols)
+extern "C" cudaError_t cuk_argmax(cuk_stream stream, int32_t *out, float *max_out, const float *x, int rows, int cols)
 {
-    argmax_kernel<<<rows, LOGITS_THREADS, 0, stream>>>(out, max_out, x, cols);
+    cuk_launch(stream, rows, LOGITS_THREADS, 0, argmax_kernel, out, max_out, x, cols);
     return cudaGetLastError();
 }
 
@@ -228,6 +229,7 @@ __device__ void one_hot(float *p, int cols, int idx)
 __global__ void __launch_bounds__(LOGITS_THREADS)
     sample_probs_kernel(float *probs, const float *logits, int cols, float temperature, int top_k, float top_p)
 {
+    cuk_begin();
     __shared__ select_smem sh;
     const float *l = logits + (int64_t)blockIdx.x * cols;
     float *p = probs + (int64_t)blockIdx.x * cols;
@@ -276,9 +278,9 @@ __global__ void __launch_bounds__(LOGITS_THREADS)
     }
 }
 
-extern "C" cudaError_t cuk_sample_probs(cudaStream_t stream, float *probs, const float *logits, int rows, int cols,
+extern "C" cudaError_t cuk_sample_probs(cuk_stream stream, float *probs, const float *logits, int rows, int cols,
                                         float temperature, int top_k, float top_p)
 {
-    sample_probs_kernel<<<rows, LOGITS_THREADS, 0, stream>>>(probs, logits, cols, temperature, top_k, top_p);
+    cuk_launch(stream, rows, LOGITS_THREADS, 0, sample_probs_kernel, probs, logits, cols, temperature, top_k, top_p);
     return cudaGetLastError();
 }

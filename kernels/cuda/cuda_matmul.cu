@@ -94,6 +94,7 @@ __global__ void __launch_bounds__(GEMV_THREADS)
     gemv_kernel(float *__restrict__ out, const float *__restrict__ x, int n, const W *__restrict__ w,
                 int64_t rows, int64_t cols, int64_t ld, const float *__restrict__ bias)
 {
+    cuk_begin();
     const int lane = threadIdx.x & 31;
     const int64_t o0 = ((int64_t)blockIdx.x * GEMV_WARPS + (threadIdx.x >> 5)) * FPW;
     if (o0 >= rows)
@@ -163,6 +164,7 @@ __global__ void __launch_bounds__(GEMV_THREADS)
     gemv_staged_kernel(float *__restrict__ out, const float *__restrict__ x, int n, const W *__restrict__ w,
                        int64_t rows, int64_t cols, int64_t ld, const float *__restrict__ bias)
 {
+    cuk_begin();
     constexpr int E = 16 / sizeof(W);   /* columns a 16-byte weight vector holds */
     constexpr int K = E / 4;            /* float4 groups a vector's columns make */
     constexpr int VPS = GEMV_STAGE_COLS / E; /* vectors a pass stages */
@@ -226,22 +228,22 @@ __global__ void __launch_bounds__(GEMV_THREADS)
 }
 
 template <typename W, int NR, int FPW>
-static cudaError_t gemv_launch_fpw(cudaStream_t stream, float *out, const float *x, int n, const W *w,
-                                   int64_t rows, int64_t cols, int64_t ld, const float *bias, bool vec)
+static cudaError_t gemv_launch_fpw(cuk_stream stream, float *out, const float *x, int n, const W *w, int64_t rows,
+                                   int64_t cols, int64_t ld, const float *bias, bool vec)
 {
     const int64_t per_block = (int64_t)GEMV_WARPS * FPW;
     const dim3 grid((unsigned)((rows + per_block - 1) / per_block), (unsigned)((n + NR - 1) / NR));
     if (vec && NR > 1)
-        gemv_staged_kernel<W, NR, FPW><<<grid, GEMV_THREADS, 0, stream>>>(out, x, n, w, rows, cols, ld, bias);
+        cuk_launch(stream, grid, GEMV_THREADS, 0, gemv_staged_kernel<W, NR, FPW>, out, x, n, w, rows, cols, ld, bias);
     else if (vec)
-        gemv_kernel<W, NR, FPW, true><<<grid, GEMV_THREADS, 0, stream>>>(out, x, n, w, rows, cols, ld, bias);
+        cuk_launch(stream, grid, GEMV_THREADS, 0, gemv_kernel<W, NR, FPW, true>, out, x, n, w, rows, cols, ld, bias);
     else
-        gemv_kernel<W, NR, FPW, false><<<grid, GEMV_THREADS, 0, stream>>>(out, x, n, w, rows, cols, ld, bias);
+        cuk_launch(stream, grid, GEMV_THREADS, 0, gemv_kernel<W, NR, FPW, false>, out, x, n, w, rows, cols, ld, bias);
     return cudaGetLastError();
 }
 
 template <typename W, int NR>
-static cudaError_t gemv_launch(cudaStream_t stream, float *out, const float *x, int n, const void *w, int64_t rows,
+static cudaError_t gemv_launch(cuk_stream stream, float *out, const float *x, int n, const void *w, int64_t rows,
                                int64_t cols, int64_t ld, const float *bias)
 {
     const bool vec = (uintptr_t)w % 16 == 0 && (ld * (int64_t)sizeof(W)) % 16 == 0 && (uintptr_t)x % 16 == 0 &&
@@ -266,8 +268,8 @@ static cudaError_t gemv_launch(cudaStream_t stream, float *out, const float *x, 
 }
 
 template <typename W>
-static cudaError_t gemv_dispatch(cudaStream_t stream, float *out, const float *x, int n, const void *w,
-                                 int64_t rows, int64_t cols, int64_t ld, const float *bias)
+static cudaError_t gemv_dispatch(cuk_stream stream, float *out, const float *x, int n, const void *w, int64_t rows,
+                                 int64_t cols, int64_t ld, const float *bias)
 {
     /* The fewest register rows that hold all of n: each weight is then read once. */
     if (n <= 1)
@@ -281,7 +283,7 @@ static cudaError_t gemv_dispatch(cudaStream_t stream, float *out, const float *x
     return gemv_launch<W, CUK_GEMV_MAX_ROWS>(stream, out, x, n, w, rows, cols, ld, bias);
 }
 
-extern "C" cudaError_t cuk_gemv(cudaStream_t stream, float *out, const float *x, int n, const void *w, int dtype,
+extern "C" cudaError_t cuk_gemv(cuk_stream stream, float *out, const float *x, int n, const void *w, int dtype,
                                 int64_t rows, int64_t cols, int64_t ld, const float *bias)
 {
     switch (dtype) {
@@ -298,18 +300,18 @@ template <> __device__ __forceinline__ __half round_to<__half>(float v) { return
 
 template <typename H> __global__ void round_kernel(H *__restrict__ dst, const float *__restrict__ x, int64_t count)
 {
+    cuk_begin();
     for (int64_t i = (int64_t)blockIdx.x * blockDim.x + threadIdx.x; i < count; i += (int64_t)gridDim.x * blockDim.x)
         dst[i] = round_to<H>(x[i]);
 }
 
-extern "C" cudaError_t cuk_round_activations(cudaStream_t stream, void *dst, const float *x, int64_t count,
-                                             int dtype)
+extern "C" cudaError_t cuk_round_activations(cuk_stream stream, void *dst, const float *x, int64_t count, int dtype)
 {
     const unsigned blocks = cuk_blocks_for(count, 256);
     if (dtype == AUGUR_BF16)
-        round_kernel<<<blocks, 256, 0, stream>>>(static_cast<__nv_bfloat16 *>(dst), x, count);
+        cuk_launch(stream, blocks, 256, 0, round_kernel<__nv_bfloat16>, static_cast<__nv_bfloat16 *>(dst), x, count);
     else if (dtype == AUGUR_F16)
-        round_kernel<<<blocks, 256, 0, stream>>>(static_cast<__half *>(dst), x, count);
+        cuk_launch(stream, blocks, 256, 0, round_kernel<__half>, static_cast<__half *>(dst), x, count);
     else
         return cudaErrorInvalidValue;
     return cudaGetLastError();
@@ -318,13 +320,14 @@ extern "C" cudaError_t cuk_round_activations(cudaStream_t stream, void *dst, con
 __global__ void add_bias_kernel(float *__restrict__ out, const float *__restrict__ bias, int64_t total,
                                 int64_t rows)
 {
+    cuk_begin();
     for (int64_t i = (int64_t)blockIdx.x * blockDim.x + threadIdx.x; i < total; i += (int64_t)gridDim.x * blockDim.x)
         out[i] += bias[i % rows];
 }
 
-extern "C" cudaError_t cuk_add_bias(cudaStream_t stream, float *out, const float *bias, int n, int64_t rows)
+extern "C" cudaError_t cuk_add_bias(cuk_stream stream, float *out, const float *bias, int n, int64_t rows)
 {
     const int64_t total = (int64_t)n * rows;
-    add_bias_kernel<<<cuk_blocks_for(total, 256), 256, 0, stream>>>(out, bias, total, rows);
+    cuk_launch(stream, cuk_blocks_for(total, 256), 256, 0, add_bias_kernel, out, bias, total, rows);
     return cudaGetLastError();
 }
