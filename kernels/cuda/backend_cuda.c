@@ -82,6 +82,14 @@ static cuk_stream kstream(const cuda_ctx *c)
     return (cuk_stream){c->stream, c->early};
 }
 
+/* Attention and its combine start only when the kernel before them has ended: launched
+ * early they made a verification forward slower (8B shape, 9 positions 7.50 -> 8.10 ms,
+ * one position unchanged; perf-notes change 13), for a cause not measured. */
+static cuk_stream kstream_attention(const cuda_ctx *c)
+{
+    return (cuk_stream){c->stream, false};
+}
+
 static augur_status cuda_fail(augur_error *err, const cuda_ctx *c, cudaError_t rc, const char *what)
 {
     return augur_fail(err, rc == cudaErrorMemoryAllocation ? AUGUR_E_NOMEM : AUGUR_E_INTERNAL,
@@ -599,8 +607,8 @@ static augur_status cuda_attention(augur_backend *be, float *out, const float *q
         if (st)
             return st;
         return launched(c,
-                        cuk_attention_grouped(kstream(c), out, q, n, start_pos, c->pos_dev, c->pos_max, n_heads,
-                                              n_kv_heads, head_dim, k_cache, v_cache, block_table, block_size,
+                        cuk_attention_grouped(kstream_attention(c), out, q, n, start_pos, c->pos_dev, c->pos_max,
+                                              n_heads, n_kv_heads, head_dim, k_cache, v_cache, block_table, block_size,
                                               c->att_scratch),
                         "attention (grouped + combine kernels)", err);
     }
@@ -615,8 +623,8 @@ static augur_status cuda_attention(augur_backend *be, float *out, const float *q
     }
     if (!split)
         return launched(c,
-                        cuk_attention_single(kstream(c), out, q, n, start_pos, n_heads, n_kv_heads, head_dim, k_cache,
-                                             v_cache, block_table, block_size),
+                        cuk_attention_single(kstream_attention(c), out, q, n, start_pos, n_heads, n_kv_heads, head_dim,
+                                             k_cache, v_cache, block_table, block_size),
                         "attention (single-block kernel)", err);
 
     const int chunk = split_chunk(c, n, n_heads, head_dim, max_len);
@@ -629,8 +637,8 @@ static augur_status cuda_attention(augur_backend *be, float *out, const float *q
     if (st)
         return st;
     return launched(c,
-                    cuk_attention_split(kstream(c), out, q, n, start_pos, n_heads, n_kv_heads, head_dim, k_cache,
-                                        v_cache, block_table, block_size, chunk, max_splits, c->att_scratch),
+                    cuk_attention_split(kstream_attention(c), out, q, n, start_pos, n_heads, n_kv_heads, head_dim,
+                                        k_cache, v_cache, block_table, block_size, chunk, max_splits, c->att_scratch),
                     "attention (split + combine kernels)", err);
 }
 

@@ -224,7 +224,9 @@ __global__ void __launch_bounds__(MMA_THREADS, 2) /* two blocks a multiprocessor
      * one group is in the tensor cores the next is loading, so a warp always has loads in
      * flight (loading a group, then running it, left DRAM idle at each group's turn). No
      * forward writes the weights: the first group's are loaded while the kernel before
-     * this one (the norm or split making x) still runs. */
+     * this one (the norm or split making x) still runs. Loading x just before its mma
+     * instead, its registers going to more weights in flight, was slower at 6 rows and
+     * no faster at 9 (perf-notes change 13). */
     const int step = U * MMA_WARPS;
     const int groups = ((l.chunks + MMA_WARPS - 1) / MMA_WARPS + U - 1) / U;
     MmaGroup<NT, U> ga, gb;
