@@ -377,6 +377,43 @@ static augur_status cuda_fill_random(augur_backend *be, void *buf, augur_dtype d
 
 /* ----------------------------------------------------------------- kernels */
 
+/* Whether a product of n rows goes to the tensor-core GEMV by the matmul path (the
+ * weights must be eligible too): cuda_matmul, cuda_matmul_parts and norm_op agree on it. */
+static bool takes_mma(const cuda_ctx *c, int n)
+{
+    return c->paths.matmul == CUDA_MATMUL_MMA || (c->paths.matmul == CUDA_MATMUL_AUTO && n <= CUK_INVARIANT_ROWS);
+}
+
+/* mma_x as the split of x (n rows of cols) for operation seq: kept from the operation
+ * before when that one made or used the same split, else made here. */
+static augur_status split_ready(cuda_ctx *c, uint64_t seq, const float *x, int n, int64_t cols, augur_error *err)
+{
+    if (c->split_seq + 1 == seq && c->split_x == x && c->split_n == n && c->split_cols == cols)
+        return AUGUR_OK;
+    augur_status st =
+        grow_scratch(c, &c->mma_x, &c->mma_x_bytes, cuk_gemv_mma_scratch(n, cols), "matmul (split activations)", err);
+    if (!st)
+        st = launched(c, cuk_gemv_split_x(kstream(c), c->mma_x, x, n, cols), "matmul (split_x kernel)", err);
+    return st;
+}
+
+/* Records mma_x as the split of x that operation seq made or used, good for the next
+ * operation unless this one wrote over x. */
+static void keep_split(cuda_ctx *c, uint64_t seq, bool x_overwritten, const float *x, int n, int64_t cols)
+{
+    c->split_seq = x_overwritten ? 0 : seq;
+    c->split_x = x;
+    c->split_n = n;
+    c->split_cols = cols;
+}
+
+/* Whether a product's output out (n rows of rows) overlaps its x (n rows of cols). */
+static bool out_overlaps_x(const float *out, int64_t rows, const float *x, int64_t cols, int n)
+{
+    return (const char *)out < (const char *)(x + (int64_t)n * cols) &&
+           (const char *)x < (const char *)(out + (int64_t)n * rows);
+}
+
 static augur_status cuda_matmul(augur_backend *be, float *out, const float *x, int n, const tensor_view *w,
                                 const float *bias, augur_error *err)
 {
@@ -388,34 +425,20 @@ static augur_status cuda_matmul(augur_backend *be, float *out, const float *x, i
         return augur_fail(err, AUGUR_E_INTERNAL, "cuda backend: matmul over a malformed weight view (%s, %lld x %lld, "
                           "stride %lld)", augur_dtype_name(w->dtype), (long long)w->rows, (long long)w->cols,
                           (long long)w->row_stride);
+    const uint64_t seq = ++c->op_seq;
+    if (takes_mma(c, n) && cuk_gemv_mma_eligible(w->data, (int)w->dtype, w->cols, w->row_stride, x)) {
+        augur_status st = split_ready(c, seq, x, n, w->cols, err);
+        if (st)
+            return st;
+        keep_split(c, seq, out_overlaps_x(out, w->rows, x, w->cols, n), x, n, w->cols);
+        return launched(c, cuk_gemv_mma(kstream(c), out, c->mma_x, n, w->data, w->rows, w->cols, w->row_stride, bias),
+                        "matmul (tensor-core gemv kernel)", err);
+    }
     bool blas = c->paths.matmul == CUDA_MATMUL_CUBLAS ||
                 (c->paths.matmul == CUDA_MATMUL_AUTO && n > CUK_INVARIANT_ROWS);
     /* cuBLAS wants both operands in one type, and fp16 activations could overflow. */
     if (w->dtype == AUGUR_F16 || w->cols == 0)
         blas = false;
-    const uint64_t seq = ++c->op_seq;
-    if (!blas && c->paths.matmul != CUDA_MATMUL_GEMV &&
-        cuk_gemv_mma_eligible(w->data, (int)w->dtype, w->cols, w->row_stride, x)) {
-        const bool have_split =
-            c->split_seq + 1 == seq && c->split_x == x && c->split_n == n && c->split_cols == w->cols;
-        if (!have_split) {
-            augur_status st = grow_scratch(c, &c->mma_x, &c->mma_x_bytes, cuk_gemv_mma_scratch(n, w->cols),
-                                           "matmul (split activations)", err);
-            if (!st)
-                st = launched(c, cuk_gemv_split_x(kstream(c), c->mma_x, x, n, w->cols), "matmul (split_x kernel)", err);
-            if (st)
-                return st;
-        }
-        /* the split stays good for the next matmul of this x unless this one overwrites x */
-        const bool overlaps = (const char *)out < (const char *)(x + (int64_t)n * w->cols) &&
-                              (const char *)x < (const char *)(out + (int64_t)n * w->rows);
-        c->split_seq = overlaps ? 0 : seq;
-        c->split_x = x;
-        c->split_n = n;
-        c->split_cols = w->cols;
-        return launched(c, cuk_gemv_mma(kstream(c), out, c->mma_x, n, w->data, w->rows, w->cols, w->row_stride, bias),
-                        "matmul (tensor-core gemv kernel)", err);
-    }
     if (!blas)
         return launched(c,
                         cuk_gemv(kstream(c), out, x, n, w->data, (int)w->dtype, w->rows, w->cols, w->row_stride, bias),
@@ -455,8 +478,7 @@ static augur_status cuda_matmul_parts(augur_backend *be, const float *x, int n, 
                                       augur_error *err)
 {
     cuda_ctx *c = ctx_of(be);
-    bool grouped = !c->ungrouped && n > 0 && count <= CUK_MMA_MAX_PARTS && c->paths.matmul != CUDA_MATMUL_GEMV &&
-                   c->paths.matmul != CUDA_MATMUL_CUBLAS && n <= CUK_INVARIANT_ROWS;
+    bool grouped = !c->ungrouped && n > 0 && count <= CUK_MMA_MAX_PARTS && takes_mma(c, n);
     for (int p = 0; grouped && p < count; p++) {
         const tensor_view *w = parts[p].w;
         grouped = w->rows > 0 && w->rows <= INT_MAX && w->cols == parts[0].w->cols && w->row_stride >= w->cols &&
@@ -472,26 +494,17 @@ static augur_status cuda_matmul_parts(augur_backend *be, const float *x, int n, 
     }
     const int64_t cols = parts[0].w->cols;
     const uint64_t seq = ++c->op_seq;
-    if (!(c->split_seq + 1 == seq && c->split_x == x && c->split_n == n && c->split_cols == cols)) {
-        augur_status st = grow_scratch(c, &c->mma_x, &c->mma_x_bytes, cuk_gemv_mma_scratch(n, cols),
-                                       "matmul (split activations)", err);
-        if (!st)
-            st = launched(c, cuk_gemv_split_x(kstream(c), c->mma_x, x, n, cols), "matmul (split_x kernel)", err);
-        if (st)
-            return st;
-    }
+    augur_status st = split_ready(c, seq, x, n, cols, err);
+    if (st)
+        return st;
     cuk_mma_part kp[CUK_MMA_MAX_PARTS];
-    bool overlaps = false;
+    bool overwritten = false;
     for (int p = 0; p < count; p++) {
         const tensor_view *w = parts[p].w;
         kp[p] = (cuk_mma_part){parts[p].out, w->data, w->rows, w->row_stride, parts[p].bias};
-        overlaps |= (const char *)parts[p].out < (const char *)(x + (int64_t)n * cols) &&
-                    (const char *)x < (const char *)(parts[p].out + (int64_t)n * w->rows);
+        overwritten |= out_overlaps_x(parts[p].out, w->rows, x, cols, n);
     }
-    c->split_seq = overlaps ? 0 : seq;
-    c->split_x = x;
-    c->split_n = n;
-    c->split_cols = cols;
+    keep_split(c, seq, overwritten, x, n, cols);
     return launched(c, cuk_gemv_mma_parts(kstream(c), c->mma_x, n, cols, kp, count),
                     "matmul (tensor-core gemv kernel, grouped products)", err);
 }
@@ -507,9 +520,7 @@ static augur_status norm_op(cuda_ctx *c, float *out, float *x, const float *part
     if (n <= 0 || dim <= 0)
         return AUGUR_OK;
     const bool fused = !c->unfused && cuk_rmsnorm_fused_ok(out, x, partial, weight, dim);
-    const bool split = fused && dim % 32 == 0 && c->paths.matmul != CUDA_MATMUL_GEMV &&
-                       c->paths.matmul != CUDA_MATMUL_CUBLAS &&
-                       (c->paths.matmul == CUDA_MATMUL_MMA || n <= CUK_INVARIANT_ROWS);
+    const bool split = fused && dim % 32 == 0 && takes_mma(c, n);
     augur_status st;
     if (!fused) {
         if (partial &&
@@ -522,12 +533,8 @@ static augur_status norm_op(cuda_ctx *c, float *out, float *x, const float *part
         return st;
     st = launched(c, cuk_rmsnorm_fused(kstream(c), out, x, partial, weight, n, dim, eps, split ? c->mma_x : NULL),
                   partial ? "rmsnorm kernel (with the residual add)" : "rmsnorm kernel", err);
-    if (!st && split) {
-        c->split_seq = seq;
-        c->split_x = out;
-        c->split_n = n;
-        c->split_cols = dim;
-    }
+    if (!st && split)
+        keep_split(c, seq, false, out, n, dim);
     return st;
 }
 
