@@ -96,7 +96,8 @@ __device__ __forceinline__ uint32_t cuk_pack_bf16x2(__nv_bfloat16 lo, __nv_bfloa
  * finished and its writes are visible (a no-op when launched plainly), then lets the
  * kernel after it be placed on the multiprocessors its own blocks leave free, where that
  * one waits in turn. Only the wait is needed for correctness; the signal after it keeps
- * at most one kernel waiting ahead. */
+ * at most one kernel waiting ahead. The tensor-core GEMV calls the two apart: it loads
+ * weights (no kernel's output) before its wait and signals after its main loop. */
 __device__ __forceinline__ void cuk_wait_prior()
 {
 #if defined(__CUDA_ARCH__) && __CUDA_ARCH__ >= 900
