@@ -102,10 +102,15 @@ typedef struct {
                                 int n, int dim, float eps, augur_error *err);
     augur_status (*rope)(augur_backend *be, float *x, int n, int n_heads, int head_dim, int start_pos,
                          const float *inv_freq, rope_pairing pairs, augur_error *err);
+    /* may be NULL: backend_rope_store then runs rope (q), rope (k), store_rows (k), store_rows (v) */
+    augur_status (*rope_store)(augur_backend *be, float *q, float *k, const float *v, int n, int n_heads,
+                               int n_kv_heads, int head_dim, int start_pos, const float *inv_freq, rope_pairing pairs,
+                               float *k_cache, float *v_cache, const int32_t *block_table, int block_size,
+                               augur_error *err);
     augur_status (*attention)(augur_backend *be, float *out, const float *q, int n, int start_pos, int n_heads,
                               int n_kv_heads, int head_dim, const float *k_cache, const float *v_cache,
                               const int32_t *block_table, int block_size, augur_error *err);
-    augur_status (*swiglu)(augur_backend *be, float *out, const float *gate, const float *up, int64_t count,
+    augur_status (*swiglu)(augur_backend *be, float *out, const float *gate, const float *up, int n, int cols,
                            augur_error *err);
     augur_status (*embedding)(augur_backend *be, float *out, const tensor_view *table, const int32_t *ids, int n,
                               augur_error *err);
@@ -355,14 +360,41 @@ static inline augur_status backend_store_rows(augur_backend *be, float *base, co
     return AUGUR_OK;
 }
 
+/* The new rows of one attention step: q ([n][n_heads][head_dim]) and k ([n][n_kv_heads]
+ * [head_dim]) rotated in place as backend_rope does, then k and v ([n][n_kv_heads]
+ * [head_dim]) stored at positions start_pos.. of k_cache and v_cache as backend_store_rows
+ * does (block_table, a bound position), bit for bit the four operations in that order; a
+ * backend may run them as one launch. No buffer may overlap another. */
+static inline augur_status backend_rope_store(augur_backend *be, float *q, float *k, const float *v, int n, int n_heads,
+                                              int n_kv_heads, int head_dim, int start_pos, const float *inv_freq,
+                                              rope_pairing pairs, float *k_cache, float *v_cache,
+                                              const int32_t *block_table, int block_size, augur_error *err)
+{
+    if (be->iface.rope_store) {
+        if (block_table && block_size <= 0)
+            return augur_fail(err, AUGUR_E_INTERNAL, "backend %s: rope_store with a block table of block size %d",
+                              be->name, block_size);
+        return be->iface.rope_store(be, q, k, v, n, n_heads, n_kv_heads, head_dim, start_pos, inv_freq, pairs, k_cache,
+                                    v_cache, block_table, block_size, err);
+    }
+    const int64_t row = (int64_t)n_kv_heads * head_dim;
+    augur_status st;
+    if ((st = backend_rope(be, q, n, n_heads, head_dim, start_pos, inv_freq, pairs, err)) ||
+        (st = backend_rope(be, k, n, n_kv_heads, head_dim, start_pos, inv_freq, pairs, err)) ||
+        (st = backend_store_rows(be, k_cache, k, row, n, start_pos, block_table, block_size, err)))
+        return st;
+    return backend_store_rows(be, v_cache, v, row, n, start_pos, block_table, block_size, err);
+}
+
 /* Step capture (caps.graphs). While a position is bound (dev_pos, a device int32 the
- * caller uploads before each step; NULL unbinds), rope, attention and store_rows read
- * their start position from it when they run instead of baking in the value passed (which
- * must equal it), and attention sizes its grid for max_positions: one captured step then
- * replays at any position. Between graph_begin and graph_end the backend's operations are
- * recorded, not run (no upload, download or synchronisation may come between); graph_end
- * with graph NULL discards the capture. graph_launch replays a step; *stale says the
- * backend has since moved a buffer the step uses (capture it again). */
+ * caller uploads before each step; NULL unbinds), rope, rope_store, attention and
+ * store_rows read their start position from it when they run instead of baking in the
+ * value passed (which must equal it), and attention sizes its grid for max_positions: one
+ * captured step then replays at any position. Between graph_begin and graph_end the
+ * backend's operations are recorded, not run (no upload, download or synchronisation may
+ * come between); graph_end with graph NULL discards the capture. graph_launch replays a
+ * step; *stale says the backend has since moved a buffer the step uses (capture it
+ * again). */
 static inline augur_status backend_bind_position(augur_backend *be, const int32_t *dev_pos, int max_positions,
                                                  augur_error *err)
 {
@@ -394,11 +426,13 @@ static inline void backend_graph_free(augur_backend *be, void *graph)
         be->iface.graph_free(be, graph);
 }
 
-/* out[i] = silu(gate[i]) * up[i]; out may alias gate. */
-static inline augur_status backend_swiglu(augur_backend *be, float *out, const float *gate, const float *up,
-                                          int64_t count, augur_error *err)
+/* out[i] = silu(gate[i]) * up[i] over n rows of cols; out may alias gate. By rows and
+ * columns rather than a count: a backend may also lay out the result for the product
+ * that reads it next (the MLP's down projection), as the CUDA backend's norm does. */
+static inline augur_status backend_swiglu(augur_backend *be, float *out, const float *gate, const float *up, int n,
+                                          int cols, augur_error *err)
 {
-    return be->iface.swiglu(be, out, gate, up, count, err);
+    return be->iface.swiglu(be, out, gate, up, n, cols, err);
 }
 
 /* out[i] = row ids[i] of table as fp32 ([n][table->cols]); ids: n int32 in backend

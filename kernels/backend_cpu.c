@@ -174,10 +174,11 @@ static augur_status cpu_attention_op(augur_backend *be, float *out, const float 
     return AUGUR_OK;
 }
 
-static augur_status cpu_swiglu_op(augur_backend *be, float *out, const float *gate, const float *up, int64_t count,
+static augur_status cpu_swiglu_op(augur_backend *be, float *out, const float *gate, const float *up, int n, int cols,
                                   augur_error *err)
 {
-    cpu_swiglu(out, gate, up, count);
+    if (n > 0 && cols > 0)
+        cpu_swiglu(out, gate, up, (int64_t)n * cols);
     return infallible(be, err);
 }
 

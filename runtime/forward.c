@@ -231,10 +231,8 @@ static augur_status attention_block(forward_ctx *f, const fwd_seg *segs, int n_s
         float *k = f->k + (size_t)g->row * kv_row, *v = f->v + (size_t)g->row * kv_row;
         const int32_t *table = kv_cache_table(kv);
         float *kl = kv_cache_layer_k(kv, layer), *vl = kv_cache_layer_v(kv, layer);
-        if ((st = backend_rope(be, q, g->n, nh, hd, g->start, f->inv_freq, c->rope_pairs, err)) ||
-            (st = backend_rope(be, k, g->n, nkv, hd, g->start, f->inv_freq, c->rope_pairs, err)) ||
-            (st = backend_store_rows(be, kl, k, (int64_t)kv_row, g->n, g->start, table, KV_BLOCK, err)) ||
-            (st = backend_store_rows(be, vl, v, (int64_t)kv_row, g->n, g->start, table, KV_BLOCK, err)) ||
+        if ((st = backend_rope_store(be, q, k, v, g->n, nh, nkv, hd, g->start, f->inv_freq, c->rope_pairs, kl, vl,
+                                     table, KV_BLOCK, err)) ||
             (st = backend_attention(be, att, q, g->n, g->start, nh, nkv, hd, kl, vl, table, KV_BLOCK, err)))
             return augur_wrap(err, "%s: layer %d attention, sequence %d of %d", m->source, layer, s + 1, n_segs);
     }
@@ -250,9 +248,9 @@ static augur_status mlp_block(forward_ctx *f, const layer_weights *lw, int layer
 {
     augur_backend *be = f->be;
     augur_status st;
-    if ((st = backend_matmul_parts(be, f->xb, n, (matmul_part[]){{f->gate, &lw->w_gate, NULL}, {f->up, &lw->w_up, NULL}},
-                                   2, err)) ||
-        (st = backend_swiglu(be, f->gate, f->gate, f->up, (int64_t)n * f->m->hidden_local, err)) ||
+    if ((st = backend_matmul_parts(be, f->xb, n,
+                                   (matmul_part[]){{f->gate, &lw->w_gate, NULL}, {f->up, &lw->w_up, NULL}}, 2, err)) ||
+        (st = backend_swiglu(be, f->gate, f->gate, f->up, n, f->m->hidden_local, err)) ||
         (st = backend_matmul(be, f->proj, f->gate, n, &lw->w_down, NULL, err)))
         return augur_wrap(err, "%s: layer %d MLP", f->m->source, layer);
     return add_reduced(f, f->x, f->proj, n, next_norm, err);

@@ -52,7 +52,8 @@ typedef struct {
      * matmul whose output overlaps its x does not keep the split. */
     uint64_t op_seq, split_seq;
     bool ungrouped;           /* AUGUR_CUDA_GROUPED=0: matmul_parts as single products (A/B runs) */
-    bool unfused;             /* AUGUR_CUDA_FUSED_NORM=0: norm_op's add, norm and split apart (A/B runs) */
+    bool unfused;             /* AUGUR_CUDA_FUSED_NORM=0: norm_op's add, norm and split, swiglu's split and
+                                 rope_store's four operations apart (A/B runs) */
     bool early;               /* kernels as programmatic dependents (cuk_stream; AUGUR_CUDA_PDL=0: off) */
     /* step capture: the bound position (NULL: none) and the most positions the cache
      * holds; capturing while a stream capture is open; scratch_gen moves whenever a
@@ -589,7 +590,7 @@ static augur_status cuda_attention(augur_backend *be, float *out, const float *q
                                    const int32_t *block_table, int block_size, augur_error *err)
 {
     cuda_ctx *c = ctx_of(be);
-    c->op_seq++;
+    const uint64_t seq = ++c->op_seq;
     if (n <= 0)
         return AUGUR_OK;
     if (n_heads <= 0 || n_kv_heads <= 0 || n_heads % n_kv_heads || head_dim <= 0 || start_pos < 0 || n > 65535 ||
@@ -611,13 +612,22 @@ static augur_status cuda_attention(augur_backend *be, float *out, const float *q
         const size_t need = cuk_attention_split_scratch(n, n_heads, head_dim, splits) * sizeof(float);
         augur_status st =
             grow_scratch(c, &c->att_scratch, &c->att_scratch_bytes, need, "attention (grouped scratch)", err);
-        if (st)
-            return st;
-        return launched(c,
-                        cuk_attention_grouped(kstream_attention(c), out, q, n, start_pos, c->pos_dev, c->pos_max,
-                                              n_heads, n_kv_heads, head_dim, k_cache, v_cache, block_table, block_size,
-                                              c->att_scratch),
-                        "attention (grouped + combine kernels)", err);
+        /* The output projection reads out next: the combine writes its split too, as
+         * norm_op does for the products after a norm (AUGUR_CUDA_FUSED_NORM=0: not). */
+        const int64_t cols = (int64_t)n_heads * head_dim;
+        const bool split = !c->unfused && head_dim % 32 == 0 && takes_mma(c, n);
+        if (!st && split)
+            st = grow_scratch(c, &c->mma_x, &c->mma_x_bytes, cuk_gemv_mma_scratch(n, cols),
+                              "attention (split activations)", err);
+        if (!st)
+            st = launched(c,
+                          cuk_attention_grouped(kstream_attention(c), out, q, n, start_pos, c->pos_dev, c->pos_max,
+                                                n_heads, n_kv_heads, head_dim, k_cache, v_cache, block_table,
+                                                block_size, c->att_scratch, split ? c->mma_x : NULL),
+                          "attention (grouped + combine kernels)", err);
+        if (!st && split)
+            keep_split(c, seq, false, out, n, cols);
+        return st;
     }
     const bool fits = cuk_attention_single_smem(max_len, head_dim) <= c->smem_optin;
     bool split;
@@ -662,10 +672,29 @@ static augur_status elementwise(augur_backend *be, binary_kernel *kernel, float 
     return launched(c, kernel(kstream(c), out, a, b, count), what, err);
 }
 
-static augur_status cuda_swiglu(augur_backend *be, float *out, const float *gate, const float *up, int64_t count,
+/* SwiGLU whose output the next operation, the down projection, reads: when that takes
+ * the tensor cores the kernel also writes the split activations and marks them as the
+ * split of out, as norm_op does (one kernel fewer a layer). AUGUR_CUDA_FUSED_NORM=0
+ * leaves the split to the product. */
+static augur_status cuda_swiglu(augur_backend *be, float *out, const float *gate, const float *up, int n, int cols,
                                 augur_error *err)
 {
-    return elementwise(be, cuk_swiglu, out, gate, up, count, "swiglu kernel", err);
+    cuda_ctx *c = ctx_of(be);
+    const uint64_t seq = ++c->op_seq;
+    if (n <= 0 || cols <= 0)
+        return AUGUR_OK;
+    const int64_t count = (int64_t)n * cols;
+    if (c->unfused || !takes_mma(c, n) || !cuk_swiglu_split_ok(out, gate, up, cols))
+        return launched(c, cuk_swiglu(kstream(c), out, gate, up, count), "swiglu kernel", err);
+    augur_status st =
+        grow_scratch(c, &c->mma_x, &c->mma_x_bytes, cuk_gemv_mma_scratch(n, cols), "swiglu (split activations)", err);
+    if (st)
+        return st;
+    st = launched(c, cuk_swiglu_split(kstream(c), out, gate, up, n, cols, c->mma_x),
+                  "swiglu kernel (with the split activations)", err);
+    if (!st)
+        keep_split(c, seq, false, out, n, cols);
+    return st;
 }
 
 static augur_status cuda_embedding(augur_backend *be, float *out, const tensor_view *table, const int32_t *ids, int n,
@@ -753,6 +782,50 @@ static augur_status cuda_store_rows(augur_backend *be, float *base, const float 
     return launched(
         c, cuk_store_rows(kstream(c), base, src, row_floats, n, start_row, c->pos_dev, block_table, block_size),
         "store_rows kernel", err);
+}
+
+/* backend_rope_store as its four operations, one by one (AUGUR_CUDA_FUSED_NORM=0, or
+ * shapes with no heads, which those operations take as nothing to do). */
+static augur_status rope_store_apart(augur_backend *be, float *q, float *k, const float *v, int n, int n_heads,
+                                     int n_kv_heads, int head_dim, int start_pos, const float *inv_freq,
+                                     rope_pairing pairs, float *k_cache, float *v_cache, const int32_t *block_table,
+                                     int block_size, augur_error *err)
+{
+    const int64_t row = (int64_t)n_kv_heads * head_dim;
+    augur_status st;
+    if ((st = cuda_rope(be, q, n, n_heads, head_dim, start_pos, inv_freq, pairs, err)) ||
+        (st = cuda_rope(be, k, n, n_kv_heads, head_dim, start_pos, inv_freq, pairs, err)) ||
+        (st = cuda_store_rows(be, k_cache, k, row, n, start_pos, block_table, block_size, err)))
+        return st;
+    return cuda_store_rows(be, v_cache, v, row, n, start_pos, block_table, block_size, err);
+}
+
+/* RoPE of q and k and the KV append in one kernel (cuk_rope_store), checked as cuda_rope
+ * and cuda_store_rows check theirs. */
+static augur_status cuda_rope_store(augur_backend *be, float *q, float *k, const float *v, int n, int n_heads,
+                                    int n_kv_heads, int head_dim, int start_pos, const float *inv_freq,
+                                    rope_pairing pairs, float *k_cache, float *v_cache, const int32_t *block_table,
+                                    int block_size, augur_error *err)
+{
+    cuda_ctx *c = ctx_of(be);
+    if (c->unfused || n_heads <= 0 || n_kv_heads <= 0)
+        return rope_store_apart(be, q, k, v, n, n_heads, n_kv_heads, head_dim, start_pos, inv_freq, pairs, k_cache,
+                                v_cache, block_table, block_size, err);
+    c->op_seq++;
+    if (n <= 0)
+        return AUGUR_OK;
+    if (head_dim <= 0 || head_dim % 2 || start_pos < 0 || n_heads > 65535 || n_kv_heads > 65535 ||
+        (block_table && block_size <= 0))
+        return augur_fail(err, AUGUR_E_INTERNAL,
+                          "cuda backend: rope_store with %d heads, %d KV heads, head_dim %d, start_pos %d, "
+                          "block size %d",
+                          n_heads, n_kv_heads, head_dim, start_pos, block_table ? block_size : 0);
+    if (c->pos_dev && start_pos + n > c->pos_max)
+        return augur_fail(err, AUGUR_E_INTERNAL, "cuda backend: rope_store past the bound %d positions", c->pos_max);
+    return launched(c,
+                    cuk_rope_store(kstream(c), q, k, v, n, n_heads, n_kv_heads, head_dim, start_pos, c->pos_dev,
+                                   inv_freq, (int)pairs, k_cache, v_cache, block_table, block_size),
+                    "rope_store kernel (rope of q and k, the K and V rows stored)", err);
 }
 
 static augur_status cuda_bind_position(augur_backend *be, const int32_t *dev_pos, int max_positions, augur_error *err)
@@ -847,6 +920,7 @@ static const augur_backend_iface cuda_iface = {
     .rmsnorm = cuda_rmsnorm,
     .add_rmsnorm = cuda_add_rmsnorm,
     .rope = cuda_rope,
+    .rope_store = cuda_rope_store,
     .attention = cuda_attention,
     .swiglu = cuda_swiglu,
     .embedding = cuda_embedding,
@@ -933,7 +1007,7 @@ augur_status backend_cuda_create(augur_backend **out, int device, augur_error *e
      * ignored, like AUGUR_CUDA_SYNC's. */
     const char *grouped = getenv("AUGUR_CUDA_GROUPED"); /* 0: q|k|v and gate|up one launch each */
     c->ungrouped = grouped && !strcmp(grouped, "0");
-    const char *fused = getenv("AUGUR_CUDA_FUSED_NORM"); /* 0: residual add, norm and split apart */
+    const char *fused = getenv("AUGUR_CUDA_FUSED_NORM"); /* 0: add, norm, split, rope and KV stores apart */
     c->unfused = fused && !strcmp(fused, "0");
     const char *pdl = getenv("AUGUR_CUDA_PDL"); /* 0: every kernel waits for the one before to end */
     c->early = !(pdl && !strcmp(pdl, "0"));

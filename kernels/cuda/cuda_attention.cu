@@ -207,9 +207,13 @@ __global__ void __launch_bounds__(ATT_THREADS)
     }
 }
 
+/* xs (NULL: none; head_dim % 32 == 0): out also written as the tensor-core GEMV's split
+ * activations (cuk_gemv_split_x's layout, one row of n_heads * head_dim columns), so that
+ * the output projection after attention needs no split kernel of its own. */
 __global__ void __launch_bounds__(ATT_THREADS)
     att_combine_kernel(float *__restrict__ out, const float *__restrict__ scratch, int start_pos,
-                       const int *__restrict__ pos_dev, int n_heads, int head_dim, int chunk, int max_splits)
+                       const int *__restrict__ pos_dev, int n_heads, int head_dim, int chunk, int max_splits,
+                       uint4 *__restrict__ xs)
 {
     cuk_begin();
     if (pos_dev)
@@ -232,12 +236,39 @@ __global__ void __launch_bounds__(ATT_THREADS)
         l += base[k * stride + 1] * expf(base[k * stride] - m);
     l = cuk_block_sum(l, red);
     float *o = out + ((int64_t)i * n_heads + h) * head_dim;
+    extern __shared__ float ov[]; /* [head_dim] when xs: the output, for the split */
     for (int d = threadIdx.x; d < head_dim; d += blockDim.x) {
         float a = 0.0f;
 #pragma unroll 8
         for (int k = 0; k < splits; k++)
             a = fmaf(base[k * stride + 2 + d], expf(base[k * stride] - m), a);
-        o[d] = a / l;
+        const float r = a / l;
+        o[d] = r;
+        if (xs)
+            ov[d] = r;
+    }
+    if (!xs)
+        return;
+    __syncthreads();
+    /* 8 columns a vector: chunk (h head_dim + 8 j) / 32 of the row, its quarter t4 */
+    const int64_t chunks = (int64_t)n_heads * head_dim / 32;
+    for (int j = threadIdx.x; j < head_dim / 8; j += blockDim.x) {
+        const int64_t col0 = (int64_t)h * head_dim + 8 * j;
+        uint32_t term[3][4];
+#pragma unroll
+        for (int p = 0; p < 4; p++) {
+            __nv_bfloat16 hi[2], mid[2], lo[2];
+#pragma unroll
+            for (int e = 0; e < 2; e++)
+                cuk_split3(ov[8 * j + 2 * p + e], hi[e], mid[e], lo[e]);
+            term[0][p] = cuk_pack_bf16x2(hi[0], hi[1]);
+            term[1][p] = cuk_pack_bf16x2(mid[0], mid[1]);
+            term[2][p] = cuk_pack_bf16x2(lo[0], lo[1]);
+        }
+        uint4 *dst = xs + (((int64_t)i * chunks + col0 / 32) * 4 + (col0 % 32) / 8) * 3;
+#pragma unroll
+        for (int k = 0; k < 3; k++)
+            dst[k] = make_uint4(term[k][0], term[k][1], term[k][2], term[k][3]);
     }
 }
 
@@ -264,7 +295,7 @@ extern "C" cudaError_t cuk_attention_split(cuk_stream stream, float *out, const 
     if (rc != cudaSuccess)
         return rc;
     cuk_launch(stream, dim3((unsigned)n_heads, (unsigned)n), ATT_THREADS, 0, att_combine_kernel, out, scratch,
-               start_pos, nullptr, n_heads, head_dim, chunk, max_splits);
+               start_pos, nullptr, n_heads, head_dim, chunk, max_splits, nullptr);
     return cudaGetLastError();
 }
 
@@ -407,8 +438,10 @@ __global__ void __launch_bounds__(ATT_GROUP_WARPS * 32)
 extern "C" cudaError_t cuk_attention_grouped(cuk_stream stream, float *out, const float *q, int n, int start_pos,
                                              const int *pos_dev, int max_positions, int n_heads, int n_kv_heads,
                                              int head_dim, const float *k_cache, const float *v_cache,
-                                             const int *block_table, int block_size, float *scratch)
+                                             const int *block_table, int block_size, float *scratch, void *x_split)
 {
+    if (x_split && head_dim % 32)
+        return cudaErrorInvalidValue;
     const size_t smem = cuk_attention_grouped_smem(head_dim);
     const float scale = 1.0f / sqrtf((float)head_dim);
     /* The splits a row may have: from its position, or (position read at run time) from
@@ -436,7 +469,8 @@ extern "C" cudaError_t cuk_attention_grouped(cuk_stream stream, float *out, cons
     cudaError_t rc = cudaGetLastError();
     if (rc != cudaSuccess)
         return rc;
-    cuk_launch(stream, dim3((unsigned)n_heads, (unsigned)n), ATT_THREADS, 0, att_combine_kernel, out, scratch,
-               start_pos, pos_dev, n_heads, head_dim, ATT_GROUP_CHUNK, max_splits);
+    cuk_launch(stream, dim3((unsigned)n_heads, (unsigned)n), ATT_THREADS,
+               x_split ? (size_t)head_dim * sizeof(float) : 0, att_combine_kernel, out, scratch, start_pos, pos_dev,
+               n_heads, head_dim, ATT_GROUP_CHUNK, max_splits, static_cast<uint4 *>(x_split));
     return cudaGetLastError();
 }

@@ -188,20 +188,159 @@ extern "C" cudaError_t cuk_rope(cuk_stream stream, float *x, int n, int n_heads,
     return cudaGetLastError();
 }
 
+#define ROPE_STORE_THREADS 256
+#define ROPE_STORE_HEADS 4 /* heads a block: 12 blocks a row for 32 q + 8 k + 8 v heads */
+
+/* rope_kernel on q and k, and store_rows_kernel (or its paged twin) on k and v, in one
+ * launch: block (row, g) takes heads 4g .. 4g+3 of the row's q heads, then k heads,
+ * then v heads. Why: a layer's append was four launches (two ropes, two stores) of
+ * about 1 us each inside a graph for a few KB of work; several blocks a row, so that one
+ * row still spreads over the multiprocessors. cos/sin and every rotation are
+ * rope_kernel's expressions, so q, k and the cache rows are its bits; a rotated k goes to
+ * k and to its cache row from the same registers. */
+__global__ void __launch_bounds__(ROPE_STORE_THREADS)
+    rope_store_kernel(float *__restrict__ q, float *__restrict__ k, const float *__restrict__ v,
+                      float *__restrict__ k_cache, float *__restrict__ v_cache, int n_heads, int n_kv_heads,
+                      int head_dim, int start_pos, const int *__restrict__ pos_dev, const float *__restrict__ inv_freq,
+                      int pairs, const int *__restrict__ table, int bs)
+{
+    cuk_begin();
+    if (pos_dev) /* a captured step reads its position when it runs */
+        start_pos = *pos_dev;
+    extern __shared__ float cs[]; /* [half] cos, then [half] sin */
+    const int half = head_dim / 2;
+    float *sn = cs + half;
+    const int r = blockIdx.x, p = start_pos + r;
+    const int rotated = n_heads + n_kv_heads, all = rotated + n_kv_heads;
+    const int h0 = blockIdx.y * ROPE_STORE_HEADS, h1 = min(h0 + ROPE_STORE_HEADS, all);
+    if (h0 < rotated) { /* block-uniform: the barrier below is reached by all or none */
+        const float pos = (float)(start_pos + r);
+        for (int i = threadIdx.x; i < half; i += blockDim.x) {
+            float s, c;
+            sincosf(__fmul_rn(pos, inv_freq[i]), &s, &c);
+            cs[i] = c;
+            sn[i] = s;
+        }
+        __syncthreads();
+    }
+    const int64_t row_floats = (int64_t)n_kv_heads * head_dim;
+    const int64_t crow = table ? (int64_t)table[p / bs] * bs + p % bs : (int64_t)p;
+    const int r1 = min(h1, rotated);
+    for (int idx = threadIdx.x; idx < (r1 - h0) * half; idx += blockDim.x) { /* empty for v-only blocks */
+        const int h = h0 + idx / half, i = idx % half;
+        const int a = pairs == 0 ? i : 2 * i;
+        const int b = pairs == 0 ? i + half : 2 * i + 1;
+        const bool is_k = h >= n_heads;
+        const int kh = h - n_heads;
+        float *x = is_k ? k + ((int64_t)r * n_kv_heads + kh) * head_dim : q + ((int64_t)r * n_heads + h) * head_dim;
+        const float x1 = x[a], x2 = x[b], c = cs[i], s = sn[i];
+        const float o1 = __fsub_rn(__fmul_rn(x1, c), __fmul_rn(x2, s));
+        const float o2 = __fadd_rn(__fmul_rn(x2, c), __fmul_rn(x1, s));
+        x[a] = o1;
+        x[b] = o2;
+        if (is_k) {
+            float *dst = k_cache + crow * row_floats + (int64_t)kh * head_dim;
+            dst[a] = o1;
+            dst[b] = o2;
+        }
+    }
+    const int v0 = max(h0, rotated);
+    for (int idx = threadIdx.x; idx < (h1 - v0) * head_dim; idx += blockDim.x) {
+        const int vh = v0 - rotated + idx / head_dim, e = idx % head_dim;
+        v_cache[crow * row_floats + (int64_t)vh * head_dim + e] = v[((int64_t)r * n_kv_heads + vh) * head_dim + e];
+    }
+}
+
+extern "C" cudaError_t cuk_rope_store(cuk_stream stream, float *q, float *k, const float *v, int n, int n_heads,
+                                      int n_kv_heads, int head_dim, int start_pos, const int *pos_dev,
+                                      const float *inv_freq, int pairs, float *k_cache, float *v_cache,
+                                      const int *block_table, int block_size)
+{
+    const int groups = (n_heads + 2 * n_kv_heads + ROPE_STORE_HEADS - 1) / ROPE_STORE_HEADS;
+    if (n <= 0 || n_heads <= 0 || n_kv_heads <= 0 || head_dim <= 0 || head_dim % 2 || groups > 65535 ||
+        (block_table && block_size <= 0))
+        return cudaErrorInvalidValue;
+    const size_t smem = (size_t)(head_dim / 2) * 2 * sizeof(float);
+    cuk_launch(stream, dim3((unsigned)n, (unsigned)groups), ROPE_STORE_THREADS, smem, rope_store_kernel, q, k, v,
+               k_cache, v_cache, n_heads, n_kv_heads, head_dim, start_pos, pos_dev, inv_freq, pairs, block_table,
+               block_size);
+    return cudaGetLastError();
+}
+
 /* silu(g) * u as g / (1 + exp(-g)) * u; for very negative g, exp overflows to inf and
  * g / inf is the right limit, -0. */
+__device__ __forceinline__ float swiglu_value(float g, float u)
+{
+    return __fmul_rn(g / __fadd_rn(1.0f, expf(-g)), u);
+}
+
 __global__ void swiglu_kernel(float *out, const float *gate, const float *up, int64_t count)
 {
     cuk_begin();
-    for (int64_t i = (int64_t)blockIdx.x * blockDim.x + threadIdx.x; i < count; i += (int64_t)gridDim.x * blockDim.x) {
-        const float g = gate[i];
-        out[i] = __fmul_rn(g / __fadd_rn(1.0f, expf(-g)), up[i]);
-    }
+    for (int64_t i = (int64_t)blockIdx.x * blockDim.x + threadIdx.x; i < count; i += (int64_t)gridDim.x * blockDim.x)
+        out[i] = swiglu_value(gate[i], up[i]);
 }
 
 extern "C" cudaError_t cuk_swiglu(cuk_stream stream, float *out, const float *gate, const float *up, int64_t count)
 {
     cuk_launch(stream, cuk_blocks_for(count, 256), 256, 0, swiglu_kernel, out, gate, up, count);
+    return cudaGetLastError();
+}
+
+#define SPLIT_CHUNK 32 /* MMA_CHUNK of cuda_gemv_mma.cu: columns of one chunk of the split x */
+
+/* The split x's first vector of (row r, chunk c, lane group t4): xsplit_index of
+ * cuda_gemv_mma.cu, replicated (that file stays the GEMV's own). 16-byte vectors
+ * [row][chunk][t4][term], each the term's 4 bf16 pairs of columns c*32 + t4*8 .. +7. */
+__device__ __forceinline__ int64_t swiglu_split_index(int64_t r, int64_t chunks, int64_t c, int t4)
+{
+    return ((r * chunks + c) * 4 + t4) * 3;
+}
+
+/* swiglu_kernel over n rows of cols (cols % 32 == 0) that also writes out as the
+ * tensor-core GEMV's split activations, as split_x_kernel would from out, sparing the
+ * down projection's split kernel. A thread takes 4 columns, half of one 16-byte vector
+ * of each term (as rmsnorm_vec_kernel's SPLIT). Each thread reads its gate and up
+ * elements before writing out: out may alias gate. */
+__global__ void swiglu_split_kernel(float *out, const float *gate, const float *__restrict__ up, int64_t n,
+                                    int64_t cols, uint2 *__restrict__ xs)
+{
+    cuk_begin();
+    const int64_t per_row = cols / 4, total = n * per_row, chunks = cols / SPLIT_CHUNK;
+    for (int64_t i = (int64_t)blockIdx.x * blockDim.x + threadIdx.x; i < total; i += (int64_t)gridDim.x * blockDim.x) {
+        const float4 g = reinterpret_cast<const float4 *>(gate)[i];
+        const float4 u = reinterpret_cast<const float4 *>(up)[i];
+        const float4 o =
+            make_float4(swiglu_value(g.x, u.x), swiglu_value(g.y, u.y), swiglu_value(g.z, u.z), swiglu_value(g.w, u.w));
+        reinterpret_cast<float4 *>(out)[i] = o;
+        __nv_bfloat16 h[4], m[4], l[4];
+        cuk_split3(o.x, h[0], m[0], l[0]);
+        cuk_split3(o.y, h[1], m[1], l[1]);
+        cuk_split3(o.z, h[2], m[2], l[2]);
+        cuk_split3(o.w, h[3], m[3], l[3]);
+        /* columns 4c .. 4c+3 of row r: chunk c / 8, lane group (c % 8) / 2, half c % 2 */
+        const int64_t r = i / per_row, c = i % per_row;
+        uint2 *dst = xs + swiglu_split_index(r, chunks, c / 8, (int)(c % 8) / 2) * 2 + (c % 2);
+        dst[0] = make_uint2(cuk_pack_bf16x2(h[0], h[1]), cuk_pack_bf16x2(h[2], h[3]));
+        dst[2] = make_uint2(cuk_pack_bf16x2(m[0], m[1]), cuk_pack_bf16x2(m[2], m[3]));
+        dst[4] = make_uint2(cuk_pack_bf16x2(l[0], l[1]), cuk_pack_bf16x2(l[2], l[3]));
+    }
+}
+
+extern "C" bool cuk_swiglu_split_ok(const float *out, const float *gate, const float *up, int64_t cols)
+{
+    return cols > 0 && cols % SPLIT_CHUNK == 0 && (uintptr_t)out % 16 == 0 && (uintptr_t)gate % 16 == 0 &&
+           (uintptr_t)up % 16 == 0;
+}
+
+extern "C" cudaError_t cuk_swiglu_split(cuk_stream stream, float *out, const float *gate, const float *up, int n,
+                                        int64_t cols, void *x_split)
+{
+    if (n <= 0 || !cuk_swiglu_split_ok(out, gate, up, cols) || !x_split)
+        return cudaErrorInvalidValue;
+    /* 128 threads a block: one row of 14336 columns is still 28 blocks */
+    cuk_launch(stream, cuk_blocks_for((int64_t)n * cols / 4, 128), 128, 0, swiglu_split_kernel, out, gate, up,
+               (int64_t)n, cols, static_cast<uint2 *>(x_split));
     return cudaGetLastError();
 }
 

@@ -87,6 +87,14 @@ cudaError_t cuk_rmsnorm_fused(cuk_stream stream, float *out, float *x, const flo
 /* pairs: 0 = half (Hugging Face), 1 = adjacent (llama2.c), as rope_pairing. */
 cudaError_t cuk_rope(cuk_stream stream, float *x, int n, int n_heads, int head_dim, int start_pos, const int *pos_dev,
                      const float *inv_freq, int pairs);
+
+/* One launch for cuk_rope on q ([n][n_heads][head_dim]) and on k ([n][n_kv_heads]
+ * [head_dim]), then cuk_store_rows of k into k_cache and of v into v_cache (rows of
+ * n_kv_heads * head_dim), bit for bit; start_pos, pos_dev and the block table as there.
+ * No buffer may overlap another; cudaErrorInvalidValue for an empty or odd shape. */
+cudaError_t cuk_rope_store(cuk_stream stream, float *q, float *k, const float *v, int n, int n_heads, int n_kv_heads,
+                           int head_dim, int start_pos, const int *pos_dev, const float *inv_freq, int pairs,
+                           float *k_cache, float *v_cache, const int *block_table, int block_size);
 /* Bytes of dynamic shared memory cuk_attention_single needs for a context of max_len. */
 size_t cuk_attention_single_smem(int max_len, int head_dim);
 
@@ -117,11 +125,13 @@ size_t cuk_attention_grouped_smem(int head_dim);
 
 /* Split attention over chunks of 64 absolute positions, one block per (chunk, KV head)
  * serving all its query heads and rows from K and V staged once (scratch: as
- * cuk_attention_split with max_splits = ceil((start_pos + n) / 64)); then the combine. */
+ * cuk_attention_split with max_splits = ceil((start_pos + n) / 64)); then the combine,
+ * which with x_split (NULL: none; head_dim % 32 == 0) also writes out split as
+ * cuk_gemv_split_x would (n rows of n_heads * head_dim), for the product after it. */
 cudaError_t cuk_attention_grouped(cuk_stream stream, float *out, const float *q, int n, int start_pos,
                                   const int *pos_dev, int max_positions, int n_heads, int n_kv_heads, int head_dim,
                                   const float *k_cache, const float *v_cache, const int *block_table, int block_size,
-                                  float *scratch);
+                                  float *scratch, void *x_split);
 
 /* Rows 0..n-1 of src (row_floats each) to the rows of positions start..start+n-1 of
  * base (through block_table when not NULL, as attention); with pos_dev, start is read
@@ -129,6 +139,15 @@ cudaError_t cuk_attention_grouped(cuk_stream stream, float *out, const float *q,
 cudaError_t cuk_store_rows(cuk_stream stream, float *base, const float *src, int64_t row_floats, int n, int start,
                            const int *pos_dev, const int *block_table, int block_size);
 cudaError_t cuk_swiglu(cuk_stream stream, float *out, const float *gate, const float *up, int64_t count);
+
+/* Whether cuk_swiglu_split takes these buffers: cols % 32 == 0, all three 16-byte aligned. */
+bool cuk_swiglu_split_ok(const float *out, const float *gate, const float *up, int64_t cols);
+
+/* cuk_swiglu over n rows of cols that also writes out, split as cuk_gemv_split_x would
+ * split it, into x_split (cuk_gemv_mma_scratch(n, cols) bytes): bit for bit cuk_swiglu +
+ * cuk_gemv_split_x. out may alias gate. */
+cudaError_t cuk_swiglu_split(cuk_stream stream, float *out, const float *gate, const float *up, int n, int64_t cols,
+                             void *x_split);
 
 cudaError_t cuk_embedding(cuk_stream stream, float *out, const void *table, int dtype, int64_t vocab, int64_t cols,
                           int64_t ld, const int32_t *ids, int n);

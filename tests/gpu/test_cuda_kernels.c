@@ -6,6 +6,8 @@
  * checkpoint (strided row-parallel slices, tied lm_head) and model_load_dummy against
  * the same on the CPU. Paged KV: attention and store_rows through a shuffled block table
  * against the same rows stored contiguously, bit for bit, on every attention path.
+ * Fused operations against the same work apart, bit for bit: the norm with the residual
+ * add and the split, SwiGLU with the split, RoPE with the KV append (rope_store).
  *
  * Every output buffer is poisoned (a NaN pattern) before the run and carries a guard
  * tail: an element left unwritten, or a write past the end, fails the case. Prints one
@@ -484,26 +486,28 @@ static void test_attention(void)
 static void test_elementwise(void)
 {
     print_header("swiglu, add, embedding");
-    const int64_t counts[] = {1, 1000003};
-    for (int i = 0; i < 2; i++) {
-        const int64_t count = counts[i];
+    /* rows x cols; 6 x 4096 takes the kernel that also writes the tensor cores' split */
+    const int shapes[][2] = {{1, 1}, {1, 1000003}, {6, 4096}};
+    for (int i = 0; i < 3; i++) {
+        const int rows = shapes[i][0], cols = shapes[i][1];
+        const int64_t count = (int64_t)rows * cols;
         float *g = random_floats((size_t)count, -30.0f, 30.0f); /* both exp tails */
         float *u = random_floats((size_t)count, -1.0f, 1.0f);
         float *ref = xmalloc((size_t)count * sizeof(float));
-        OK(backend_swiglu(cpu, ref, g, u, count, &E));
+        OK(backend_swiglu(cpu, ref, g, u, rows, cols, &E));
         float *dg = dev_from(g, (size_t)count * sizeof(float));
         float *du = dev_from(u, (size_t)count * sizeof(float));
         float *dout = dev_output((size_t)count);
-        OK(backend_swiglu(gpu, dout, dg, du, count, &E));
+        OK(backend_swiglu(gpu, dout, dg, du, rows, cols, &E));
         int unwritten, overrun;
         float *got = fetch(dout, (size_t)count, &unwritten, &overrun);
         char shape[128];
-        snprintf(shape, sizeof shape, "count=%lld", (long long)count);
+        snprintf(shape, sizeof shape, "n=%d cols=%d", rows, cols);
         report("swiglu", shape, got, ref, (size_t)count, 1e-5, unwritten, overrun);
         free(got);
-        OK(backend_swiglu(gpu, dg, dg, du, count, &E)); /* out aliasing gate */
+        OK(backend_swiglu(gpu, dg, dg, du, rows, cols, &E)); /* out aliasing gate */
         got = fetch_plain(dg, (size_t)count);
-        snprintf(shape, sizeof shape, "count=%lld in place", (long long)count);
+        snprintf(shape, sizeof shape, "n=%d cols=%d in place", rows, cols);
         report("swiglu", shape, got, ref, (size_t)count, 1e-5, 0, 0);
         free(got);
 
@@ -962,6 +966,154 @@ static void test_fused_norm(void)
         fused_norm_case(cases[i][0], cases[i][1]);
 }
 
+/* SwiGLU that also writes the split activations of the down projection after it (cuda
+ * backend cuda_swiglu), in place as the MLP runs it: its output must equal, bit for bit,
+ * the plain swiglu kernel's (on the GEMV path no product takes the tensor cores, so the
+ * split is left to the product), and the product on its split the product splitting a
+ * copy of that output itself; an operation that rewrites x in between must leave the
+ * product to split x again. cols % 32 != 0: no split, the same equalities. */
+static void swiglu_split_case(int n, int cols, cuda_matmul_path path)
+{
+    set_paths(path, CUDA_ATTN_AUTO, 0);
+    const int rows = 48;
+    const size_t count = (size_t)n * cols, out_count = (size_t)n * rows;
+    float *g = random_floats(count, -12.0f, 12.0f), *u = random_floats(count, -1.0f, 1.0f);
+    tensor_view hw = host_matrix(AUGUR_BF16, rows, cols, cols, 0.05f), dw;
+    OK(backend_weight_upload(gpu, &dw, &hw, &E));
+    float *du = dev_from(u, count * sizeof(float));
+    float *dg1 = dev_from(g, count * sizeof(float)), *dg2 = dev_from(g, count * sizeof(float));
+    float *dg3 = dev_output(count), *dg4 = dev_from(g, count * sizeof(float));
+    float *dg5 = dev_from(g, count * sizeof(float)), *dg6 = dev_output(count);
+    float *dout[4];
+    for (int i = 0; i < 4; i++)
+        dout[i] = dev_output(out_count);
+    /* fused: the product on the swiglu's split */
+    OK(backend_swiglu(gpu, dg1, dg1, du, n, cols, &E));
+    OK(backend_matmul(gpu, dout[0], dg1, n, &dw, NULL, &E));
+    /* apart: a copy in between, the product splitting the copy itself */
+    OK(backend_swiglu(gpu, dg2, dg2, du, n, cols, &E));
+    OK(backend_copy(gpu, dg3, dg2, count * sizeof(float), &E));
+    OK(backend_matmul(gpu, dout[1], dg3, n, &dw, NULL, &E));
+    /* x rewritten between the swiglu and the product (the swiglu's split is stale) */
+    OK(backend_swiglu(gpu, dg5, dg5, du, n, cols, &E));
+    OK(backend_add(gpu, dg5, dg5, du, (int64_t)count, &E));
+    OK(backend_matmul(gpu, dout[2], dg5, n, &dw, NULL, &E));
+    OK(backend_copy(gpu, dg6, dg5, count * sizeof(float), &E));
+    OK(backend_matmul(gpu, dout[3], dg6, n, &dw, NULL, &E));
+    /* the plain swiglu kernel */
+    set_paths(CUDA_MATMUL_GEMV, CUDA_ATTN_AUTO, 0);
+    OK(backend_swiglu(gpu, dg4, dg4, du, n, cols, &E));
+    set_paths(path, CUDA_ATTN_AUTO, 0);
+
+    float *g1 = fetch_plain(dg1, count), *g4 = fetch_plain(dg4, count);
+    int unwritten[4], overrun[4];
+    float *o[4];
+    for (int i = 0; i < 4; i++)
+        o[i] = fetch(dout[i], out_count, &unwritten[i], &overrun[i]);
+    const char *split =
+        cols % 32 == 0 && (path == CUDA_MATMUL_MMA || (path == CUDA_MATMUL_AUTO && n <= CUK_INVARIANT_ROWS))
+            ? "split"
+            : "no split";
+    char shape[128];
+    snprintf(shape, sizeof shape, "n=%d cols=%d %s (%s): output vs plain kernel", n, cols, path_name(path), split);
+    report_exact("swiglu", shape, count_differ(g1, g4, count), 0, "");
+    snprintf(shape, sizeof shape, "n=%d cols=%d %s (%s): product after it", n, cols, path_name(path), split);
+    report_exact("swiglu", shape, count_differ(o[0], o[1], out_count), unwritten[0] + overrun[0],
+                 "unwritten or past the end");
+    snprintf(shape, sizeof shape, "n=%d cols=%d %s (%s): product after x rewritten", n, cols, path_name(path), split);
+    report_exact("swiglu", shape, count_differ(o[2], o[3], out_count), unwritten[2] + overrun[2],
+                 "unwritten or past the end");
+
+    float *bufs[] = {du, dg1, dg2, dg3, dg4, dg5, dg6, dout[0], dout[1], dout[2], dout[3]};
+    for (size_t i = 0; i < sizeof bufs / sizeof *bufs; i++)
+        backend_free(gpu, bufs[i]);
+    backend_weight_free(gpu, &dw);
+    float *host[] = {g, u, g1, g4, o[0], o[1], o[2], o[3]};
+    for (size_t i = 0; i < sizeof host / sizeof *host; i++)
+        free(host[i]);
+    free((void *)hw.data);
+    set_paths(CUDA_MATMUL_AUTO, CUDA_ATTN_AUTO, 0);
+}
+
+static void test_swiglu_split(void)
+{
+    print_exact_header("swiglu + split in one kernel, then the down projection == apart");
+    const int ns[] = {1, 6, 9, 17, 80};
+    const int cols[] = {14336, 8192, 1000};
+    for (size_t i = 0; i < sizeof ns / sizeof *ns; i++)
+        for (size_t c = 0; c < sizeof cols / sizeof *cols; c++)
+            swiglu_split_case(ns[i], cols[c], CUDA_MATMUL_AUTO);
+    swiglu_split_case(100, 4096, CUDA_MATMUL_MMA);  /* the split of more rows than one block takes */
+    swiglu_split_case(100, 4096, CUDA_MATMUL_AUTO); /* prefill: cuBLAS, no split */
+}
+
+/* Grouped attention whose combine also writes the split activations of the output
+ * projection after it (cuda backend cuda_attention): the attention output and the product
+ * must equal, bit for bit, the same work with a copy in between (the product splitting
+ * its x itself); and a second attention between the first and the product must not leave
+ * the product reading the second one's split. head_dim 48: no split. */
+static void attention_split_case(int n, int start_pos, int n_heads, int n_kv, int head_dim)
+{
+    set_paths(CUDA_MATMUL_AUTO, CUDA_ATTN_AUTO, 0);
+    const int cols = n_heads * head_dim, rows = 40;
+    const size_t count = (size_t)n * cols, out_count = (size_t)n * rows;
+    const size_t kv_count = (size_t)(start_pos + n) * n_kv * head_dim;
+    float *q = random_floats(count, -3.0f, 3.0f), *q2 = random_floats(count, -3.0f, 3.0f);
+    float *k = random_floats(kv_count, -1.0f, 1.0f), *v = random_floats(kv_count, -1.0f, 1.0f);
+    tensor_view hw = host_matrix(AUGUR_BF16, rows, cols, cols, 0.05f), dw;
+    OK(backend_weight_upload(gpu, &dw, &hw, &E));
+    float *dq = dev_from(q, count * sizeof(float)), *dq2 = dev_from(q2, count * sizeof(float));
+    float *dk = dev_from(k, kv_count * sizeof(float)), *dv = dev_from(v, kv_count * sizeof(float));
+    float *da1 = dev_output(count), *da2 = dev_output(count), *da3 = dev_output(count), *da4 = dev_output(count);
+    float *do1 = dev_output(out_count), *do2 = dev_output(out_count), *do3 = dev_output(out_count);
+    /* fused: the product on the combine's split */
+    OK(backend_attention(gpu, da1, dq, n, start_pos, n_heads, n_kv, head_dim, dk, dv, NULL, 0, &E));
+    OK(backend_matmul(gpu, do1, da1, n, &dw, NULL, &E));
+    /* apart: a copy in between */
+    OK(backend_attention(gpu, da2, dq, n, start_pos, n_heads, n_kv, head_dim, dk, dv, NULL, 0, &E));
+    OK(backend_copy(gpu, da3, da2, count * sizeof(float), &E));
+    OK(backend_matmul(gpu, do2, da3, n, &dw, NULL, &E));
+    /* another attention (other queries) before the product of the first */
+    OK(backend_attention(gpu, da2, dq, n, start_pos, n_heads, n_kv, head_dim, dk, dv, NULL, 0, &E));
+    OK(backend_attention(gpu, da4, dq2, n, start_pos, n_heads, n_kv, head_dim, dk, dv, NULL, 0, &E));
+    OK(backend_matmul(gpu, do3, da2, n, &dw, NULL, &E));
+
+    int unwritten, overrun;
+    float *a1 = fetch(da1, count, &unwritten, &overrun), *a3 = fetch_plain(da3, count);
+    float *o1 = fetch_plain(do1, out_count), *o2 = fetch_plain(do2, out_count), *o3 = fetch_plain(do3, out_count);
+    const char *split = head_dim % 32 == 0 ? "split" : "no split";
+    char shape[128];
+    snprintf(shape, sizeof shape, "n=%d pos %d heads %d/%d hd %d (%s): output", n, start_pos, n_heads, n_kv, head_dim,
+             split);
+    report_exact("attention", shape, count_differ(a1, a3, count), unwritten + overrun, "unwritten or past the end");
+    snprintf(shape, sizeof shape, "n=%d pos %d heads %d/%d hd %d (%s): product after it", n, start_pos, n_heads, n_kv,
+             head_dim, split);
+    report_exact("attention", shape, count_differ(o1, o2, out_count), 0, "");
+    snprintf(shape, sizeof shape, "n=%d pos %d heads %d/%d hd %d (%s): another attention between", n, start_pos,
+             n_heads, n_kv, head_dim, split);
+    report_exact("attention", shape, count_differ(o3, o2, out_count), 0, "");
+
+    float *bufs[] = {dq, dq2, dk, dv, da1, da2, da3, da4, do1, do2, do3};
+    for (size_t i = 0; i < sizeof bufs / sizeof *bufs; i++)
+        backend_free(gpu, bufs[i]);
+    backend_weight_free(gpu, &dw);
+    float *host[] = {q, q2, k, v, a1, a3, o1, o2, o3};
+    for (size_t i = 0; i < sizeof host / sizeof *host; i++)
+        free(host[i]);
+    free((void *)hw.data);
+}
+
+static void test_attention_split(void)
+{
+    print_exact_header("attention's combine + split, then the output projection == apart");
+    const int ns[] = {1, 6, 9, 17};
+    for (size_t i = 0; i < sizeof ns / sizeof *ns; i++) {
+        attention_split_case(ns[i], 100, 32, 8, 128);
+        attention_split_case(ns[i], 600, 6, 2, 64);
+    }
+    attention_split_case(5, 37, 4, 2, 48);
+}
+
 static void test_batch_invariance(void)
 {
     print_exact_header("batch invariance: rows in one call == the same rows one at a time");
@@ -969,6 +1121,9 @@ static void test_batch_invariance(void)
     for (size_t c = 0; c < sizeof contexts / sizeof *contexts; c++)
         invariance_attention(32, 8, 128, contexts[c]);
     invariance_matmul(AUGUR_BF16, 4096, 1024);
+    /* few tiles over many columns (the 70B shard of 8's q|k|v), a ragged last tile and chunk */
+    invariance_matmul(AUGUR_BF16, 1280, 8192);
+    invariance_matmul(AUGUR_BF16, 1000, 4001);
     invariance_matmul(AUGUR_F32, 1000, 515);
     invariance_matmul(AUGUR_F16, 512, 2048);
 }
@@ -1108,6 +1263,107 @@ static void test_paged(void)
     paged_store_case(2, 64, 5, 40);
     paged_store_case(3, 48, 1000, 80);
     set_paths(CUDA_MATMUL_AUTO, CUDA_ATTN_AUTO, 0);
+}
+
+/* backend_rope_store (the cuda backend's one kernel) against its four operations on the
+ * GPU (rope of q, rope of k, store_rows of k and of v): q, k and both caches bit for
+ * bit, contiguous (rows past the step must stay) and paged, with the position passed or
+ * bound as a captured step reads it. */
+static void rope_store_case(int n_heads, int n_kv, int head_dim, int start_pos, int n, rope_pairing pairs, bool paged,
+                            bool bound)
+{
+    set_paths(CUDA_MATMUL_AUTO, CUDA_ATTN_AUTO, 0);
+    const int len = start_pos + n;
+    const size_t row = (size_t)n_kv * head_dim, q_count = (size_t)n * n_heads * head_dim, kv_count = (size_t)n * row;
+    int pool_blocks = 0;
+    int32_t *table = paged ? shuffled_table(len, &pool_blocks) : NULL;
+    const int cache_rows = paged ? pool_blocks * PAGED_BLOCK : len + 5;
+    const size_t cache_count = (size_t)cache_rows * row;
+    rope_llama3_scaling sc = {.enabled = false};
+    float *inv = xmalloc((size_t)head_dim / 2 * sizeof(float));
+    rope_inv_freq(inv, head_dim, 10000.0f, &sc);
+    float *q = random_floats(q_count, -1.0f, 1.0f), *k = random_floats(kv_count, -1.0f, 1.0f);
+    float *v = random_floats(kv_count, -1.0f, 1.0f);
+    float *kc = random_floats(cache_count, -1.0f, 1.0f), *vc = random_floats(cache_count, -1.0f, 1.0f);
+    float *dinv = dev_from(inv, (size_t)head_dim / 2 * sizeof(float)), *dv = dev_from(v, kv_count * sizeof(float));
+    int32_t *dtable = paged ? dev_from(table, (size_t)pool_blocks * sizeof(int32_t)) : NULL;
+    const int32_t pos = start_pos;
+    int32_t *dpos = bound ? dev_from(&pos, sizeof pos) : NULL;
+    float *d[2][4]; /* per run: q, k, k cache, v cache */
+    for (int r = 0; r < 2; r++) {
+        d[r][0] = dev_from(q, q_count * sizeof(float));
+        d[r][1] = dev_from(k, kv_count * sizeof(float));
+        d[r][2] = dev_from(kc, cache_count * sizeof(float));
+        d[r][3] = dev_from(vc, cache_count * sizeof(float));
+    }
+    if (bound)
+        OK(backend_bind_position(gpu, dpos, cache_rows, &E));
+    OK(backend_rope_store(gpu, d[0][0], d[0][1], dv, n, n_heads, n_kv, head_dim, start_pos, dinv, pairs, d[0][2],
+                          d[0][3], dtable, PAGED_BLOCK, &E));
+    OK(backend_rope(gpu, d[1][0], n, n_heads, head_dim, start_pos, dinv, pairs, &E));
+    OK(backend_rope(gpu, d[1][1], n, n_kv, head_dim, start_pos, dinv, pairs, &E));
+    OK(backend_store_rows(gpu, d[1][2], d[1][1], (int64_t)row, n, start_pos, dtable, PAGED_BLOCK, &E));
+    OK(backend_store_rows(gpu, d[1][3], dv, (int64_t)row, n, start_pos, dtable, PAGED_BLOCK, &E));
+    if (bound)
+        OK(backend_bind_position(gpu, NULL, 0, &E));
+
+    const size_t counts[4] = {q_count, kv_count, cache_count, cache_count};
+    static const char *const names[4] = {"q", "k", "k cache", "v cache"};
+    int64_t differ[4], total = 0;
+    float *got[2][4];
+    for (int b = 0; b < 4; b++) {
+        got[0][b] = fetch_plain(d[0][b], counts[b]);
+        got[1][b] = fetch_plain(d[1][b], counts[b]);
+        differ[b] = count_differ(got[0][b], got[1][b], counts[b]);
+        total += differ[b];
+    }
+    /* the step's rows are in the caches: v as it came, k as rotated */
+    int64_t misplaced = 0;
+    for (int i = 0; i < n; i++) {
+        const int p = start_pos + i;
+        const size_t at = (paged ? (size_t)table[p / PAGED_BLOCK] * PAGED_BLOCK + p % PAGED_BLOCK : (size_t)p) * row;
+        misplaced += count_differ(got[0][3] + at, v + (size_t)i * row, row) +
+                     count_differ(got[0][2] + at, got[0][1] + (size_t)i * row, row);
+    }
+    char shape[128];
+    snprintf(shape, sizeof shape, "%s heads=%d kv=%d hd=%d pos=%d n=%d%s%s",
+             pairs == ROPE_PAIRS_HALF ? "half" : "adjacent", n_heads, n_kv, head_dim, start_pos, n,
+             paged ? " paged" : "", bound ? " bound" : "");
+    report_exact("rope_store", shape, total, misplaced, "cache floats not the step's row");
+    if (total)
+        for (int b = 0; b < 4; b++)
+            printf("%-14s   ^ %s: %lld differ\n", "", names[b], (long long)differ[b]);
+
+    for (int r = 0; r < 2; r++)
+        for (int b = 0; b < 4; b++) {
+            backend_free(gpu, d[r][b]);
+            free(got[r][b]);
+        }
+    void *dev[] = {dinv, dv, dtable, dpos};
+    for (size_t i = 0; i < sizeof dev / sizeof *dev; i++)
+        backend_free(gpu, dev[i]);
+    void *host[] = {table, inv, q, k, v, kc, vc};
+    for (size_t i = 0; i < sizeof host / sizeof *host; i++)
+        free(host[i]);
+}
+
+static void test_rope_store(void)
+{
+    print_exact_header("rope_store: RoPE of q and k and the KV append in one kernel == the four operations");
+    const int heads[][3] = {{32, 8, 128}, {32, 8, 64}};
+    const int ns[] = {1, 6, 9, 17}, starts[] = {0, 100};
+    for (int h = 0; h < 2; h++)
+        for (int i = 0; i < 4; i++)
+            for (int s = 0; s < 2; s++)
+                for (int p = 0; p < 2; p++)
+                    for (int paged = 0; paged < 2; paged++)
+                        for (int bound = 0; bound < 2; bound++)
+                            rope_store_case(heads[h][0], heads[h][1], heads[h][2], starts[s], ns[i], (rope_pairing)p,
+                                            paged, bound);
+    /* blocks holding q and k heads, or k and v heads, together (4 heads a block) */
+    rope_store_case(4, 1, 128, 31, 3, ROPE_PAIRS_HALF, false, true);
+    rope_store_case(6, 3, 48, 7, 300, ROPE_PAIRS_ADJACENT, true, false); /* prefill-like: many rows */
+    rope_store_case(6, 3, 48, 1000, 80, ROPE_PAIRS_HALF, false, true);
 }
 
 static void fill_case(augur_dtype dt, int64_t count, uint64_t seed, float scale, float offset)
@@ -1562,7 +1818,10 @@ int main(void)
     test_batch_invariance();
     test_matmul_parts();
     test_fused_norm();
+    test_swiglu_split();
+    test_attention_split();
     test_paged();
+    test_rope_store();
     test_elementwise();
     test_softmax();
     test_argmax();
