@@ -305,9 +305,9 @@ extern "C" cudaError_t cuk_attention_split(cuk_stream stream, float *out, const 
  * query heads of a Llama-3 KV group and the 6 rows of a verification read them 24 times
  * (ncu, 8B shape: 150 us a layer at 6 rows against about 1 us to read the layer's K and
  * V once). Here one block takes a chunk of ATT_GROUP_CHUNK absolute positions of one KV
- * head, stages its K and V in shared memory once, and serves every (row, query head) of
- * the group from there, one warp per pair, writing the same partials the combine kernel
- * reads.
+ * head, stages its K and V in shared memory once, and serves up to 8 (row, query head)
+ * pairs of the group from there, one warp per pair (more pairs: more blocks, each staging
+ * the chunk again, mostly from L2), writing the same partials the combine kernel reads.
  *
  * A pair's arithmetic is fixed whatever else shares the block: lane j scores positions
  * t0 + j and t0 + j + 32 with one fmaf per dimension in ascending order, the max and the
@@ -391,7 +391,11 @@ __global__ void __launch_bounds__(ATT_GROUP_WARPS * 32)
     __syncthreads();
 
     const int group = n_heads / n_kv_heads;
-    for (int pair = warp; pair < n * group; pair += ATT_GROUP_WARPS) {
+    /* Block z serves pairs 8 z .. 8 z + 7, one a warp: a verification's rows spread over
+     * more blocks (9 rows of a Llama-3 group are 36 pairs, 5 blocks beside each other where
+     * one block took 5 turns); a pair's arithmetic is its warp's alone, whatever block. */
+    for (int pair = blockIdx.z * ATT_GROUP_WARPS + warp; pair < n * group && pair < (blockIdx.z + 1) * ATT_GROUP_WARPS;
+         pair += ATT_GROUP_WARPS) {
         const int i = pair / group, h = kvh * group + pair % group;
         const int len = start_pos + i + 1;
         if (t0 >= len)
@@ -458,7 +462,9 @@ extern "C" cudaError_t cuk_attention_grouped(cuk_stream stream, float *out, cons
             return rc;
         opted = smem;
     }
-    const dim3 grid((unsigned)max_splits, (unsigned)n_kv_heads);
+    const int pairs = n * (n_heads / n_kv_heads);
+    const dim3 grid((unsigned)max_splits, (unsigned)n_kv_heads,
+                    (unsigned)((pairs + ATT_GROUP_WARPS - 1) / ATT_GROUP_WARPS));
     if (block_table)
         cuk_launch(stream, grid, ATT_GROUP_WARPS * 32, smem, att_grouped_kernel<true>, scratch, q, n, start_pos,
                    pos_dev, n_heads, n_kv_heads, head_dim, k_cache, v_cache, block_table, block_size, scale,

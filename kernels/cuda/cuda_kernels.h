@@ -123,8 +123,8 @@ cudaError_t cuk_attention_split(cuk_stream stream, float *out, const float *q, i
 /* Bytes of dynamic shared memory cuk_attention_grouped needs. */
 size_t cuk_attention_grouped_smem(int head_dim);
 
-/* Split attention over chunks of 64 absolute positions, one block per (chunk, KV head)
- * serving all its query heads and rows from K and V staged once (scratch: as
+/* Split attention over chunks of 64 absolute positions, one block per (chunk, KV head,
+ * 8 of its (row, query head) pairs) serving them from K and V staged once (scratch: as
  * cuk_attention_split with max_splits = ceil((start_pos + n) / 64)); then the combine,
  * which with x_split (NULL: none; head_dim % 32 == 0) also writes out split as
  * cuk_gemv_split_x would (n rows of n_heads * head_dim), for the product after it. */
