@@ -7,7 +7,8 @@
  * the same on the CPU. Paged KV: attention and store_rows through a shuffled block table
  * against the same rows stored contiguously, bit for bit, on every attention path.
  * Fused operations against the same work apart, bit for bit: the norm with the residual
- * add and the split, SwiGLU with the split, RoPE with the KV append (rope_store).
+ * add and the split, SwiGLU with the split, RoPE with the KV append (rope_store),
+ * attention with the split of its output.
  *
  * Every output buffer is poisoned (a NaN pattern) before the run and carries a guard
  * tail: an element left unwritten, or a write past the end, fails the case. Prints one
