@@ -462,9 +462,10 @@ extern "C" cudaError_t cuk_attention_grouped(cuk_stream stream, float *out, cons
             return rc;
         opted = smem;
     }
-    const int pairs = n * (n_heads / n_kv_heads);
-    const dim3 grid((unsigned)max_splits, (unsigned)n_kv_heads,
-                    (unsigned)((pairs + ATT_GROUP_WARPS - 1) / ATT_GROUP_WARPS));
+    const int64_t pair_blocks = ((int64_t)n * (n_heads / n_kv_heads) + ATT_GROUP_WARPS - 1) / ATT_GROUP_WARPS;
+    if (pair_blocks > 65535) /* grid z; the backend takes this kernel for at most 80 rows unless told */
+        return cudaErrorInvalidValue;
+    const dim3 grid((unsigned)max_splits, (unsigned)n_kv_heads, (unsigned)pair_blocks);
     if (block_table)
         cuk_launch(stream, grid, ATT_GROUP_WARPS * 32, smem, att_grouped_kernel<true>, scratch, q, n, start_pos,
                    pos_dev, n_heads, n_kv_heads, head_dim, k_cache, v_cache, block_table, block_size, scale,
