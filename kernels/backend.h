@@ -360,6 +360,23 @@ static inline augur_status backend_store_rows(augur_backend *be, float *base, co
     return AUGUR_OK;
 }
 
+/* backend_rope_store as its four operations, one by one: where a backend has no
+ * rope_store, or runs them apart itself (the CUDA backend under AUGUR_CUDA_FUSED_NORM=0). */
+static inline augur_status backend_rope_store_apart(augur_backend *be, float *q, float *k, const float *v, int n,
+                                                    int n_heads, int n_kv_heads, int head_dim, int start_pos,
+                                                    const float *inv_freq, rope_pairing pairs, float *k_cache,
+                                                    float *v_cache, const int32_t *block_table, int block_size,
+                                                    augur_error *err)
+{
+    const int64_t row = (int64_t)n_kv_heads * head_dim;
+    augur_status st;
+    if ((st = backend_rope(be, q, n, n_heads, head_dim, start_pos, inv_freq, pairs, err)) ||
+        (st = backend_rope(be, k, n, n_kv_heads, head_dim, start_pos, inv_freq, pairs, err)) ||
+        (st = backend_store_rows(be, k_cache, k, row, n, start_pos, block_table, block_size, err)))
+        return st;
+    return backend_store_rows(be, v_cache, v, row, n, start_pos, block_table, block_size, err);
+}
+
 /* The new rows of one attention step: q ([n][n_heads][head_dim]) and k ([n][n_kv_heads]
  * [head_dim]) rotated in place as backend_rope does, then k and v ([n][n_kv_heads]
  * [head_dim]) stored at positions start_pos.. of k_cache and v_cache as backend_store_rows
@@ -370,20 +387,14 @@ static inline augur_status backend_rope_store(augur_backend *be, float *q, float
                                               rope_pairing pairs, float *k_cache, float *v_cache,
                                               const int32_t *block_table, int block_size, augur_error *err)
 {
-    if (be->iface.rope_store) {
-        if (block_table && block_size <= 0)
-            return augur_fail(err, AUGUR_E_INTERNAL, "backend %s: rope_store with a block table of block size %d",
-                              be->name, block_size);
-        return be->iface.rope_store(be, q, k, v, n, n_heads, n_kv_heads, head_dim, start_pos, inv_freq, pairs, k_cache,
-                                    v_cache, block_table, block_size, err);
-    }
-    const int64_t row = (int64_t)n_kv_heads * head_dim;
-    augur_status st;
-    if ((st = backend_rope(be, q, n, n_heads, head_dim, start_pos, inv_freq, pairs, err)) ||
-        (st = backend_rope(be, k, n, n_kv_heads, head_dim, start_pos, inv_freq, pairs, err)) ||
-        (st = backend_store_rows(be, k_cache, k, row, n, start_pos, block_table, block_size, err)))
-        return st;
-    return backend_store_rows(be, v_cache, v, row, n, start_pos, block_table, block_size, err);
+    if (!be->iface.rope_store)
+        return backend_rope_store_apart(be, q, k, v, n, n_heads, n_kv_heads, head_dim, start_pos, inv_freq, pairs,
+                                        k_cache, v_cache, block_table, block_size, err);
+    if (block_table && block_size <= 0)
+        return augur_fail(err, AUGUR_E_INTERNAL, "backend %s: rope_store with a block table of block size %d", be->name,
+                          block_size);
+    return be->iface.rope_store(be, q, k, v, n, n_heads, n_kv_heads, head_dim, start_pos, inv_freq, pairs, k_cache,
+                                v_cache, block_table, block_size, err);
 }
 
 /* Step capture (caps.graphs). While a position is bound (dev_pos, a device int32 the

@@ -784,22 +784,6 @@ static augur_status cuda_store_rows(augur_backend *be, float *base, const float 
         "store_rows kernel", err);
 }
 
-/* backend_rope_store as its four operations, one by one (AUGUR_CUDA_FUSED_NORM=0, or
- * shapes with no heads, which those operations take as nothing to do). */
-static augur_status rope_store_apart(augur_backend *be, float *q, float *k, const float *v, int n, int n_heads,
-                                     int n_kv_heads, int head_dim, int start_pos, const float *inv_freq,
-                                     rope_pairing pairs, float *k_cache, float *v_cache, const int32_t *block_table,
-                                     int block_size, augur_error *err)
-{
-    const int64_t row = (int64_t)n_kv_heads * head_dim;
-    augur_status st;
-    if ((st = cuda_rope(be, q, n, n_heads, head_dim, start_pos, inv_freq, pairs, err)) ||
-        (st = cuda_rope(be, k, n, n_kv_heads, head_dim, start_pos, inv_freq, pairs, err)) ||
-        (st = cuda_store_rows(be, k_cache, k, row, n, start_pos, block_table, block_size, err)))
-        return st;
-    return cuda_store_rows(be, v_cache, v, row, n, start_pos, block_table, block_size, err);
-}
-
 /* RoPE of q and k and the KV append in one kernel (cuk_rope_store), checked as cuda_rope
  * and cuda_store_rows check theirs. */
 static augur_status cuda_rope_store(augur_backend *be, float *q, float *k, const float *v, int n, int n_heads,
@@ -809,8 +793,8 @@ static augur_status cuda_rope_store(augur_backend *be, float *q, float *k, const
 {
     cuda_ctx *c = ctx_of(be);
     if (c->unfused || n_heads <= 0 || n_kv_heads <= 0)
-        return rope_store_apart(be, q, k, v, n, n_heads, n_kv_heads, head_dim, start_pos, inv_freq, pairs, k_cache,
-                                v_cache, block_table, block_size, err);
+        return backend_rope_store_apart(be, q, k, v, n, n_heads, n_kv_heads, head_dim, start_pos, inv_freq, pairs,
+                                        k_cache, v_cache, block_table, block_size, err);
     c->op_seq++;
     if (n <= 0)
         return AUGUR_OK;
