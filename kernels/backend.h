@@ -123,6 +123,9 @@ typedef struct {
                            augur_error *err);
     augur_status (*sample_probs)(augur_backend *be, float *probs, const float *logits, int rows, int cols,
                                  const sampling_params *sp, augur_error *err);
+    /* may be NULL (no greedy chains): argmax of one row, fed to the next step on the device */
+    augur_status (*argmax_feed)(augur_backend *be, int32_t *out, int32_t *ids, int32_t *pos, int advance,
+                                const float *x, int cols, augur_error *err);
 
     /* step capture: NULL where caps.graphs is false; store_rows may be NULL (the wrapper
      * copies at the host's row; a block table then needs host memory) */
@@ -474,6 +477,18 @@ static inline augur_status backend_argmax(augur_backend *be, int32_t *out, float
                                           int cols, augur_error *err)
 {
     return be->iface.argmax(be, out, max_out, x, rows, cols, err);
+}
+
+/* A greedy chain's link (runtime/forward.c forward_greedy_chain), all on the device:
+ * *out = argmax of the one row x (backend_argmax's rule), and ids[0] = *out, *pos +=
+ * advance, where the chain's next step (a captured step at a bound position) reads its
+ * token and position. ids and pos may be NULL (the last link: only *out). */
+static inline augur_status backend_argmax_feed(augur_backend *be, int32_t *out, int32_t *ids, int32_t *pos, int advance,
+                                               const float *x, int cols, augur_error *err)
+{
+    if (!be->iface.argmax_feed)
+        return augur_fail(err, AUGUR_E_UNSUPPORTED, "backend %s cannot chain greedy steps", be->name);
+    return be->iface.argmax_feed(be, out, ids, pos, advance, x, cols, err);
 }
 
 /* probs row r = sampling_probs(sp, logits row r): softmax at temperature, top-k, top-p,

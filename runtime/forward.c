@@ -60,8 +60,7 @@ augur_status forward_init(forward_ctx *f, const model *m, augur_backend *be, col
     } bufs[] = {
         {(void **)&f->inv_freq, (size_t)c->head_dim / 2 * sizeof(float)},
         {(void **)&f->ids, (size_t)max_tokens * sizeof(int32_t)},
-        {(void **)&f->argmax, f->be->caps.host_memory ? 0 : (size_t)max_tokens * sizeof(int32_t)},
-        {(void **)&f->row_max, f->be->caps.host_memory ? 0 : (size_t)max_tokens * sizeof(float)},
+        {(void **)&f->argmax, f->be->caps.host_memory ? 0 : 2 * (size_t)max_tokens * sizeof(int32_t)},
         {(void **)&f->x, s.dim * sizeof(float)},
         {(void **)&f->xb, s.dim * sizeof(float)},
         {(void **)&f->proj, s.dim * sizeof(float)},
@@ -80,6 +79,10 @@ augur_status forward_init(forward_ctx *f, const model *m, augur_backend *be, col
             forward_free(f);
             return augur_wrap(err, "%s: activations for %d positions", m->source, max_tokens);
         }
+    }
+    if (!f->be->caps.host_memory && !(f->reduced = malloc(2 * (size_t)max_tokens * sizeof(int32_t)))) {
+        forward_free(f);
+        return augur_fail(err, AUGUR_E_NOMEM, "%s: out of memory for the rows' argmax", m->source);
     }
     if (tp && tp->size > 1 && !tp->ops->device_buffers && !f->be->caps.host_memory) {
         f->stage = malloc(s.dim * sizeof(float));
@@ -110,6 +113,17 @@ augur_status forward_init(forward_ctx *f, const model *m, augur_backend *be, col
             return st;
         }
         f->graphs = true;
+        /* AUGUR_CUDA_CHAINS=0 runs a greedy chain step by step (A/B measurements) */
+        const char *chains = getenv("AUGUR_CUDA_CHAINS");
+        if (!(chains && !strcmp(chains, "0")) && f->be->iface.argmax_feed && !(tp && tp->size > 1)) {
+            size_t keys = (size_t)(FORWARD_CHAIN_FEED + 1) * (FORWARD_CHAIN_STEPS + 1);
+            f->chain = calloc(keys, sizeof *f->chain);
+            f->chain_ran = calloc(keys, 1);
+            if (!f->chain || !f->chain_ran) {
+                forward_free(f);
+                return augur_fail(err, AUGUR_E_NOMEM, "%s: out of memory for captured chains", m->source);
+            }
+        }
     }
     float *inv = malloc((size_t)c->head_dim / 2 * sizeof(float));
     if (!inv) {
@@ -135,25 +149,32 @@ void forward_free(forward_ctx *f)
     }
     free(f->graph);
     free(f->graph_ran);
+    if (f->be && f->chain)
+        for (size_t k = 0; k < (size_t)(FORWARD_CHAIN_FEED + 1) * (FORWARD_CHAIN_STEPS + 1); k++)
+            backend_graph_free(f->be, f->chain[k]);
+    free(f->chain);
+    free(f->chain_ran);
     if (f->be)
         backend_free(f->be, f->pos);
     if (f->be) {
-        void *bufs[] = {f->inv_freq, f->ids, f->argmax, f->row_max, f->x, f->xb, f->proj, f->q, f->att, f->k, f->v, f->gate, f->up,
-                        f->logits};
+        void *bufs[] = {f->inv_freq, f->ids, f->argmax, f->x,    f->xb, f->proj,  f->q,
+                        f->att,      f->k,   f->v,      f->gate, f->up, f->logits};
         for (size_t i = 0; i < sizeof bufs / sizeof bufs[0]; i++)
             backend_free(f->be, bufs[i]);
         if (f->owns_be)
             backend_destroy(f->be);
     }
     free(f->stage);
+    free(f->reduced);
     memset(f, 0, sizeof *f);
 }
 
 void forward_report_graphs(const forward_ctx *f, const char *who)
 {
     if (f->graphs)
-        fprintf(stderr, "augur: %s: captured steps: %lld captures, %lld replays\n", who, (long long)f->graph_captures,
-                (long long)f->graph_replays);
+        fprintf(stderr, "augur: %s: captured steps: %lld captures, %lld replays; %lld greedy chains (%lld tokens)\n",
+                who, (long long)f->graph_captures, (long long)f->graph_replays, (long long)f->chains,
+                (long long)f->chained_tokens);
 }
 
 /* x += a row-parallel projection's partial result, summed over the TP group; then, when
@@ -296,27 +317,56 @@ static augur_status forward_body(forward_ctx *f, const fwd_seg *segs, int n_segs
     return AUGUR_OK;
 }
 
-/* forward_body as a captured step: the first run of a (rows, first logits row) key goes
- * uncaptured (it sizes the backend's scratch; a capture cannot allocate), the second is
- * captured, later ones replay it. Every run reads the position from f->pos, so the
- * captured and uncaptured runs do the same arithmetic. A step bakes in the cache's
- * addresses: forward_run brings only the cache the steps were captured against. */
 /* A TP group whose all-reduces go into the captured steps. */
 static bool captured_tp(const forward_ctx *f)
 {
     return f->tp && f->tp->size > 1;
 }
 
-static augur_status run_captured(forward_ctx *f, kv_cache *kv, int n, int start, int lf, float *out,
+/* What one captured program runs from f->ids and the position in f->pos: a step of n rows
+ * whose logits rows lf.. go to out (steps 0), or a greedy chain of `steps` steps, the
+ * first of n rows, each later one of the token the step before chose (f->argmax[s]). */
+typedef struct {
+    kv_cache *kv;
+    int n, start, lf;
+    int steps;
+    float *out;
+} captured_work;
+
+static augur_status captured_body(forward_ctx *f, const captured_work *w, augur_error *err)
+{
+    if (!w->steps) {
+        const fwd_seg seg = {.kv = w->kv, .n = w->n, .start = w->start};
+        const fwd_rows want = {.row = w->lf, .n = w->n - w->lf};
+        return forward_body(f, &seg, 1, w->n, &want, w->lf < w->n, w->out, err);
+    }
+    augur_status st = AUGUR_OK;
+    for (int s = 0, start = w->start; s < w->steps && !st; s++) {
+        const int n = s ? 1 : w->n;
+        const fwd_seg seg = {.kv = w->kv, .n = n, .start = start};
+        const fwd_rows want = {.row = n - 1, .n = 1};
+        const bool more = s + 1 < w->steps; /* then the next step's token and position, where it reads them */
+        if (!(st = forward_body(f, &seg, 1, n, &want, 1, f->logits, err)) &&
+            (st = backend_argmax_feed(f->be, f->argmax + s, more ? f->ids : NULL, more ? f->pos : NULL, n, f->logits,
+                                      f->m->vocab_local, err)))
+            augur_wrap(err, "%s: argmax of chained step %d", f->m->source, s + 1);
+        start += n;
+    }
+    return st;
+}
+
+/* Runs w as a captured program kept in *slot: its first run goes uncaptured (it sizes the
+ * backend's scratch; a capture cannot allocate), the second is captured, later ones
+ * replay it. Every run reads the position from f->pos, so the captured and uncaptured
+ * runs do the same arithmetic. A program bakes in the cache's addresses: forward_run
+ * brings only the cache the steps were captured against. */
+static augur_status run_captured(forward_ctx *f, const captured_work *w, void **slot, unsigned char *ran,
                                  augur_error *err)
 {
     augur_backend *be = f->be;
-    const fwd_seg seg = {.kv = kv, .n = n, .start = start};
-    const fwd_rows want = {.row = lf, .n = n - lf};
-    const int n_want = lf < n;
-    size_t key = (size_t)n * (size_t)(f->graph_rows + 1) + (size_t)lf;
+    kv_cache *kv = w->kv;
     int max_positions = kv->max_seq < f->max_seq ? kv->max_seq : f->max_seq;
-    int32_t pos = start;
+    int32_t pos = w->start;
     augur_status st = backend_upload(be, f->pos, &pos, sizeof pos, err);
     if (!st)
         st = backend_bind_position(be, f->pos, max_positions, err);
@@ -325,31 +375,31 @@ static augur_status run_captured(forward_ctx *f, kv_cache *kv, int n, int start,
     f->graph_k = kv->k;
     f->graph_v = kv->v;
     f->graph_layer_rows = kv->layer_rows;
-    if (f->graph[key]) {
+    if (*slot) {
         bool stale = false;
-        st = backend_graph_launch(be, f->graph[key], &stale, err);
+        st = backend_graph_launch(be, *slot, &stale, err);
         if (!st && !stale && captured_tp(f))
             st = coll_wait(f->tp, "captured step (its all-reduces)", err);
         if (!st && !stale) {
             f->graph_replays++;
         } else if (!st) { /* the backend moved a scratch buffer: run uncaptured, capture again next time */
-            backend_graph_free(be, f->graph[key]);
-            f->graph[key] = NULL;
-            st = forward_body(f, &seg, 1, n, &want, n_want, out, err);
+            backend_graph_free(be, *slot);
+            *slot = NULL;
+            st = captured_body(f, w, err);
         }
-    } else if (f->graph_ran[key]) {
+    } else if (*ran) {
         void *g = NULL;
         if (!(st = backend_graph_begin(be, err))) {
             if (captured_tp(f))
                 f->tp->deferred = true;
-            st = forward_body(f, &seg, 1, n, &want, n_want, out, err);
+            st = captured_body(f, w, err);
             if (captured_tp(f))
                 f->tp->deferred = false;
             augur_status end = backend_graph_end(be, st ? NULL : &g, st ? NULL : err);
             st = st ? st : end;
         }
         if (!st) {
-            f->graph[key] = g;
+            *slot = g;
             f->graph_captures++;
             bool stale = false;
             st = backend_graph_launch(be, g, &stale, err);
@@ -359,8 +409,8 @@ static augur_status run_captured(forward_ctx *f, kv_cache *kv, int n, int start,
                 st = coll_wait(f->tp, "captured step (its all-reduces)", err);
         }
     } else {
-        st = forward_body(f, &seg, 1, n, &want, n_want, out, err);
-        f->graph_ran[key] = 1;
+        st = captured_body(f, w, err);
+        *ran = 1;
     }
     augur_error unbind_err = {0};
     augur_status ub = backend_bind_position(be, NULL, 0, &unbind_err);
@@ -416,7 +466,9 @@ static augur_status run_one(forward_ctx *f, kv_cache *kv, const int32_t *tokens,
         return augur_wrap(err, "%s: KV cache", m->source);
     float *out = f->be->caps.host_memory ? host_out : f->logits;
     if (graphs_take(f, kv, n)) {
-        st = run_captured(f, kv, n, start, lf, out, err);
+        size_t key = (size_t)n * (size_t)(f->graph_rows + 1) + (size_t)lf;
+        const captured_work w = {.kv = kv, .n = n, .start = start, .lf = lf, .out = out};
+        st = run_captured(f, &w, &f->graph[key], &f->graph_ran[key], err);
     } else {
         const fwd_seg seg = {.kv = kv, .n = n, .start = start};
         const fwd_rows want = {.row = lf, .n = n - lf};
@@ -548,10 +600,12 @@ augur_status forward_run_batch_reduced(forward_ctx *f, const forward_seq *seqs, 
     augur_status st = batch_one(f, seqs, n_seqs, true, NULL, err);
     if (st || wanted <= 0)
         return st;
-    if ((st = backend_argmax(be, f->argmax, f->row_max, f->logits, wanted, V, err)) ||
-        (st = backend_download(be, argmax, f->argmax, (size_t)wanted * sizeof(int32_t), err)) ||
-        (st = backend_download(be, max, f->row_max, (size_t)wanted * sizeof(float), err)))
+    /* the maxima right after the ids: one download (one wait) brings both */
+    if ((st = backend_argmax(be, f->argmax, (float *)(f->argmax + wanted), f->logits, wanted, V, err)) ||
+        (st = backend_download(be, f->reduced, f->argmax, 2 * (size_t)wanted * sizeof(int32_t), err)))
         return augur_wrap(err, "%s: argmax of %d rows", f->m->source, wanted);
+    memcpy(argmax, f->reduced, (size_t)wanted * sizeof(int32_t));
+    memcpy(max, f->reduced + wanted, (size_t)wanted * sizeof(float));
     for (int r = 0; r < wanted;) { /* runs of rows whose logits are read, one copy each */
         int to = r;
         while (to < wanted && row_logits && row_logits[to])
@@ -601,4 +655,64 @@ augur_status forward_prefill_argmax(forward_ctx *f, kv_cache *kv, const int32_t 
     if (!st && (st = backend_download(f->be, argmax, f->argmax, sizeof(int32_t), err)))
         return augur_wrap(err, "%s: argmax", f->m->source);
     return st;
+}
+
+/* Whether forward_greedy_chain may run this chain as one captured program. */
+static bool chain_takes(const forward_ctx *f, const kv_cache *kv, int n, int steps)
+{
+    int max_positions = kv->max_seq < f->max_seq ? kv->max_seq : f->max_seq;
+    return f->chain && n <= FORWARD_CHAIN_FEED && steps <= FORWARD_CHAIN_STEPS && steps <= f->max_tokens &&
+           graphs_take(f, kv, n) && kv->len + n + steps - 1 <= max_positions;
+}
+
+static augur_status chain_run(forward_ctx *f, kv_cache *kv, const int32_t *tokens, int n, int steps, int32_t *out,
+                              augur_error *err)
+{
+    const model *m = f->m;
+    augur_status st = check_seq(f, kv, tokens, n, n - 1, err);
+    if (st)
+        return st;
+    const int fed = n + steps - 1;
+    if ((st = backend_upload(f->be, f->ids, tokens, (size_t)n * sizeof(int32_t), err)))
+        return augur_wrap(err, "%s: embedding", m->source);
+    if ((st = kv_cache_reserve(kv, fed, err)))
+        return augur_wrap(err, "%s: KV cache", m->source);
+    const size_t key = (size_t)n * (FORWARD_CHAIN_STEPS + 1) + (size_t)steps;
+    const captured_work w = {.kv = kv, .n = n, .start = kv->len, .steps = steps};
+    st = run_captured(f, &w, &f->chain[key], &f->chain_ran[key], err);
+    if (!st)
+        st = kv_cache_append(kv, fed, err);
+    if (st) {
+        augur_error ignored = {0};
+        kv_cache_trim(kv, kv->len, &ignored);
+        return st;
+    }
+    if ((st = backend_download(f->be, out, f->argmax, (size_t)steps * sizeof(int32_t), err)))
+        return augur_wrap(err, "%s: the tokens of a chain of %d steps", m->source, steps);
+    f->chains++;
+    f->chained_tokens += steps;
+    return AUGUR_OK;
+}
+
+augur_status forward_greedy_chain(forward_ctx *f, kv_cache *kv, const int32_t *tokens, int n, int steps, int32_t *out,
+                                  float *logits, augur_error *err)
+{
+    if (n <= 0 || steps <= 0)
+        return augur_fail(err, AUGUR_E_INTERNAL, "forward: greedy chain of %d steps from %d tokens", steps, n);
+    for (int done = 0; done < steps;) {
+        int take = steps - done < FORWARD_CHAIN_STEPS ? steps - done : FORWARD_CHAIN_STEPS;
+        augur_status st;
+        if (chain_takes(f, kv, n, take)) {
+            st = chain_run(f, kv, tokens, n, take, out + done, err);
+        } else {
+            take = 1;
+            st = forward_prefill_argmax(f, kv, tokens, n, logits, out + done, err);
+        }
+        if (st)
+            return st;
+        done += take;
+        tokens = out + done - 1; /* the next step feeds the last token chosen */
+        n = 1;
+    }
+    return AUGUR_OK;
 }

@@ -30,8 +30,9 @@ typedef struct {
     int max_seq;              /* context length of the caches it serves */
     float *inv_freq;          /* [head_dim/2] */
     int32_t *ids;             /* [max_tokens] token ids in backend memory */
-    int32_t *argmax;          /* [max_tokens] backend memory: rows' argmax (device backends) */
-    float *row_max;           /* [max_tokens] backend memory: the logit at that argmax */
+    int32_t *argmax;          /* [2 * max_tokens] backend memory (device backends): rows' argmax, and
+                               * after the `wanted` ids of forward_run_batch_reduced, each one's logit */
+    int32_t *reduced;         /* [2 * max_tokens] host: those, downloaded together */
     float *x, *xb, *q, *k, *v, *att, *proj, *gate, *up; /* activations, [max_tokens][...] */
     float *logits;            /* [max_tokens][vocab_local] (device backends) */
     float *stage;             /* host copy of proj when tp works on host memory but be does not */
@@ -52,7 +53,18 @@ typedef struct {
      * forward_run runs any other cache, and every paged one, uncaptured. */
     const float *graph_k, *graph_v;
     int graph_layer_rows;
+    /* Greedy chains (forward_greedy_chain) captured whole, by (first step's rows, steps),
+     * [(FORWARD_CHAIN_FEED + 1) * (FORWARD_CHAIN_STEPS + 1)]; NULL where chains are off
+     * (no captured steps, a TP group, a backend without argmax_feed, AUGUR_CUDA_CHAINS=0). */
+    void **chain;
+    unsigned char *chain_ran;
+    int64_t chains, chained_tokens;
 } forward_ctx;
+
+/* A greedy chain's first step feeds at most this many tokens, and one chained program runs
+ * at most this many steps (longer chains run as several). */
+#define FORWARD_CHAIN_FEED 16
+#define FORWARD_CHAIN_STEPS 32
 
 /* be: the backend the model's weights live in (NULL: a CPU backend with `threads`
  * threads, owned by the context). tp may be NULL. Captured steps are on when the
@@ -123,5 +135,18 @@ augur_status forward_prefill(forward_ctx *f, kv_cache *kv, const int32_t *tokens
  * host-memory backends only. */
 augur_status forward_prefill_argmax(forward_ctx *f, kv_cache *kv, const int32_t *tokens, int n, float *logits,
                                     int32_t *argmax, augur_error *err);
+
+/* Greedy decoding of `steps` tokens in a row (a greedy draft's proposal): feeds tokens[0..n)
+ * at kv->len.., takes the last position's argmax (argmax_f32's rule) as out[0], feeds it,
+ * takes out[1], and so on; kv grows by n + steps - 1 (the last token chosen is not fed).
+ * Where steps are captured and the backend can chain (forward_ctx.chain), a chain of up to
+ * FORWARD_CHAIN_STEPS steps is one captured program: one launch and one download for all
+ * its tokens, each step's token and position written on the device by the step before.
+ * Elsewhere (or with a first step over FORWARD_CHAIN_FEED tokens, or too close to the
+ * context's end) it runs forward_prefill_argmax step by step. Either way each step is the
+ * forward of the same rows at the same positions, so the tokens are the same. logits: host
+ * scratch of vocab_local floats, used by host-memory backends only. */
+augur_status forward_greedy_chain(forward_ctx *f, kv_cache *kv, const int32_t *tokens, int n, int steps, int32_t *out,
+                                  float *logits, augur_error *err);
 
 #endif

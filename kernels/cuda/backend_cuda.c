@@ -737,6 +737,17 @@ static augur_status cuda_argmax(augur_backend *be, int32_t *out, float *max_out,
     return launched(c, cuk_argmax(kstream(c), out, max_out, x, rows, cols < 0 ? 0 : cols), "argmax kernel", err);
 }
 
+static augur_status cuda_argmax_feed(augur_backend *be, int32_t *out, int32_t *ids, int32_t *pos, int advance,
+                                     const float *x, int cols, augur_error *err)
+{
+    cuda_ctx *c = ctx_of(be);
+    c->op_seq++;
+    if (!ids != !pos)
+        return augur_fail(err, AUGUR_E_INTERNAL, "cuda backend: argmax_feed with ids but no position, or the reverse");
+    return launched(c, cuk_argmax_feed(kstream(c), out, ids, pos, advance, x, cols < 0 ? 0 : cols),
+                    "argmax_feed kernel (a greedy chain's link)", err);
+}
+
 static augur_status cuda_sample_probs(augur_backend *be, float *probs, const float *logits, int rows, int cols,
                                       const sampling_params *sp, augur_error *err)
 {
@@ -912,6 +923,7 @@ static const augur_backend_iface cuda_iface = {
     .softmax = cuda_softmax,
     .argmax = cuda_argmax,
     .sample_probs = cuda_sample_probs,
+    .argmax_feed = cuda_argmax_feed,
     .bind_position = cuda_bind_position,
     .store_rows = cuda_store_rows,
     .graph_begin = cuda_graph_begin,

@@ -158,6 +158,11 @@ cudaError_t cuk_softmax(cuk_stream stream, float *x, int rows, int cols);
 
 cudaError_t cuk_argmax(cuk_stream stream, int32_t *out, float *max_out, const float *x, int rows, int cols);
 
+/* cuk_argmax of one row into *out; with ids, also ids[0] = that id and *pos += advance
+ * (the next step of a greedy chain reads both). */
+cudaError_t cuk_argmax_feed(cuk_stream stream, int32_t *out, int32_t *ids, int32_t *pos, int advance, const float *x,
+                            int cols);
+
 /* As sampling_probs per row; temperature <= 0 or NaN means greedy, top_k <= 0 or >= cols
  * and top_p >= 1 are off. */
 cudaError_t cuk_sample_probs(cuk_stream stream, float *probs, const float *logits, int rows, int cols,

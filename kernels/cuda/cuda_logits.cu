@@ -100,6 +100,31 @@ extern "C" cudaError_t cuk_argmax(cuk_stream stream, int32_t *out, float *max_ou
     return cudaGetLastError();
 }
 
+/* argmax_kernel's choice for one row, also fed to the next step of a chain: its token id
+ * and position advanced where that step's embedding and kernels read them. */
+__global__ void __launch_bounds__(LOGITS_THREADS)
+    argmax_feed_kernel(int32_t *out, int32_t *ids, int32_t *pos, int advance, const float *x, int cols)
+{
+    cuk_begin();
+    __shared__ float redv[32];
+    __shared__ int redi[32];
+    const int best = block_argmax(x, cols, redv, redi);
+    if (threadIdx.x == 0) {
+        *out = best;
+        if (ids) {
+            *ids = best;
+            *pos += advance;
+        }
+    }
+}
+
+extern "C" cudaError_t cuk_argmax_feed(cuk_stream stream, int32_t *out, int32_t *ids, int32_t *pos, int advance,
+                                       const float *x, int cols)
+{
+    cuk_launch(stream, 1, LOGITS_THREADS, 0, argmax_feed_kernel, out, ids, pos, advance, x, cols);
+    return cudaGetLastError();
+}
+
 /* ------------------------------------------------------------ sampling */
 
 __device__ __forceinline__ uint64_t rank_key(float p, int id)

@@ -214,6 +214,40 @@ static augur_status draft_one(draft_state *s, bool ahead, augur_error *err)
     return AUGUR_OK;
 }
 
+/* k more tokens after S ++ D in one greedy chain (forward_greedy_chain: on a GPU one captured
+ * program and one download for all of them, where one step at a time pays a host round trip
+ * each). Only a greedy draft that reads no entropy: a chain keeps no logits. The tokens are
+ * those draft_one would draft one by one. */
+static augur_status draft_chain(draft_state *s, int k, augur_error *err)
+{
+    spec_engine *e = s->e;
+    int total = s->len + s->d.n;
+    if (k < 1 || s->d.n + k > s->d.cap || total + k > e->max_context)
+        return augur_fail(err, AUGUR_E_INTERNAL, "draft: no room to draft %d tokens past %d", k, total);
+    if (total - s->kv->len > FORWARD_CHAIN_FEED) { /* a prompt first: its own forward, in chunks */
+        augur_status st = draft_one(s, false, err);
+        if (st || --k == 0)
+            return st;
+        total++;
+    }
+    double t0 = augur_now_ms();
+    int32_t feed[FORWARD_CHAIN_FEED], chosen[DRAFT_RULE_MAX_GAMMA];
+    const int n_unfed = total - s->kv->len;
+    if (n_unfed < 1 || k > DRAFT_RULE_MAX_GAMMA)
+        return augur_fail(err, AUGUR_E_INTERNAL, "draft: a chain of %d tokens after %d unfed", k, n_unfed);
+    for (int i = 0; i < n_unfed; i++)
+        feed[i] = token_at(s, s->kv->len + i);
+    augur_status st = forward_greedy_chain(&e->fwd, s->kv, feed, n_unfed, k, chosen, s->logits, err);
+    if (st)
+        return st;
+    float each = (float)(augur_now_ms() - t0) / (float)k;
+    for (int i = 0; i < k; i++) {
+        draft_take(s, chosen[i], false, t0);
+        s->d.ms[s->d.n - 1] = each;
+    }
+    return AUGUR_OK;
+}
+
 static void drafted_drop_front(draft_state *s, int k)
 {
     int V = s->e->vocab;
@@ -407,7 +441,10 @@ static augur_status propose_due(draft_table *t, augur_error *err)
         }
         if (m == 0)
             break;
-        augur_status st = draft_step_together(t, need, m, err);
+        /* one request alone, greedy without entropies: the rest of its proposal in one chain */
+        augur_status st = m == 1 && need[0]->greedy && !need[0]->want_entropy
+                              ? draft_chain(need[0], need[0]->k_max - need[0]->k, err)
+                              : draft_step_together(t, need, m, err);
         if (st)
             return st;
     }

@@ -5,13 +5,25 @@
 # held-out prompts x 48 tokens with and without graphs; speculative (draft sharing the GPU)
 # with graphs == target-only without; and a 1B-shape dummy model at context 600 and 3000
 # with gamma 8 (verification width 9, chunks on both sides of a split edge). Each graph run
-# must report captures and replays, so a silent fallback to uncaptured steps fails.
+# must report captures and replays, so a silent fallback to uncaptured steps fails. The
+# greedy draft drafts each proposal as one captured chain (forward_greedy_chain); its
+# proposals must be those of one step at a time (AUGUR_CUDA_CHAINS=0): the same rounds,
+# tokens a round and accepted tokens, since a wrong drafted token changes what is accepted
+# though never the output.
 set -euo pipefail
 source "$(dirname "$0")/../lib.sh"
 gpu_test
 make_tmp
 head -n 10 "$MODELS/heldout_prompts.txt" >"$tmp/prompts.txt"
 replays() { sed -n 's/.*captured steps: \([0-9]*\) captures, \([0-9]*\) replays.*/\1 \2/p' "$1" | head -n 1; }
+rounds() { grep -m1 -o "[0-9]* rounds\?, [0-9.]* tokens/round, acceptance [0-9.]* ([0-9]* of [0-9]* proposed)" "$1" || true; }
+same_proposals() { # CHAINED.err UNCHAINED.err WHAT
+  grep -Eq "rank 1 \(draft\): captured steps: .*; [1-9][0-9]* greedy chains" "$1" ||
+    fail "$3: the draft ran no greedy chain ($(grep -m1 'rank 1 (draft): captured steps' "$1" || echo 'no report'))"
+  local a b
+  a=$(rounds "$1") b=$(rounds "$2")
+  [ -n "$a" ] && [ "$a" = "$b" ] || fail "$3: chained drafting proposed otherwise than step by step: '$a' against '$b'"
+}
 need_replays() { # ERRFILE WHAT
   local r
   r=$(replays "$1")
@@ -40,10 +52,13 @@ run_to "$tmp/base" "${dist[@]}" --no-speculation
 AUGUR_CUDA_GRAPHS=1 run_to "$tmp/spec" "${dist[@]}" --draft "$MODELS/draft" --gamma 4
 need_replays "$tmp/spec.err" "speculative"
 grep -q "rank 1 (draft): captured steps" "$tmp/spec.err" || fail "the draft rank did not capture its steps"
+AUGUR_CUDA_GRAPHS=1 AUGUR_CUDA_CHAINS=0 run_to "$tmp/unchained" "${dist[@]}" --draft "$MODELS/draft" --gamma 4
+same_proposals "$tmp/spec.err" "$tmp/unchained.err" "shipped pair"
+cmp -s "$tmp/base" "$tmp/unchained" || fail "speculative without chains differs from target-only"
 cmp -s "$tmp/base" "$tmp/spec" || fail "speculative with graphs differs from target-only without
 $(diff "$tmp/base" "$tmp/spec" | head -n 6)"
 cmp -s "$tmp/base" "$tmp/plain" || fail "target-only over MPI ranks differs from the single process"
-echo "ok: shipped pair, speculative with graphs == target-only without"
+echo "ok: shipped pair, speculative with graphs == target-only without; chained proposals == step by step ($(rounds "$tmp/spec.err"))"
 
 bash "$AUGUR_SOURCE_DIR/tools/gpu/dummy_config.sh" 1b "$tmp/1b" >/dev/null
 ids() { awk -v n="$1" 'BEGIN { srand(11); for (i = 0; i < n; i++) printf "%s%d", (i ? " " : ""), 1000 + int(rand() * 100000) }'; }
@@ -54,6 +69,8 @@ for ctx in 600 3000; do
   AUGUR_CUDA_GRAPHS=1 run_to "$tmp/g.$ctx" "${run[@]}" --no-speculation
   AUGUR_CUDA_GRAPHS=1 run_to "$tmp/s.$ctx" "${run[@]}" --draft-layers 2 --gamma 8
   need_replays "$tmp/g.$ctx.err" "1B shape, context $ctx"
+  AUGUR_CUDA_GRAPHS=1 AUGUR_CUDA_CHAINS=0 run_to "$tmp/u.$ctx" "${run[@]}" --draft-layers 2 --gamma 8
+  same_proposals "$tmp/s.$ctx.err" "$tmp/u.$ctx.err" "1B shape, context $ctx, gamma 8"
   cmp -s "$tmp/b.$ctx" "$tmp/g.$ctx" || fail "1B shape, context $ctx: target-only with graphs differs from without"
   cmp -s "$tmp/b.$ctx" "$tmp/s.$ctx" || fail "1B shape, context $ctx: speculative (gamma 8) with graphs differs"
   echo "ok: 1B shape, context $ctx: graphs == no graphs, target-only and speculative gamma 8"

@@ -232,6 +232,56 @@ static void test_batch_bad_calls(void **state)
     bench_close(&b);
 }
 
+/* forward_greedy_chain gives the tokens of greedy steps run one at a time, over more
+ * steps than one chained program holds, leaves the cache at n + steps - 1 positions, and
+ * stops with the context's error at its end. On the CPU it takes the step-by-step path;
+ * the captured chains are checked on the GPU (tests/gpu/graphs.sh). */
+static void test_greedy_chain(void **state)
+{
+    bench b;
+    bench_open(&b, *state);
+    const int vocab = b.m.cfg.vocab_size;
+    augur_error err = {0};
+    enum { PROMPT = 9, FEED = 3, STEPS = FORWARD_CHAIN_STEPS + 7 };
+    kv_cache ref, got;
+    test_expect_ok(kv_cache_init(&ref, b.be, b.m.cfg.n_layers, MAX_SEQ, b.m.n_kv_heads_local, b.m.cfg.head_dim, &err),
+                   &err, "kv_cache_init");
+    test_expect_ok(kv_cache_init(&got, b.be, b.m.cfg.n_layers, MAX_SEQ, b.m.n_kv_heads_local, b.m.cfg.head_dim, &err),
+                   &err, "kv_cache_init");
+    int32_t prompt[PROMPT + FEED];
+    for (int i = 0; i < PROMPT + FEED; i++)
+        prompt[i] = random_token(vocab);
+    float *scratch = malloc((size_t)b.m.vocab_local * sizeof(float));
+    assert_non_null(scratch);
+    test_expect_ok(forward_prefill(&b.f, &ref, prompt, PROMPT, NULL, &err), &err, "forward_prefill");
+    test_expect_ok(forward_prefill(&b.f, &got, prompt, PROMPT, NULL, &err), &err, "forward_prefill");
+    int32_t want[STEPS], out[STEPS];
+    const int32_t *feed = prompt + PROMPT;
+    for (int s = 0, n = FEED; s < STEPS; s++, n = 1) {
+        test_expect_ok(forward_prefill_argmax(&b.f, &ref, feed, n, scratch, &want[s], &err), &err,
+                       "forward_prefill_argmax");
+        feed = &want[s];
+    }
+    test_expect_ok(forward_greedy_chain(&b.f, &got, prompt + PROMPT, FEED, STEPS, out, scratch, &err), &err,
+                   "forward_greedy_chain");
+    for (int s = 0; s < STEPS; s++)
+        if (out[s] != want[s])
+            fail_msg("greedy chain: step %d chose token %d, step by step %d", s, out[s], want[s]);
+    assert_int_equal(got.len, PROMPT + FEED + STEPS - 1);
+    assert_int_equal(got.len, ref.len);
+    test_expect_status(forward_greedy_chain(&b.f, &got, out, 1, 0, out, scratch, &err), &err, AUGUR_E_INTERNAL,
+                       "0 steps", NULL);
+    /* the context's end: the steps that fit run, the next one fails with the context's error */
+    const int room = MAX_SEQ - got.len;
+    test_expect_status(forward_greedy_chain(&b.f, &got, out, 1, room + 1, out, scratch, &err), &err, AUGUR_E_INPUT,
+                       "exceeds the context", NULL);
+    assert_int_equal(got.len, MAX_SEQ);
+    free(scratch);
+    kv_cache_free(&ref);
+    kv_cache_free(&got);
+    bench_close(&b);
+}
+
 /* The memory plan sizes a pool in whole blocks: on the CPU those of the positions asked
  * for (or the planned context). */
 static void test_plan_pool_blocks(void **state)
@@ -251,9 +301,8 @@ static void test_plan_pool_blocks(void **state)
 int main(void)
 {
     const struct CMUnitTest tests[] = {
-        test_in_tmpdir(test_batch_equals_alone),
-        test_in_tmpdir(test_batch_pool_exhausted),
-        test_in_tmpdir(test_batch_bad_calls),
+        test_in_tmpdir(test_batch_equals_alone), test_in_tmpdir(test_batch_pool_exhausted),
+        test_in_tmpdir(test_batch_bad_calls),    test_in_tmpdir(test_greedy_chain),
         test_in_tmpdir(test_plan_pool_blocks),
     };
     return cmocka_run_group_tests(tests, NULL, NULL);
