@@ -250,26 +250,10 @@ __global__ void __launch_bounds__(ATT_THREADS)
     if (!xs)
         return;
     __syncthreads();
-    /* 8 columns a vector: chunk (h head_dim + 8 j) / 32 of the row, its quarter t4 */
+    /* 8 columns a thread: columns h head_dim + 8 j .. +7 of row i */
     const int64_t chunks = (int64_t)n_heads * head_dim / 32;
-    for (int j = threadIdx.x; j < head_dim / 8; j += blockDim.x) {
-        const int64_t col0 = (int64_t)h * head_dim + 8 * j;
-        uint32_t term[3][4];
-#pragma unroll
-        for (int p = 0; p < 4; p++) {
-            __nv_bfloat16 hi[2], mid[2], lo[2];
-#pragma unroll
-            for (int e = 0; e < 2; e++)
-                cuk_split3(ov[8 * j + 2 * p + e], hi[e], mid[e], lo[e]);
-            term[0][p] = cuk_pack_bf16x2(hi[0], hi[1]);
-            term[1][p] = cuk_pack_bf16x2(mid[0], mid[1]);
-            term[2][p] = cuk_pack_bf16x2(lo[0], lo[1]);
-        }
-        uint4 *dst = xs + (((int64_t)i * chunks + col0 / 32) * 4 + (col0 % 32) / 8) * 3;
-#pragma unroll
-        for (int k = 0; k < 3; k++)
-            dst[k] = make_uint4(term[k][0], term[k][1], term[k][2], term[k][3]);
-    }
+    for (int j = threadIdx.x; j < head_dim / 8; j += blockDim.x)
+        cuk_xsplit_store8(xs, i, chunks, (int64_t)h * head_dim + 8 * j, ov + 8 * j);
 }
 
 extern "C" size_t cuk_attention_split_scratch(int n, int n_heads, int head_dim, int max_splits)

@@ -91,6 +91,48 @@ __device__ __forceinline__ uint32_t cuk_pack_bf16x2(__nv_bfloat16 lo, __nv_bfloa
     return (uint32_t)__bfloat16_as_ushort(lo) | ((uint32_t)__bfloat16_as_ushort(hi) << 16);
 }
 
+/* The split activations' layout, the one the tensor-core GEMV reads: 16-byte vectors
+ * [row][chunk of 32 columns][lane group t4 of 8 columns][term], a vector holding one term's
+ * bf16 of columns 32 chunk + 8 t4 .. +7. Index of (row r, chunk c, t4)'s first term. */
+__device__ __forceinline__ int64_t cuk_xsplit_index(int64_t r, int64_t chunks, int64_t c, int t4)
+{
+    return ((r * chunks + c) * 4 + t4) * 3;
+}
+
+/* Columns col .. col+7 (col % 8 == 0) of row r, from v[0..8): one vector of each term. */
+__device__ __forceinline__ void cuk_xsplit_store8(uint4 *xs, int64_t r, int64_t chunks, int64_t col, const float *v)
+{
+    uint32_t term[3][4];
+#pragma unroll
+    for (int p = 0; p < 4; p++) {
+        __nv_bfloat16 h[2], m[2], l[2];
+        cuk_split3(v[2 * p], h[0], m[0], l[0]);
+        cuk_split3(v[2 * p + 1], h[1], m[1], l[1]);
+        term[0][p] = cuk_pack_bf16x2(h[0], h[1]);
+        term[1][p] = cuk_pack_bf16x2(m[0], m[1]);
+        term[2][p] = cuk_pack_bf16x2(l[0], l[1]);
+    }
+    uint4 *dst = xs + cuk_xsplit_index(r, chunks, col / 32, (int)(col % 32) / 8);
+#pragma unroll
+    for (int k = 0; k < 3; k++)
+        dst[k] = make_uint4(term[k][0], term[k][1], term[k][2], term[k][3]);
+}
+
+/* Columns col .. col+3 (col % 4 == 0) of row r, from o: half of one vector of each term
+ * (xs viewed as 8-byte halves). */
+__device__ __forceinline__ void cuk_xsplit_store4(uint2 *xs, int64_t r, int64_t chunks, int64_t col, float4 o)
+{
+    __nv_bfloat16 h[4], m[4], l[4];
+    cuk_split3(o.x, h[0], m[0], l[0]);
+    cuk_split3(o.y, h[1], m[1], l[1]);
+    cuk_split3(o.z, h[2], m[2], l[2]);
+    cuk_split3(o.w, h[3], m[3], l[3]);
+    uint2 *dst = xs + cuk_xsplit_index(r, chunks, col / 32, (int)(col % 32) / 8) * 2 + (col % 8) / 4;
+    dst[0] = make_uint2(cuk_pack_bf16x2(h[0], h[1]), cuk_pack_bf16x2(h[2], h[3]));
+    dst[2] = make_uint2(cuk_pack_bf16x2(m[0], m[1]), cuk_pack_bf16x2(m[2], m[3]));
+    dst[4] = make_uint2(cuk_pack_bf16x2(l[0], l[1]), cuk_pack_bf16x2(l[2], l[3]));
+}
+
 /* Programmatic dependent launch. Every kernel of these files calls cuk_begin before it
  * reads or writes anything: it waits until the kernel before it in the stream has
  * finished and its writes are visible (a no-op when launched plainly), then lets the

@@ -85,19 +85,8 @@ __global__ void __launch_bounds__(NORM_VEC_THREADS)
             const float4 o = make_float4(__fmul_rn(w.x, __fmul_rn(v[k].x, r)), __fmul_rn(w.y, __fmul_rn(v[k].y, r)),
                                          __fmul_rn(w.z, __fmul_rn(v[k].z, r)), __fmul_rn(w.w, __fmul_rn(v[k].w, r)));
             oi[c] = o;
-            if (SPLIT) {
-                __nv_bfloat16 h[4], m[4], l[4];
-                cuk_split3(o.x, h[0], m[0], l[0]);
-                cuk_split3(o.y, h[1], m[1], l[1]);
-                cuk_split3(o.z, h[2], m[2], l[2]);
-                cuk_split3(o.w, h[3], m[3], l[3]);
-                /* columns 4c .. 4c+3: chunk c / 8, lane group (c % 8) / 2, half c % 2 */
-                const int64_t vec = (((int64_t)blockIdx.x * (dim / 32) + c / 8) * 4 + (c % 8) / 2) * 3;
-                uint2 *dst = xs + vec * 2 + (c % 2);
-                dst[0] = make_uint2(cuk_pack_bf16x2(h[0], h[1]), cuk_pack_bf16x2(h[2], h[3]));
-                dst[2] = make_uint2(cuk_pack_bf16x2(m[0], m[1]), cuk_pack_bf16x2(m[2], m[3]));
-                dst[4] = make_uint2(cuk_pack_bf16x2(l[0], l[1]), cuk_pack_bf16x2(l[2], l[3]));
-            }
+            if (SPLIT)
+                cuk_xsplit_store4(xs, blockIdx.x, dim / 32, 4 * (int64_t)c, o);
         }
     }
 }
@@ -289,14 +278,6 @@ extern "C" cudaError_t cuk_swiglu(cuk_stream stream, float *out, const float *ga
 
 #define SPLIT_CHUNK 32 /* MMA_CHUNK of cuda_gemv_mma.cu: columns of one chunk of the split x */
 
-/* The split x's first vector of (row r, chunk c, lane group t4): xsplit_index of
- * cuda_gemv_mma.cu, replicated (that file stays the GEMV's own). 16-byte vectors
- * [row][chunk][t4][term], each the term's 4 bf16 pairs of columns c*32 + t4*8 .. +7. */
-__device__ __forceinline__ int64_t swiglu_split_index(int64_t r, int64_t chunks, int64_t c, int t4)
-{
-    return ((r * chunks + c) * 4 + t4) * 3;
-}
-
 /* swiglu_kernel over n rows of cols (cols % 32 == 0) that also writes out as the
  * tensor-core GEMV's split activations, as split_x_kernel would from out, sparing the
  * down projection's split kernel. A thread takes 4 columns, half of one 16-byte vector
@@ -313,17 +294,7 @@ __global__ void swiglu_split_kernel(float *out, const float *gate, const float *
         const float4 o =
             make_float4(swiglu_value(g.x, u.x), swiglu_value(g.y, u.y), swiglu_value(g.z, u.z), swiglu_value(g.w, u.w));
         reinterpret_cast<float4 *>(out)[i] = o;
-        __nv_bfloat16 h[4], m[4], l[4];
-        cuk_split3(o.x, h[0], m[0], l[0]);
-        cuk_split3(o.y, h[1], m[1], l[1]);
-        cuk_split3(o.z, h[2], m[2], l[2]);
-        cuk_split3(o.w, h[3], m[3], l[3]);
-        /* columns 4c .. 4c+3 of row r: chunk c / 8, lane group (c % 8) / 2, half c % 2 */
-        const int64_t r = i / per_row, c = i % per_row;
-        uint2 *dst = xs + swiglu_split_index(r, chunks, c / 8, (int)(c % 8) / 2) * 2 + (c % 2);
-        dst[0] = make_uint2(cuk_pack_bf16x2(h[0], h[1]), cuk_pack_bf16x2(h[2], h[3]));
-        dst[2] = make_uint2(cuk_pack_bf16x2(m[0], m[1]), cuk_pack_bf16x2(m[2], m[3]));
-        dst[4] = make_uint2(cuk_pack_bf16x2(l[0], l[1]), cuk_pack_bf16x2(l[2], l[3]));
+        cuk_xsplit_store4(xs, i / per_row, chunks, 4 * (i % per_row), o);
     }
 }
 

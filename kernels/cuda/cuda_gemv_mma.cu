@@ -130,13 +130,7 @@ template <int NT, int U> __device__ __forceinline__ void mma_group(float (&acc)[
         mma_chunk<NT>(acc, b.wa[u], b.wb[u], b.xt[u]);
 }
 
-/* Split x, 16-byte vectors: [row][chunk][t (4 lanes)][term (3)], each vector the
- * term's 4 bf16 pairs of columns chunk*32 + t*8 .. +7 (zeros past cols). */
-__device__ __forceinline__ int64_t xsplit_index(int64_t r, int64_t chunks, int64_t c, int t4)
-{
-    return ((r * chunks + c) * 4 + t4) * 3;
-}
-
+/* Split x in cuk_xsplit_index's layout (cuda_device.h), zeros past cols. */
 __global__ void split_x_kernel(uint4 *__restrict__ xs, const float *__restrict__ x, int n, int64_t cols,
                                int64_t chunks)
 {
@@ -146,23 +140,11 @@ __global__ void split_x_kernel(uint4 *__restrict__ xs, const float *__restrict__
         const int t4 = (int)(i & 3);
         const int64_t c = (i >> 2) % chunks, r = (i >> 2) / chunks;
         const int64_t col0 = c * MMA_CHUNK + t4 * 8;
-        uint32_t term[3][4];
+        float v[8];
 #pragma unroll
-        for (int p = 0; p < 4; p++) {
-            __nv_bfloat16 h[2], m[2], l[2];
-#pragma unroll
-            for (int e = 0; e < 2; e++) {
-                const int64_t col = col0 + 2 * p + e;
-                cuk_split3(col < cols ? x[r * cols + col] : 0.0f, h[e], m[e], l[e]);
-            }
-            term[0][p] = cuk_pack_bf16x2(h[0], h[1]);
-            term[1][p] = cuk_pack_bf16x2(m[0], m[1]);
-            term[2][p] = cuk_pack_bf16x2(l[0], l[1]);
-        }
-        uint4 *dst = xs + xsplit_index(r, chunks, c, t4);
-#pragma unroll
-        for (int k = 0; k < 3; k++)
-            dst[k] = make_uint4(term[k][0], term[k][1], term[k][2], term[k][3]);
+        for (int e = 0; e < 8; e++)
+            v[e] = col0 + e < cols ? x[r * cols + col0 + e] : 0.0f;
+        cuk_xsplit_store8(xs, r, chunks, col0, v);
     }
 }
 
@@ -212,7 +194,7 @@ __global__ void __launch_bounds__(MMA_THREADS, 2) /* two blocks a multiprocessor
 #pragma unroll
     for (int t = 0; t < NT; t++) { /* column t * 8 + g: row col / 3 of the block, term col % 3 */
         const int col = t * 8 + g, rl = col / 3;
-        l.xo[t] = rl < nb ? (int)xsplit_index(r0 + rl, l.chunks, 0, t4) + col % 3 : -1;
+        l.xo[t] = rl < nb ? (int)cuk_xsplit_index(r0 + rl, l.chunks, 0, t4) + col % 3 : -1;
     }
 
     float acc[NT][4];
