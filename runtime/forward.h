@@ -40,7 +40,8 @@ typedef struct {
     double allreduce_ms;      /* time inside the TP all-reduces, summed over calls */
     int64_t allreduces;       /* how many */
     int64_t allreduce_bytes;  /* payload summed over calls (fitting latency + bytes / bandwidth) */
-    /* Captured steps (AUGUR_CUDA_GRAPHS=1 on a backend with caps.graphs, no TP group):
+    /* Captured steps (on a backend with caps.graphs unless AUGUR_CUDA_GRAPHS=0; with a TP
+     * group only under AUGUR_CUDA_GRAPHS_NCCL=1 where its all-reduces can be captured):
      * each (rows, first logits row) runs once uncaptured, then is captured and replayed
      * with its position read from pos (device) when it runs. */
     bool graphs;
@@ -67,9 +68,10 @@ typedef struct {
 #define FORWARD_CHAIN_STEPS 32
 
 /* be: the backend the model's weights live in (NULL: a CPU backend with `threads`
- * threads, owned by the context). tp may be NULL. Captured steps are on when the
- * environment has AUGUR_CUDA_GRAPHS=1, the backend can capture and there is no TP group
- * (the collectives synchronise with the host). */
+ * threads, owned by the context). tp may be NULL. Captured steps are on where the backend
+ * can capture, unless the environment has AUGUR_CUDA_GRAPHS=0; with a TP group only where
+ * its all-reduces can join the graph (NCCL) and AUGUR_CUDA_GRAPHS_NCCL=1. Greedy chains
+ * (forward_greedy_chain) are captured too, without a TP group, unless AUGUR_CUDA_CHAINS=0. */
 augur_status forward_init(forward_ctx *f, const model *m, augur_backend *be, collectives *tp, int threads,
                           int max_tokens, int max_seq, augur_error *err);
 void forward_free(forward_ctx *f);

@@ -1,7 +1,8 @@
 #!/usr/bin/env bash
-# Captured steps (AUGUR_CUDA_GRAPHS=1, runtime/forward.c run_captured): every step of up to
-# 80 rows runs once uncaptured, then as a CUDA graph replayed with its position read from
-# device memory. The output must not change by a bit: the shipped target alone, greedy, 10
+# Captured steps (on by default, runtime/forward.c run_captured): every step of up to 80
+# rows runs once uncaptured, then as a CUDA graph replayed with its position read from
+# device memory. The output must not change by a bit against AUGUR_CUDA_GRAPHS=0, which
+# captures nothing (checked: it reports no captured steps): the shipped target alone, greedy, 10
 # held-out prompts x 48 tokens with and without graphs; speculative (draft sharing the GPU)
 # with graphs == target-only without; and a 1B-shape dummy model at context 600 and 3000
 # with gamma 8 (verification width 9, chunks on both sides of a split edge). Each graph run
@@ -24,6 +25,9 @@ same_proposals() { # CHAINED.err UNCHAINED.err WHAT
   a=$(rounds "$1") b=$(rounds "$2")
   [ -n "$a" ] && [ "$a" = "$b" ] || fail "$3: chained drafting proposed otherwise than step by step: '$a' against '$b'"
 }
+uncaptured() { # ERRFILE WHAT
+  ! grep -q "captured steps" "$1" || fail "$2: AUGUR_CUDA_GRAPHS=0 still captured ($(grep -m1 'captured steps' "$1"))"
+}
 need_replays() { # ERRFILE WHAT
   local r
   r=$(replays "$1")
@@ -35,7 +39,8 @@ need_replays() { # ERRFILE WHAT
 : >"$tmp/graphs"
 while IFS= read -r line; do
   one=("$AUGUR_BIN" generate --device cuda --model "$MODELS/target" --prompt "$line" --max-tokens 48 --ids-only)
-  run_to "$tmp/p1" "${one[@]}"
+  AUGUR_CUDA_GRAPHS=0 run_to "$tmp/p1" "${one[@]}"
+  uncaptured "$tmp/p1.err" "single process"
   AUGUR_CUDA_GRAPHS=1 run_to "$tmp/g1" "${one[@]}"
   need_replays "$tmp/g1.err" "single process"
   cat "$tmp/p1" >>"$tmp/plain"
@@ -48,7 +53,8 @@ echo "ok: shipped target, 10 prompts x 48 tokens: graphs == no graphs ($(replays
 # mpirun's ranks on this host inherit its environment
 dist=(mpirun_n 2 "$AUGUR_BIN" generate --device cuda --target "$MODELS/target" --prompts-file "$tmp/prompts.txt"
       --max-tokens 48 --ids-only --threads 1)
-run_to "$tmp/base" "${dist[@]}" --no-speculation
+AUGUR_CUDA_GRAPHS=0 run_to "$tmp/base" "${dist[@]}" --no-speculation
+uncaptured "$tmp/base.err" "target-only over MPI ranks"
 AUGUR_CUDA_GRAPHS=1 run_to "$tmp/spec" "${dist[@]}" --draft "$MODELS/draft" --gamma 4
 need_replays "$tmp/spec.err" "speculative"
 grep -q "rank 1 (draft): captured steps" "$tmp/spec.err" || fail "the draft rank did not capture its steps"
@@ -65,7 +71,8 @@ ids() { awk -v n="$1" 'BEGIN { srand(11); for (i = 0; i < n; i++) printf "%s%d",
 for ctx in 600 3000; do
   run=(mpirun_n 2 "$AUGUR_BIN" generate --device cuda --load-format dummy --target "$tmp/1b" --prompt-ids "$(ids "$ctx")"
        --max-tokens 24 --max-context 4096 --ids-only --threads 1)
-  run_to "$tmp/b.$ctx" "${run[@]}" --no-speculation
+  AUGUR_CUDA_GRAPHS=0 run_to "$tmp/b.$ctx" "${run[@]}" --no-speculation
+  uncaptured "$tmp/b.$ctx.err" "1B shape, context $ctx"
   AUGUR_CUDA_GRAPHS=1 run_to "$tmp/g.$ctx" "${run[@]}" --no-speculation
   AUGUR_CUDA_GRAPHS=1 run_to "$tmp/s.$ctx" "${run[@]}" --draft-layers 2 --gamma 8
   need_replays "$tmp/g.$ctx.err" "1B shape, context $ctx"
