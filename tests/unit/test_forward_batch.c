@@ -273,8 +273,11 @@ static void test_greedy_chain(void **state)
                        "0 steps", NULL);
     /* the context's end: the steps that fit run, the next one fails with the context's error */
     const int room = MAX_SEQ - got.len;
-    test_expect_status(forward_greedy_chain(&b.f, &got, out, 1, room + 1, out, scratch, &err), &err, AUGUR_E_INPUT,
+    int32_t *rest = malloc((size_t)(room + 1) * sizeof *rest); /* out holds every step's token */
+    assert_non_null(rest);
+    test_expect_status(forward_greedy_chain(&b.f, &got, out, 1, room + 1, rest, scratch, &err), &err, AUGUR_E_INPUT,
                        "exceeds the context", NULL);
+    free(rest);
     assert_int_equal(got.len, MAX_SEQ);
     free(scratch);
     kv_cache_free(&ref);
