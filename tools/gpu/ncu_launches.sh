@@ -3,14 +3,17 @@
 # selected by augur bench's NVTX range "bench n=N"), one line each in launch order: time,
 # DRAM throughput, grid, registers, achieved occupancy. Where ncu_forward.sh sums by kernel
 # name, this tells the q, k, v, o, gate, up and down products apart.
-#   usage: bash tools/gpu/ncu_launches.sh AUGUR_BIN SHAPE LAYERS N OUTDIR [bench flags...]
+# ncu flushes the caches before each kernel by default, which inflates the small kernels
+# (their inputs, in L2 inside a captured step, come from DRAM); NCU_CACHE_CONTROL=none
+# keeps them (docs/perf-notes.md, change 16).
+#   usage: [NCU_CACHE_CONTROL=all|none] bash tools/gpu/ncu_launches.sh AUGUR_BIN SHAPE LAYERS N OUTDIR [bench flags...]
 set -euo pipefail
 bin=${1:?augur binary} shape=${2:?shape} layers=${3:?layers} n=${4:?positions} out=${5:?outdir}
 shift 5
 here=$(cd "$(dirname "$0")" && pwd)
 mkdir -p "$out"
 [ -f "$out/$shape/config.json" ] || bash "$here/dummy_config.sh" "$shape" "$out/$shape" >/dev/null
-ncu --clock-control none --csv --print-units base --nvtx --nvtx-include "bench n=$n/" \
+ncu --clock-control none --cache-control "${NCU_CACHE_CONTROL:-all}" --csv --print-units base --nvtx --nvtx-include "bench n=$n/" \
   --metrics gpu__time_duration.sum,dram__throughput.avg.pct_of_peak_sustained_elapsed,dram__bytes_read.sum,launch__grid_size,launch__registers_per_thread,sm__warps_active.avg.pct_of_peak_sustained_active \
   "$bin" bench --device cuda --load-format dummy --model "$out/$shape" --layers "$layers" --positions "$n" \
   --iters 1 --warmup 1 "$@" >"$out/launches-$shape-$n.csv" 2>"$out/launches-$shape-$n.err"
