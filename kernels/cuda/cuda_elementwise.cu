@@ -137,6 +137,38 @@ extern "C" cudaError_t cuk_rmsnorm_fused(cuk_stream stream, float *out, float *x
 
 #define ROPE_THREADS 512
 
+/* cos[i], sin[i] of angle float(pos) * inv_freq[i] for i < half, by the block's threads
+ * (the CPU's angles); the caller synchronises before reading them. */
+__device__ __forceinline__ void rope_angles(float *cs, float *sn, int half, float pos, const float *inv_freq)
+{
+    for (int i = threadIdx.x; i < half; i += blockDim.x) {
+        float s, c;
+        sincosf(__fmul_rn(pos, inv_freq[i]), &s, &c);
+        cs[i] = c;
+        sn[i] = s;
+    }
+}
+
+/* Pair i of a head (pairs 0: i and i + half; else 2i and 2i + 1) rotated by (c, s) in
+ * place; returns where the pair sits and its rotated values (rope_store also caches them). */
+struct RopePair {
+    int a, b;
+    float o1, o2;
+};
+
+__device__ __forceinline__ RopePair rope_rotate(float *x, int i, int half, int pairs, float c, float s)
+{
+    RopePair p;
+    p.a = pairs == 0 ? i : 2 * i;
+    p.b = pairs == 0 ? i + half : 2 * i + 1;
+    const float x1 = x[p.a], x2 = x[p.b];
+    p.o1 = __fsub_rn(__fmul_rn(x1, c), __fmul_rn(x2, s));
+    p.o2 = __fadd_rn(__fmul_rn(x2, c), __fmul_rn(x1, s));
+    x[p.a] = p.o1;
+    x[p.b] = p.o2;
+    return p;
+}
+
 /* One block per row: cos/sin of each frequency at the row's position into shared
  * memory (as the CPU, angle = float(pos) * inv_freq[i]), then every (head, pair). */
 __global__ void __launch_bounds__(ROPE_THREADS)
@@ -149,23 +181,12 @@ __global__ void __launch_bounds__(ROPE_THREADS)
     extern __shared__ float cs[]; /* [half] cos, then [half] sin */
     const int half = head_dim / 2;
     float *sn = cs + half;
-    const float pos = (float)(start_pos + (int)blockIdx.x);
-    for (int i = threadIdx.x; i < half; i += blockDim.x) {
-        float s, c;
-        sincosf(__fmul_rn(pos, inv_freq[i]), &s, &c);
-        cs[i] = c;
-        sn[i] = s;
-    }
+    rope_angles(cs, sn, half, (float)(start_pos + (int)blockIdx.x), inv_freq);
     __syncthreads();
     float *row = x + (int64_t)blockIdx.x * n_heads * head_dim;
     for (int idx = threadIdx.x; idx < n_heads * half; idx += blockDim.x) {
         const int h = idx / half, i = idx % half;
-        const int a = pairs == 0 ? i : 2 * i;
-        const int b = pairs == 0 ? i + half : 2 * i + 1;
-        float *v = row + (int64_t)h * head_dim;
-        const float x1 = v[a], x2 = v[b], c = cs[i], s = sn[i];
-        v[a] = __fsub_rn(__fmul_rn(x1, c), __fmul_rn(x2, s));
-        v[b] = __fadd_rn(__fmul_rn(x2, c), __fmul_rn(x1, s));
+        rope_rotate(row + (int64_t)h * head_dim, i, half, pairs, cs[i], sn[i]);
     }
 }
 
@@ -203,13 +224,7 @@ __global__ void __launch_bounds__(ROPE_STORE_THREADS)
     const int rotated = n_heads + n_kv_heads, all = rotated + n_kv_heads;
     const int h0 = blockIdx.y * ROPE_STORE_HEADS, h1 = min(h0 + ROPE_STORE_HEADS, all);
     if (h0 < rotated) { /* block-uniform: the barrier below is reached by all or none */
-        const float pos = (float)(start_pos + r);
-        for (int i = threadIdx.x; i < half; i += blockDim.x) {
-            float s, c;
-            sincosf(__fmul_rn(pos, inv_freq[i]), &s, &c);
-            cs[i] = c;
-            sn[i] = s;
-        }
+        rope_angles(cs, sn, half, (float)(start_pos + r), inv_freq);
         __syncthreads();
     }
     const int64_t row_floats = (int64_t)n_kv_heads * head_dim;
@@ -217,20 +232,14 @@ __global__ void __launch_bounds__(ROPE_STORE_THREADS)
     const int r1 = min(h1, rotated);
     for (int idx = threadIdx.x; idx < (r1 - h0) * half; idx += blockDim.x) { /* empty for v-only blocks */
         const int h = h0 + idx / half, i = idx % half;
-        const int a = pairs == 0 ? i : 2 * i;
-        const int b = pairs == 0 ? i + half : 2 * i + 1;
         const bool is_k = h >= n_heads;
         const int kh = h - n_heads;
         float *x = is_k ? k + ((int64_t)r * n_kv_heads + kh) * head_dim : q + ((int64_t)r * n_heads + h) * head_dim;
-        const float x1 = x[a], x2 = x[b], c = cs[i], s = sn[i];
-        const float o1 = __fsub_rn(__fmul_rn(x1, c), __fmul_rn(x2, s));
-        const float o2 = __fadd_rn(__fmul_rn(x2, c), __fmul_rn(x1, s));
-        x[a] = o1;
-        x[b] = o2;
+        const RopePair rp = rope_rotate(x, i, half, pairs, cs[i], sn[i]);
         if (is_k) {
             float *dst = k_cache + crow * row_floats + (int64_t)kh * head_dim;
-            dst[a] = o1;
-            dst[b] = o2;
+            dst[rp.a] = rp.o1;
+            dst[rp.b] = rp.o2;
         }
     }
     const int v0 = max(h0, rotated);
