@@ -38,10 +38,11 @@
 #include <stddef.h>
 #include <stdint.h>
 
-#include "base/sampling_params.h"
 #include "base/error.h"
 #include "base/model_config.h"
+#include "base/sampling_params.h"
 #include "base/tensor.h"
+#include "kernels/fused_model.h"
 
 typedef struct augur_backend augur_backend;
 
@@ -126,6 +127,10 @@ typedef struct {
     /* may be NULL (no greedy chains): argmax of one row, fed to the next step on the device */
     augur_status (*argmax_feed)(augur_backend *be, int32_t *out, int32_t *ids, int32_t *pos, int advance,
                                 const float *x, int cols, augur_error *err);
+    /* may be NULL (no fused chains): a small model's greedy chain in one launch */
+    augur_status (*greedy_fused)(augur_backend *be, const augur_fused_model *m, const augur_fused_cache *kv,
+                                 const int32_t *ids, int n, int start, int steps, int32_t *out, float *logits,
+                                 augur_error *err);
 
     /* step capture: NULL where caps.graphs is false; store_rows may be NULL (the wrapper
      * copies at the host's row; a block table then needs host memory) */
@@ -489,6 +494,24 @@ static inline augur_status backend_argmax_feed(augur_backend *be, int32_t *out, 
     if (!be->iface.argmax_feed)
         return augur_fail(err, AUGUR_E_UNSUPPORTED, "backend %s cannot chain greedy steps", be->name);
     return be->iface.argmax_feed(be, out, ids, pos, advance, x, cols, err);
+}
+
+/* A small model's greedy chain as one launch (a draft's proposal; runtime/forward.c
+ * forward_greedy_chain): feeds ids[0..n) (host memory, n <= AUGUR_FUSED_MAX_FEED) at positions start.. of the
+ * contiguous cache kv, then each token it chooses, and writes the argmax (argmax_f32's
+ * rule) of the logits of rows n-1 .. n+steps-2 to out[0..steps) (backend memory); the
+ * cache gains the K and V of positions start .. start+n+steps-2. logits (backend memory,
+ * may be NULL): also those rows' logits, [steps][vocab]. Its arithmetic is its own (not
+ * the separate kernels', bit for bit): a draft's proposals, never a target's logits.
+ * steps == 0 only asks whether the backend can run m over kv (AUGUR_E_UNSUPPORTED and
+ * why, when not). */
+static inline augur_status backend_greedy_fused(augur_backend *be, const augur_fused_model *m,
+                                                const augur_fused_cache *kv, const int32_t *ids, int n, int start,
+                                                int steps, int32_t *out, float *logits, augur_error *err)
+{
+    if (!be->iface.greedy_fused)
+        return augur_fail(err, AUGUR_E_UNSUPPORTED, "backend %s has no fused greedy steps", be->name);
+    return be->iface.greedy_fused(be, m, kv, ids, n, start, steps, out, logits, err);
 }
 
 /* probs row r = sampling_probs(sp, logits row r): softmax at temperature, top-k, top-p,

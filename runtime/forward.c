@@ -154,6 +154,7 @@ void forward_free(forward_ctx *f)
             backend_graph_free(f->be, f->chain[k]);
     free(f->chain);
     free(f->chain_ran);
+    free(f->fused);
     if (f->be)
         backend_free(f->be, f->pos);
     if (f->be) {
@@ -175,6 +176,108 @@ void forward_report_graphs(const forward_ctx *f, const char *who)
         fprintf(stderr, "augur: %s: captured steps: %lld captures, %lld replays; %lld greedy chains (%lld tokens)\n",
                 who, (long long)f->graph_captures, (long long)f->graph_replays, (long long)f->chains,
                 (long long)f->chained_tokens);
+}
+
+void forward_report_fused(const forward_ctx *f, const char *who)
+{
+    if (f->fused)
+        fprintf(stderr, "augur: %s: fused greedy chains: %lld (%lld tokens)\n", who, (long long)f->fused_chains,
+                (long long)f->fused_tokens);
+}
+
+/* A bf16 matrix of dense rows (what the fused kernel reads); names the first that is not. */
+static bool dense_bf16(const tensor_view *w, const char *name, int layer, char *why, size_t len)
+{
+    if (w->dtype == AUGUR_BF16 && w->row_stride == w->cols)
+        return true;
+    if (layer < 0)
+        snprintf(why, len, "%s is %s with rows of %lld of %lld elements, not dense bf16", name,
+                 augur_dtype_name(w->dtype), (long long)w->row_stride, (long long)w->cols);
+    else
+        snprintf(why, len, "layer %d's %s is %s with rows of %lld of %lld elements, not dense bf16", layer, name,
+                 augur_dtype_name(w->dtype), (long long)w->row_stride, (long long)w->cols);
+    return false;
+}
+
+bool forward_use_fused(forward_ctx *f, char *why_not, size_t len)
+{
+    char why[1100] = "";
+    const model *m = f->m;
+    const model_config *c = &m->cfg;
+    const char *env = getenv("AUGUR_CUDA_FUSED_DRAFT");
+    size_t bytes = model_weight_bytes(c, NULL, AUGUR_BF16);
+    bool ok = false;
+    if (env && !strcmp(env, "0"))
+        snprintf(why, sizeof why, "AUGUR_CUDA_FUSED_DRAFT=0");
+    else if (!f->be->iface.greedy_fused)
+        snprintf(why, sizeof why, "backend %s has no fused greedy steps", f->be->name);
+    else if ((f->tp && f->tp->size > 1) || m->n_heads_local != c->n_heads || m->vocab_local != c->vocab_size ||
+             m->hidden_local != c->hidden_dim)
+        snprintf(why, sizeof why, "the model is sharded over a tensor-parallel group");
+    else if (c->n_layers > AUGUR_FUSED_MAX_LAYERS)
+        snprintf(why, sizeof why, "%d layers (at most %d)", c->n_layers, AUGUR_FUSED_MAX_LAYERS);
+    else if (bytes > FORWARD_FUSED_MAX_BYTES)
+        snprintf(why, sizeof why, "%.1f MB of weights (at most %.0f: a bigger step is bound by bytes)", bytes / 1e6,
+                 FORWARD_FUSED_MAX_BYTES / 1e6);
+    else if (c->attn_bias)
+        snprintf(why, sizeof why, "its attention projections have biases");
+    else if (dense_bf16(&m->w.tok_embedding, "the embedding", -1, why, sizeof why) &&
+             dense_bf16(&m->w.lm_head, "the LM head", -1, why, sizeof why))
+        ok = true;
+    augur_fused_model *fm = ok ? calloc(1, sizeof *fm) : NULL;
+    if (ok && !fm) {
+        snprintf(why, sizeof why, "out of memory");
+        ok = false;
+    }
+    for (int l = 0; ok && l < c->n_layers; l++) {
+        const layer_weights *lw = &m->w.layers[l];
+        ok = dense_bf16(&lw->wq, "q_proj", l, why, sizeof why) && dense_bf16(&lw->wk, "k_proj", l, why, sizeof why) &&
+             dense_bf16(&lw->wv, "v_proj", l, why, sizeof why) && dense_bf16(&lw->wo, "o_proj", l, why, sizeof why) &&
+             dense_bf16(&lw->w_gate, "gate_proj", l, why, sizeof why) &&
+             dense_bf16(&lw->w_up, "up_proj", l, why, sizeof why) &&
+             dense_bf16(&lw->w_down, "down_proj", l, why, sizeof why);
+        if (ok)
+            fm->layers[l] = (augur_fused_layer){.attn_norm = lw->attn_norm,
+                                                .ffn_norm = lw->ffn_norm,
+                                                .wq = lw->wq.data,
+                                                .wk = lw->wk.data,
+                                                .wv = lw->wv.data,
+                                                .wo = lw->wo.data,
+                                                .w_gate = lw->w_gate.data,
+                                                .w_up = lw->w_up.data,
+                                                .w_down = lw->w_down.data};
+    }
+    if (ok) {
+        fm->n_layers = c->n_layers;
+        fm->dim = c->dim;
+        fm->n_heads = c->n_heads;
+        fm->n_kv_heads = c->n_kv_heads;
+        fm->head_dim = c->head_dim;
+        fm->hidden = c->hidden_dim;
+        fm->vocab = c->vocab_size;
+        fm->eps = c->rms_norm_eps;
+        fm->rope_pairs = (int)c->rope_pairs;
+        fm->inv_freq = f->inv_freq;
+        fm->embedding = m->w.tok_embedding.data;
+        fm->lm_head = m->w.lm_head.data;
+        fm->final_norm = m->w.final_norm;
+        /* the backend's own shape checks, against a cache of this context */
+        augur_error e = {0};
+        const augur_fused_cache probe = {.layer_rows = f->max_seq};
+        if (backend_greedy_fused(f->be, fm, &probe, NULL, 0, 0, 0, NULL, NULL, &e)) {
+            snprintf(why, sizeof why, "%s", e.message);
+            ok = false;
+        }
+    }
+    if (!ok) {
+        free(fm);
+        fm = NULL;
+    }
+    free(f->fused);
+    f->fused = fm;
+    if (why_not && len)
+        snprintf(why_not, len, "%s", ok ? "" : why);
+    return ok;
 }
 
 /* x += a row-parallel projection's partial result, summed over the TP group; then, when
@@ -694,6 +797,41 @@ static augur_status chain_run(forward_ctx *f, kv_cache *kv, const int32_t *token
     return AUGUR_OK;
 }
 
+/* Whether forward_greedy_chain may run this chain as one fused launch. */
+static bool fused_takes(const forward_ctx *f, const kv_cache *kv, int n, int steps)
+{
+    int max_positions = kv->max_seq < f->max_seq ? kv->max_seq : f->max_seq;
+    return f->fused && !kv->pool && n <= FORWARD_CHAIN_FEED && n <= AUGUR_FUSED_MAX_FEED &&
+           steps <= FORWARD_CHAIN_STEPS && steps <= 2 * f->max_tokens && kv->len + n + steps - 1 <= max_positions &&
+           kv->len + n + steps - 1 <= kv->layer_rows;
+}
+
+static augur_status fused_run(forward_ctx *f, kv_cache *kv, const int32_t *tokens, int n, int steps, int32_t *out,
+                              augur_error *err)
+{
+    const model *m = f->m;
+    augur_status st = check_seq(f, kv, tokens, n, n - 1, err);
+    if (st)
+        return st;
+    const int fed = n + steps - 1;
+    if ((st = kv_cache_reserve(kv, fed, err)))
+        return augur_wrap(err, "%s: KV cache", m->source);
+    const augur_fused_cache cache = {.k = kv->k, .v = kv->v, .layer_rows = kv->layer_rows};
+    st = backend_greedy_fused(f->be, f->fused, &cache, tokens, n, kv->len, steps, f->argmax, NULL, err);
+    if (!st)
+        st = kv_cache_append(kv, fed, err);
+    if (st) {
+        augur_error ignored = {0};
+        kv_cache_trim(kv, kv->len, &ignored);
+        return augur_wrap(err, "%s: a fused chain of %d steps", m->source, steps);
+    }
+    if ((st = backend_download(f->be, out, f->argmax, (size_t)steps * sizeof(int32_t), err)))
+        return augur_wrap(err, "%s: the tokens of a fused chain of %d steps", m->source, steps);
+    f->fused_chains++;
+    f->fused_tokens += steps;
+    return AUGUR_OK;
+}
+
 augur_status forward_greedy_chain(forward_ctx *f, kv_cache *kv, const int32_t *tokens, int n, int steps, int32_t *out,
                                   float *logits, augur_error *err)
 {
@@ -702,7 +840,9 @@ augur_status forward_greedy_chain(forward_ctx *f, kv_cache *kv, const int32_t *t
     for (int done = 0; done < steps;) {
         int take = steps - done < FORWARD_CHAIN_STEPS ? steps - done : FORWARD_CHAIN_STEPS;
         augur_status st;
-        if (chain_takes(f, kv, n, take)) {
+        if (fused_takes(f, kv, n, take)) {
+            st = fused_run(f, kv, tokens, n, take, out + done, err);
+        } else if (chain_takes(f, kv, n, take)) {
             st = chain_run(f, kv, tokens, n, take, out + done, err);
         } else {
             take = 1;

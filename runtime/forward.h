@@ -60,6 +60,9 @@ typedef struct {
     void **chain;
     unsigned char *chain_ran;
     int64_t chains, chained_tokens;
+    /* A draft's greedy chains as one fused launch each (forward_use_fused); NULL: off. */
+    augur_fused_model *fused;
+    int64_t fused_chains, fused_tokens;
 } forward_ctx;
 
 /* A greedy chain's first step feeds at most this many tokens, and one chained program runs
@@ -76,9 +79,25 @@ augur_status forward_init(forward_ctx *f, const model *m, augur_backend *be, col
                           int max_tokens, int max_seq, augur_error *err);
 void forward_free(forward_ctx *f);
 
+/* Lets forward_greedy_chain run a chain as one fused launch of the whole model
+ * (backend_greedy_fused), for a draft whose proposals need not equal the separate
+ * kernels' bit for bit (the target verifies them; a near-tie may go the other way). Only
+ * where the backend has the op, the model is whole on this rank (no TP group), its
+ * matrices are bf16 of dense rows without biases, it has at most AUGUR_FUSED_MAX_LAYERS
+ * layers and at most FORWARD_FUSED_MAX_BYTES of weights (past that a step is bound by
+ * bytes, where the separate kernels read them faster), and AUGUR_CUDA_FUSED_DRAFT is
+ * not 0. Returns whether it is on; why_not (may be NULL) gets the reason when not. */
+bool forward_use_fused(forward_ctx *f, char *why_not, size_t len);
+
+/* The weight bytes under which forward_use_fused takes a model: a small draft's are in L2
+ * and its step is bound by kernel boundaries. */
+#define FORWARD_FUSED_MAX_BYTES ((size_t)64 << 20)
+
 /* When captured steps are on: one stderr line "augur: WHO: captured steps: N captures, M
  * replays" (what a run's figures owe to them, and proof that they ran). */
 void forward_report_graphs(const forward_ctx *f, const char *who);
+/* When fused chains are on (forward_use_fused): "augur: WHO: fused greedy chains: N (T tokens)". */
+void forward_report_fused(const forward_ctx *f, const char *who);
 
 /* Bytes of backend memory forward_init allocates for these limits (memory plans). */
 size_t forward_workspace_bytes(const model *m, int max_tokens);
@@ -146,7 +165,9 @@ augur_status forward_prefill_argmax(forward_ctx *f, kv_cache *kv, const int32_t 
  * its tokens, each step's token and position written on the device by the step before.
  * Elsewhere (or with a first step over FORWARD_CHAIN_FEED tokens, or too close to the
  * context's end) it runs forward_prefill_argmax step by step. Either way each step is the
- * forward of the same rows at the same positions, so the tokens are the same. logits: host
+ * forward of the same rows at the same positions, so the tokens are the same. With fused
+ * chains on (forward_use_fused) and a contiguous cache, the chain is instead one fused
+ * launch of the whole model, whose tokens may differ in a near-tie. logits: host
  * scratch of vocab_local floats, used by host-memory backends only. */
 augur_status forward_greedy_chain(forward_ctx *f, kv_cache *kv, const int32_t *tokens, int n, int steps, int32_t *out,
                                   float *logits, augur_error *err);

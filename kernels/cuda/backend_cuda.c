@@ -68,6 +68,9 @@ typedef struct {
     int64_t split_cols;
     void *att_scratch;        /* split-attention partials */
     size_t att_scratch_bytes;
+    void *fused_scratch; /* cuk_fused_greedy's stages' outputs */
+    size_t fused_scratch_bytes;
+    int fused_blocks_want;    /* AUGUR_CUDA_FUSED_BLOCKS (A/B runs); 0: one a multiprocessor */
     unsigned char *staging;   /* STAGING_BYTES pinned, allocated by the first weight_upload */
     cudaEvent_t staged[2];    /* recorded after the copy out of each half of staging */
     int pack_threads;
@@ -156,6 +159,7 @@ static void cuda_destroy(augur_backend *be)
     cudaFree(c->act16);
     cudaFree(c->mma_x);
     cudaFree(c->att_scratch);
+    cudaFree(c->fused_scratch);
     if (c->staging) {
         cudaFreeHost(c->staging);
         cudaEventDestroy(c->staged[0]);
@@ -748,6 +752,37 @@ static augur_status cuda_argmax_feed(augur_backend *be, int32_t *out, int32_t *i
                     "argmax_feed kernel (a greedy chain's link)", err);
 }
 
+static augur_status cuda_greedy_fused(augur_backend *be, const augur_fused_model *m, const augur_fused_cache *kv,
+                                      const int32_t *ids, int n, int start, int steps, int32_t *out, float *logits,
+                                      augur_error *err)
+{
+    cuda_ctx *c = ctx_of(be);
+    c->op_seq++;
+    if (c->capturing)
+        return augur_fail(err, AUGUR_E_INTERNAL, "cuda backend: a fused greedy chain inside a step capture");
+    const char *why = cuk_fused_unfit(m, kv->layer_rows, c->smem_optin);
+    if (why)
+        return augur_fail(err, AUGUR_E_UNSUPPORTED, "cuda backend: no fused greedy steps for this model: %s", why);
+    const int blocks = cuk_fused_blocks(m, kv->layer_rows, c->sm_count, c->fused_blocks_want);
+    if (blocks < 1)
+        return augur_fail(err, AUGUR_E_UNSUPPORTED,
+                          "cuda backend (device %d): the fused greedy kernel fits no block on a multiprocessor",
+                          c->device);
+    if (steps == 0)
+        return AUGUR_OK;
+    if (n < 1 || n > AUGUR_FUSED_MAX_FEED || steps < 0 || start < 0 || start + n + steps - 1 > kv->layer_rows)
+        return augur_fail(err, AUGUR_E_INTERNAL,
+                          "cuda backend: fused greedy chain of %d steps from %d tokens at position %d in a cache of %d",
+                          steps, n, start, kv->layer_rows);
+    augur_status st = grow_scratch(c, &c->fused_scratch, &c->fused_scratch_bytes,
+                                   cuk_fused_scratch_bytes(m, kv->layer_rows, blocks), "fused greedy scratch", err);
+    if (st)
+        return st;
+    return launched(
+        c, cuk_fused_greedy(c->stream, m, kv, ids, n, start, steps, out, logits, c->fused_scratch, blocks, NULL, 0),
+        "fused greedy kernel (a small model's chain in one cooperative launch)", err);
+}
+
 static augur_status cuda_sample_probs(augur_backend *be, float *probs, const float *logits, int rows, int cols,
                                       const sampling_params *sp, augur_error *err)
 {
@@ -924,6 +959,7 @@ static const augur_backend_iface cuda_iface = {
     .argmax = cuda_argmax,
     .sample_probs = cuda_sample_probs,
     .argmax_feed = cuda_argmax_feed,
+    .greedy_fused = cuda_greedy_fused,
     .bind_position = cuda_bind_position,
     .store_rows = cuda_store_rows,
     .graph_begin = cuda_graph_begin,
@@ -1007,6 +1043,8 @@ augur_status backend_cuda_create(augur_backend **out, int device, augur_error *e
     c->unfused = fused && !strcmp(fused, "0");
     const char *pdl = getenv("AUGUR_CUDA_PDL"); /* 0: every kernel waits for the one before to end */
     c->early = !(pdl && !strcmp(pdl, "0"));
+    const char *fb = getenv("AUGUR_CUDA_FUSED_BLOCKS"); /* the fused chain's grid (A/B runs) */
+    c->fused_blocks_want = fb ? atoi(fb) : 0;
     const char *mm = getenv("AUGUR_CUDA_MATMUL");
     if (mm && !strcmp(mm, "gemv"))
         c->paths.matmul = CUDA_MATMUL_GEMV;

@@ -12,6 +12,8 @@
 
 #include <cuda_runtime.h>
 
+#include "kernels/fused_model.h"
+
 #ifdef __cplusplus
 extern "C" {
 #endif
@@ -172,6 +174,33 @@ cudaError_t cuk_sample_probs(cuk_stream stream, float *probs, const float *logit
  * dtype, for i < count; cudaErrorInvalidValue for any other dtype. */
 cudaError_t cuk_fill_random(cuk_stream stream, void *buf, int dtype, int64_t count, uint64_t seed, float scale,
                             float offset);
+
+/* Positions of one attention task of cuk_fused_greedy. */
+#define CUK_FUSED_CHUNK 64
+
+/* Why cuk_fused_greedy cannot run m over a cache of layer_rows rows with smem_limit bytes
+ * of shared memory a block (NULL: it can). Weights must be bf16 of dense rows; the
+ * caller checks dtypes and strides, this checks shapes and alignment. */
+const char *cuk_fused_unfit(const augur_fused_model *m, int layer_rows, size_t smem_limit);
+
+/* Bytes of device scratch cuk_fused_greedy needs for blocks blocks. */
+size_t cuk_fused_scratch_bytes(const augur_fused_model *m, int layer_rows, int blocks);
+
+/* Blocks of the cooperative grid: want (<= 0: one a multiprocessor), at most what fits
+ * on the device at once; 0 when the kernel cannot be placed. */
+int cuk_fused_blocks(const augur_fused_model *m, int layer_rows, int sm_count, int want);
+
+/* Greedy chain of a small model in one cooperative launch (kernels/cuda/cuda_fused_step.cu):
+ * feeds ids[0..n) (host memory, n <= AUGUR_FUSED_MAX_FEED) at positions start.., then each chosen token, storing every
+ * fed position's K and V in kv, and writes the argmax of rows n-1 .. n+steps-2 to
+ * out[0..steps) (device; argmax_f32's rule); with logits (device, may be NULL) also each
+ * of those rows' logits, [steps][vocab]. trace (device, may be NULL): block 0 writes
+ * (stage, clock64()) pairs as its stages end, at most trace_cap of them (stages 0 norm +
+ * q|k|v, 1 attention, 2 combine + gate|up, 3 down, 4 LM head and argmax, 5 the start;
+ * tests/gpu/test_fused_draft.c prints their mean durations). */
+cudaError_t cuk_fused_greedy(cudaStream_t stream, const augur_fused_model *m, const augur_fused_cache *kv,
+                             const int32_t *ids, int n, int start, int steps, int32_t *out, float *logits,
+                             void *scratch, int blocks, long long *trace, int trace_cap);
 
 #ifdef __cplusplus
 }

@@ -198,6 +198,21 @@ static augur_status alloc_state(spec_engine *e, int threads, augur_error *err)
                           SPEC_FORWARD_TOKENS, e->max_context, err);
     if (st)
         return augur_wrap(err, "allocating caches and activations");
+    if (e->role == SPEC_ROLE_DRAFT && e->be && e->be->iface.greedy_fused) {
+        /* the draft's greedy proposals (forward_greedy_chain) as one launch each where it can */
+        char who[96], why[1100];
+        rank_name(e, who, sizeof who);
+        if (e->has_pool)
+            fprintf(stderr,
+                    "augur: %s: greedy proposals without the fused launch: its KV caches are paged "
+                    "(--max-running > 1)\n",
+                    who);
+        else if (forward_use_fused(&e->fwd, why, sizeof why))
+            fprintf(stderr, "augur: %s: greedy proposals as one fused launch each (AUGUR_CUDA_FUSED_DRAFT=0: off)\n",
+                    who);
+        else
+            fprintf(stderr, "augur: %s: greedy proposals without the fused launch: %s\n", who, why);
+    }
     if (e->role == SPEC_ROLE_TARGET) {
         e->logits = malloc((size_t)SPEC_FORWARD_TOKENS * e->m.vocab_local * sizeof(float));
         e->compact = malloc((size_t)SPEC_FORWARD_TOKENS * e->m.vocab_local * sizeof(float));
@@ -285,6 +300,7 @@ void spec_engine_free(spec_engine *e)
         char who[48];
         snprintf(who, sizeof who, "rank %d (%s)", e->world_rank, e->role == SPEC_ROLE_TARGET ? "target" : "draft");
         forward_report_graphs(&e->fwd, who);
+        forward_report_fused(&e->fwd, who);
         forward_free(&e->fwd);
         for (int i = 0; e->slots && i < e->n_slots; i++)
             kv_cache_free(&e->slots[i]);

@@ -10,11 +10,13 @@
 # greedy draft drafts each proposal as one captured chain (forward_greedy_chain); its
 # proposals must be those of one step at a time (AUGUR_CUDA_CHAINS=0): the same rounds,
 # tokens a round and accepted tokens, since a wrong drafted token changes what is accepted
-# though never the output.
+# though never the output. The fused draft launch (tests/gpu/fused_draft.sh) has its own
+# arithmetic, so the chains compared here run with it off (AUGUR_CUDA_FUSED_DRAFT=0).
 set -euo pipefail
 source "$(dirname "$0")/../lib.sh"
 gpu_test
 make_tmp
+export AUGUR_CUDA_FUSED_DRAFT=0
 head -n 10 "$MODELS/heldout_prompts.txt" >"$tmp/prompts.txt"
 replays() { sed -n 's/.*captured steps: \([0-9]*\) captures, \([0-9]*\) replays.*/\1 \2/p' "$1" | head -n 1; }
 rounds() { grep -m1 -o "[0-9]* rounds\?, [0-9.]* tokens/round, acceptance [0-9.]* ([0-9]* of [0-9]* proposed)" "$1" || true; }

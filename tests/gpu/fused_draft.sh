@@ -1,0 +1,31 @@
+#!/usr/bin/env bash
+# A small draft's greedy chain in one cooperative launch (kernels/cuda/cuda_fused_step.cu)
+# against the separate kernels (tests/gpu/test_fused_draft.c, built as
+# kernels/augur_fused_draft_test where a CUDA toolkit exists): logits, tokens and stored
+# K/V of the shipped draft and of two dummy shapes; the same bits on grids of 1, 5 and
+# every multiprocessor. Then the shipped pair with the fused draft: speculative output
+# equal to target-only, and the draft reports its fused chains. Exits 77 (skipped)
+# without the program or a GPU.
+set -euo pipefail
+source "$(dirname "$0")/../lib.sh"
+bin="$(dirname "$AUGUR_BIN")/../kernels/augur_fused_draft_test"
+if [ ! -x "$bin" ]; then
+  echo "SKIP: $bin not built (no CUDA toolkit at configure time)"
+  exit 77
+fi
+gpu_test
+make_tmp
+"$bin" "$MODELS/draft" || fail "the fused chain against the separate kernels (table above)"
+
+head -n 10 "$MODELS/heldout_prompts.txt" >"$tmp/prompts.txt"
+dist=(mpirun_n 2 "$AUGUR_BIN" generate --device cuda --target "$MODELS/target" --prompts-file "$tmp/prompts.txt"
+      --max-tokens 48 --ids-only --threads 1)
+run_to "$tmp/base" "${dist[@]}" --no-speculation
+run_to "$tmp/fused" "${dist[@]}" --draft "$MODELS/draft" --gamma 4
+grep -q "rank 1 (draft): greedy proposals as one fused launch each" "$tmp/fused.err" ||
+  fail "the draft did not take the fused launch: $(grep -m1 'greedy proposals' "$tmp/fused.err" || echo 'no line')"
+grep -Eq "rank 1 \(draft\): fused greedy chains: [1-9]" "$tmp/fused.err" ||
+  fail "the draft ran no fused chain ($(grep -m1 'fused greedy chains' "$tmp/fused.err" || echo 'no report'))"
+cmp -s "$tmp/base" "$tmp/fused" || fail "speculative with the fused draft differs from target-only
+$(diff "$tmp/base" "$tmp/fused" | head -n 6)"
+echo "ok: shipped pair, fused draft: speculative == target-only ($(grep -m1 -o 'fused greedy chains: .*' "$tmp/fused.err"))"
