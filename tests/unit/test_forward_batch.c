@@ -285,6 +285,28 @@ static void test_greedy_chain(void **state)
     bench_close(&b);
 }
 
+/* The fused greedy launch (forward_use_fused) stays off where the backend has none, and
+ * says why; AUGUR_CUDA_FUSED_DRAFT=0 is named first. Chains then run as before
+ * (test_greedy_chain). */
+static void test_fused_off_without_op(void **state)
+{
+    bench b;
+    bench_open(&b, *state);
+    char why[256] = "unset";
+    unsetenv("AUGUR_CUDA_FUSED_DRAFT");
+    assert_false(forward_use_fused(&b.f, why, sizeof why));
+    assert_null(b.f.fused);
+    if (!strstr(why, "backend cpu has no fused greedy steps"))
+        fail_msg("forward_use_fused on the CPU backend: reason '%s'", why);
+    setenv("AUGUR_CUDA_FUSED_DRAFT", "0", 1);
+    assert_false(forward_use_fused(&b.f, why, sizeof why));
+    unsetenv("AUGUR_CUDA_FUSED_DRAFT");
+    if (strcmp(why, "AUGUR_CUDA_FUSED_DRAFT=0"))
+        fail_msg("forward_use_fused with AUGUR_CUDA_FUSED_DRAFT=0: reason '%s'", why);
+    assert_null(b.f.fused);
+    bench_close(&b);
+}
+
 /* The memory plan sizes a pool in whole blocks: on the CPU those of the positions asked
  * for (or the planned context). */
 static void test_plan_pool_blocks(void **state)
@@ -306,7 +328,7 @@ int main(void)
     const struct CMUnitTest tests[] = {
         test_in_tmpdir(test_batch_equals_alone), test_in_tmpdir(test_batch_pool_exhausted),
         test_in_tmpdir(test_batch_bad_calls),    test_in_tmpdir(test_greedy_chain),
-        test_in_tmpdir(test_plan_pool_blocks),
+        test_in_tmpdir(test_plan_pool_blocks),   test_in_tmpdir(test_fused_off_without_op),
     };
     return cmocka_run_group_tests(tests, NULL, NULL);
 }
