@@ -5,11 +5,11 @@
  * size (perf-notes change 16: the shipped draft's step 95 us for 5.6 MB of weights, all
  * of them in L2). Here one persistent grid runs every row of a chain: the stages of a
  * layer are separated by grid-wide barriers (grid_barrier; a stage with its barrier costs
- * 2.5-5 us on an H200, perf-notes change 17), and whatever is
- * cheap enough to compute redundantly is computed by every block instead of passed
- * through one: each block keeps its own copy of the residual stream x in shared memory
- * and applies every residual add and RMSNorm itself, in the same order, so all copies
- * stay identical. A layer is four stages:
+ * 2.5-5 us on an H200, perf-notes change 17), and whatever is cheap enough to compute
+ * redundantly is computed by every block instead of passed through one: each block keeps
+ * its own copy of the residual stream x in shared memory and applies every residual add
+ * and RMSNorm itself, in the same order, so all copies stay identical. A layer is four
+ * stages:
  *
  *   A  x += the last down projection; xn = rmsnorm(x); q|k|v = xn W^T   (warps of the grid)
  *   B  attention, one task per (query head, chunk of 64 positions): RoPE of q (and of the
