@@ -412,8 +412,10 @@ __device__ __forceinline__ void attention_task(const FusedArgs &a, int l, const 
     __syncthreads(); /* the shared buffers serve the block's next task */
 }
 
-/* Stages of a trace (cuk_fused_greedy's trace): what ended at each clock. */
+/* Stages of a trace (cuk_fused_greedy's trace): what ended at each clock: stage k's
+ * barrier (k), its work before the barrier (FUSED_STAGE_WORK + k), or the start. */
 #define FUSED_STAGE_START 5
+#define FUSED_STAGE_WORK 10
 
 __device__ __forceinline__ void trace_stage(const FusedArgs &a, int &n, int stage)
 {
@@ -491,6 +493,7 @@ __global__ void __launch_bounds__(FUSED_THREADS, 1) fused_greedy_kernel(const __
                 stage_kv(a, l, k, sK, sV);
                 prefetch_wo(m, l, k.h, wo_pre);
             }
+            trace_stage(a, n_trace, FUSED_STAGE_WORK + 0);
             grid_barrier(a.barrier, passed);
             trace_stage(a, n_trace, 0);
             /* B: attention, and the W_o product of each task */
@@ -501,12 +504,14 @@ __global__ void __launch_bounds__(FUSED_THREADS, 1) fused_greedy_kernel(const __
                 /* a fed row's last MLP reaches only the logits it does not want */
                 qkv_rows(m, 0, gwarp * FUSED_ROWS, row);
                 prefetch_rows<FUSED_ROWS>(row, dim, pre);
+                trace_stage(a, n_trace, FUSED_STAGE_WORK + 1);
                 grid_barrier(a.barrier, passed);
                 trace_stage(a, n_trace, 1);
                 break;
             }
             gate_up_rows(m, l, gwarp * (FUSED_ROWS / 2), row);
             prefetch_rows<FUSED_ROWS>(row, dim, pre);
+            trace_stage(a, n_trace, FUSED_STAGE_WORK + 1);
             grid_barrier(a.barrier, passed);
             trace_stage(a, n_trace, 1);
             /* D: x += the chunks' W_o products, rescaled per head; norm; gate|up and SwiGLU.
@@ -575,6 +580,7 @@ __global__ void __launch_bounds__(FUSED_THREADS, 1) fused_greedy_kernel(const __
             }
             down_rows(m, l, gwarp * FUSED_ROWS, row);
             prefetch_rows<FUSED_ROWS>(row, hidden, pre);
+            trace_stage(a, n_trace, FUSED_STAGE_WORK + 2);
             grid_barrier(a.barrier, passed);
             trace_stage(a, n_trace, 2);
             /* E: down */
@@ -597,6 +603,7 @@ __global__ void __launch_bounds__(FUSED_THREADS, 1) fused_greedy_kernel(const __
                 lm_rows(m, gwarp * FUSED_LM_ROWS, row);
                 prefetch_rows<FUSED_LM_ROWS>(row, dim, pre);
             }
+            trace_stage(a, n_trace, FUSED_STAGE_WORK + 3);
             grid_barrier(a.barrier, passed);
             trace_stage(a, n_trace, 3);
         }
@@ -634,6 +641,7 @@ __global__ void __launch_bounds__(FUSED_THREADS, 1) fused_greedy_kernel(const __
         }
         qkv_rows(m, 0, gwarp * FUSED_ROWS, row);
         prefetch_rows<FUSED_ROWS>(row, dim, pre);
+        trace_stage(a, n_trace, FUSED_STAGE_WORK + 4);
         grid_barrier(a.barrier, passed);
         trace_stage(a, n_trace, 4);
         /* every block reduces the blocks' bests alike (the better of two is a total order

@@ -195,9 +195,10 @@ int cuk_fused_blocks(const augur_fused_model *m, int layer_rows, int sm_count, i
  * fed position's K and V in kv, and writes the argmax of rows n-1 .. n+steps-2 to
  * out[0..steps) (device; argmax_f32's rule); with logits (device, may be NULL) also each
  * of those rows' logits, [steps][vocab]. trace (device, may be NULL): block 0 writes
- * (stage, clock64()) pairs as its stages end, at most trace_cap of them (stages 0 norm +
- * q|k|v, 1 attention, 2 combine + gate|up, 3 down, 4 LM head and argmax, 5 the start;
- * tests/gpu/test_fused_draft.c prints their mean durations). */
+ * (stage, clock64()) pairs, at most trace_cap of them: 5 at the start, then for each stage
+ * k (0 norm + q|k|v, 1 attention, 2 combine + gate|up, 3 down, 4 LM head and argmax) 10 + k
+ * when its work is done and k when the grid barrier after it returns
+ * (tests/gpu/test_fused_draft.c prints their mean durations). */
 cudaError_t cuk_fused_greedy(cudaStream_t stream, const augur_fused_model *m, const augur_fused_cache *kv,
                              const int32_t *ids, int n, int start, int steps, int32_t *out, float *logits,
                              void *scratch, int blocks, long long *trace, int trace_cap);

@@ -18,8 +18,9 @@
  * Then, for information only (nothing asserted on time), the host's wall time of a chain
  * of 4 steps from a context of 100 through forward_greedy_chain, fused and as the captured
  * chain of separate kernels (AUGUR_CUDA_CHAINS), on each model; and where the fused
- * kernel's time goes, stage by stage (its trace: block 0's clock as each stage ends), on
- * grids of 132 (or every multiprocessor), 32, 8 and 1 blocks.
+ * kernel's time goes, stage by stage (its trace: block 0's clock when a stage's work is
+ * done and when the barrier after it returns), on grids of 132 (or every multiprocessor),
+ * 32, 8 and 1 blocks.
  * Prints one line per case; exit 0 when all pass, 1 otherwise, 77 without a GPU. */
 #include <math.h>
 #include <stdbool.h>
@@ -333,8 +334,8 @@ static void trace_stages(bench *b, const char *name, int want)
     die_if(backend_alloc(b->be, &scratch, cuk_fused_scratch_bytes(b->fused.fused, cache.layer_rows, blocks), &e), &e,
            "scratch");
     die_if(backend_alloc(b->be, (void **)&trace, sizeof host, &e), &e, "trace");
-    double sum[6] = {0};
-    int count[6] = {0};
+    double work[5] = {0}, wait[5] = {0};
+    int count[5] = {0};
     for (int rep = 0; rep < 20; rep++) {
         /* -1: past the last stage the launch writes */
         cudaError_t rc = cudaMemsetAsync(trace, 0xff, sizeof host, backend_cuda_stream(b->be));
@@ -346,17 +347,24 @@ static void trace_stages(bench *b, const char *name, int want)
             exit(1);
         }
         die_if(backend_download(b->be, host, trace, sizeof host, &e), &e, "trace");
-        for (int i = 1; rep >= 5 && i < CAP && host[2 * i] >= 0 && host[2 * i] <= 4; i++) {
-            sum[host[2 * i]] += (double)(host[2 * i + 1] - host[2 * i - 1]) / khz * 1e3;
-            count[host[2 * i]]++;
+        /* codes: 10 + k when stage k's work is done, k when its barrier returns */
+        for (int i = 1; rep >= 5 && i < CAP && host[2 * i] >= 0; i++) {
+            const long long code = host[2 * i];
+            const double us = (double)(host[2 * i + 1] - host[2 * i - 1]) / khz * 1e3;
+            if (code >= 10 && code < 15) {
+                work[code - 10] += us;
+            } else if (code < 5) {
+                wait[code] += us;
+                count[code]++;
+            }
         }
     }
     const char *label[] = {"norm+qkv", "attention", "combine+gate|up", "down", "lm head"};
     double total = 0;
-    printf("%-34s stages on %3d blocks (us, mean of 15 launches):", name, blocks);
+    printf("%-34s stages on %3d blocks (us, mean of 15 launches, block 0's work + barrier):", name, blocks);
     for (int k = 0; k < 5; k++) {
-        printf(" %s %.2f", label[k], count[k] ? sum[k] / count[k] : 0.0);
-        total += sum[k];
+        printf(" %s %.2f+%.2f", label[k], count[k] ? work[k] / count[k] : 0.0, count[k] ? wait[k] / count[k] : 0.0);
+        total += work[k] + wait[k];
     }
     printf("; a step %.1f us inside the kernel\n", total / 15 / steps);
     backend_free(b->be, scratch);
