@@ -797,13 +797,15 @@ static augur_status chain_run(forward_ctx *f, kv_cache *kv, const int32_t *token
     return AUGUR_OK;
 }
 
-/* Whether forward_greedy_chain may run this chain as one fused launch. */
+/* Whether forward_greedy_chain may run this chain as one fused launch: a contiguous cache
+ * no longer than the context forward_use_fused checked the kernel's shared memory for
+ * (its attention partials grow with the cache's rows). */
 static bool fused_takes(const forward_ctx *f, const kv_cache *kv, int n, int steps)
 {
     int max_positions = kv->max_seq < f->max_seq ? kv->max_seq : f->max_seq;
-    return f->fused && !kv->pool && n <= FORWARD_CHAIN_FEED && n <= AUGUR_FUSED_MAX_FEED &&
-           steps <= FORWARD_CHAIN_STEPS && steps <= 2 * f->max_tokens && kv->len + n + steps - 1 <= max_positions &&
-           kv->len + n + steps - 1 <= kv->layer_rows;
+    return f->fused && !kv->pool && kv->layer_rows <= f->max_seq && n <= FORWARD_CHAIN_FEED &&
+           n <= AUGUR_FUSED_MAX_FEED && steps <= FORWARD_CHAIN_STEPS && steps <= 2 * f->max_tokens &&
+           kv->len + n + steps - 1 <= max_positions;
 }
 
 static augur_status fused_run(forward_ctx *f, kv_cache *kv, const int32_t *tokens, int n, int steps, int32_t *out,
