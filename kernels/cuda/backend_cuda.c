@@ -71,6 +71,10 @@ typedef struct {
     void *fused_scratch; /* cuk_fused_greedy's stages' outputs */
     size_t fused_scratch_bytes;
     int fused_blocks_want;    /* AUGUR_CUDA_FUSED_BLOCKS (A/B runs); 0: one a multiprocessor */
+    int fused_cluster;        /* blocks of the fused chain's cluster; 0: the cooperative grid only */
+    bool fused_cluster_forced; /* AUGUR_CUDA_FUSED_CLUSTER named the size: no fallback to the grid */
+    int cluster_checked_rows; /* layer_rows the placement below was asked for (0: none yet) */
+    bool cluster_placeable;
     unsigned char *staging;   /* STAGING_BYTES pinned, allocated by the first weight_upload */
     cudaEvent_t staged[2];    /* recorded after the copy out of each half of staging */
     int pack_threads;
@@ -760,6 +764,32 @@ static augur_status cuda_greedy_fused(augur_backend *be, const augur_fused_model
     c->op_seq++;
     if (c->capturing)
         return augur_fail(err, AUGUR_E_INTERNAL, "cuda backend: a fused greedy chain inside a step capture");
+    if (steps < 0 ||
+        (steps > 0 && (n < 1 || n > AUGUR_FUSED_MAX_FEED || start < 0 || start + n + steps - 1 > kv->layer_rows)))
+        return augur_fail(err, AUGUR_E_INTERNAL,
+                          "cuda backend: fused greedy chain of %d steps from %d tokens at position %d in a cache of %d",
+                          steps, n, start, kv->layer_rows);
+    /* the cluster when its blocks hold the layers' weights and the device places it, else the grid */
+    const char *why_cluster =
+        c->fused_cluster ? cuk_fused_cluster_unfit(m, kv->layer_rows, c->smem_optin, c->fused_cluster) : "off";
+    if (!why_cluster && c->cluster_checked_rows != kv->layer_rows) {
+        c->cluster_placeable = cuk_fused_cluster_placeable(m, kv->layer_rows, c->fused_cluster);
+        c->cluster_checked_rows = kv->layer_rows;
+    }
+    if (!why_cluster && !c->cluster_placeable)
+        why_cluster = "the device cannot place a cluster of that many blocks with that much shared memory";
+    if (!why_cluster) {
+        if (steps == 0)
+            return AUGUR_OK;
+        return launched(c,
+                        cuk_fused_cluster_greedy(c->stream, m, kv, ids, n, start, steps, out, logits, c->fused_cluster,
+                                                 NULL, 0),
+                        "fused greedy kernel (a small model's chain on one thread-block cluster)", err);
+    }
+    if (c->fused_cluster_forced)
+        return augur_fail(err, AUGUR_E_UNSUPPORTED,
+                          "cuda backend: AUGUR_CUDA_FUSED_CLUSTER=%d: no fused cluster for this model: %s",
+                          c->fused_cluster, why_cluster);
     const char *why = cuk_fused_unfit(m, kv->layer_rows, c->smem_optin);
     if (why)
         return augur_fail(err, AUGUR_E_UNSUPPORTED, "cuda backend: no fused greedy steps for this model: %s", why);
@@ -770,10 +800,6 @@ static augur_status cuda_greedy_fused(augur_backend *be, const augur_fused_model
                           c->device);
     if (steps == 0)
         return AUGUR_OK;
-    if (n < 1 || n > AUGUR_FUSED_MAX_FEED || steps < 0 || start < 0 || start + n + steps - 1 > kv->layer_rows)
-        return augur_fail(err, AUGUR_E_INTERNAL,
-                          "cuda backend: fused greedy chain of %d steps from %d tokens at position %d in a cache of %d",
-                          steps, n, start, kv->layer_rows);
     augur_status st = grow_scratch(c, &c->fused_scratch, &c->fused_scratch_bytes,
                                    cuk_fused_scratch_bytes(m, kv->layer_rows, blocks), "fused greedy scratch", err);
     if (st)
@@ -1045,6 +1071,11 @@ augur_status backend_cuda_create(augur_backend **out, int device, augur_error *e
     c->early = !(pdl && !strcmp(pdl, "0"));
     const char *fb = getenv("AUGUR_CUDA_FUSED_BLOCKS"); /* the fused chain's grid (A/B runs) */
     c->fused_blocks_want = fb ? atoi(fb) : 0;
+    /* the fused chain's cluster: N blocks (2..16, and nothing else), 0 the grid only; unset:
+     * 16, unless AUGUR_CUDA_FUSED_BLOCKS asks for the grid */
+    const char *fc = getenv("AUGUR_CUDA_FUSED_CLUSTER");
+    c->fused_cluster = fc ? atoi(fc) : fb ? 0 : CUK_FUSED_CLUSTER_MAX;
+    c->fused_cluster_forced = fc && c->fused_cluster != 0;
     const char *mm = getenv("AUGUR_CUDA_MATMUL");
     if (mm && !strcmp(mm, "gemv"))
         c->paths.matmul = CUDA_MATMUL_GEMV;

@@ -203,6 +203,29 @@ cudaError_t cuk_fused_greedy(cudaStream_t stream, const augur_fused_model *m, co
                              const int32_t *ids, int n, int start, int steps, int32_t *out, float *logits,
                              void *scratch, int blocks, long long *trace, int trace_cap);
 
+/* The same chain on one thread-block cluster (kernels/cuda/cuda_fused_cluster.cu): each
+ * block keeps its share of the layers' weights in shared memory, and the stages exchange
+ * their outputs through distributed shared memory. Clusters of at most this many blocks
+ * (16 is Hopper's non-portable most). */
+#define CUK_FUSED_CLUSTER_MAX 16
+
+/* Why cuk_fused_cluster_greedy cannot run m over a cache of layer_rows rows on a cluster
+ * of `ranks` blocks with smem_limit bytes of shared memory a block (NULL: it can). */
+const char *cuk_fused_cluster_unfit(const augur_fused_model *m, int layer_rows, size_t smem_limit, int ranks);
+
+/* 1 when the device can place such a cluster at all (cudaOccupancyMaxActiveClusters), 0
+ * when not (or the attributes it needs are refused). */
+int cuk_fused_cluster_placeable(const augur_fused_model *m, int layer_rows, int ranks);
+
+/* cuk_fused_greedy's chain on a cluster of `ranks` blocks: the same arguments and outputs
+ * but no scratch; one launch (no barrier count to clear). trace: rank 0's (stage, clock64)
+ * pairs: 9 at the start, then for each stage k (0 norm + q|k|v, 1 attention, 2 combine +
+ * W_o, 3 norm + gate|up, 4 down, 5 LM head) 10 + k when its work is done and k when the
+ * cluster barrier after it returns. The tokens do not depend on `ranks`. */
+cudaError_t cuk_fused_cluster_greedy(cudaStream_t stream, const augur_fused_model *m, const augur_fused_cache *kv,
+                                     const int32_t *ids, int n, int start, int steps, int32_t *out, float *logits,
+                                     int ranks, long long *trace, int trace_cap);
+
 #ifdef __cplusplus
 }
 #endif

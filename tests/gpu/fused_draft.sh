@@ -1,11 +1,12 @@
 #!/usr/bin/env bash
-# A small draft's greedy chain in one cooperative launch (kernels/cuda/cuda_fused_step.cu)
-# against the separate kernels (tests/gpu/test_fused_draft.c, built as
-# kernels/augur_fused_draft_test where a CUDA toolkit exists): logits, tokens and stored
-# K/V of the shipped draft and of two dummy shapes; the same bits on grids of 1, 5 and
-# every multiprocessor. Then the shipped pair with the fused draft: speculative output
-# equal to target-only, and the draft reports its fused chains. Exits 77 (skipped)
-# without the program or a GPU.
+# A small draft's greedy chain in one launch (kernels/cuda/cuda_fused_cluster.cu on one
+# thread-block cluster, kernels/cuda/cuda_fused_step.cu on a cooperative grid) against the
+# separate kernels (tests/gpu/test_fused_draft.c, built as kernels/augur_fused_draft_test
+# where a CUDA toolkit exists): logits, tokens and stored K/V of the shipped draft and of
+# four dummy shapes; the same bits on grids of 1, 5 and every multiprocessor, and on
+# clusters of 8 and 16. Then the shipped pair with the fused draft (the cluster, then the
+# grid): speculative output equal to target-only, and the draft reports its fused chains.
+# Exits 77 (skipped) without the program or a GPU.
 set -euo pipefail
 source "$(dirname "$0")/../lib.sh"
 bin="$(dirname "$AUGUR_BIN")/../kernels/augur_fused_draft_test"
@@ -28,4 +29,10 @@ grep -Eq "rank 1 \(draft\): fused greedy chains: [1-9]" "$tmp/fused.err" ||
   fail "the draft ran no fused chain ($(grep -m1 'fused greedy chains' "$tmp/fused.err" || echo 'no report'))"
 cmp -s "$tmp/base" "$tmp/fused" || fail "speculative with the fused draft differs from target-only
 $(diff "$tmp/base" "$tmp/fused" | head -n 6)"
+# the cooperative grid too (the default is the cluster where the draft's weights fit it)
+export AUGUR_CUDA_FUSED_CLUSTER=0
+run_to "$tmp/grid" "${dist[@]}" --draft "$MODELS/draft" --gamma 4
+unset AUGUR_CUDA_FUSED_CLUSTER
+cmp -s "$tmp/base" "$tmp/grid" || fail "speculative with the fused draft on the grid differs from target-only
+$(diff "$tmp/base" "$tmp/grid" | head -n 6)"
 echo "ok: shipped pair, fused draft: speculative == target-only ($(grep -m1 -o 'fused greedy chains: .*' "$tmp/fused.err"))"

@@ -1,0 +1,580 @@
+/* A small model's greedy steps on one thread-block cluster (a draft's proposal).
+ *
+ * Why: the cooperative grid of cuda_fused_step.cu spends a step's ~51 us on 13 stages,
+ * each a grid barrier through L2 (~0.9 us) and its blocks' own chain of L2 round trips
+ * (1.7-4.3 us: the stage's input written by other blocks, weights streamed from L2; perf
+ * notes, change 17). A Hopper cluster of 16 blocks has a hardware barrier and distributed
+ * shared memory: here each block keeps its share of every layer's weights in its own shared
+ * memory for the whole launch, every product's output is written straight into every
+ * block's shared memory (lane j of the producing warp stores to block j), and a stage ends
+ * at a cluster barrier. After a barrier a stage's input is local; only the LM head (too
+ * large to keep) and the KV cache are read from L2, and both are issued before the
+ * barrier the stage waits behind. A layer is five stages:
+ *
+ *   A  x += the last down projection; xn = rmsnorm(x); the block's rows of q|k|v
+ *   B  attention, one task per (query head, chunk of 64 positions): RoPE, the new K/V row
+ *      (stored in the cache by the group's first head), scores, softmax over the chunk
+ *      and its V sum, sent with the chunk's (max, sum) to every block
+ *   C  flash-decoding's combine of the chunks (every block alike), the block's rows of W_o
+ *   D  x += W_o's output; xn = rmsnorm(x); the block's features of gate|up and SwiGLU
+ *   E  the block's rows of down
+ *
+ * and a row that yields a token ends with the LM head: each block's best over its rows,
+ * sent to every block, and every block reduces them alike (fused_better's total order).
+ *
+ * Exactness: every block holds the same residual stream x and applies the same adds and
+ * norms in the same order; a product's row is one warp's fp32 FMA in a fixed order, the
+ * attention task and the combine are fixed by positions, never by the cluster's size, so
+ * the bits do not depend on how many blocks share the work (tests/gpu/test_fused_draft.c
+ * checks clusters of 8 and 16). Like the grid kernel it is not the target's arithmetic:
+ * it only ever proposes. */
+#include <cooperative_groups.h>
+#include <limits.h>
+
+#include "kernels/cuda/cuda_device.h"
+#include "kernels/cuda/cuda_fused_common.h"
+#include "kernels/cuda/cuda_kernels.h"
+
+namespace cg = cooperative_groups;
+
+#define CL_THREADS 512
+#define CL_WARPS (CL_THREADS / 32)
+#define CL_TPP (CL_THREADS / CUK_FUSED_CHUNK) /* threads of a position in a task's scores */
+
+static_assert(CL_TPP == 8, "a cluster attention task is 8 threads a position (the shuffles below)");
+static_assert(CUK_FUSED_CLUSTER_MAX <= 32, "a warp's lane j writes block j's copy");
+
+struct ClusterArgs {
+    augur_fused_model m;
+    augur_fused_cache kv;
+    int ids[AUGUR_FUSED_MAX_FEED];
+    int n, start, steps;
+    int32_t *out;
+    float *logits;
+    long long *trace;
+    int trace_cap;
+    int max_chunks;
+};
+
+__host__ __device__ static inline int cl_share(int count, int ranks)
+{
+    return (count + ranks - 1) / ranks;
+}
+
+__host__ __device__ static inline int cl_round4(int floats)
+{
+    return (floats + 3) / 4 * 4;
+}
+
+/* Floats of one attention task's output in part: its head_dim sums, max and sum, as float4s. */
+__host__ __device__ static inline int cl_part_floats(int hd)
+{
+    return cl_round4(hd + 2);
+}
+
+/* A block's shared memory: float regions (offsets in floats, each 16-byte aligned), then
+ * its share of every layer's weights (bf16). */
+struct ClLayout {
+    int x, xn, qkv, part, o, h, d, best, q, knew, vnew, ho, e, vpart, coef, sK, sV, norms, w;
+    int rows_qkv, rows_o, feats, rows_down; /* a block's share of each product */
+    int w_o, w_gu, w_down, w_layer;         /* bf16 offsets in a layer's share, and its size */
+    size_t bytes;
+};
+
+__host__ __device__ static inline ClLayout cl_layout(const augur_fused_model &m, int max_chunks, int ranks)
+{
+    ClLayout L;
+    const int hd = m.head_dim, qd = m.n_heads * hd, nqkv = qd + 2 * m.n_kv_heads * hd;
+    int in = m.dim > m.hidden ? m.dim : m.hidden;
+    in = in > qd ? in : qd;
+    int at = 0;
+    L.x = at, at += cl_round4(m.dim);
+    L.xn = at, at += cl_round4(in);
+    L.qkv = at, at += cl_round4(nqkv);
+    L.part = at, at += m.n_heads * max_chunks * cl_part_floats(hd);
+    L.o = at, at += cl_round4(m.dim);
+    L.h = at, at += cl_round4(m.hidden);
+    L.d = at, at += cl_round4(m.dim);
+    L.best = at, at += cl_round4(2 * ranks);
+    L.q = at, at += hd;
+    L.knew = at, at += hd;
+    L.vnew = at, at += hd;
+    L.ho = at, at += cl_part_floats(hd);
+    L.e = at, at += CUK_FUSED_CHUNK;
+    L.vpart = at, at += CL_THREADS;
+    L.coef = at, at += cl_round4(m.n_heads * max_chunks);
+    L.sK = at, at += CUK_FUSED_CHUNK * hd;
+    L.sV = at, at += CUK_FUSED_CHUNK * hd;
+    L.norms = at, at += cl_round4((2 * m.n_layers + 1) * m.dim);
+    L.w = at;
+    L.rows_qkv = cl_share(nqkv, ranks);
+    L.rows_o = cl_share(m.dim, ranks);
+    L.feats = cl_share(m.hidden, ranks);
+    L.rows_down = cl_share(m.dim, ranks);
+    L.w_o = L.rows_qkv * m.dim;
+    L.w_gu = L.w_o + L.rows_o * qd;
+    L.w_down = L.w_gu + 2 * L.feats * m.dim;
+    L.w_layer = L.w_down + L.rows_down * m.hidden;
+    L.bytes = (size_t)at * sizeof(float) + (size_t)m.n_layers * L.w_layer * 2;
+    return L;
+}
+
+/* [lo, hi): block rank's share of count rows, `share` each. */
+struct ClSlice {
+    int lo, hi;
+};
+
+__device__ __forceinline__ ClSlice cl_slice(int count, int share, int rank)
+{
+    const int lo = min(count, rank * share);
+    return {lo, min(count, lo + share)};
+}
+
+/* Every lane holds v: lane j stores it at buf[i] in block j's shared memory. */
+__device__ __forceinline__ void cl_send(const cg::cluster_group &cluster, float *buf, int i, float v, int ranks)
+{
+    const int lane = threadIdx.x & 31;
+    if (lane < ranks)
+        cluster.map_shared_rank(buf, lane)[i] = v;
+}
+
+/* row . xin over cols (bf16 in shared memory, cols % 8 == 0) by the warp; every lane gets it. */
+__device__ __forceinline__ float cl_dot(const __nv_bfloat16 *row, const float *xin, int cols)
+{
+    float acc = 0.0f;
+    for (int c = (threadIdx.x & 31) * 8; c < cols; c += 32 * 8)
+        acc = dot8(*reinterpret_cast<const uint4 *>(row + c), xin + c, acc);
+    return cuk_warp_sum(acc);
+}
+
+/* xn = rmsnorm(x) * w over dim, by the block. */
+__device__ __forceinline__ void cl_norm(float *xn, const float *x, const float *w, int dim, float eps, float *red)
+{
+    float ss = 0.0f;
+    for (int i = threadIdx.x; i < dim; i += CL_THREADS)
+        ss = fmaf(x[i], x[i], ss);
+    ss = cuk_block_sum(ss, red);
+    const float r = rsqrtf(ss / (float)dim + eps);
+    for (int i = threadIdx.x; i < dim; i += CL_THREADS)
+        xn[i] = x[i] * r * w[i];
+    __syncthreads();
+}
+
+/* `rows` rows of `cols` bf16 into dst (shared memory) asynchronously: row r from src(r). */
+template <typename Src>
+__device__ __forceinline__ void cl_copy_rows(__nv_bfloat16 *dst, int rows, int cols, Src src)
+{
+    const int vecs = cols / 8;
+    for (int idx = threadIdx.x; idx < rows * vecs; idx += CL_THREADS) {
+        const int r = idx / vecs, c = idx % vecs;
+        fused_copy16(dst + (int64_t)r * cols + c * 8, src(r) + c * 8);
+    }
+}
+
+/* The block's share of every layer's weights, and every norm weight, into shared memory. */
+__device__ void cl_load_weights(const augur_fused_model &m, const ClLayout &L, int rank, __nv_bfloat16 *W,
+                                float *norms)
+{
+    const int hd = m.head_dim, qd = m.n_heads * hd, kvd = m.n_kv_heads * hd, dim = m.dim;
+    const ClSlice q = cl_slice(qd + 2 * kvd, L.rows_qkv, rank), o = cl_slice(dim, L.rows_o, rank),
+                  f = cl_slice(m.hidden, L.feats, rank), d = cl_slice(dim, L.rows_down, rank);
+    for (int l = 0; l < m.n_layers; l++) {
+        const augur_fused_layer &ly = m.layers[l];
+        __nv_bfloat16 *wl = W + (int64_t)l * L.w_layer;
+        const __nv_bfloat16 *wq = static_cast<const __nv_bfloat16 *>(ly.wq),
+                            *wk = static_cast<const __nv_bfloat16 *>(ly.wk),
+                            *wv = static_cast<const __nv_bfloat16 *>(ly.wv);
+        cl_copy_rows(wl, q.hi - q.lo, dim, [&](int r) {
+            const int row = q.lo + r;
+            return row < qd         ? wq + (int64_t)row * dim
+                   : row < qd + kvd ? wk + (int64_t)(row - qd) * dim
+                                    : wv + (int64_t)(row - qd - kvd) * dim;
+        });
+        const __nv_bfloat16 *wo = static_cast<const __nv_bfloat16 *>(ly.wo);
+        cl_copy_rows(wl + L.w_o, o.hi - o.lo, qd, [&](int r) { return wo + (int64_t)(o.lo + r) * qd; });
+        const __nv_bfloat16 *wg = static_cast<const __nv_bfloat16 *>(ly.w_gate),
+                            *wu = static_cast<const __nv_bfloat16 *>(ly.w_up);
+        cl_copy_rows(wl + L.w_gu, 2 * (f.hi - f.lo), dim,
+                     [&](int r) { return (r & 1 ? wu : wg) + (int64_t)(f.lo + r / 2) * dim; });
+        const __nv_bfloat16 *wd = static_cast<const __nv_bfloat16 *>(ly.w_down);
+        cl_copy_rows(wl + L.w_down, d.hi - d.lo, m.hidden,
+                     [&](int r) { return wd + (int64_t)(d.lo + r) * m.hidden; });
+        for (int i = threadIdx.x; i < dim; i += CL_THREADS) {
+            norms[2 * l * dim + i] = ly.attn_norm[i];
+            norms[(2 * l + 1) * dim + i] = ly.ffn_norm[i];
+        }
+    }
+    for (int i = threadIdx.x; i < dim; i += CL_THREADS)
+        norms[2 * m.n_layers * dim + i] = m.final_norm[i];
+    fused_copies_wait();
+    __syncthreads();
+}
+
+/* Shared-memory buffers of stage B. */
+struct ClAttBufs {
+    float *qkv, *part, *q, *knew, *vnew, *ho, *e, *vpart, *sK, *sV, *red;
+};
+
+/* Stage B's task k of layer l, the new row at position p; staged: its K, V copies were
+ * started before the barrier. Sends the chunk's unnormalised output and (max, sum) to
+ * every block's part[h][c] (cl_part_floats each). */
+__device__ void cl_attention(const ClusterArgs &a, const cg::cluster_group &cluster, int ranks, int l,
+                             const AttTask &k, int p, bool staged, const ClAttBufs &B)
+{
+    const augur_fused_model &m = a.m;
+    const int hd = m.head_dim, half = hd / 2, grp = m.n_heads / m.n_kv_heads, h = k.h, g = h / grp;
+    const int qd = m.n_heads * hd, kvd = m.n_kv_heads * hd, len = k.len, tid = threadIdx.x;
+    if (!staged)
+        stage_kv(m, a.kv, l, k, B.sK, B.sV);
+    /* RoPE at position p, as rope_kernel: angle = float(p) * inv_freq[i] */
+    for (int i = tid; i < half; i += CL_THREADS) {
+        float s, co;
+        sincosf(__fmul_rn((float)p, __ldg(m.inv_freq + i)), &s, &co);
+        const int ia = m.rope_pairs == 0 ? i : 2 * i, ib = m.rope_pairs == 0 ? i + half : 2 * i + 1;
+        const float q1 = B.qkv[h * hd + ia], q2 = B.qkv[h * hd + ib];
+        if (k.has_new) {
+            const float k1 = B.qkv[qd + g * hd + ia], k2 = B.qkv[qd + g * hd + ib];
+            const float k1r = __fsub_rn(__fmul_rn(k1, co), __fmul_rn(k2, s));
+            const float k2r = __fadd_rn(__fmul_rn(k2, co), __fmul_rn(k1, s));
+            const float v1 = B.qkv[qd + kvd + g * hd + ia], v2 = B.qkv[qd + kvd + g * hd + ib];
+            B.knew[ia] = k1r;
+            B.knew[ib] = k2r;
+            B.vnew[ia] = v1;
+            B.vnew[ib] = v2;
+            B.sK[(len - 1) * hd + ia] = k1r;
+            B.sK[(len - 1) * hd + ib] = k2r;
+            B.sV[(len - 1) * hd + ia] = v1;
+            B.sV[(len - 1) * hd + ib] = v2;
+        }
+        B.q[ia] = __fsub_rn(__fmul_rn(q1, co), __fmul_rn(q2, s));
+        B.q[ib] = __fadd_rn(__fmul_rn(q2, co), __fmul_rn(q1, s));
+    }
+    fused_copies_wait();
+    __syncthreads();
+    /* the group's first query head stores the new row in the cache */
+    if (k.has_new && h % grp == 0)
+        for (int i = tid; i < hd; i += CL_THREADS) {
+            const int64_t at = ((int64_t)l * a.kv.layer_rows + p) * kvd + g * hd + i;
+            a.kv.k[at] = B.knew[i];
+            a.kv.v[at] = B.vnew[i];
+        }
+    /* scores: eight threads a position, an eighth of the head each, summed in a fixed order */
+    const int j = tid / CL_TPP, part = tid % CL_TPP, span = hd / CL_TPP;
+    float s = 0.0f;
+    if (j < len) {
+        const float *kr = B.sK + j * hd + part * span, *q = B.q + part * span;
+        for (int e = 0; e < span; e++)
+            s = fmaf(q[e], kr[e], s);
+    }
+    s += __shfl_xor_sync(0xffffffffu, s, 1);
+    s += __shfl_xor_sync(0xffffffffu, s, 2);
+    s += __shfl_xor_sync(0xffffffffu, s, 4);
+    s *= rsqrtf((float)hd);
+    const float mx = cuk_block_max(part == 0 && j < len ? s : -INFINITY, B.red);
+    const float e = part == 0 && j < len ? expf(s - mx) : 0.0f;
+    const float sum = cuk_block_sum(e, B.red);
+    if (part == 0 && j < len)
+        B.e[j] = e;
+    __syncthreads();
+    /* V: thread (group r, element d) sums positions r, r + groups, ... in order */
+    const int groups = CL_THREADS / hd, d = tid % hd, r = tid / hd;
+    if (r < groups) {
+        float acc = 0.0f;
+        for (int jj = r; jj < len; jj += groups)
+            acc = fmaf(B.e[jj], B.sV[jj * hd + d], acc);
+        B.vpart[tid] = acc;
+    }
+    __syncthreads();
+    const int pf = cl_part_floats(hd), p4 = pf / 4;
+    for (int i = tid; i < pf; i += CL_THREADS) {
+        float acc = 0.0f;
+        if (i < hd)
+            for (int rr = 0; rr < groups; rr++)
+                acc += B.vpart[rr * hd + i];
+        B.ho[i] = i < hd ? acc : i == hd ? mx : i == hd + 1 ? sum : 0.0f;
+    }
+    __syncthreads();
+    /* to every block, 16 bytes a store */
+    float4 *dst = reinterpret_cast<float4 *>(B.part + ((int64_t)h * a.max_chunks + k.c) * pf);
+    for (int idx = tid; idx < p4 * ranks; idx += CL_THREADS)
+        cluster.map_shared_rank(dst, idx / p4)[idx % p4] = reinterpret_cast<const float4 *>(B.ho)[idx % p4];
+    __syncthreads(); /* the buffers serve the block's next task */
+}
+
+/* Stages of a trace: what ended at each clock: stage k's barrier (k), its work before the
+ * barrier (CL_STAGE_WORK + k), or the start (CL_STAGE_START). */
+#define CL_STAGE_START 9
+#define CL_STAGE_WORK 10
+
+__device__ __forceinline__ void cl_trace(const ClusterArgs &a, int rank, int &n, int stage)
+{
+    if (a.trace && rank == 0 && threadIdx.x == 0 && n < a.trace_cap) {
+        a.trace[2 * n] = stage;
+        a.trace[2 * n + 1] = clock64();
+        n++;
+    }
+}
+
+__device__ __forceinline__ void cl_sync(const cg::cluster_group &cluster, const ClusterArgs &a, int rank, int &n,
+                                        int stage)
+{
+    cl_trace(a, rank, n, CL_STAGE_WORK + stage);
+    cluster.sync();
+    cl_trace(a, rank, n, stage);
+}
+
+/* The LM head rows of a warp's group at base, bounded by hi (NULL past it). */
+__device__ __forceinline__ void cl_lm_rows(const augur_fused_model &m, int base, int hi, const __nv_bfloat16 **row)
+{
+#pragma unroll
+    for (int j = 0; j < FUSED_LM_ROWS; j++)
+        row[j] = base + j < hi ? static_cast<const __nv_bfloat16 *>(m.lm_head) + (int64_t)(base + j) * m.dim : nullptr;
+}
+
+__global__ void __launch_bounds__(CL_THREADS, 1) fused_cluster_kernel(const __grid_constant__ ClusterArgs a)
+{
+    extern __shared__ float4 cl_smem4[];
+    __shared__ float red[32];
+    __shared__ float warp_v[CL_WARPS];
+    __shared__ int warp_i[CL_WARPS];
+    __shared__ int token_sh;
+    const cg::cluster_group cluster = cg::this_cluster();
+    const augur_fused_model &m = a.m;
+    const int ranks = (int)cluster.num_blocks(), rank = (int)cluster.block_rank();
+    const int tid = threadIdx.x, lane = tid & 31, warp = tid >> 5;
+    const int dim = m.dim, hd = m.head_dim, hidden = m.hidden, qd = m.n_heads * hd;
+    const int nqkv = qd + 2 * m.n_kv_heads * hd;
+    const ClLayout L = cl_layout(m, a.max_chunks, ranks);
+    float *sm = reinterpret_cast<float *>(cl_smem4);
+    float *x = sm + L.x, *xn = sm + L.xn, *o_in = sm + L.o, *h_in = sm + L.h, *d_in = sm + L.d, *best = sm + L.best,
+          *coef = sm + L.coef, *norms = sm + L.norms, *part = sm + L.part;
+    const ClAttBufs B = {sm + L.qkv, part,       sm + L.q,     sm + L.knew, sm + L.vnew, sm + L.ho,
+                         sm + L.e,   sm + L.vpart, sm + L.sK, sm + L.sV,   red};
+    __nv_bfloat16 *W = reinterpret_cast<__nv_bfloat16 *>(sm + L.w);
+    const ClSlice sq = cl_slice(nqkv, L.rows_qkv, rank), so = cl_slice(dim, L.rows_o, rank),
+                  sf = cl_slice(hidden, L.feats, rank), sd = cl_slice(dim, L.rows_down, rank),
+                  sv = cl_slice(m.vocab, cl_share(m.vocab, ranks), rank);
+    int n_trace = 0;
+    cl_trace(a, rank, n_trace, CL_STAGE_START);
+    cl_load_weights(m, L, rank, W, norms);
+    cluster.sync(); /* every block has started: its shared memory may be written */
+
+    const __nv_bfloat16 *emb = static_cast<const __nv_bfloat16 *>(m.embedding);
+    const int rows = a.n + a.steps - 1;
+    int token = 0;
+    uint4 pre[FUSED_LM_ROWS];
+    const __nv_bfloat16 *row[FUSED_LM_ROWS];
+    float o[FUSED_LM_ROWS];
+    for (int r = 0; r < rows; r++) {
+        const int p = a.start + r;
+        const bool emits = r >= a.n - 1;
+        const int chunks = p / CUK_FUSED_CHUNK + 1, tasks = m.n_heads * chunks;
+        if (r < a.n)
+            token = a.ids[r];
+        for (int i = tid; i < dim; i += CL_THREADS)
+            x[i] = __bfloat162float(emb[(int64_t)token * dim + i]);
+        __syncthreads();
+        for (int l = 0; l < m.n_layers; l++) {
+            const bool last = l + 1 == m.n_layers;
+            const __nv_bfloat16 *wl = W + (int64_t)l * L.w_layer;
+            /* A: x += down; norm; the block's rows of q|k|v, to every block */
+            if (l > 0) {
+                for (int i = tid; i < dim; i += CL_THREADS)
+                    x[i] += d_in[i];
+                __syncthreads();
+            }
+            cl_norm(xn, x, norms + 2 * l * dim, dim, m.eps, red);
+            for (int f = sq.lo + warp; f < sq.hi; f += CL_WARPS)
+                cl_send(cluster, B.qkv, f, cl_dot(wl + (int64_t)(f - sq.lo) * dim, xn, dim), ranks);
+            if (rank < tasks)
+                stage_kv(m, a.kv, l, att_task(rank, chunks, p), B.sK, B.sV);
+            cl_sync(cluster, a, rank, n_trace, 0);
+            /* B: attention */
+            for (int t = rank; t < tasks; t += ranks)
+                cl_attention(a, cluster, ranks, l, att_task(t, chunks, p), p, t == rank, B);
+            cl_sync(cluster, a, rank, n_trace, 1);
+            if (!emits && last)
+                break; /* a fed row's last MLP reaches only the logits it does not want */
+            /* C: the chunks combined per head (every block alike), the block's rows of W_o */
+            const int pf = cl_part_floats(hd);
+            for (int h = tid; h < m.n_heads; h += CL_THREADS) {
+                const float *ph = part + (int64_t)h * a.max_chunks * pf;
+                float mx = -INFINITY, sum = 0.0f;
+                for (int c = 0; c < chunks; c++)
+                    mx = fmaxf(mx, ph[c * pf + hd]);
+                for (int c = 0; c < chunks; c++)
+                    sum = fmaf(expf(ph[c * pf + hd] - mx), ph[c * pf + hd + 1], sum);
+                for (int c = 0; c < chunks; c++)
+                    coef[h * a.max_chunks + c] = expf(ph[c * pf + hd] - mx) / sum;
+            }
+            __syncthreads();
+            for (int i = tid; i < qd; i += CL_THREADS) {
+                const int h = i / hd, e = i % hd;
+                const float *ph = part + (int64_t)h * a.max_chunks * pf;
+                float acc = 0.0f;
+                for (int c = 0; c < chunks; c++)
+                    acc = fmaf(coef[h * a.max_chunks + c], ph[c * pf + e], acc);
+                xn[i] = acc;
+            }
+            __syncthreads();
+            for (int f = so.lo + warp; f < so.hi; f += CL_WARPS)
+                cl_send(cluster, o_in, f, cl_dot(wl + L.w_o + (int64_t)(f - so.lo) * qd, xn, qd), ranks);
+            cl_sync(cluster, a, rank, n_trace, 2);
+            /* D: x += W_o's output; norm; the block's features of gate|up, SwiGLU */
+            for (int i = tid; i < dim; i += CL_THREADS)
+                x[i] += o_in[i];
+            __syncthreads();
+            cl_norm(xn, x, norms + (2 * l + 1) * dim, dim, m.eps, red);
+            for (int f = sf.lo + warp; f < sf.hi; f += CL_WARPS) {
+                const __nv_bfloat16 *gu = wl + L.w_gu + (int64_t)2 * (f - sf.lo) * dim;
+                const float gt = cl_dot(gu, xn, dim), up = cl_dot(gu + dim, xn, dim);
+                cl_send(cluster, h_in, f, gt / (1.0f + expf(-gt)) * up, ranks);
+            }
+            cl_sync(cluster, a, rank, n_trace, 3);
+            /* E: the block's rows of down */
+            for (int f = sd.lo + warp; f < sd.hi; f += CL_WARPS)
+                cl_send(cluster, d_in, f, cl_dot(wl + L.w_down + (int64_t)(f - sd.lo) * hidden, h_in, hidden), ranks);
+            if (last) { /* the LM head's first rows, before the barrier */
+                cl_lm_rows(m, sv.lo + warp * FUSED_LM_ROWS, sv.hi, row);
+                prefetch_rows<FUSED_LM_ROWS>(row, dim, pre);
+            }
+            cl_sync(cluster, a, rank, n_trace, 4);
+        }
+        if (!emits)
+            continue;
+        /* the LM head: x += the last down projection, the final norm, the block's best */
+        for (int i = tid; i < dim; i += CL_THREADS)
+            x[i] += d_in[i];
+        __syncthreads();
+        cl_norm(xn, x, norms + 2 * m.n_layers * dim, dim, m.eps, red);
+        const int s = r - (a.n - 1);
+        float bv = -INFINITY;
+        int bi = INT_MAX;
+        for (int base = sv.lo + warp * FUSED_LM_ROWS; base < sv.hi; base += CL_WARPS * FUSED_LM_ROWS) {
+            cl_lm_rows(m, base, sv.hi, row);
+            warp_dots<FUSED_LM_ROWS>(row, xn, dim, o, pre, base == sv.lo + warp * FUSED_LM_ROWS);
+#pragma unroll
+            for (int j = 0; j < FUSED_LM_ROWS; j++)
+                if (row[j]) {
+                    fused_better(bv, bi, o[j], base + j);
+                    if (a.logits && lane == 0)
+                        a.logits[(int64_t)s * m.vocab + base + j] = o[j];
+                }
+        }
+        if (lane == 0) {
+            warp_v[warp] = bv;
+            warp_i[warp] = bi;
+        }
+        __syncthreads();
+        if (warp == 0) {
+            float wv = lane < CL_WARPS ? warp_v[lane] : -INFINITY;
+            int wi = lane < CL_WARPS ? warp_i[lane] : INT_MAX;
+            for (int off = 16; off > 0; off >>= 1)
+                fused_better(wv, wi, __shfl_xor_sync(0xffffffffu, wv, off), __shfl_xor_sync(0xffffffffu, wi, off));
+            cl_send(cluster, best, 2 * rank, wv, ranks);
+            cl_send(cluster, best, 2 * rank + 1, __int_as_float(wi), ranks);
+        }
+        cl_sync(cluster, a, rank, n_trace, 5);
+        if (warp == 0) {
+            float gv = lane < ranks ? best[2 * lane] : -INFINITY;
+            int gi = lane < ranks ? __float_as_int(best[2 * lane + 1]) : INT_MAX;
+            for (int off = 16; off > 0; off >>= 1)
+                fused_better(gv, gi, __shfl_xor_sync(0xffffffffu, gv, off), __shfl_xor_sync(0xffffffffu, gi, off));
+            if (lane == 0) {
+                token_sh = gi == INT_MAX ? 0 : gi;
+                if (rank == 0)
+                    a.out[s] = token_sh;
+            }
+        }
+        __syncthreads();
+        token = token_sh;
+    }
+}
+
+static size_t cl_smem_bytes(const augur_fused_model *m, int layer_rows, int ranks)
+{
+    const int max_chunks = (layer_rows + CUK_FUSED_CHUNK - 1) / CUK_FUSED_CHUNK;
+    return cl_layout(*m, max_chunks, ranks).bytes;
+}
+
+/* Static shared memory of the kernel (reductions, the token), besides the dynamic. */
+#define CL_STATIC_SMEM 1024
+
+extern "C" const char *cuk_fused_cluster_unfit(const augur_fused_model *m, int layer_rows, size_t smem_limit,
+                                               int ranks)
+{
+    const char *why = fused_shape_unfit(m, layer_rows);
+    if (why)
+        return why;
+    if (ranks < 2 || ranks > CUK_FUSED_CLUSTER_MAX)
+        return "the cluster size is outside 2..16";
+    if (cl_smem_bytes(m, layer_rows, ranks) + CL_STATIC_SMEM > smem_limit)
+        return "its layers' weights, shared over the cluster, with the attention buffers exceed a block's shared "
+               "memory";
+    return NULL;
+}
+
+static cudaLaunchConfig_t cl_config(const augur_fused_model *m, int layer_rows, int ranks, cudaStream_t stream,
+                                    cudaLaunchAttribute *attr)
+{
+    cudaLaunchConfig_t cfg = {};
+    cfg.gridDim = dim3(ranks);
+    cfg.blockDim = dim3(CL_THREADS);
+    cfg.dynamicSmemBytes = cl_smem_bytes(m, layer_rows, ranks);
+    cfg.stream = stream;
+    attr->id = cudaLaunchAttributeClusterDimension;
+    attr->val.clusterDim.x = ranks;
+    attr->val.clusterDim.y = 1;
+    attr->val.clusterDim.z = 1;
+    cfg.attrs = attr;
+    cfg.numAttrs = 1;
+    return cfg;
+}
+
+extern "C" int cuk_fused_cluster_placeable(const augur_fused_model *m, int layer_rows, int ranks)
+{
+    cudaLaunchAttribute attr;
+    const cudaLaunchConfig_t cfg = cl_config(m, layer_rows, ranks, 0, &attr);
+    if (cudaFuncSetAttribute(fused_cluster_kernel, cudaFuncAttributeMaxDynamicSharedMemorySize,
+                             (int)cfg.dynamicSmemBytes) != cudaSuccess ||
+        cudaFuncSetAttribute(fused_cluster_kernel, cudaFuncAttributeNonPortableClusterSizeAllowed, 1) != cudaSuccess) {
+        cudaGetLastError();
+        return 0;
+    }
+    int clusters = 0;
+    if (cudaOccupancyMaxActiveClusters(&clusters, fused_cluster_kernel, &cfg) != cudaSuccess) {
+        cudaGetLastError();
+        return 0;
+    }
+    return clusters > 0;
+}
+
+extern "C" cudaError_t cuk_fused_cluster_greedy(cudaStream_t stream, const augur_fused_model *m,
+                                                const augur_fused_cache *kv, const int32_t *ids, int n, int start,
+                                                int steps, int32_t *out, float *logits, int ranks, long long *trace,
+                                                int trace_cap)
+{
+    if (n < 1 || n > AUGUR_FUSED_MAX_FEED || steps < 1 || ranks < 2 || ranks > CUK_FUSED_CLUSTER_MAX)
+        return cudaErrorInvalidValue;
+    ClusterArgs a = {};
+    a.m = *m;
+    a.kv = *kv;
+    for (int i = 0; i < n; i++)
+        a.ids[i] = ids[i];
+    a.n = n;
+    a.start = start;
+    a.steps = steps;
+    a.out = out;
+    a.logits = logits;
+    a.trace = trace;
+    a.trace_cap = trace_cap;
+    a.max_chunks = (kv->layer_rows + CUK_FUSED_CHUNK - 1) / CUK_FUSED_CHUNK;
+    cudaLaunchAttribute attr;
+    const cudaLaunchConfig_t cfg = cl_config(m, kv->layer_rows, ranks, stream, &attr);
+    /* the attribute is the function's, not the launch's: another model may have set less */
+    const cudaError_t rc = cudaFuncSetAttribute(fused_cluster_kernel, cudaFuncAttributeMaxDynamicSharedMemorySize,
+                                                (int)cfg.dynamicSmemBytes);
+    if (rc != cudaSuccess)
+        return rc;
+    return cudaLaunchKernelEx(&cfg, fused_cluster_kernel, a);
+}
