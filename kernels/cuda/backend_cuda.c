@@ -73,8 +73,9 @@ typedef struct {
     int fused_blocks_want;    /* AUGUR_CUDA_FUSED_BLOCKS (A/B runs); 0: one a multiprocessor */
     int fused_cluster;        /* blocks of the fused chain's cluster; 0: the cooperative grid only */
     bool fused_cluster_forced; /* AUGUR_CUDA_FUSED_CLUSTER named the size: no fallback to the grid */
-    int cluster_checked_rows; /* layer_rows the placement below was asked for (0: none yet) */
-    bool cluster_placeable;
+    int fused_clusters_want;  /* AUGUR_CUDA_FUSED_CLUSTERS (A/B runs); 0: as many as fit */
+    int cluster_checked_rows; /* layer_rows cluster_groups was asked for (0: none yet) */
+    int cluster_groups;       /* cuk_fused_cluster_groups for them; 0: no cluster fits */
     unsigned char *staging;   /* STAGING_BYTES pinned, allocated by the first weight_upload */
     cudaEvent_t staged[2];    /* recorded after the copy out of each half of staging */
     int pack_threads;
@@ -773,18 +774,24 @@ static augur_status cuda_greedy_fused(augur_backend *be, const augur_fused_model
     const char *why_cluster =
         c->fused_cluster ? cuk_fused_cluster_unfit(m, kv->layer_rows, c->smem_optin, c->fused_cluster) : "off";
     if (!why_cluster && c->cluster_checked_rows != kv->layer_rows) {
-        c->cluster_placeable = cuk_fused_cluster_placeable(m, kv->layer_rows, c->fused_cluster);
+        c->cluster_groups = cuk_fused_cluster_groups(m, kv->layer_rows, c->fused_cluster, c->fused_clusters_want);
         c->cluster_checked_rows = kv->layer_rows;
     }
-    if (!why_cluster && !c->cluster_placeable)
+    if (!why_cluster && c->cluster_groups < 1)
         why_cluster = "the device cannot place a cluster of that many blocks with that much shared memory";
     if (!why_cluster) {
         if (steps == 0)
             return AUGUR_OK;
+        const int groups = c->cluster_groups;
+        augur_status st =
+            grow_scratch(c, &c->fused_scratch, &c->fused_scratch_bytes,
+                         cuk_fused_cluster_scratch_bytes(m, c->fused_cluster * groups), "fused greedy scratch", err);
+        if (st)
+            return st;
         return launched(c,
                         cuk_fused_cluster_greedy(c->stream, m, kv, ids, n, start, steps, out, logits, c->fused_cluster,
-                                                 NULL, 0),
-                        "fused greedy kernel (a small model's chain on one thread-block cluster)", err);
+                                                 groups, c->fused_scratch, NULL, 0),
+                        "fused greedy kernel (a small model's chain on thread-block clusters)", err);
     }
     if (c->fused_cluster_forced)
         return augur_fail(err, AUGUR_E_UNSUPPORTED,
@@ -1076,6 +1083,8 @@ augur_status backend_cuda_create(augur_backend **out, int device, augur_error *e
     const char *fc = getenv("AUGUR_CUDA_FUSED_CLUSTER");
     c->fused_cluster = fc ? atoi(fc) : fb ? 0 : CUK_FUSED_CLUSTER_MAX;
     c->fused_cluster_forced = fc && c->fused_cluster != 0;
+    const char *fg = getenv("AUGUR_CUDA_FUSED_CLUSTERS"); /* clusters of a launch (A/B runs): 1 no helpers */
+    c->fused_clusters_want = fg ? atoi(fg) : 0;
     const char *mm = getenv("AUGUR_CUDA_MATMUL");
     if (mm && !strcmp(mm, "gemv"))
         c->paths.matmul = CUDA_MATMUL_GEMV;

@@ -54,6 +54,12 @@ struct ClusterArgs {
     long long *trace;
     int trace_cap;
     int max_chunks;
+    /* scratch (global): the LM head's input, each block's best, and two counters the
+     * launch's memset zeroes: steps whose input is published, and blocks' bests posted */
+    float *lm_x;
+    float *best_v;
+    int *best_i;
+    unsigned *published, *posted;
 };
 
 __host__ __device__ static inline int cl_share(int count, int ranks)
@@ -75,7 +81,7 @@ __host__ __device__ static inline int cl_part_floats(int hd)
 /* A block's shared memory: float regions (offsets in floats, each 16-byte aligned), then
  * its share of every layer's weights (bf16). */
 struct ClLayout {
-    int x, xn, qkv, part, o, h, d, best, q, knew, vnew, ho, e, vpart, coef, sK, sV, norms, w;
+    int x, xn, qkv, part, o, h, d, q, knew, vnew, ho, e, vpart, coef, sK, sV, norms, w;
     int rows_qkv, rows_o, feats, rows_down; /* a block's share of each product */
     int w_o, w_gu, w_down, w_layer;         /* bf16 offsets in a layer's share, and its size */
     size_t bytes;
@@ -95,7 +101,6 @@ __host__ __device__ static inline ClLayout cl_layout(const augur_fused_model &m,
     L.o = at, at += cl_round4(m.dim);
     L.h = at, at += cl_round4(m.hidden);
     L.d = at, at += cl_round4(m.dim);
-    L.best = at, at += cl_round4(2 * ranks);
     L.q = at, at += hd;
     L.knew = at, at += hd;
     L.vnew = at, at += hd;
@@ -323,6 +328,107 @@ __device__ __forceinline__ void cl_sync(const cg::cluster_group &cluster, const 
     cl_trace(a, rank, n, stage);
 }
 
+/* Rows of the LM head each block takes: with helper clusters, an even share of the
+ * vocabulary for each helper block and none for the first cluster (the LM head is its
+ * longest stage: it streams its share from L2, the helpers hold theirs); alone, the first
+ * cluster's blocks share it. */
+__host__ __device__ static inline int cl_lm_share(int vocab, int ranks, int clusters)
+{
+    return cl_share(vocab, clusters > 1 ? (clusters - 1) * ranks : ranks);
+}
+
+__device__ __forceinline__ unsigned cl_load_acquire(const unsigned *p)
+{
+    unsigned v;
+    asm volatile("ld.acquire.gpu.global.u32 %0, [%1];" : "=r"(v) : "l"(p) : "memory");
+    return v;
+}
+
+/* Called by the whole block after its writes: thread 0 adds 1 to *count with release
+ * semantics (the block's writes go with it). */
+__device__ __forceinline__ void cl_post(unsigned *count)
+{
+    __syncthreads();
+    if (threadIdx.x == 0)
+        asm volatile("red.release.gpu.global.add.u32 [%0], 1;" ::"l"(count) : "memory");
+}
+
+/* The whole block waits until *count >= want (thread 0 polls with acquire loads). */
+__device__ __forceinline__ void cl_wait(const unsigned *count, unsigned want)
+{
+    if (threadIdx.x == 0)
+        while ((int)(cl_load_acquire(count) - want) < 0)
+            ;
+    __syncthreads();
+}
+
+/* The block's best (value, index) of its warps' bests (every warp's lane 0 passes its
+ * own); thread 0 stores it at slot b of the grid's bests. Ends with the block's barrier. */
+__device__ __forceinline__ void cl_block_best(const ClusterArgs &a, float bv, int bi, float *warp_v, int *warp_i)
+{
+    const int lane = threadIdx.x & 31, warp = threadIdx.x >> 5;
+    if (lane == 0) {
+        warp_v[warp] = bv;
+        warp_i[warp] = bi;
+    }
+    __syncthreads();
+    if (warp == 0) {
+        float wv = lane < CL_WARPS ? warp_v[lane] : -INFINITY;
+        int wi = lane < CL_WARPS ? warp_i[lane] : INT_MAX;
+        for (int off = 16; off > 0; off >>= 1)
+            fused_better(wv, wi, __shfl_xor_sync(0xffffffffu, wv, off), __shfl_xor_sync(0xffffffffu, wi, off));
+        if (lane == 0) {
+            a.best_v[blockIdx.x] = wv;
+            a.best_i[blockIdx.x] = wi;
+        }
+    }
+}
+
+/* A helper cluster's block (every cluster but the first): its share of the LM head stays
+ * in its shared memory for the launch; for each step it waits for the first cluster to
+ * publish the final norm's output, takes its rows' dot products (four rows of a warp at
+ * once, each as cl_dot sums it) and posts its best. */
+__device__ void cl_lm_helper(const ClusterArgs &a, int ranks, __nv_bfloat16 *lm, float *xn, float *warp_v,
+                             int *warp_i)
+{
+    const augur_fused_model &m = a.m;
+    const int dim = m.dim, lane = threadIdx.x & 31, warp = threadIdx.x >> 5;
+    const int share = cl_lm_share(m.vocab, ranks, gridDim.x / ranks),
+              lo = min(m.vocab, ((int)blockIdx.x - ranks) * share), hi = min(m.vocab, lo + share);
+    const __nv_bfloat16 *src = static_cast<const __nv_bfloat16 *>(m.lm_head);
+    cl_copy_rows(lm, hi - lo, dim, [&](int r) { return src + (int64_t)(lo + r) * dim; });
+    fused_copies_wait();
+    __syncthreads();
+    for (int s = 0; s < a.steps; s++) {
+        cl_wait(a.published, s + 1);
+        for (int i = threadIdx.x; i < dim; i += CL_THREADS)
+            xn[i] = __ldcg(a.lm_x + i);
+        __syncthreads();
+        float bv = -INFINITY;
+        int bi = INT_MAX;
+        for (int base = lo + 4 * warp; base < hi; base += 4 * CL_WARPS) {
+            float acc[4] = {0.0f, 0.0f, 0.0f, 0.0f};
+            for (int c = lane * 8; c < dim; c += 32 * 8)
+#pragma unroll
+                for (int j = 0; j < 4; j++)
+                    if (base + j < hi)
+                        acc[j] = dot8(*reinterpret_cast<const uint4 *>(lm + (int64_t)(base + j - lo) * dim + c),
+                                      xn + c, acc[j]);
+#pragma unroll
+            for (int j = 0; j < 4; j++) {
+                const float v = cuk_warp_sum(acc[j]);
+                if (base + j < hi) {
+                    fused_better(bv, bi, v, base + j);
+                    if (a.logits && lane == 0)
+                        a.logits[(int64_t)s * m.vocab + base + j] = v;
+                }
+            }
+        }
+        cl_block_best(a, bv, bi, warp_v, warp_i);
+        cl_post(a.posted);
+    }
+}
+
 /* The LM head rows of a warp's group at base, bounded by hi (NULL past it). */
 __device__ __forceinline__ void cl_lm_rows(const augur_fused_model &m, int base, int hi, const __nv_bfloat16 **row)
 {
@@ -346,14 +452,19 @@ __global__ void __launch_bounds__(CL_THREADS, 1) fused_cluster_kernel(const __gr
     const int nqkv = qd + 2 * m.n_kv_heads * hd;
     const ClLayout L = cl_layout(m, a.max_chunks, ranks);
     float *sm = reinterpret_cast<float *>(cl_smem4);
-    float *x = sm + L.x, *xn = sm + L.xn, *o_in = sm + L.o, *h_in = sm + L.h, *d_in = sm + L.d, *best = sm + L.best,
+    float *x = sm + L.x, *xn = sm + L.xn, *o_in = sm + L.o, *h_in = sm + L.h, *d_in = sm + L.d,
           *coef = sm + L.coef, *norms = sm + L.norms, *part = sm + L.part;
     const ClAttBufs B = {sm + L.qkv, part,       sm + L.q,     sm + L.knew, sm + L.vnew, sm + L.ho,
                          sm + L.e,   sm + L.vpart, sm + L.sK, sm + L.sV,   red};
     __nv_bfloat16 *W = reinterpret_cast<__nv_bfloat16 *>(sm + L.w);
+    if ((int)blockIdx.x >= ranks) { /* a helper cluster: the LM head only */
+        cl_lm_helper(a, ranks, W, xn, warp_v, warp_i);
+        return;
+    }
     const ClSlice sq = cl_slice(nqkv, L.rows_qkv, rank), so = cl_slice(dim, L.rows_o, rank),
                   sf = cl_slice(hidden, L.feats, rank), sd = cl_slice(dim, L.rows_down, rank),
-                  sv = cl_slice(m.vocab, cl_share(m.vocab, ranks), rank);
+                  sv = (int)gridDim.x > ranks ? ClSlice{0, 0}
+                                              : cl_slice(m.vocab, cl_lm_share(m.vocab, ranks, 1), rank);
     int n_trace = 0;
     cl_trace(a, rank, n_trace, CL_STAGE_START);
     cl_load_weights(m, L, rank, W, norms);
@@ -442,12 +553,20 @@ __global__ void __launch_bounds__(CL_THREADS, 1) fused_cluster_kernel(const __gr
         }
         if (!emits)
             continue;
-        /* the LM head: x += the last down projection, the final norm, the block's best */
+        /* the LM head: x += the last down projection, the final norm (published to the
+         * helper clusters), the block's best of its rows (read from L2; none where there
+         * are helpers), then every block's best, posted in global memory, reduced alike by
+         * each block here */
         for (int i = tid; i < dim; i += CL_THREADS)
             x[i] += d_in[i];
         __syncthreads();
         cl_norm(xn, x, norms + 2 * m.n_layers * dim, dim, m.eps, red);
         const int s = r - (a.n - 1);
+        if (rank == 0 && (int)gridDim.x > ranks) {
+            for (int i = tid; i < dim; i += CL_THREADS)
+                a.lm_x[i] = xn[i];
+            cl_post(a.published);
+        }
         float bv = -INFINITY;
         int bi = INT_MAX;
         for (int base = sv.lo + warp * FUSED_LM_ROWS; base < sv.hi; base += CL_WARPS * FUSED_LM_ROWS) {
@@ -461,23 +580,16 @@ __global__ void __launch_bounds__(CL_THREADS, 1) fused_cluster_kernel(const __gr
                         a.logits[(int64_t)s * m.vocab + base + j] = o[j];
                 }
         }
-        if (lane == 0) {
-            warp_v[warp] = bv;
-            warp_i[warp] = bi;
-        }
-        __syncthreads();
+        cl_block_best(a, bv, bi, warp_v, warp_i);
+        cl_trace(a, rank, n_trace, CL_STAGE_WORK + 5);
+        cl_post(a.posted);
+        cl_wait(a.posted, gridDim.x * (unsigned)(s + 1));
+        cl_trace(a, rank, n_trace, 5);
         if (warp == 0) {
-            float wv = lane < CL_WARPS ? warp_v[lane] : -INFINITY;
-            int wi = lane < CL_WARPS ? warp_i[lane] : INT_MAX;
-            for (int off = 16; off > 0; off >>= 1)
-                fused_better(wv, wi, __shfl_xor_sync(0xffffffffu, wv, off), __shfl_xor_sync(0xffffffffu, wi, off));
-            cl_send(cluster, best, 2 * rank, wv, ranks);
-            cl_send(cluster, best, 2 * rank + 1, __int_as_float(wi), ranks);
-        }
-        cl_sync(cluster, a, rank, n_trace, 5);
-        if (warp == 0) {
-            float gv = lane < ranks ? best[2 * lane] : -INFINITY;
-            int gi = lane < ranks ? __float_as_int(best[2 * lane + 1]) : INT_MAX;
+            float gv = -INFINITY;
+            int gi = INT_MAX;
+            for (int b = lane; b < (int)gridDim.x; b += 32)
+                fused_better(gv, gi, __ldcg(a.best_v + b), __ldcg(a.best_i + b));
             for (int off = 16; off > 0; off >>= 1)
                 fused_better(gv, gi, __shfl_xor_sync(0xffffffffu, gv, off), __shfl_xor_sync(0xffffffffu, gi, off));
             if (lane == 0) {
@@ -514,27 +626,37 @@ extern "C" const char *cuk_fused_cluster_unfit(const augur_fused_model *m, int l
     return NULL;
 }
 
-static cudaLaunchConfig_t cl_config(const augur_fused_model *m, int layer_rows, int ranks, cudaStream_t stream,
-                                    cudaLaunchAttribute *attr)
+static cudaLaunchConfig_t cl_config(const augur_fused_model *m, int layer_rows, int ranks, int clusters,
+                                    cudaStream_t stream, cudaLaunchAttribute *attr, bool cooperative)
 {
     cudaLaunchConfig_t cfg = {};
-    cfg.gridDim = dim3(ranks);
+    cfg.gridDim = dim3(ranks * clusters);
     cfg.blockDim = dim3(CL_THREADS);
     cfg.dynamicSmemBytes = cl_smem_bytes(m, layer_rows, ranks);
     cfg.stream = stream;
-    attr->id = cudaLaunchAttributeClusterDimension;
-    attr->val.clusterDim.x = ranks;
-    attr->val.clusterDim.y = 1;
-    attr->val.clusterDim.z = 1;
+    attr[0].id = cudaLaunchAttributeClusterDimension;
+    attr[0].val.clusterDim.x = ranks;
+    attr[0].val.clusterDim.y = 1;
+    attr[0].val.clusterDim.z = 1;
+    attr[1].id = cudaLaunchAttributeCooperative;
+    attr[1].val.cooperative = 1;
     cfg.attrs = attr;
-    cfg.numAttrs = 1;
+    cfg.numAttrs = cooperative ? 2 : 1;
     return cfg;
 }
 
-extern "C" int cuk_fused_cluster_placeable(const augur_fused_model *m, int layer_rows, int ranks)
+/* Whether a helper's share of the LM head fits where the first cluster keeps its weights. */
+static bool cl_helpers_fit(const augur_fused_model *m, int layer_rows, int ranks, int clusters)
 {
-    cudaLaunchAttribute attr;
-    const cudaLaunchConfig_t cfg = cl_config(m, layer_rows, ranks, 0, &attr);
+    const int max_chunks = (layer_rows + CUK_FUSED_CHUNK - 1) / CUK_FUSED_CHUNK;
+    const ClLayout L = cl_layout(*m, max_chunks, ranks);
+    return (size_t)cl_lm_share(m->vocab, ranks, clusters) * m->dim <= (size_t)m->n_layers * L.w_layer;
+}
+
+extern "C" int cuk_fused_cluster_groups(const augur_fused_model *m, int layer_rows, int ranks, int want)
+{
+    cudaLaunchAttribute attr[2];
+    const cudaLaunchConfig_t cfg = cl_config(m, layer_rows, ranks, 1, 0, attr, false);
     if (cudaFuncSetAttribute(fused_cluster_kernel, cudaFuncAttributeMaxDynamicSharedMemorySize,
                              (int)cfg.dynamicSmemBytes) != cudaSuccess ||
         cudaFuncSetAttribute(fused_cluster_kernel, cudaFuncAttributeNonPortableClusterSizeAllowed, 1) != cudaSuccess) {
@@ -546,15 +668,27 @@ extern "C" int cuk_fused_cluster_placeable(const augur_fused_model *m, int layer
         cudaGetLastError();
         return 0;
     }
-    return clusters > 0;
+    if (clusters < 1)
+        return 0;
+    int g = want > 0 && want < clusters ? want : clusters;
+    if (g > CUK_FUSED_CLUSTER_GROUPS_MAX)
+        g = CUK_FUSED_CLUSTER_GROUPS_MAX;
+    return g > 1 && !cl_helpers_fit(m, layer_rows, ranks, g) ? 1 : g;
+}
+
+extern "C" size_t cuk_fused_cluster_scratch_bytes(const augur_fused_model *m, int blocks)
+{
+    return ((size_t)m->dim + 2 * (size_t)blocks + 4) * sizeof(float);
 }
 
 extern "C" cudaError_t cuk_fused_cluster_greedy(cudaStream_t stream, const augur_fused_model *m,
                                                 const augur_fused_cache *kv, const int32_t *ids, int n, int start,
-                                                int steps, int32_t *out, float *logits, int ranks, long long *trace,
-                                                int trace_cap)
+                                                int steps, int32_t *out, float *logits, int ranks, int clusters,
+                                                void *scratch, long long *trace, int trace_cap)
 {
-    if (n < 1 || n > AUGUR_FUSED_MAX_FEED || steps < 1 || ranks < 2 || ranks > CUK_FUSED_CLUSTER_MAX)
+    if (n < 1 || n > AUGUR_FUSED_MAX_FEED || steps < 1 || ranks < 2 || ranks > CUK_FUSED_CLUSTER_MAX ||
+        clusters < 1 || clusters > CUK_FUSED_CLUSTER_GROUPS_MAX ||
+        (clusters > 1 && !cl_helpers_fit(m, kv->layer_rows, ranks, clusters)))
         return cudaErrorInvalidValue;
     ClusterArgs a = {};
     a.m = *m;
@@ -569,12 +703,30 @@ extern "C" cudaError_t cuk_fused_cluster_greedy(cudaStream_t stream, const augur
     a.trace = trace;
     a.trace_cap = trace_cap;
     a.max_chunks = (kv->layer_rows + CUK_FUSED_CHUNK - 1) / CUK_FUSED_CHUNK;
-    cudaLaunchAttribute attr;
-    const cudaLaunchConfig_t cfg = cl_config(m, kv->layer_rows, ranks, stream, &attr);
-    /* the attribute is the function's, not the launch's: another model may have set less */
-    const cudaError_t rc = cudaFuncSetAttribute(fused_cluster_kernel, cudaFuncAttributeMaxDynamicSharedMemorySize,
-                                                (int)cfg.dynamicSmemBytes);
+    const int blocks = ranks * clusters;
+    float *f = static_cast<float *>(scratch);
+    a.lm_x = f;
+    a.best_v = f + m->dim;
+    a.best_i = reinterpret_cast<int *>(f + m->dim + blocks);
+    a.published = reinterpret_cast<unsigned *>(f + m->dim + 2 * blocks);
+    a.posted = a.published + 1;
+    cudaError_t rc = cudaMemsetAsync(a.published, 0, 2 * sizeof(unsigned), stream);
     if (rc != cudaSuccess)
         return rc;
-    return cudaLaunchKernelEx(&cfg, fused_cluster_kernel, a);
+    cudaLaunchAttribute attr[2];
+    cudaLaunchConfig_t cfg = cl_config(m, kv->layer_rows, ranks, clusters, stream, attr, clusters > 1);
+    /* the attribute is the function's, not the launch's: another model may have set less */
+    rc = cudaFuncSetAttribute(fused_cluster_kernel, cudaFuncAttributeMaxDynamicSharedMemorySize,
+                              (int)cfg.dynamicSmemBytes);
+    if (rc != cudaSuccess)
+        return rc;
+    rc = cudaLaunchKernelEx(&cfg, fused_cluster_kernel, a);
+    if (rc != cudaSuccess && clusters > 1) {
+        /* a cooperative cluster launch refused: the clusters wait on each other only for
+         * the LM head, and cuk_fused_cluster_groups asked for no more than fit at once */
+        cudaGetLastError();
+        cfg.numAttrs = 1;
+        rc = cudaLaunchKernelEx(&cfg, fused_cluster_kernel, a);
+    }
+    return rc;
 }

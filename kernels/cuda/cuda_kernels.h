@@ -213,18 +213,28 @@ cudaError_t cuk_fused_greedy(cudaStream_t stream, const augur_fused_model *m, co
  * of `ranks` blocks with smem_limit bytes of shared memory a block (NULL: it can). */
 const char *cuk_fused_cluster_unfit(const augur_fused_model *m, int layer_rows, size_t smem_limit, int ranks);
 
-/* 1 when the device can place such a cluster at all (cudaOccupancyMaxActiveClusters), 0
- * when not (or the attributes it needs are refused). */
-int cuk_fused_cluster_placeable(const augur_fused_model *m, int layer_rows, int ranks);
+/* Most clusters of one launch: the first runs the layers, the others (helpers) only the LM
+ * head, each block keeping its share of it in shared memory. */
+#define CUK_FUSED_CLUSTER_GROUPS_MAX 8
 
-/* cuk_fused_greedy's chain on a cluster of `ranks` blocks: the same arguments and outputs
- * but no scratch; one launch (no barrier count to clear). trace: rank 0's (stage, clock64)
- * pairs: 9 at the start, then for each stage k (0 norm + q|k|v, 1 attention, 2 combine +
- * W_o, 3 norm + gate|up, 4 down, 5 LM head) 10 + k when its work is done and k when the
- * cluster barrier after it returns. The tokens do not depend on `ranks`. */
+/* Clusters of `ranks` blocks for one launch: the most the device holds at once
+ * (cudaOccupancyMaxActiveClusters), at most want (<= 0: no limit) and
+ * CUK_FUSED_CLUSTER_GROUPS_MAX; 1 where the helpers' shares of the LM head would not fit
+ * their shared memory; 0 when not even one cluster can be placed. */
+int cuk_fused_cluster_groups(const augur_fused_model *m, int layer_rows, int ranks, int want);
+
+/* Bytes of device scratch cuk_fused_cluster_greedy needs for `blocks` blocks in all. */
+size_t cuk_fused_cluster_scratch_bytes(const augur_fused_model *m, int blocks);
+
+/* cuk_fused_greedy's chain on `clusters` clusters of `ranks` blocks (the first runs the
+ * layers, the others share the LM head; cuk_fused_cluster_groups says how many): the same
+ * arguments and outputs. trace: the first block's (stage, clock64) pairs: 9 at the start,
+ * then for each stage k (0 norm + q|k|v, 1 attention, 2 combine + W_o, 3 norm + gate|up,
+ * 4 down, 5 LM head) 10 + k when its work is done and k when the barrier after it
+ * returns. The tokens and logits do not depend on `ranks` or `clusters`. */
 cudaError_t cuk_fused_cluster_greedy(cudaStream_t stream, const augur_fused_model *m, const augur_fused_cache *kv,
                                      const int32_t *ids, int n, int start, int steps, int32_t *out, float *logits,
-                                     int ranks, long long *trace, int trace_cap);
+                                     int ranks, int clusters, void *scratch, long long *trace, int trace_cap);
 
 #ifdef __cplusplus
 }

@@ -14,9 +14,10 @@
  *     argmax too unless their top two are within the tolerance (a near-tie, counted);
  *   - the K and V it stored against forward_run's, every layer, every new position;
  *   - a second launch gives the same tokens and the same logits bit for bit; so do grids
- *     of 1 and 5 blocks against the grid of one block a multiprocessor, and a cluster of 8
- *     against the cluster of 16 (each on a backend of its own, AUGUR_CUDA_FUSED_BLOCKS,
- *     AUGUR_CUDA_FUSED_CLUSTER);
+ *     of 1 and 5 blocks against the grid of one block a multiprocessor, and one cluster of
+ *     8 against the clusters of 16 (the first the layers, the others sharing the LM head;
+ *     each on a backend of its own, AUGUR_CUDA_FUSED_BLOCKS, AUGUR_CUDA_FUSED_CLUSTER,
+ *     AUGUR_CUDA_FUSED_CLUSTERS);
  *   - forward_greedy_chain takes the fused path (its counter moves) and returns the
  *     launch's tokens.
  * Then, for information only (nothing asserted on time), the host's wall time of a chain
@@ -83,24 +84,27 @@ typedef struct {
     kv_cache kf, kp;
     int max_seq;
     int cluster; /* blocks of the cluster backend_greedy_fused runs on; 0: the grid */
+    int groups;  /* clusters of its launch (the first the layers, the others the LM head) */
 } bench;
 
 /* The cluster a backend opened with AUGUR_CUDA_FUSED_CLUSTER=`cluster` (NULL: unset, 16
- * unless AUGUR_CUDA_FUSED_BLOCKS is set) runs m on, as backend_cuda.c decides; 0: the grid. */
-static int cluster_of(bench *b, const char *cluster, const char *blocks)
+ * unless AUGUR_CUDA_FUSED_BLOCKS is set) runs m on, as backend_cuda.c decides; 0: the grid.
+ * groups: how many clusters a launch takes, as AUGUR_CUDA_FUSED_CLUSTERS (want) allows. */
+static int cluster_of(bench *b, const char *cluster, const char *blocks, int want_g, int *groups)
 {
-    const int want = cluster ? atoi(cluster) : blocks ? 0 : CUK_FUSED_CLUSTER_MAX;
+    const int want = cluster ? atoi(cluster) : blocks ? 0 : CUK_FUSED_CLUSTER_MAX, want_groups = want_g;
     int optin = 0;
     cudaDeviceGetAttribute(&optin, cudaDevAttrMaxSharedMemoryPerBlockOptin, backend_cuda_device(b->be));
-    if (want == 0 || cuk_fused_cluster_unfit(b->fused.fused, b->kf.layer_rows, (size_t)optin, want) ||
-        !cuk_fused_cluster_placeable(b->fused.fused, b->kf.layer_rows, want))
+    *groups = 0;
+    if (want == 0 || cuk_fused_cluster_unfit(b->fused.fused, b->kf.layer_rows, (size_t)optin, want))
         return 0;
-    return want;
+    *groups = cuk_fused_cluster_groups(b->fused.fused, b->kf.layer_rows, want, want_groups);
+    return *groups > 0 ? want : 0;
 }
 
 /* Opens b; false (b closed) where `optional` and the fused chain does not take the model. */
 static bool bench_open(bench *b, const char *path, bool dummy, int max_seq, const char *blocks, const char *cluster,
-                       bool optional)
+                       const char *groups, bool optional)
 {
     augur_error e = {0};
     memset(b, 0, sizeof *b);
@@ -112,6 +116,10 @@ static bool bench_open(bench *b, const char *path, bool dummy, int max_seq, cons
         setenv("AUGUR_CUDA_FUSED_CLUSTER", cluster, 1);
     else
         unsetenv("AUGUR_CUDA_FUSED_CLUSTER");
+    if (groups)
+        setenv("AUGUR_CUDA_FUSED_CLUSTERS", groups, 1);
+    else
+        unsetenv("AUGUR_CUDA_FUSED_CLUSTERS");
     die_if(backend_cuda_create(&b->be, 0, &e), &e, "cuda backend");
     if (dummy) {
         die_if(model_load_dummy(&b->m, path, NULL, b->be, 7, &e), &e, path);
@@ -137,7 +145,7 @@ static bool bench_open(bench *b, const char *path, bool dummy, int max_seq, cons
     const model_config *c = &b->m.cfg;
     die_if(kv_cache_init(&b->kf, b->be, c->n_layers, max_seq, c->n_kv_heads, c->head_dim, &e), &e, "cache");
     die_if(kv_cache_init(&b->kp, b->be, c->n_layers, max_seq, c->n_kv_heads, c->head_dim, &e), &e, "cache");
-    b->cluster = cluster_of(b, cluster, blocks);
+    b->cluster = cluster_of(b, cluster, blocks, groups ? atoi(groups) : 0, &b->groups);
     return true;
 }
 
@@ -317,7 +325,7 @@ static void run_case(const bench_set *set, bool grids, const char *name, chain_c
 
     /* the same launch again, and on the other grids and clusters: the same bits */
     bench *again[] = {b, set->b8, grids ? set->b1 : NULL, grids ? set->b5 : NULL};
-    const char *label[] = {"a second launch", "a cluster of 8 blocks", "a grid of 1 block", "a grid of 5 blocks"};
+    const char *label[] = {"a second launch", "one cluster of 8 blocks", "a grid of 1 block", "a grid of 5 blocks"};
     for (int i = 0; i < 4 && ok; i++) {
         bench *o = again[i];
         if (!o)
@@ -401,12 +409,13 @@ static void trace_stages(bench *b, const char *name, int want, int cluster)
     cudaDeviceGetAttribute(&sm, cudaDevAttrMultiProcessorCount, dev);
     cudaDeviceGetAttribute(&khz, cudaDevAttrClockRate, dev);
     const augur_fused_cache cache = {.k = b->kf.k, .v = b->kf.v, .layer_rows = b->kf.layer_rows};
-    const int blocks = cluster ? cluster : cuk_fused_blocks(b->fused.fused, cache.layer_rows, sm, want);
+    const int blocks = cluster ? cluster * b->groups : cuk_fused_blocks(b->fused.fused, cache.layer_rows, sm, want);
     const int K = cluster ? 6 : 5; /* stages a row */
     void *scratch = NULL;
     long long *trace = NULL, host[2 * CAP];
-    die_if(backend_alloc(b->be, &scratch, cuk_fused_scratch_bytes(b->fused.fused, cache.layer_rows, blocks), &e), &e,
-           "scratch");
+    const size_t scratch_bytes = cluster ? cuk_fused_cluster_scratch_bytes(b->fused.fused, blocks)
+                                         : cuk_fused_scratch_bytes(b->fused.fused, cache.layer_rows, blocks);
+    die_if(backend_alloc(b->be, &scratch, scratch_bytes, &e), &e, "scratch");
     die_if(backend_alloc(b->be, (void **)&trace, sizeof host, &e), &e, "trace");
     double work[6] = {0}, wait[6] = {0};
     int count[6] = {0};
@@ -415,7 +424,7 @@ static void trace_stages(bench *b, const char *name, int want, int cluster)
         cudaError_t rc = cudaMemsetAsync(trace, 0xff, sizeof host, backend_cuda_stream(b->be));
         if (rc == cudaSuccess && cluster)
             rc = cuk_fused_cluster_greedy(backend_cuda_stream(b->be), b->fused.fused, &cache, prompt + P - 1, 1,
-                                          P - 1, steps, b->fused.argmax, NULL, cluster, trace, CAP);
+                                          P - 1, steps, b->fused.argmax, NULL, cluster, b->groups, scratch, trace, CAP);
         else if (rc == cudaSuccess)
             rc = cuk_fused_greedy(backend_cuda_stream(b->be), b->fused.fused, &cache, prompt + P - 1, 1, P - 1, steps,
                                   b->fused.argmax, NULL, scratch, blocks, trace, CAP);
@@ -442,7 +451,7 @@ static void trace_stages(bench *b, const char *name, int want, int cluster)
     const char **label = cluster ? cluster_label : grid_label;
     double total = 0;
     printf("%-34s stages on %s of %3d blocks (us, mean of 15 launches, block 0's work + barrier):", name,
-           cluster ? "a cluster" : "a grid", blocks);
+           cluster ? "clusters" : "a grid", blocks);
     for (int k = 0; k < K; k++) {
         printf(" %s %.2f+%.2f", label[k], count[k] ? work[k] / count[k] : 0.0, count[k] ? wait[k] / count[k] : 0.0);
         total += work[k] + wait[k];
@@ -473,18 +482,18 @@ static void write_config(const char *path, int dim, int hidden, int layers, int 
 static void run_model(const char *name, const char *path, bool dummy, int max_seq)
 {
     bench b, bg, b1, b5, b8;
-    bench_open(&b, path, dummy, max_seq, NULL, NULL, false);
-    bench_open(&bg, path, dummy, max_seq, "0", NULL, false);
-    bench_open(&b1, path, dummy, max_seq, "1", NULL, false);
-    bench_open(&b5, path, dummy, max_seq, "5", NULL, false);
-    const bool has8 = bench_open(&b8, path, dummy, max_seq, NULL, "8", true);
+    bench_open(&b, path, dummy, max_seq, NULL, NULL, NULL, false);
+    bench_open(&bg, path, dummy, max_seq, "0", NULL, NULL, false);
+    bench_open(&b1, path, dummy, max_seq, "1", NULL, NULL, false);
+    bench_open(&b5, path, dummy, max_seq, "5", NULL, NULL, false);
+    const bool has8 = bench_open(&b8, path, dummy, max_seq, NULL, "8", "1", true);
     if (bg.cluster || b1.cluster || b5.cluster) {
         fprintf(stderr, "FAIL: %s: AUGUR_CUDA_FUSED_BLOCKS did not select the grid\n", name);
         exit(1);
     }
     if (b.cluster)
-        printf("%-34s backend_greedy_fused runs a cluster of %d blocks; a cluster of 8 %s\n", name, b.cluster,
-               has8 ? "too" : "not");
+        printf("%-34s backend_greedy_fused runs %d cluster(s) of %d blocks; one cluster of 8 %s\n", name, b.groups,
+               b.cluster, has8 ? "too" : "not");
     else
         printf("%-34s backend_greedy_fused runs the grid (the weights do not fit a cluster)\n", name);
     const bench_set set = {&b, &bg, &b1, &b5, has8 ? &b8 : NULL};
