@@ -1,15 +1,15 @@
-/* A small model's greedy steps on one thread-block cluster (a draft's proposal).
+/* A small model's greedy steps on thread-block clusters (a draft's proposal).
  *
  * Why: the cooperative grid of cuda_fused_step.cu spends a step's ~51 us on 13 stages,
  * each a grid barrier through L2 (~0.9 us) and its blocks' own chain of L2 round trips
  * (1.7-4.3 us: the stage's input written by other blocks, weights streamed from L2; perf
  * notes, change 17). A Hopper cluster of 16 blocks has a hardware barrier and distributed
- * shared memory: here each block keeps its share of every layer's weights in its own shared
- * memory for the whole launch, every product's output is written straight into every
- * block's shared memory (lane j of the producing warp stores to block j), and a stage ends
- * at a cluster barrier. After a barrier a stage's input is local; only the LM head (too
- * large to keep) and the KV cache are read from L2, and both are issued before the
- * barrier the stage waits behind. A layer is five stages:
+ * shared memory: here each block of the first cluster keeps its share of every layer's
+ * weights in its own shared memory for the whole launch, every product's output is written
+ * straight into every block's shared memory (lane j of the producing warp stores to block
+ * j), and a stage ends at a cluster barrier. After a barrier a stage's input is local; only
+ * the KV cache is read from L2, issued before the barrier the stage waits behind. A layer
+ * is five stages:
  *
  *   A  x += the last down projection; xn = rmsnorm(x); the block's rows of q|k|v
  *   B  attention, one task per (query head, chunk of 64 positions): RoPE, the new K/V row
@@ -19,15 +19,21 @@
  *   D  x += W_o's output; xn = rmsnorm(x); the block's features of gate|up and SwiGLU
  *   E  the block's rows of down
  *
- * and a row that yields a token ends with the LM head: each block's best over its rows,
- * sent to every block, and every block reduces them alike (fused_better's total order).
+ * A row that yields a token ends with the LM head, too large for 16 blocks to keep and
+ * slow for them to stream (one multiprocessor reads ~25 GB/s from L2 this way: 8 us a step
+ * for the shipped draft's 3 MB). So the launch has up to 8 clusters: the others (helpers)
+ * each keep their share of the LM head in shared memory; the first cluster's rank 0
+ * publishes the final norm's output in global memory (a release count), every helper
+ * block takes its rows' dot products and posts its best (value, index), and every block of
+ * the first cluster waits for all the posts and reduces them alike (fused_better's total
+ * order). Alone (no helper fits), the first cluster's blocks share the LM head themselves.
  *
  * Exactness: every block holds the same residual stream x and applies the same adds and
  * norms in the same order; a product's row is one warp's fp32 FMA in a fixed order, the
- * attention task and the combine are fixed by positions, never by the cluster's size, so
- * the bits do not depend on how many blocks share the work (tests/gpu/test_fused_draft.c
- * checks clusters of 8 and 16). Like the grid kernel it is not the target's arithmetic:
- * it only ever proposes. */
+ * attention task and the combine are fixed by positions, never by the cluster's size or
+ * count, so the bits do not depend on how many blocks share the work
+ * (tests/gpu/test_fused_draft.c checks one cluster of 8 against 7 clusters of 16). Like
+ * the grid kernel it is not the target's arithmetic: it only ever proposes. */
 #include <cooperative_groups.h>
 #include <limits.h>
 
