@@ -73,9 +73,9 @@ typedef struct {
     int fused_blocks_want;    /* AUGUR_CUDA_FUSED_BLOCKS (A/B runs); 0: one a multiprocessor */
     int fused_cluster;        /* blocks of the fused chain's cluster; 0: the cooperative grid only */
     bool fused_cluster_forced; /* AUGUR_CUDA_FUSED_CLUSTER named the size: no fallback to the grid */
-    int fused_clusters_want;  /* AUGUR_CUDA_FUSED_CLUSTERS (A/B runs); 0: as many as fit */
-    int cluster_checked_rows; /* layer_rows cluster_groups was asked for (0: none yet) */
-    int cluster_groups;       /* cuk_fused_cluster_groups for them; 0: no cluster fits */
+    int fused_clusters_want;   /* AUGUR_CUDA_FUSED_CLUSTERS (A/B runs); 0: as many as fit */
+    int cluster_checked_rows;  /* layer_rows cluster_groups was asked for (0: none yet) */
+    int cluster_groups;        /* cuk_fused_cluster_groups for them; 0: no cluster fits */
     unsigned char *staging;   /* STAGING_BYTES pinned, allocated by the first weight_upload */
     cudaEvent_t staged[2];    /* recorded after the copy out of each half of staging */
     int pack_threads;

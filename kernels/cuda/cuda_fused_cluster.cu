@@ -172,8 +172,7 @@ __device__ __forceinline__ void cl_norm(float *xn, const float *x, const float *
 }
 
 /* `rows` rows of `cols` bf16 into dst (shared memory) asynchronously: row r from src(r). */
-template <typename Src>
-__device__ __forceinline__ void cl_copy_rows(__nv_bfloat16 *dst, int rows, int cols, Src src)
+template <typename Src> __device__ __forceinline__ void cl_copy_rows(__nv_bfloat16 *dst, int rows, int cols, Src src)
 {
     const int vecs = cols / 8;
     for (int idx = threadIdx.x; idx < rows * vecs; idx += CL_THREADS) {
@@ -183,8 +182,7 @@ __device__ __forceinline__ void cl_copy_rows(__nv_bfloat16 *dst, int rows, int c
 }
 
 /* The block's share of every layer's weights, and every norm weight, into shared memory. */
-__device__ void cl_load_weights(const augur_fused_model &m, const ClLayout &L, int rank, __nv_bfloat16 *W,
-                                float *norms)
+__device__ void cl_load_weights(const augur_fused_model &m, const ClLayout &L, int rank, __nv_bfloat16 *W, float *norms)
 {
     const int hd = m.head_dim, qd = m.n_heads * hd, kvd = m.n_kv_heads * hd, dim = m.dim;
     const ClSlice q = cl_slice(qd + 2 * kvd, L.rows_qkv, rank), o = cl_slice(dim, L.rows_o, rank),
@@ -208,8 +206,7 @@ __device__ void cl_load_weights(const augur_fused_model &m, const ClLayout &L, i
         cl_copy_rows(wl + L.w_gu, 2 * (f.hi - f.lo), dim,
                      [&](int r) { return (r & 1 ? wu : wg) + (int64_t)(f.lo + r / 2) * dim; });
         const __nv_bfloat16 *wd = static_cast<const __nv_bfloat16 *>(ly.w_down);
-        cl_copy_rows(wl + L.w_down, d.hi - d.lo, m.hidden,
-                     [&](int r) { return wd + (int64_t)(d.lo + r) * m.hidden; });
+        cl_copy_rows(wl + L.w_down, d.hi - d.lo, m.hidden, [&](int r) { return wd + (int64_t)(d.lo + r) * m.hidden; });
         for (int i = threadIdx.x; i < dim; i += CL_THREADS) {
             norms[2 * l * dim + i] = ly.attn_norm[i];
             norms[(2 * l + 1) * dim + i] = ly.ffn_norm[i];
@@ -229,8 +226,8 @@ struct ClAttBufs {
 /* Stage B's task k of layer l, the new row at position p; staged: its K, V copies were
  * started before the barrier. Sends the chunk's unnormalised output and (max, sum) to
  * every block's part[h][c] (cl_part_floats each). */
-__device__ void cl_attention(const ClusterArgs &a, const cg::cluster_group &cluster, int ranks, int l,
-                             const AttTask &k, int p, bool staged, const ClAttBufs &B)
+__device__ void cl_attention(const ClusterArgs &a, const cg::cluster_group &cluster, int ranks, int l, const AttTask &k,
+                             int p, bool staged, const ClAttBufs &B)
 {
     const augur_fused_model &m = a.m;
     const int hd = m.head_dim, half = hd / 2, grp = m.n_heads / m.n_kv_heads, h = k.h, g = h / grp;
@@ -394,8 +391,7 @@ __device__ __forceinline__ void cl_block_best(const ClusterArgs &a, float bv, in
  * in its shared memory for the launch; for each step it waits for the first cluster to
  * publish the final norm's output, takes its rows' dot products (four rows of a warp at
  * once, each as cl_dot sums it) and posts its best. */
-__device__ void cl_lm_helper(const ClusterArgs &a, int ranks, __nv_bfloat16 *lm, float *xn, float *warp_v,
-                             int *warp_i)
+__device__ void cl_lm_helper(const ClusterArgs &a, int ranks, __nv_bfloat16 *lm, float *xn, float *warp_v, int *warp_i)
 {
     const augur_fused_model &m = a.m;
     const int dim = m.dim, lane = threadIdx.x & 31, warp = threadIdx.x >> 5;
@@ -418,8 +414,8 @@ __device__ void cl_lm_helper(const ClusterArgs &a, int ranks, __nv_bfloat16 *lm,
 #pragma unroll
                 for (int j = 0; j < 4; j++)
                     if (base + j < hi)
-                        acc[j] = dot8(*reinterpret_cast<const uint4 *>(lm + (int64_t)(base + j - lo) * dim + c),
-                                      xn + c, acc[j]);
+                        acc[j] = dot8(*reinterpret_cast<const uint4 *>(lm + (int64_t)(base + j - lo) * dim + c), xn + c,
+                                      acc[j]);
 #pragma unroll
             for (int j = 0; j < 4; j++) {
                 const float v = cuk_warp_sum(acc[j]);
@@ -458,9 +454,9 @@ __global__ void __launch_bounds__(CL_THREADS, 1) fused_cluster_kernel(const __gr
     const int nqkv = qd + 2 * m.n_kv_heads * hd;
     const ClLayout L = cl_layout(m, a.max_chunks, ranks);
     float *sm = reinterpret_cast<float *>(cl_smem4);
-    float *x = sm + L.x, *xn = sm + L.xn, *o_in = sm + L.o, *h_in = sm + L.h, *d_in = sm + L.d,
-          *coef = sm + L.coef, *norms = sm + L.norms, *part = sm + L.part;
-    const ClAttBufs B = {sm + L.qkv, part,       sm + L.q,     sm + L.knew, sm + L.vnew, sm + L.ho,
+    float *x = sm + L.x, *xn = sm + L.xn, *o_in = sm + L.o, *h_in = sm + L.h, *d_in = sm + L.d, *coef = sm + L.coef,
+          *norms = sm + L.norms, *part = sm + L.part;
+    const ClAttBufs B = {sm + L.qkv, part,         sm + L.q,  sm + L.knew, sm + L.vnew, sm + L.ho,
                          sm + L.e,   sm + L.vpart, sm + L.sK, sm + L.sV,   red};
     __nv_bfloat16 *W = reinterpret_cast<__nv_bfloat16 *>(sm + L.w);
     if ((int)blockIdx.x >= ranks) { /* a helper cluster: the LM head only */
@@ -469,8 +465,7 @@ __global__ void __launch_bounds__(CL_THREADS, 1) fused_cluster_kernel(const __gr
     }
     const ClSlice sq = cl_slice(nqkv, L.rows_qkv, rank), so = cl_slice(dim, L.rows_o, rank),
                   sf = cl_slice(hidden, L.feats, rank), sd = cl_slice(dim, L.rows_down, rank),
-                  sv = (int)gridDim.x > ranks ? ClSlice{0, 0}
-                                              : cl_slice(m.vocab, cl_lm_share(m.vocab, ranks, 1), rank);
+                  sv = (int)gridDim.x > ranks ? ClSlice{0, 0} : cl_slice(m.vocab, cl_lm_share(m.vocab, ranks, 1), rank);
     int n_trace = 0;
     cl_trace(a, rank, n_trace, CL_STAGE_START);
     cl_load_weights(m, L, rank, W, norms);
@@ -618,8 +613,7 @@ static size_t cl_smem_bytes(const augur_fused_model *m, int layer_rows, int rank
 /* Static shared memory of the kernel (reductions, the token), besides the dynamic. */
 #define CL_STATIC_SMEM 1024
 
-extern "C" const char *cuk_fused_cluster_unfit(const augur_fused_model *m, int layer_rows, size_t smem_limit,
-                                               int ranks)
+extern "C" const char *cuk_fused_cluster_unfit(const augur_fused_model *m, int layer_rows, size_t smem_limit, int ranks)
 {
     const char *why = fused_shape_unfit(m, layer_rows);
     if (why)
@@ -692,8 +686,8 @@ extern "C" cudaError_t cuk_fused_cluster_greedy(cudaStream_t stream, const augur
                                                 int steps, int32_t *out, float *logits, int ranks, int clusters,
                                                 void *scratch, long long *trace, int trace_cap)
 {
-    if (n < 1 || n > AUGUR_FUSED_MAX_FEED || steps < 1 || ranks < 2 || ranks > CUK_FUSED_CLUSTER_MAX ||
-        clusters < 1 || clusters > CUK_FUSED_CLUSTER_GROUPS_MAX ||
+    if (n < 1 || n > AUGUR_FUSED_MAX_FEED || steps < 1 || ranks < 2 || ranks > CUK_FUSED_CLUSTER_MAX || clusters < 1 ||
+        clusters > CUK_FUSED_CLUSTER_GROUPS_MAX ||
         (clusters > 1 && !cl_helpers_fit(m, kv->layer_rows, ranks, clusters)))
         return cudaErrorInvalidValue;
     ClusterArgs a = {};

@@ -116,8 +116,8 @@ __device__ __forceinline__ AttTask att_task(int t, int chunks, int p)
 /* The task's cached K and V rows (all but the new one) into sK, sV, asynchronously
  * (fused_copies_wait completes them). Those rows were stored by earlier rows of this
  * launch or before it, so the copies may start before the barrier that ends q|k|v. */
-__device__ __forceinline__ void stage_kv(const augur_fused_model &m, const augur_fused_cache &kv, int l, const AttTask &k,
-                                         float *sK, float *sV)
+__device__ __forceinline__ void stage_kv(const augur_fused_model &m, const augur_fused_cache &kv, int l,
+                                         const AttTask &k, float *sK, float *sV)
 {
     const int hd = m.head_dim, hd4 = hd / 4, kvd = m.n_kv_heads * hd, g = k.h / (m.n_heads / m.n_kv_heads);
     const float *kc = kv.k + (int64_t)l * kv.layer_rows * kvd + g * hd;

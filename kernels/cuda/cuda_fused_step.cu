@@ -36,7 +36,7 @@
 
 #define FUSED_THREADS 256
 #define FUSED_WARPS (FUSED_THREADS / 32)
-#define FUSED_ROWS 4    /* weight rows a warp keeps in flight */
+#define FUSED_ROWS 4 /* weight rows a warp keeps in flight */
 
 /* Stage B's scores take four threads a position: a task is a block's chunk. */
 static_assert(FUSED_THREADS == 4 * CUK_FUSED_CHUNK, "a fused attention task is 4 threads a position");

@@ -334,7 +334,8 @@ static void run_case(const bench_set *set, bool grids, const char *name, chain_c
         const float *want_lf = i >= 2 ? lfg : lf;
         kv_cache_trim(&o->kf, pre, &e);
         fused_launch(o, prompt + pre, n, S, tok2, lf2);
-        if (memcmp(want_tok, tok2, (size_t)S * sizeof(int32_t)) || memcmp(want_lf, lf2, (size_t)S * V * sizeof(float))) {
+        if (memcmp(want_tok, tok2, (size_t)S * sizeof(int32_t)) ||
+            memcmp(want_lf, lf2, (size_t)S * V * sizeof(float))) {
             snprintf(why, sizeof why, "%s gave other tokens or logits", label[i]);
             ok = false;
         }
@@ -423,8 +424,8 @@ static void trace_stages(bench *b, const char *name, int want, int cluster)
         /* -1: past the last stage the launch writes */
         cudaError_t rc = cudaMemsetAsync(trace, 0xff, sizeof host, backend_cuda_stream(b->be));
         if (rc == cudaSuccess && cluster)
-            rc = cuk_fused_cluster_greedy(backend_cuda_stream(b->be), b->fused.fused, &cache, prompt + P - 1, 1,
-                                          P - 1, steps, b->fused.argmax, NULL, cluster, b->groups, scratch, trace, CAP);
+            rc = cuk_fused_cluster_greedy(backend_cuda_stream(b->be), b->fused.fused, &cache, prompt + P - 1, 1, P - 1,
+                                          steps, b->fused.argmax, NULL, cluster, b->groups, scratch, trace, CAP);
         else if (rc == cudaSuccess)
             rc = cuk_fused_greedy(backend_cuda_stream(b->be), b->fused.fused, &cache, prompt + P - 1, 1, P - 1, steps,
                                   b->fused.argmax, NULL, scratch, blocks, trace, CAP);
