@@ -149,23 +149,70 @@ __device__ __forceinline__ void cl_send(const cg::cluster_group &cluster, float 
         cluster.map_shared_rank(buf, lane)[i] = v;
 }
 
-/* row . xin over cols (bf16 in shared memory, cols % 8 == 0) by the warp; every lane gets it. */
-__device__ __forceinline__ float cl_dot(const __nv_bfloat16 *row, const float *xin, int cols)
+/* 1 / rms(x) over dim, by one warp (each warp computes it alike, so no block barrier). */
+__device__ __forceinline__ float cl_rnorm(const float *x, int dim, float eps)
 {
-    float acc = 0.0f;
-    for (int c = (threadIdx.x & 31) * 8; c < cols; c += 32 * 8)
-        acc = dot8(*reinterpret_cast<const uint4 *>(row + c), xin + c, acc);
-    return cuk_warp_sum(acc);
+    float ss = 0.0f;
+    for (int i = threadIdx.x & 31; i < dim; i += 32)
+        ss = fmaf(x[i], x[i], ss);
+    return rsqrtf(cuk_warp_sum(ss) / (float)dim + eps);
+}
+
+/* A product's input as it is in shared memory. */
+struct ClPlain {
+    const float *x;
+    __device__ __forceinline__ void load(int c, float4 &a, float4 &b) const
+    {
+        a = *reinterpret_cast<const float4 *>(x + c);
+        b = *reinterpret_cast<const float4 *>(x + c + 4);
+    }
+};
+
+/* A product's input normalised as it is read: x * r * w, as cl_norm stores it. */
+struct ClNormed {
+    const float *x, *w;
+    float r;
+    __device__ __forceinline__ void load(int c, float4 &a, float4 &b) const
+    {
+        const float4 xa = *reinterpret_cast<const float4 *>(x + c), xb = *reinterpret_cast<const float4 *>(x + c + 4);
+        const float4 wa = *reinterpret_cast<const float4 *>(w + c), wb = *reinterpret_cast<const float4 *>(w + c + 4);
+        a = make_float4(xa.x * r * wa.x, xa.y * r * wa.y, xa.z * r * wa.z, xa.w * r * wa.w);
+        b = make_float4(xb.x * r * wb.x, xb.y * r * wb.y, xb.z * r * wb.z, xb.w * r * wb.w);
+    }
+};
+
+/* out[j] = row(j) . input over cols for j < n <= R (bf16 rows in shared memory), by the
+ * warp, every lane getting every sum; the rows' reductions interleave. */
+template <int R, typename In, typename Row>
+__device__ __forceinline__ void cl_dots(Row row, int n, const In &in, int cols, float (&out)[R])
+{
+    float acc[R];
+#pragma unroll
+    for (int j = 0; j < R; j++)
+        acc[j] = 0.0f;
+    for (int c = (threadIdx.x & 31) * 8; c < cols; c += 32 * 8) {
+        float4 a, b;
+        in.load(c, a, b);
+#pragma unroll
+        for (int j = 0; j < R; j++)
+            if (j < n)
+                acc[j] = dot8v(*reinterpret_cast<const uint4 *>(row(j) + c), a, b, acc[j]);
+    }
+#pragma unroll
+    for (int j = 0; j < R; j++)
+        out[j] = cuk_warp_sum(acc[j]);
+}
+
+/* Rows of a block's share [lo, hi) that warp-strided group f0 holds (f0, f0 + CL_WARPS, ...). */
+__device__ __forceinline__ int cl_group(int f0, int hi, int most)
+{
+    return min(most, (hi - f0 + CL_WARPS - 1) / CL_WARPS);
 }
 
 /* xn = rmsnorm(x) * w over dim, by the block. */
-__device__ __forceinline__ void cl_norm(float *xn, const float *x, const float *w, int dim, float eps, float *red)
+__device__ __forceinline__ void cl_norm(float *xn, const float *x, const float *w, int dim, float eps)
 {
-    float ss = 0.0f;
-    for (int i = threadIdx.x; i < dim; i += CL_THREADS)
-        ss = fmaf(x[i], x[i], ss);
-    ss = cuk_block_sum(ss, red);
-    const float r = rsqrtf(ss / (float)dim + eps);
+    const float r = cl_rnorm(x, dim, eps);
     for (int i = threadIdx.x; i < dim; i += CL_THREADS)
         xn[i] = x[i] * r * w[i];
     __syncthreads();
@@ -390,7 +437,7 @@ __device__ __forceinline__ void cl_block_best(const ClusterArgs &a, float bv, in
 /* A helper cluster's block (every cluster but the first): its share of the LM head stays
  * in its shared memory for the launch; for each step it waits for the first cluster to
  * publish the final norm's output, takes its rows' dot products (four rows of a warp at
- * once, each as cl_dot sums it) and posts its best. */
+ * once, each summed as cl_dots sums a row) and posts its best. */
 __device__ void cl_lm_helper(const ClusterArgs &a, int ranks, __nv_bfloat16 *lm, float *xn, float *warp_v, int *warp_i)
 {
     const augur_fused_model &m = a.m;
@@ -495,9 +542,16 @@ __global__ void __launch_bounds__(CL_THREADS, 1) fused_cluster_kernel(const __gr
                     x[i] += d_in[i];
                 __syncthreads();
             }
-            cl_norm(xn, x, norms + 2 * l * dim, dim, m.eps, red);
-            for (int f = sq.lo + warp; f < sq.hi; f += CL_WARPS)
-                cl_send(cluster, B.qkv, f, cl_dot(wl + (int64_t)(f - sq.lo) * dim, xn, dim), ranks);
+            {
+                const ClNormed in = {x, norms + 2 * l * dim, cl_rnorm(x, dim, m.eps)};
+                for (int f0 = sq.lo + warp; f0 < sq.hi; f0 += 4 * CL_WARPS) {
+                    const int n = cl_group(f0, sq.hi, 4);
+                    float v[4];
+                    cl_dots<4>([&](int j) { return wl + (int64_t)(f0 + j * CL_WARPS - sq.lo) * dim; }, n, in, dim, v);
+                    for (int j = 0; j < n; j++)
+                        cl_send(cluster, B.qkv, f0 + j * CL_WARPS, v[j], ranks);
+                }
+            }
             if (rank < tasks)
                 stage_kv(m, a.kv, l, att_task(rank, chunks, p), B.sK, B.sV);
             cl_sync(cluster, a, rank, n_trace, 0);
@@ -529,23 +583,45 @@ __global__ void __launch_bounds__(CL_THREADS, 1) fused_cluster_kernel(const __gr
                 xn[i] = acc;
             }
             __syncthreads();
-            for (int f = so.lo + warp; f < so.hi; f += CL_WARPS)
-                cl_send(cluster, o_in, f, cl_dot(wl + L.w_o + (int64_t)(f - so.lo) * qd, xn, qd), ranks);
+            for (int f0 = so.lo + warp; f0 < so.hi; f0 += 4 * CL_WARPS) {
+                const int n = cl_group(f0, so.hi, 4);
+                float v[4];
+                cl_dots<4>([&](int j) { return wl + L.w_o + (int64_t)(f0 + j * CL_WARPS - so.lo) * qd; }, n,
+                           ClPlain{xn}, qd, v);
+                for (int j = 0; j < n; j++)
+                    cl_send(cluster, o_in, f0 + j * CL_WARPS, v[j], ranks);
+            }
             cl_sync(cluster, a, rank, n_trace, 2);
             /* D: x += W_o's output; norm; the block's features of gate|up, SwiGLU */
             for (int i = tid; i < dim; i += CL_THREADS)
                 x[i] += o_in[i];
             __syncthreads();
-            cl_norm(xn, x, norms + (2 * l + 1) * dim, dim, m.eps, red);
-            for (int f = sf.lo + warp; f < sf.hi; f += CL_WARPS) {
-                const __nv_bfloat16 *gu = wl + L.w_gu + (int64_t)2 * (f - sf.lo) * dim;
-                const float gt = cl_dot(gu, xn, dim), up = cl_dot(gu + dim, xn, dim);
-                cl_send(cluster, h_in, f, gt / (1.0f + expf(-gt)) * up, ranks);
+            {
+                const ClNormed in = {x, norms + (2 * l + 1) * dim, cl_rnorm(x, dim, m.eps)};
+                for (int f0 = sf.lo + warp; f0 < sf.hi; f0 += 2 * CL_WARPS) {
+                    const int n = cl_group(f0, sf.hi, 2);
+                    float v[4]; /* gate, up of feature f0, then of f0 + CL_WARPS */
+                    cl_dots<4>(
+                        [&](int j) {
+                            return wl + L.w_gu + (int64_t)(2 * (f0 + (j >> 1) * CL_WARPS - sf.lo) + (j & 1)) * dim;
+                        },
+                        2 * n, in, dim, v);
+                    for (int k = 0; k < n; k++) {
+                        const float gt = v[2 * k];
+                        cl_send(cluster, h_in, f0 + k * CL_WARPS, gt / (1.0f + expf(-gt)) * v[2 * k + 1], ranks);
+                    }
+                }
             }
             cl_sync(cluster, a, rank, n_trace, 3);
             /* E: the block's rows of down */
-            for (int f = sd.lo + warp; f < sd.hi; f += CL_WARPS)
-                cl_send(cluster, d_in, f, cl_dot(wl + L.w_down + (int64_t)(f - sd.lo) * hidden, h_in, hidden), ranks);
+            for (int f0 = sd.lo + warp; f0 < sd.hi; f0 += 4 * CL_WARPS) {
+                const int n = cl_group(f0, sd.hi, 4);
+                float v[4];
+                cl_dots<4>([&](int j) { return wl + L.w_down + (int64_t)(f0 + j * CL_WARPS - sd.lo) * hidden; }, n,
+                           ClPlain{h_in}, hidden, v);
+                for (int j = 0; j < n; j++)
+                    cl_send(cluster, d_in, f0 + j * CL_WARPS, v[j], ranks);
+            }
             if (last) { /* the LM head's first rows, before the barrier */
                 cl_lm_rows(m, sv.lo + warp * FUSED_LM_ROWS, sv.hi, row);
                 prefetch_rows<FUSED_LM_ROWS>(row, dim, pre);
@@ -561,7 +637,7 @@ __global__ void __launch_bounds__(CL_THREADS, 1) fused_cluster_kernel(const __gr
         for (int i = tid; i < dim; i += CL_THREADS)
             x[i] += d_in[i];
         __syncthreads();
-        cl_norm(xn, x, norms + 2 * m.n_layers * dim, dim, m.eps, red);
+        cl_norm(xn, x, norms + 2 * m.n_layers * dim, dim, m.eps);
         const int s = r - (a.n - 1);
         if (rank == 0 && (int)gridDim.x > ranks) {
             for (int i = tid; i < dim; i += CL_THREADS)

@@ -6,11 +6,10 @@
 
 #include "kernels/cuda/cuda_device.h"
 
-/* acc += 8 bf16 weights (raw) times xin[0..8), in order. */
-__device__ __forceinline__ float dot8(uint4 raw, const float *xin, float acc)
+/* acc += 8 bf16 weights (raw) times (a, b), in order. */
+__device__ __forceinline__ float dot8v(uint4 raw, float4 a, float4 b, float acc)
 {
     const __nv_bfloat162 *w = reinterpret_cast<const __nv_bfloat162 *>(&raw);
-    const float4 a = *reinterpret_cast<const float4 *>(xin), b = *reinterpret_cast<const float4 *>(xin + 4);
     float2 f;
     f = __bfloat1622float2(w[0]);
     acc = fmaf(f.x, a.x, acc);
@@ -25,6 +24,12 @@ __device__ __forceinline__ float dot8(uint4 raw, const float *xin, float acc)
     acc = fmaf(f.x, b.z, acc);
     acc = fmaf(f.y, b.w, acc);
     return acc;
+}
+
+/* acc += 8 bf16 weights (raw) times xin[0..8), in order. */
+__device__ __forceinline__ float dot8(uint4 raw, const float *xin, float acc)
+{
+    return dot8v(raw, *reinterpret_cast<const float4 *>(xin), *reinterpret_cast<const float4 *>(xin + 4), acc);
 }
 
 /* 16 bytes global -> shared without registers (through L2: the cache rows may have been
@@ -122,13 +127,17 @@ __device__ __forceinline__ void stage_kv(const augur_fused_model &m, const augur
     const int hd = m.head_dim, hd4 = hd / 4, kvd = m.n_kv_heads * hd, g = k.h / (m.n_heads / m.n_kv_heads);
     const float *kc = kv.k + (int64_t)l * kv.layer_rows * kvd + g * hd;
     const float *vc = kv.v + (int64_t)l * kv.layer_rows * kvd + g * hd;
-    for (int idx = threadIdx.x; idx < k.old_len * hd4; idx += blockDim.x) {
-        const int j = idx / hd4, e4 = idx % hd4;
-        fused_copy16(reinterpret_cast<float4 *>(sK) + idx,
-                     reinterpret_cast<const float4 *>(kc + (int64_t)(k.lo + j) * kvd) + e4);
-        fused_copy16(reinterpret_cast<float4 *>(sV) + idx,
-                     reinterpret_cast<const float4 *>(vc + (int64_t)(k.lo + j) * kvd) + e4);
-    }
+    /* a warp takes one row (or two, where a row is at most 16 vectors) a turn: lane e4's
+     * 16 bytes of K and of V, no division on the way */
+    const int lane = threadIdx.x & 31, per = hd4 <= 16 ? 2 : 1, e4 = per == 2 ? lane & 15 : lane;
+    const int step = (int)(blockDim.x >> 5) * per;
+    if (e4 < hd4)
+        for (int j = (int)(threadIdx.x >> 5) * per + (per == 2 ? lane >> 4 : 0); j < k.old_len; j += step) {
+            fused_copy16(reinterpret_cast<float4 *>(sK) + j * hd4 + e4,
+                         reinterpret_cast<const float4 *>(kc + (int64_t)(k.lo + j) * kvd) + e4);
+            fused_copy16(reinterpret_cast<float4 *>(sV) + j * hd4 + e4,
+                         reinterpret_cast<const float4 *>(vc + (int64_t)(k.lo + j) * kvd) + e4);
+        }
 }
 
 /* Why neither fused kernel takes m's shapes or weights (NULL: they do); the kernels add
