@@ -74,7 +74,8 @@ typedef struct {
     int fused_cluster;        /* blocks of the fused chain's cluster; 0: the cooperative grid only */
     bool fused_cluster_forced; /* AUGUR_CUDA_FUSED_CLUSTER named the size: no fallback to the grid */
     int fused_clusters_want;   /* AUGUR_CUDA_FUSED_CLUSTERS (A/B runs); 0: as many as fit */
-    int cluster_checked_rows;  /* layer_rows cluster_groups was asked for (0: none yet) */
+    const augur_fused_model *cluster_checked_model; /* the model and layer_rows cluster_groups */
+    int cluster_checked_rows;                       /* was asked for (NULL, 0: none yet) */
     int cluster_groups;        /* cuk_fused_cluster_groups for them; 0: no cluster fits */
     unsigned char *staging;   /* STAGING_BYTES pinned, allocated by the first weight_upload */
     cudaEvent_t staged[2];    /* recorded after the copy out of each half of staging */
@@ -773,8 +774,9 @@ static augur_status cuda_greedy_fused(augur_backend *be, const augur_fused_model
     /* the cluster when its blocks hold the layers' weights and the device places it, else the grid */
     const char *why_cluster =
         c->fused_cluster ? cuk_fused_cluster_unfit(m, kv->layer_rows, c->smem_optin, c->fused_cluster) : "off";
-    if (!why_cluster && c->cluster_checked_rows != kv->layer_rows) {
+    if (!why_cluster && (c->cluster_checked_model != m || c->cluster_checked_rows != kv->layer_rows)) {
         c->cluster_groups = cuk_fused_cluster_groups(m, kv->layer_rows, c->fused_cluster, c->fused_clusters_want);
+        c->cluster_checked_model = m;
         c->cluster_checked_rows = kv->layer_rows;
     }
     if (!why_cluster && c->cluster_groups < 1)
