@@ -1,5 +1,5 @@
-/* The fused greedy chain (backend_greedy_fused: kernels/cuda/cuda_fused_cluster.cu on one
- * thread-block cluster where the model's weights fit its blocks, else the cooperative grid
+/* The fused greedy chain (backend_greedy_fused: kernels/cuda/cuda_fused_cluster.cu on
+ * thread-block clusters where the model's layers fit 16 blocks, else the cooperative grid
  * of kernels/cuda/cuda_fused_step.cu) against the forward of separate kernels on the same
  * GPU; both kernels where both take the model.
  *
@@ -24,8 +24,8 @@
  * of 4 steps from a context of 100 through forward_greedy_chain, fused and as the captured
  * chain of separate kernels (AUGUR_CUDA_CHAINS), on each model; and where the fused
  * kernels' time goes, stage by stage (their trace: block 0's clock when a stage's work is
- * done and when the barrier after it returns), on the cluster and on grids of 132 (or every
- * multiprocessor), 32, 8 and 1 blocks.
+ * done and when the barrier after it returns), on the clusters and on grids of 132 (or every
+ * multiprocessor), 32 and 1 blocks.
  * Prints one line per case; exit 0 when all pass, 1 otherwise, 77 without a GPU. */
 #include <math.h>
 #include <stdbool.h>
@@ -90,9 +90,9 @@ typedef struct {
 /* The cluster a backend opened with AUGUR_CUDA_FUSED_CLUSTER=`cluster` (NULL: unset, 16
  * unless AUGUR_CUDA_FUSED_BLOCKS is set) runs m on, as backend_cuda.c decides; 0: the grid.
  * groups: how many clusters a launch takes, as AUGUR_CUDA_FUSED_CLUSTERS (want) allows. */
-static int cluster_of(bench *b, const char *cluster, const char *blocks, int want_g, int *groups)
+static int cluster_of(bench *b, const char *cluster, const char *blocks, int want_groups, int *groups)
 {
-    const int want = cluster ? atoi(cluster) : blocks ? 0 : CUK_FUSED_CLUSTER_MAX, want_groups = want_g;
+    const int want = cluster ? atoi(cluster) : blocks ? 0 : CUK_FUSED_CLUSTER_MAX;
     int optin = 0;
     cudaDeviceGetAttribute(&optin, cudaDevAttrMaxSharedMemoryPerBlockOptin, backend_cuda_device(b->be));
     *groups = 0;
