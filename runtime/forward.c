@@ -760,6 +760,24 @@ augur_status forward_prefill_argmax(forward_ctx *f, kv_cache *kv, const int32_t 
     return st;
 }
 
+/* The end of a chain's one program (chain_run, fused_run), st its result: the fed rows
+ * appended to kv, or none of them on failure; then the tokens it chose downloaded to out.
+ * what names the chain in errors. */
+static augur_status chain_finish(forward_ctx *f, kv_cache *kv, int fed, int steps, augur_status st, int32_t *out,
+                                 const char *what, augur_error *err)
+{
+    if (!st)
+        st = kv_cache_append(kv, fed, err);
+    if (st) {
+        augur_error ignored = {0};
+        kv_cache_trim(kv, kv->len, &ignored);
+        return augur_wrap(err, "%s: %s of %d steps", f->m->source, what, steps);
+    }
+    if ((st = backend_download(f->be, out, f->argmax, (size_t)steps * sizeof(int32_t), err)))
+        return augur_wrap(err, "%s: the tokens of %s of %d steps", f->m->source, what, steps);
+    return AUGUR_OK;
+}
+
 /* Whether forward_greedy_chain may run this chain as one captured program. */
 static bool chain_takes(const forward_ctx *f, const kv_cache *kv, int n, int steps)
 {
@@ -783,15 +801,8 @@ static augur_status chain_run(forward_ctx *f, kv_cache *kv, const int32_t *token
     const size_t key = (size_t)n * (FORWARD_CHAIN_STEPS + 1) + (size_t)steps;
     const captured_work w = {.kv = kv, .n = n, .start = kv->len, .steps = steps};
     st = run_captured(f, &w, &f->chain[key], &f->chain_ran[key], err);
-    if (!st)
-        st = kv_cache_append(kv, fed, err);
-    if (st) {
-        augur_error ignored = {0};
-        kv_cache_trim(kv, kv->len, &ignored);
+    if ((st = chain_finish(f, kv, fed, steps, st, out, "a chain", err)))
         return st;
-    }
-    if ((st = backend_download(f->be, out, f->argmax, (size_t)steps * sizeof(int32_t), err)))
-        return augur_wrap(err, "%s: the tokens of a chain of %d steps", m->source, steps);
     f->chains++;
     f->chained_tokens += steps;
     return AUGUR_OK;
@@ -820,15 +831,8 @@ static augur_status fused_run(forward_ctx *f, kv_cache *kv, const int32_t *token
         return augur_wrap(err, "%s: KV cache", m->source);
     const augur_fused_cache cache = {.k = kv->k, .v = kv->v, .layer_rows = kv->layer_rows};
     st = backend_greedy_fused(f->be, f->fused, &cache, tokens, n, kv->len, steps, f->argmax, NULL, err);
-    if (!st)
-        st = kv_cache_append(kv, fed, err);
-    if (st) {
-        augur_error ignored = {0};
-        kv_cache_trim(kv, kv->len, &ignored);
-        return augur_wrap(err, "%s: a fused chain of %d steps", m->source, steps);
-    }
-    if ((st = backend_download(f->be, out, f->argmax, (size_t)steps * sizeof(int32_t), err)))
-        return augur_wrap(err, "%s: the tokens of a fused chain of %d steps", m->source, steps);
+    if ((st = chain_finish(f, kv, fed, steps, st, out, "a fused chain", err)))
+        return st;
     f->fused_chains++;
     f->fused_tokens += steps;
     return AUGUR_OK;

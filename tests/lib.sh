@@ -33,6 +33,17 @@ gpu_test() {
   export ASAN_OPTIONS="${ASAN_OPTIONS:-}:protect_shadow_gap=0:detect_leaks=0"
 }
 
+# cuda_test_program NAME: $bin becomes kernels/NAME of the build (a test program built
+# only where a CUDA toolkit exists); skips (exit 77) without it or without a GPU.
+cuda_test_program() {
+  bin="$(dirname "$AUGUR_BIN")/../kernels/$1"
+  if [ ! -x "$bin" ]; then
+    echo "SKIP: $bin not built (no CUDA toolkit at configure time)"
+    exit 77
+  fi
+  gpu_test
+}
+
 # make_tmp: $tmp becomes a fresh directory, removed when the script exits.
 make_tmp() {
   tmp=$(mktemp -d)

@@ -767,18 +767,7 @@ extern "C" cudaError_t cuk_fused_cluster_greedy(cudaStream_t stream, const augur
         (clusters > 1 && !cl_helpers_fit(m, kv->layer_rows, ranks, clusters)))
         return cudaErrorInvalidValue;
     ClusterArgs a = {};
-    a.m = *m;
-    a.kv = *kv;
-    for (int i = 0; i < n; i++)
-        a.ids[i] = ids[i];
-    a.n = n;
-    a.start = start;
-    a.steps = steps;
-    a.out = out;
-    a.logits = logits;
-    a.trace = trace;
-    a.trace_cap = trace_cap;
-    a.max_chunks = (kv->layer_rows + CUK_FUSED_CHUNK - 1) / CUK_FUSED_CHUNK;
+    fused_chain_args(a, m, kv, ids, n, start, steps, out, logits, trace, trace_cap);
     const int blocks = ranks * clusters;
     float *f = static_cast<float *>(scratch);
     a.lm_x = f;

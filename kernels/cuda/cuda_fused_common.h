@@ -140,6 +140,27 @@ __device__ __forceinline__ void stage_kv(const augur_fused_model &m, const augur
         }
 }
 
+/* The chain's arguments both kernels' parameter structs carry, filled alike (n <=
+ * AUGUR_FUSED_MAX_FEED, checked by the caller); the rest of A is left to the caller. */
+template <typename A>
+static inline void fused_chain_args(A &a, const augur_fused_model *m, const augur_fused_cache *kv, const int32_t *ids,
+                                    int n, int start, int steps, int32_t *out, float *logits, long long *trace,
+                                    int trace_cap)
+{
+    a.m = *m;
+    a.kv = *kv;
+    for (int i = 0; i < n; i++)
+        a.ids[i] = ids[i];
+    a.n = n;
+    a.start = start;
+    a.steps = steps;
+    a.out = out;
+    a.logits = logits;
+    a.trace = trace;
+    a.trace_cap = trace_cap;
+    a.max_chunks = (kv->layer_rows + CUK_FUSED_CHUNK - 1) / CUK_FUSED_CHUNK;
+}
+
 /* Why neither fused kernel takes m's shapes or weights (NULL: they do); the kernels add
  * their own shared-memory checks. */
 static inline const char *fused_shape_unfit(const augur_fused_model *m, int layer_rows)

@@ -586,18 +586,7 @@ extern "C" cudaError_t cuk_fused_greedy(cudaStream_t stream, const augur_fused_m
     if (n < 1 || n > AUGUR_FUSED_MAX_FEED || steps < 1 || blocks < 1)
         return cudaErrorInvalidValue;
     FusedArgs a = {};
-    a.m = *m;
-    a.kv = *kv;
-    for (int i = 0; i < n; i++)
-        a.ids[i] = ids[i];
-    a.n = n;
-    a.start = start;
-    a.steps = steps;
-    a.out = out;
-    a.logits = logits;
-    a.trace = trace;
-    a.trace_cap = trace_cap;
-    a.max_chunks = (kv->layer_rows + CUK_FUSED_CHUNK - 1) / CUK_FUSED_CHUNK;
+    fused_chain_args(a, m, kv, ids, n, start, steps, out, logits, trace, trace_cap);
     float *f = static_cast<float *>(scratch);
     a.qkv = f;
     f += (size_t)(m->n_heads + 2 * m->n_kv_heads) * m->head_dim;

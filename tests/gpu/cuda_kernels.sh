@@ -4,10 +4,5 @@
 # kernel / shape / relative error. Exits 77 (skipped) without the program or a GPU.
 set -euo pipefail
 source "$(dirname "$0")/../lib.sh"
-bin="$(dirname "$AUGUR_BIN")/../kernels/augur_cuda_kernel_test"
-if [ ! -x "$bin" ]; then
-  echo "SKIP: $bin not built (no CUDA toolkit at configure time)"
-  exit 77
-fi
-gpu_test
+cuda_test_program augur_cuda_kernel_test
 exec "$bin"

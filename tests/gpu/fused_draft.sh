@@ -9,12 +9,7 @@
 # Exits 77 (skipped) without the program or a GPU.
 set -euo pipefail
 source "$(dirname "$0")/../lib.sh"
-bin="$(dirname "$AUGUR_BIN")/../kernels/augur_fused_draft_test"
-if [ ! -x "$bin" ]; then
-  echo "SKIP: $bin not built (no CUDA toolkit at configure time)"
-  exit 77
-fi
-gpu_test
+cuda_test_program augur_fused_draft_test
 make_tmp
 "$bin" "$MODELS/draft" || fail "the fused chain against the separate kernels (table above)"
 
