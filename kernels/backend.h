@@ -65,6 +65,9 @@ typedef struct {
     /* A step's work can be captured once and replayed (backend_graph_*), its position read
      * from device memory when it runs (backend_bind_position). */
     bool graphs;
+    /* Other processes' kernels run on the device at the same time as this one's (CUDA MPS),
+     * instead of taking turns with it. */
+    bool shares_device_concurrently;
 } augur_backend_caps;
 
 /* One product of backend_matmul_parts: out [n][w->rows] = x W^T (+ bias). */
@@ -129,8 +132,8 @@ typedef struct {
                                 const float *x, int cols, augur_error *err);
     /* may be NULL (no fused chains): a small model's greedy chain in one launch */
     augur_status (*greedy_fused)(augur_backend *be, const augur_fused_model *m, const augur_fused_cache *kv,
-                                 const int32_t *ids, int n, int start, int steps, int32_t *out, float *logits,
-                                 augur_error *err);
+                                 const int32_t *ids, int n, int start, int steps, bool beside, int32_t *out,
+                                 float *logits, augur_error *err);
 
     /* step capture: NULL where caps.graphs is false; store_rows may be NULL (the wrapper
      * copies at the host's row; a block table then needs host memory) */
@@ -503,15 +506,17 @@ static inline augur_status backend_argmax_feed(augur_backend *be, int32_t *out, 
  * cache gains the K and V of positions start .. start+n+steps-2. logits (backend memory,
  * may be NULL): also those rows' logits, [steps][vocab]. Its arithmetic is its own (not
  * the separate kernels', bit for bit): a draft's proposals, never a target's logits.
- * steps == 0 only asks whether the backend can run m over kv (AUGUR_E_UNSUPPORTED and
- * why, when not). */
+ * beside: the chain runs beside other work on the device (a draft drafting ahead while a
+ * target rank verifies on the same GPU), so it takes a few multiprocessors, not all; the
+ * tokens do not depend on it. steps == 0 only asks whether the backend can run m over kv
+ * (AUGUR_E_UNSUPPORTED and why, when not). */
 static inline augur_status backend_greedy_fused(augur_backend *be, const augur_fused_model *m,
                                                 const augur_fused_cache *kv, const int32_t *ids, int n, int start,
-                                                int steps, int32_t *out, float *logits, augur_error *err)
+                                                int steps, bool beside, int32_t *out, float *logits, augur_error *err)
 {
     if (!be->iface.greedy_fused)
         return augur_fail(err, AUGUR_E_UNSUPPORTED, "backend %s has no fused greedy steps", be->name);
-    return be->iface.greedy_fused(be, m, kv, ids, n, start, steps, out, logits, err);
+    return be->iface.greedy_fused(be, m, kv, ids, n, start, steps, beside, out, logits, err);
 }
 
 /* probs row r = sampling_probs(sp, logits row r): softmax at temperature, top-k, top-p,

@@ -177,8 +177,10 @@ static void generate_command(generate_cli *cli, arg_spec *out, arg_command *cmd)
         FLAG_BOOL("no-overlap", &cli->no_overlap, "the draft waits for each verdict instead of drafting ahead"),
         FLAG_BOOL("overlap", &cli->overlap,
                   "draft ahead even where the draft shares a GPU with a target\n"
-                  "rank (by default it waits there: drafting beside the\n"
-                  "verification slows the verification more than it hides)"),
+                  "rank (by default it waits there, drafting beside the\n"
+                  "verification slows the verification more than it hides;\n"
+                  "except a fused greedy draft under CUDA MPS, which drafts\n"
+                  "ahead on half the GPU's multiprocessors)"),
         {.name = "synthetic-acceptance", .kind = ARG_FLOAT, .dest = &cli->synthetic_acceptance,
          .given = &cli->have_synthetic, .min = 0, .max = 1, .value = "A",
          .help = "with --load-format dummy, greedy: keep each proposed token\n"

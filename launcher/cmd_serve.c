@@ -141,8 +141,10 @@ static void serve_command(serve_cli *cli, arg_spec *out, arg_command *cmd)
         FLAG_BOOL("no-overlap", &cli->no_overlap, "the draft waits for each verdict instead of drafting ahead"),
         FLAG_BOOL("overlap", &cli->overlap,
                   "draft ahead even where the draft shares a GPU with a target\n"
-                  "rank (by default it waits there: drafting beside the\n"
-                  "verification slows the verification more than it hides)"),
+                  "rank (by default it waits there, drafting beside the\n"
+                  "verification slows the verification more than it hides;\n"
+                  "except a fused greedy draft under CUDA MPS, which drafts\n"
+                  "ahead on half the GPU's multiprocessors)"),
         FLAG_BOOL("no-speculation", &cli->no_speculation,
                   "target-only for every request (the draft rank idles;\n"
                   "requests' \"speculation\" is then ignored)"),

@@ -264,7 +264,7 @@ bool forward_use_fused(forward_ctx *f, char *why_not, size_t len)
         /* the backend's own shape checks, against a cache of this context */
         augur_error e = {0};
         const augur_fused_cache probe = {.layer_rows = f->max_seq};
-        if (backend_greedy_fused(f->be, fm, &probe, NULL, 0, 0, 0, NULL, NULL, &e)) {
+        if (backend_greedy_fused(f->be, fm, &probe, NULL, 0, 0, 0, false, NULL, NULL, &e)) {
             snprintf(why, sizeof why, "%s", e.message);
             ok = false;
         }
@@ -819,8 +819,8 @@ static bool fused_takes(const forward_ctx *f, const kv_cache *kv, int n, int ste
            kv->len + n + steps - 1 <= max_positions;
 }
 
-static augur_status fused_run(forward_ctx *f, kv_cache *kv, const int32_t *tokens, int n, int steps, int32_t *out,
-                              augur_error *err)
+static augur_status fused_run(forward_ctx *f, kv_cache *kv, const int32_t *tokens, int n, int steps, bool beside,
+                              int32_t *out, augur_error *err)
 {
     const model *m = f->m;
     augur_status st = check_seq(f, kv, tokens, n, n - 1, err);
@@ -830,7 +830,7 @@ static augur_status fused_run(forward_ctx *f, kv_cache *kv, const int32_t *token
     if ((st = kv_cache_reserve(kv, fed, err)))
         return augur_wrap(err, "%s: KV cache", m->source);
     const augur_fused_cache cache = {.k = kv->k, .v = kv->v, .layer_rows = kv->layer_rows};
-    st = backend_greedy_fused(f->be, f->fused, &cache, tokens, n, kv->len, steps, f->argmax, NULL, err);
+    st = backend_greedy_fused(f->be, f->fused, &cache, tokens, n, kv->len, steps, beside, f->argmax, NULL, err);
     if ((st = chain_finish(f, kv, fed, steps, st, out, "a fused chain", err)))
         return st;
     f->fused_chains++;
@@ -838,8 +838,8 @@ static augur_status fused_run(forward_ctx *f, kv_cache *kv, const int32_t *token
     return AUGUR_OK;
 }
 
-augur_status forward_greedy_chain(forward_ctx *f, kv_cache *kv, const int32_t *tokens, int n, int steps, int32_t *out,
-                                  float *logits, augur_error *err)
+augur_status forward_greedy_chain(forward_ctx *f, kv_cache *kv, const int32_t *tokens, int n, int steps, bool beside,
+                                  int32_t *out, float *logits, augur_error *err)
 {
     if (n <= 0 || steps <= 0)
         return augur_fail(err, AUGUR_E_INTERNAL, "forward: greedy chain of %d steps from %d tokens", steps, n);
@@ -847,7 +847,7 @@ augur_status forward_greedy_chain(forward_ctx *f, kv_cache *kv, const int32_t *t
         int take = steps - done < FORWARD_CHAIN_STEPS ? steps - done : FORWARD_CHAIN_STEPS;
         augur_status st;
         if (fused_takes(f, kv, n, take)) {
-            st = fused_run(f, kv, tokens, n, take, out + done, err);
+            st = fused_run(f, kv, tokens, n, take, beside, out + done, err);
         } else if (chain_takes(f, kv, n, take)) {
             st = chain_run(f, kv, tokens, n, take, out + done, err);
         } else {

@@ -167,9 +167,11 @@ augur_status forward_prefill_argmax(forward_ctx *f, kv_cache *kv, const int32_t 
  * context's end) it runs forward_prefill_argmax step by step. Either way each step is the
  * forward of the same rows at the same positions, so the tokens are the same. With fused
  * chains on (forward_use_fused) and a contiguous cache, the chain is instead one fused
- * launch of the whole model, whose tokens may differ in a near-tie. logits: host
- * scratch of vocab_local floats, used by host-memory backends only. */
-augur_status forward_greedy_chain(forward_ctx *f, kv_cache *kv, const int32_t *tokens, int n, int steps, int32_t *out,
-                                  float *logits, augur_error *err);
+ * launch of the whole model, whose tokens may differ in a near-tie; beside: that launch
+ * runs beside other work on the device and takes a few multiprocessors
+ * (backend_greedy_fused). logits: host scratch of vocab_local floats, used by host-memory
+ * backends only. */
+augur_status forward_greedy_chain(forward_ctx *f, kv_cache *kv, const int32_t *tokens, int n, int steps, bool beside,
+                                  int32_t *out, float *logits, augur_error *err);
 
 #endif

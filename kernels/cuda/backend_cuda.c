@@ -77,6 +77,8 @@ typedef struct {
     const augur_fused_model *cluster_checked_model; /* the model and layer_rows cluster_groups */
     int cluster_checked_rows;                       /* was asked for (NULL, 0: none yet) */
     int cluster_groups;        /* cuk_fused_cluster_groups for them; 0: no cluster fits */
+    int cluster_groups_beside; /* the same for a chain beside other work (fused_beside_sms) */
+    int fused_beside_sms;      /* multiprocessors a chain beside other work takes (AUGUR_CUDA_FUSED_BESIDE) */
     unsigned char *staging;   /* STAGING_BYTES pinned, allocated by the first weight_upload */
     cudaEvent_t staged[2];    /* recorded after the copy out of each half of staging */
     int pack_threads;
@@ -759,8 +761,8 @@ static augur_status cuda_argmax_feed(augur_backend *be, int32_t *out, int32_t *i
 }
 
 static augur_status cuda_greedy_fused(augur_backend *be, const augur_fused_model *m, const augur_fused_cache *kv,
-                                      const int32_t *ids, int n, int start, int steps, int32_t *out, float *logits,
-                                      augur_error *err)
+                                      const int32_t *ids, int n, int start, int steps, bool beside, int32_t *out,
+                                      float *logits, augur_error *err)
 {
     cuda_ctx *c = ctx_of(be);
     c->op_seq++;
@@ -776,6 +778,9 @@ static augur_status cuda_greedy_fused(augur_backend *be, const augur_fused_model
         c->fused_cluster ? cuk_fused_cluster_unfit(m, kv->layer_rows, c->smem_optin, c->fused_cluster) : "off";
     if (!why_cluster && (c->cluster_checked_model != m || c->cluster_checked_rows != kv->layer_rows)) {
         c->cluster_groups = cuk_fused_cluster_groups(m, kv->layer_rows, c->fused_cluster, c->fused_clusters_want);
+        /* beside other work: the first cluster, and helpers while the share allows (at least one cluster) */
+        const int share = c->fused_beside_sms / c->fused_cluster;
+        c->cluster_groups_beside = cuk_fused_cluster_groups(m, kv->layer_rows, c->fused_cluster, share > 1 ? share : 1);
         c->cluster_checked_model = m;
         c->cluster_checked_rows = kv->layer_rows;
     }
@@ -784,7 +789,9 @@ static augur_status cuda_greedy_fused(augur_backend *be, const augur_fused_model
     if (!why_cluster) {
         if (steps == 0)
             return AUGUR_OK;
-        const int groups = c->cluster_groups;
+        const int groups = beside && c->cluster_groups_beside >= 1 && c->cluster_groups_beside < c->cluster_groups
+                               ? c->cluster_groups_beside
+                               : c->cluster_groups;
         augur_status st =
             grow_scratch(c, &c->fused_scratch, &c->fused_scratch_bytes,
                          cuk_fused_cluster_scratch_bytes(m, c->fused_cluster * groups), "fused greedy scratch", err);
@@ -802,7 +809,10 @@ static augur_status cuda_greedy_fused(augur_backend *be, const augur_fused_model
     const char *why = cuk_fused_unfit(m, kv->layer_rows, c->smem_optin);
     if (why)
         return augur_fail(err, AUGUR_E_UNSUPPORTED, "cuda backend: no fused greedy steps for this model: %s", why);
-    const int blocks = cuk_fused_blocks(m, kv->layer_rows, c->sm_count, c->fused_blocks_want);
+    const int want = beside && (c->fused_blocks_want <= 0 || c->fused_blocks_want > c->fused_beside_sms)
+                         ? c->fused_beside_sms
+                         : c->fused_blocks_want;
+    const int blocks = cuk_fused_blocks(m, kv->layer_rows, c->sm_count, want);
     if (blocks < 1)
         return augur_fail(err, AUGUR_E_UNSUPPORTED,
                           "cuda backend (device %d): the fused greedy kernel fits no block on a multiprocessor",
@@ -1087,6 +1097,11 @@ augur_status backend_cuda_create(augur_backend **out, int device, augur_error *e
     c->fused_cluster_forced = fc && c->fused_cluster != 0;
     const char *fg = getenv("AUGUR_CUDA_FUSED_CLUSTERS"); /* clusters of a launch (A/B runs): 1 no helpers */
     c->fused_clusters_want = fg ? atoi(fg) : 0;
+    /* a chain beside other work on the GPU (a draft drafting ahead while the target
+     * verifies): this many multiprocessors, half by default, so that the verification
+     * keeps the rest (docs/perf-notes.md, change 19: 64-80 of 132 drafted fastest) */
+    const char *fs = getenv("AUGUR_CUDA_FUSED_BESIDE");
+    c->fused_beside_sms = fs && atoi(fs) > 0 ? atoi(fs) : c->sm_count / 2;
     const char *mm = getenv("AUGUR_CUDA_MATMUL");
     if (mm && !strcmp(mm, "gemv"))
         c->paths.matmul = CUDA_MATMUL_GEMV;
@@ -1095,7 +1110,13 @@ augur_status backend_cuda_create(augur_backend **out, int device, augur_error *e
     else if (mm && !strcmp(mm, "cublas"))
         c->paths.matmul = CUDA_MATMUL_CUBLAS;
     be->name = "cuda";
-    be->caps = (augur_backend_caps){.stream = true, .memory_info = true, .graphs = true};
+    int mps = 0;
+    if (cudaDeviceGetAttribute(&mps, cudaDevAttrMpsEnabled, device) != cudaSuccess) {
+        cudaGetLastError();
+        mps = 0;
+    }
+    be->caps = (augur_backend_caps){
+        .stream = true, .memory_info = true, .graphs = true, .shares_device_concurrently = mps != 0};
     be->device = device;
     be->iface = cuda_iface;
     be->ctx = c;

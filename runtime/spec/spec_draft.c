@@ -217,15 +217,16 @@ static augur_status draft_one(draft_state *s, bool ahead, augur_error *err)
 /* k more tokens after S ++ D in one greedy chain (forward_greedy_chain: on a GPU one captured
  * program and one download for all of them, where one step at a time pays a host round trip
  * each). Only a greedy draft that reads no entropy: a chain keeps no logits. The tokens are
- * those draft_one would draft one by one. */
-static augur_status draft_chain(draft_state *s, int k, augur_error *err)
+ * those draft_one would draft one by one. ahead: drafted past the proposal awaiting its
+ * verdict (overlap), beside the target's verification where the GPU is shared. */
+static augur_status draft_chain(draft_state *s, int k, bool ahead, augur_error *err)
 {
     spec_engine *e = s->e;
     int total = s->len + s->d.n;
     if (k < 1 || s->d.n + k > s->d.cap || total + k > e->max_context)
         return augur_fail(err, AUGUR_E_INTERNAL, "draft: no room to draft %d tokens past %d", k, total);
     if (total - s->kv->len > FORWARD_CHAIN_FEED) { /* a prompt first: its own forward, in chunks */
-        augur_status st = draft_one(s, false, err);
+        augur_status st = draft_one(s, ahead, err);
         if (st || --k == 0)
             return st;
         total++;
@@ -237,12 +238,13 @@ static augur_status draft_chain(draft_state *s, int k, augur_error *err)
         return augur_fail(err, AUGUR_E_INTERNAL, "draft: a chain of %d tokens after %d unfed", k, n_unfed);
     for (int i = 0; i < n_unfed; i++)
         feed[i] = token_at(s, s->kv->len + i);
-    augur_status st = forward_greedy_chain(&e->fwd, s->kv, feed, n_unfed, k, chosen, s->logits, err);
+    const bool beside = ahead && e->place.shared;
+    augur_status st = forward_greedy_chain(&e->fwd, s->kv, feed, n_unfed, k, beside, chosen, s->logits, err);
     if (st)
         return st;
     float each = (float)(augur_now_ms() - t0) / (float)k;
     for (int i = 0; i < k; i++) {
-        draft_take(s, chosen[i], false, t0);
+        draft_take(s, chosen[i], ahead, t0);
         s->d.ms[s->d.n - 1] = each;
     }
     return AUGUR_OK;
@@ -443,7 +445,7 @@ static augur_status propose_due(draft_table *t, augur_error *err)
             break;
         /* one request alone, greedy without entropies: the rest of its proposal in one chain */
         augur_status st = m == 1 && need[0]->greedy && !need[0]->want_entropy
-                              ? draft_chain(need[0], need[0]->k_max - need[0]->k, err)
+                              ? draft_chain(need[0], need[0]->k_max - need[0]->k, false, err)
                               : draft_step_together(t, need, m, err);
         if (st)
             return st;
@@ -457,6 +459,13 @@ static augur_status propose_due(draft_table *t, augur_error *err)
         t->proposals++;
     }
     return AUGUR_OK;
+}
+
+/* Whether the request drafts ahead in fused chains: a greedy draft without entropies whose
+ * chains are one fused launch (a small draft on a GPU). */
+static bool ahead_in_chains(const draft_state *s)
+{
+    return s->greedy && !s->want_entropy && s->e->fwd.fused;
 }
 
 static void drop_state(draft_table *t, int slot)
@@ -495,9 +504,12 @@ static augur_status on_request(draft_table *t, augur_error *err)
         free(s);
         return st;
     }
-    /* On a GPU it shares with a target rank, drafting ahead runs beside the verification
-     * and slows it more than it hides (measured: docs/perf-notes.md, change 10). */
-    s->overlap = s->req.overlap && (!e->place.shared || s->req.overlap_shared_gpu);
+    /* On a GPU it shares with a target rank, drafting ahead step by step runs beside the
+     * verification and slows it more than it hides (docs/perf-notes.md, change 10); a fused
+     * chain on part of the GPU hides more than it costs where the two processes' kernels
+     * run at once (CUDA MPS), not where they take turns (change 19). */
+    const bool beside_pays = ahead_in_chains(s) && e->be && e->be->caps.shares_device_concurrently;
+    s->overlap = s->req.overlap && (!e->place.shared || s->req.overlap_shared_gpu || beside_pays);
     s->exit_after = (int)s->req.debug_draft_exit_after;
     s->round = 1;
     t->states[s->req.slot] = s;
@@ -539,8 +551,12 @@ static augur_status on_verdict(draft_table *t, uint32_t *burst_rest, augur_error
     return AUGUR_OK;
 }
 
-/* Overlap: one more token, drafted as if the whole proposal were accepted, for the next
- * request (round robin) that awaits a verdict and has room. *drafted: whether it did. */
+/* Overlap: more tokens, drafted as if the whole proposal were accepted, for the next
+ * request (round robin) that awaits a verdict and has room. One token at a time, so that
+ * a verdict is taken as soon as it comes; or, with fused chains, the proposal's length + 1
+ * tokens in one chain: what the next proposal needs when every token and the draft's own
+ * guess of the target's next one are taken (beside the verification, on a few
+ * multiprocessors, where the GPU is shared). *drafted: whether it did. */
 static augur_status draft_ahead_one(draft_table *t, bool *drafted, augur_error *err)
 {
     spec_engine *e = t->e;
@@ -550,14 +566,20 @@ static augur_status draft_ahead_one(draft_table *t, bool *drafted, augur_error *
         draft_state *s = t->states[i];
         if (!s || !s->overlap || !s->awaiting)
             continue;
-        int limit = s->proposed + DRAFT_RULE_MAX_GAMMA;
+        const bool chain = ahead_in_chains(s);
+        int limit = chain ? 2 * s->proposed + 1 : s->proposed + DRAFT_RULE_MAX_GAMMA;
         if (limit > s->d.cap)
             limit = s->d.cap;
-        if (s->d.n >= limit || s->len + s->d.n >= e->max_context - 1)
+        if (limit > e->max_context - 1 - s->len)
+            limit = e->max_context - 1 - s->len;
+        if (s->d.n >= limit)
             continue;
         t->next_ahead = (i + 1) % e->n_slots;
         *drafted = true;
-        return draft_one(s, true, err);
+        int k = limit - s->d.n;
+        if (!chain)
+            return draft_one(s, true, err);
+        return draft_chain(s, k < DRAFT_RULE_MAX_GAMMA ? k : DRAFT_RULE_MAX_GAMMA, true, err);
     }
     return AUGUR_OK;
 }

@@ -5,7 +5,8 @@
 # where a CUDA toolkit exists): logits, tokens and stored K/V of the shipped draft and of
 # four dummy shapes; the same bits on grids of 1, 5 and every multiprocessor, and on
 # clusters of 8 and 16. Then the shipped pair with the fused draft (the cluster, then the
-# grid): speculative output equal to target-only, and the draft reports its fused chains.
+# grid, then drafting ahead beside the verification): speculative output equal to
+# target-only, and the draft reports its fused chains.
 # Exits 77 (skipped) without the program or a GPU.
 set -euo pipefail
 source "$(dirname "$0")/../lib.sh"
@@ -30,4 +31,11 @@ run_to "$tmp/grid" "${dist[@]}" --draft "$MODELS/draft" --gamma 4
 unset AUGUR_CUDA_FUSED_CLUSTER
 cmp -s "$tmp/base" "$tmp/grid" || fail "speculative with the fused draft on the grid differs from target-only
 $(diff "$tmp/base" "$tmp/grid" | head -n 6)"
-echo "ok: shipped pair, fused draft: speculative == target-only ($(grep -m1 -o 'fused greedy chains: .*' "$tmp/fused.err"))"
+# drafting ahead (--overlap) in fused chains beside the verification: the same output, and
+# some proposals were drafted before their round's verdict came
+run_to "$tmp/ahead" "${dist[@]}" --draft "$MODELS/draft" --gamma 4 --overlap
+cmp -s "$tmp/base" "$tmp/ahead" || fail "speculative with the fused draft drafting ahead differs from target-only
+$(diff "$tmp/base" "$tmp/ahead" | head -n 6)"
+hidden=$(grep -m1 -o '[0-9.]* ms hidden by overlap' "$tmp/ahead.err" || true)
+[[ -n $hidden && ${hidden%% *} != 0.0 ]] || fail "drafting ahead hid nothing (${hidden:-no time line})"
+echo "ok: shipped pair, fused draft: speculative == target-only ($(grep -m1 -o 'fused greedy chains: .*' "$tmp/fused.err")); drafting ahead too ($hidden)"

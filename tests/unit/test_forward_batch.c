@@ -262,21 +262,21 @@ static void test_greedy_chain(void **state)
                        "forward_prefill_argmax");
         feed = &want[s];
     }
-    test_expect_ok(forward_greedy_chain(&b.f, &got, prompt + PROMPT, FEED, STEPS, out, scratch, &err), &err,
+    test_expect_ok(forward_greedy_chain(&b.f, &got, prompt + PROMPT, FEED, STEPS, false, out, scratch, &err), &err,
                    "forward_greedy_chain");
     for (int s = 0; s < STEPS; s++)
         if (out[s] != want[s])
             fail_msg("greedy chain: step %d chose token %d, step by step %d", s, out[s], want[s]);
     assert_int_equal(got.len, PROMPT + FEED + STEPS - 1);
     assert_int_equal(got.len, ref.len);
-    test_expect_status(forward_greedy_chain(&b.f, &got, out, 1, 0, out, scratch, &err), &err, AUGUR_E_INTERNAL,
+    test_expect_status(forward_greedy_chain(&b.f, &got, out, 1, 0, false, out, scratch, &err), &err, AUGUR_E_INTERNAL,
                        "0 steps", NULL);
     /* the context's end: the steps that fit run, the next one fails with the context's error */
     const int room = MAX_SEQ - got.len;
     int32_t *rest = malloc((size_t)(room + 1) * sizeof *rest); /* out holds every step's token */
     assert_non_null(rest);
-    test_expect_status(forward_greedy_chain(&b.f, &got, out, 1, room + 1, rest, scratch, &err), &err, AUGUR_E_INPUT,
-                       "exceeds the context", NULL);
+    test_expect_status(forward_greedy_chain(&b.f, &got, out, 1, room + 1, false, rest, scratch, &err), &err,
+                       AUGUR_E_INPUT, "exceeds the context", NULL);
     free(rest);
     assert_int_equal(got.len, MAX_SEQ);
     free(scratch);
