@@ -79,6 +79,7 @@ typedef struct {
     int cluster_groups;        /* cuk_fused_cluster_groups for them; 0: no cluster fits */
     int cluster_groups_beside; /* the same for a chain beside other work (fused_beside_sms) */
     int fused_beside_sms;      /* multiprocessors a chain beside other work takes (AUGUR_CUDA_FUSED_BESIDE) */
+    cuk_cluster_launch_state cluster_launch;
     unsigned char *staging;   /* STAGING_BYTES pinned, allocated by the first weight_upload */
     cudaEvent_t staged[2];    /* recorded after the copy out of each half of staging */
     int pack_threads;
@@ -799,7 +800,7 @@ static augur_status cuda_greedy_fused(augur_backend *be, const augur_fused_model
             return st;
         return launched(c,
                         cuk_fused_cluster_greedy(c->stream, m, kv, ids, n, start, steps, out, logits, c->fused_cluster,
-                                                 groups, c->fused_scratch, NULL, 0),
+                                                 groups, c->fused_scratch, &c->cluster_launch, NULL, 0),
                         "fused greedy kernel (a small model's chain on thread-block clusters)", err);
     }
     if (c->fused_cluster_forced)
@@ -1146,4 +1147,9 @@ void *backend_cuda_stream(augur_backend *be)
 int backend_cuda_device(const augur_backend *be)
 {
     return is_cuda(be) ? be->device : -1;
+}
+
+int backend_cuda_cooperative_refused(const augur_backend *be)
+{
+    return is_cuda(be) ? ((const cuda_ctx *)be->ctx)->cluster_launch.cooperative_refused : -1;
 }

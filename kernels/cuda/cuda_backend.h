@@ -65,4 +65,8 @@ void *backend_cuda_stream(augur_backend *be);
 /* The device a "cuda" backend runs on (-1 for any other backend). */
 int backend_cuda_device(const augur_backend *be);
 
+/* Whether the device refused a fused chain's cooperative cluster launch, so that its
+ * chains launch plainly (1), took it or was not asked yet (0); -1 for any other backend. */
+int backend_cuda_cooperative_refused(const augur_backend *be);
+
 #endif

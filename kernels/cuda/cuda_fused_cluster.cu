@@ -760,7 +760,8 @@ extern "C" size_t cuk_fused_cluster_scratch_bytes(const augur_fused_model *m, in
 extern "C" cudaError_t cuk_fused_cluster_greedy(cudaStream_t stream, const augur_fused_model *m,
                                                 const augur_fused_cache *kv, const int32_t *ids, int n, int start,
                                                 int steps, int32_t *out, float *logits, int ranks, int clusters,
-                                                void *scratch, long long *trace, int trace_cap)
+                                                void *scratch, cuk_cluster_launch_state *state, long long *trace,
+                                                int trace_cap)
 {
     if (n < 1 || n > AUGUR_FUSED_MAX_FEED || steps < 1 || ranks < 2 || ranks > CUK_FUSED_CLUSTER_MAX || clusters < 1 ||
         clusters > CUK_FUSED_CLUSTER_GROUPS_MAX ||
@@ -778,20 +779,24 @@ extern "C" cudaError_t cuk_fused_cluster_greedy(cudaStream_t stream, const augur
     cudaError_t rc = cudaMemsetAsync(a.published, 0, 2 * sizeof(unsigned), stream);
     if (rc != cudaSuccess)
         return rc;
+    const bool cooperative = clusters > 1 && !(state && state->cooperative_refused);
     cudaLaunchAttribute attr[2];
-    cudaLaunchConfig_t cfg = cl_config(m, kv->layer_rows, ranks, clusters, stream, attr, clusters > 1);
+    cudaLaunchConfig_t cfg = cl_config(m, kv->layer_rows, ranks, clusters, stream, attr, cooperative);
     /* the attribute is the function's, not the launch's: another model may have set less */
     rc = cudaFuncSetAttribute(fused_cluster_kernel, cudaFuncAttributeMaxDynamicSharedMemorySize,
                               (int)cfg.dynamicSmemBytes);
     if (rc != cudaSuccess)
         return rc;
     rc = cudaLaunchKernelEx(&cfg, fused_cluster_kernel, a);
-    if (rc != cudaSuccess && clusters > 1) {
-        /* a cooperative cluster launch refused: the clusters wait on each other only for
-         * the LM head, and cuk_fused_cluster_groups asked for no more than fit at once */
+    if (rc != cudaSuccess && cooperative) {
+        /* a cooperative cluster launch refused (CUDA MPS may): the clusters wait on each
+         * other only for the LM head, and cuk_fused_cluster_groups asked for no more than
+         * fit at once */
         cudaGetLastError();
         cfg.numAttrs = 1;
         rc = cudaLaunchKernelEx(&cfg, fused_cluster_kernel, a);
+        if (rc == cudaSuccess && state)
+            state->cooperative_refused = 1;
     }
     return rc;
 }

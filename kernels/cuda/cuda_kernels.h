@@ -231,10 +231,19 @@ size_t cuk_fused_cluster_scratch_bytes(const augur_fused_model *m, int blocks);
  * arguments and outputs. trace: the first block's (stage, clock64) pairs: 9 at the start,
  * then for each stage k (0 norm + q|k|v, 1 attention, 2 combine + W_o, 3 norm + gate|up,
  * 4 down, 5 LM head) 10 + k when its work is done and k when the barrier after it
- * returns. The tokens and logits do not depend on `ranks` or `clusters`. */
+ * returns. The tokens and logits do not depend on `ranks` or `clusters`. state (may be
+ * NULL: every launch asks afresh): what earlier launches learned. */
+/* What earlier cluster launches learned, kept by the caller (one per device context):
+ * whether the device refused a cooperative cluster launch (CUDA MPS may; then every later
+ * launch goes plainly, without a refused attempt first). Zero-initialised: nothing known. */
+typedef struct {
+    int cooperative_refused;
+} cuk_cluster_launch_state;
+
 cudaError_t cuk_fused_cluster_greedy(cudaStream_t stream, const augur_fused_model *m, const augur_fused_cache *kv,
                                      const int32_t *ids, int n, int start, int steps, int32_t *out, float *logits,
-                                     int ranks, int clusters, void *scratch, long long *trace, int trace_cap);
+                                     int ranks, int clusters, void *scratch, cuk_cluster_launch_state *state,
+                                     long long *trace, int trace_cap);
 
 #ifdef __cplusplus
 }

@@ -428,7 +428,7 @@ static void trace_stages(bench *b, const char *name, int want, int cluster)
         cudaError_t rc = cudaMemsetAsync(trace, 0xff, sizeof host, backend_cuda_stream(b->be));
         if (rc == cudaSuccess && cluster)
             rc = cuk_fused_cluster_greedy(backend_cuda_stream(b->be), b->fused.fused, &cache, prompt + P - 1, 1, P - 1,
-                                          steps, b->fused.argmax, NULL, cluster, b->groups, scratch, trace, CAP);
+                                          steps, b->fused.argmax, NULL, cluster, b->groups, scratch, NULL, trace, CAP);
         else if (rc == cudaSuccess)
             rc = cuk_fused_greedy(backend_cuda_stream(b->be), b->fused.fused, &cache, prompt + P - 1, 1, P - 1, steps,
                                   b->fused.argmax, NULL, scratch, blocks, trace, CAP);
@@ -512,6 +512,9 @@ static void run_model(const char *name, const char *path, bool dummy, int max_se
     printf("%-34s timing (information): a chain of 4 steps %.1f us fused (%s), %.1f us on the grid, %.1f us beside "
            "other work, %.1f us as separate kernels%s\n",
            name, fused, b.cluster ? "cluster" : "grid", grid, beside, plain, b.plain.chain ? " (captured chain)" : "");
+    if (b.cluster)
+        printf("%-34s the cooperative cluster launch was %s\n", name,
+               backend_cuda_cooperative_refused(b.be) ? "refused (the chains launch plainly)" : "taken");
     if (b.cluster)
         trace_stages(&b, name, 0, b.cluster);
     const int grids[] = {0, 32, 1};
