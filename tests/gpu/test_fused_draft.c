@@ -341,8 +341,8 @@ static void run_case(const bench_set *set, bool grids, const char *name, chain_c
             ok = false;
         }
     }
-    /* through forward_greedy_chain, on the whole device and beside other work (a few
-     * multiprocessors: one cluster, or a grid of 16 blocks) */
+    /* through forward_greedy_chain, on the whole device and beside other work (part of
+     * it: fewer clusters, or a smaller grid; AUGUR_CUDA_FUSED_BESIDE) */
     for (int beside = 0; beside < 2 && ok; beside++) {
         kv_cache_trim(&b->kf, pre, &e);
         int64_t before = b->fused.fused_chains;
