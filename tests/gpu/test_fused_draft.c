@@ -421,8 +421,8 @@ static void trace_stages(bench *b, const char *name, int want, int cluster)
                                          : cuk_fused_scratch_bytes(b->fused.fused, cache.layer_rows, blocks);
     die_if(backend_alloc(b->be, &scratch, scratch_bytes, &e), &e, "scratch");
     die_if(backend_alloc(b->be, (void **)&trace, sizeof host, &e), &e, "trace");
-    double work[6] = {0}, wait[6] = {0};
-    int count[6] = {0};
+    double work[6] = {0}, wait[6] = {0}, first = 0, span = 0;
+    int count[6] = {0}, n_work0 = 0;
     for (int rep = 0; rep < 20; rep++) {
         /* -1: past the last stage the launch writes */
         cudaError_t rc = cudaMemsetAsync(trace, 0xff, sizeof host, backend_cuda_stream(b->be));
@@ -439,28 +439,38 @@ static void trace_stages(bench *b, const char *name, int want, int cluster)
         die_if(backend_download(b->be, host, trace, sizeof host, &e), &e, "trace");
         /* codes: 10 + k when stage k's work is done, k when its barrier returns (the start's
          * code is K or above) */
-        for (int i = 1; rep >= 5 && i < CAP && host[2 * i] >= 0; i++) {
+        int i = 1;
+        for (; rep >= 5 && i < CAP && host[2 * i] >= 0; i++) {
             const long long code = host[2 * i];
             const double us = (double)(host[2 * i + 1] - host[2 * i - 1]) / khz * 1e3;
-            if (code >= 10 && code < 10 + K) {
+            if (i == 1) { /* the start-up (weights into shared memory, the first barrier) and stage 0's work */
+                first += us;
+            } else if (code >= 10 && code < 10 + K) {
                 work[code - 10] += us;
+                n_work0 += code == 10;
             } else if (code < K) {
                 wait[code] += us;
                 count[code]++;
             }
         }
+        if (rep >= 5 && i > 1)
+            span += (double)(host[2 * (i - 1) + 1] - host[1]) / khz * 1e3;
     }
     const char *grid_label[] = {"norm+qkv", "attention", "combine+gate|up", "down", "lm head"};
     const char *cluster_label[] = {"norm+qkv", "attention", "combine+o", "norm+gate|up", "down", "lm head"};
     const char **label = cluster ? cluster_label : grid_label;
     double total = 0;
+    const double work0 = n_work0 ? work[0] / n_work0 : 0.0;
     printf("%-34s stages on %s of %3d blocks (us, mean of 15 launches, block 0's work + barrier):", name,
            cluster ? "clusters" : "a grid", blocks);
     for (int k = 0; k < K; k++) {
-        printf(" %s %.2f+%.2f", label[k], count[k] ? work[k] / count[k] : 0.0, count[k] ? wait[k] / count[k] : 0.0);
+        const double w = k == 0 ? work0 : count[k] ? work[k] / count[k] : 0.0;
+        printf(" %s %.2f+%.2f", label[k], w, count[k] ? wait[k] / count[k] : 0.0);
         total += work[k] + wait[k];
     }
-    printf("; a step %.1f us inside the kernel\n", total / 15 / steps);
+    printf("; a step %.1f us inside the kernel; start-up %.1f us (to the first stage, net of its work), the "
+           "kernel %.1f us from its first clock to its last\n",
+           (total + first) / 15 / steps, first / 15 - work0, span / 15);
     backend_free(b->be, scratch);
     backend_free(b->be, trace);
 }
