@@ -576,9 +576,9 @@ static augur_status draft_ahead_one(draft_table *t, bool *drafted, augur_error *
             continue;
         t->next_ahead = (i + 1) % e->n_slots;
         *drafted = true;
-        int k = limit - s->d.n;
         if (!chain)
             return draft_one(s, true, err);
+        const int k = limit - s->d.n;
         return draft_chain(s, k < DRAFT_RULE_MAX_GAMMA ? k : DRAFT_RULE_MAX_GAMMA, true, err);
     }
     return AUGUR_OK;
