@@ -502,8 +502,9 @@ static inline augur_status backend_argmax_feed(augur_backend *be, int32_t *out, 
 /* A small model's greedy chain as one launch (a draft's proposal; runtime/forward.c
  * forward_greedy_chain): feeds ids[0..n) (host memory, n <= AUGUR_FUSED_MAX_FEED) at positions start.. of the
  * contiguous cache kv, then each token it chooses, and writes the argmax (argmax_f32's
- * rule) of the logits of rows n-1 .. n+steps-2 to out[0..steps) (backend memory); the
- * cache gains the K and V of positions start .. start+n+steps-2. logits (backend memory,
+ * rule) of the logits of rows n-1 .. n+steps-2 to out[0..steps) (host memory: the chain
+ * has ended when it returns, so no download stands between it and the tokens); the cache
+ * gains the K and V of positions start .. start+n+steps-2. logits (backend memory,
  * may be NULL): also those rows' logits, [steps][vocab]. Its arithmetic is its own (not
  * the separate kernels', bit for bit): a draft's proposals, never a target's logits.
  * beside: the chain runs beside other work on the device (a draft drafting ahead while a

@@ -763,8 +763,9 @@ augur_status forward_prefill_argmax(forward_ctx *f, kv_cache *kv, const int32_t 
 /* The end of a chain's one program (chain_run, fused_run), st its result: the fed rows
  * appended to kv, or none of them on failure; then the tokens it chose downloaded to out.
  * what names the chain in errors. */
-static augur_status chain_finish(forward_ctx *f, kv_cache *kv, int fed, int steps, augur_status st, int32_t *out,
-                                 const char *what, augur_error *err)
+/* A chain that fed `fed` positions ended with st: the cache keeps them, or none of them. */
+static augur_status chain_settle(forward_ctx *f, kv_cache *kv, int fed, int steps, augur_status st, const char *what,
+                                 augur_error *err)
 {
     if (!st)
         st = kv_cache_append(kv, fed, err);
@@ -773,6 +774,15 @@ static augur_status chain_finish(forward_ctx *f, kv_cache *kv, int fed, int step
         kv_cache_trim(kv, kv->len, &ignored);
         return augur_wrap(err, "%s: %s of %d steps", f->m->source, what, steps);
     }
+    return AUGUR_OK;
+}
+
+/* chain_settle, then the chain's tokens from the device (f->argmax) to out. */
+static augur_status chain_finish(forward_ctx *f, kv_cache *kv, int fed, int steps, augur_status st, int32_t *out,
+                                 const char *what, augur_error *err)
+{
+    if ((st = chain_settle(f, kv, fed, steps, st, what, err)))
+        return st;
     if ((st = backend_download(f->be, out, f->argmax, (size_t)steps * sizeof(int32_t), err)))
         return augur_wrap(err, "%s: the tokens of %s of %d steps", f->m->source, what, steps);
     return AUGUR_OK;
@@ -830,8 +840,8 @@ static augur_status fused_run(forward_ctx *f, kv_cache *kv, const int32_t *token
     if ((st = kv_cache_reserve(kv, fed, err)))
         return augur_wrap(err, "%s: KV cache", m->source);
     const augur_fused_cache cache = {.k = kv->k, .v = kv->v, .layer_rows = kv->layer_rows};
-    st = backend_greedy_fused(f->be, f->fused, &cache, tokens, n, kv->len, steps, beside, f->argmax, NULL, err);
-    if ((st = chain_finish(f, kv, fed, steps, st, out, "a fused chain", err)))
+    st = backend_greedy_fused(f->be, f->fused, &cache, tokens, n, kv->len, steps, beside, out, NULL, err);
+    if ((st = chain_settle(f, kv, fed, steps, st, "a fused chain", err)))
         return st;
     f->fused_chains++;
     f->fused_tokens += steps;

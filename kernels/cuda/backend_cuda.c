@@ -80,6 +80,11 @@ typedef struct {
     int cluster_groups_beside; /* the same for a chain beside other work (fused_beside_sms) */
     int fused_beside_sms;      /* multiprocessors a chain beside other work takes (AUGUR_CUDA_FUSED_BESIDE) */
     cuk_cluster_launch_state cluster_launch;
+    void *cluster_scratch; /* cuk_fused_cluster_greedy's LM head exchange (its own: cluster_launch tracks it) */
+    size_t cluster_scratch_bytes;
+    int32_t *fused_tokens;     /* a fused chain's tokens: pinned, mapped host memory the kernel writes */
+    int32_t *fused_tokens_dev; /* the kernel's address of it */
+    int fused_tokens_cap;
     unsigned char *staging;   /* STAGING_BYTES pinned, allocated by the first weight_upload */
     cudaEvent_t staged[2];    /* recorded after the copy out of each half of staging */
     int pack_threads;
@@ -169,6 +174,8 @@ static void cuda_destroy(augur_backend *be)
     cudaFree(c->mma_x);
     cudaFree(c->att_scratch);
     cudaFree(c->fused_scratch);
+    cudaFree(c->cluster_scratch);
+    cudaFreeHost(c->fused_tokens);
     if (c->staging) {
         cudaFreeHost(c->staging);
         cudaEventDestroy(c->staged[0]);
@@ -761,6 +768,47 @@ static augur_status cuda_argmax_feed(augur_backend *be, int32_t *out, int32_t *i
                     "argmax_feed kernel (a greedy chain's link)", err);
 }
 
+/* Room for a fused chain's `steps` tokens in pinned host memory that the kernel writes
+ * through its mapping: the tokens need no copy of their own after the chain, only the wait
+ * for it (a copy to the caller's pageable memory would add a transfer and its wait). */
+static augur_status fused_tokens_room(cuda_ctx *c, int steps, augur_error *err)
+{
+    if (steps <= c->fused_tokens_cap)
+        return AUGUR_OK;
+    augur_status st = check(c, cudaStreamSynchronize(c->stream), "fused chain tokens (an earlier kernel failed)", err);
+    if (st)
+        return st;
+    cudaFreeHost(c->fused_tokens);
+    c->fused_tokens = NULL;
+    c->fused_tokens_cap = 0;
+    const int cap = steps < 64 ? 64 : steps;
+    void *p = NULL;
+    if ((st = check(c, cudaHostAlloc(&p, (size_t)cap * sizeof(int32_t), cudaHostAllocMapped),
+                    "cudaHostAlloc (mapped) of a fused chain's tokens", err)))
+        return st;
+    c->fused_tokens = p;
+    void *dev = NULL;
+    if ((st = check(c, cudaHostGetDevicePointer(&dev, p, 0), "cudaHostGetDevicePointer of a fused chain's tokens",
+                    err)))
+        return st;
+    c->fused_tokens_dev = dev;
+    c->fused_tokens_cap = cap;
+    return AUGUR_OK;
+}
+
+/* The chain launched (rc): waits for it and copies its tokens to the caller's out. */
+static augur_status fused_tokens_out(cuda_ctx *c, cudaError_t rc, int steps, int32_t *out, const char *kernel,
+                                     augur_error *err)
+{
+    augur_status st = check(c, rc, kernel, err);
+    if (!st)
+        st = check(c, cudaStreamSynchronize(c->stream), kernel, err);
+    if (st)
+        return st;
+    memcpy(out, c->fused_tokens, (size_t)steps * sizeof(int32_t));
+    return AUGUR_OK;
+}
+
 static augur_status cuda_greedy_fused(augur_backend *be, const augur_fused_model *m, const augur_fused_cache *kv,
                                       const int32_t *ids, int n, int start, int steps, bool beside, int32_t *out,
                                       float *logits, augur_error *err)
@@ -787,21 +835,24 @@ static augur_status cuda_greedy_fused(augur_backend *be, const augur_fused_model
     }
     if (!why_cluster && c->cluster_groups < 1)
         why_cluster = "the device cannot place a cluster of that many blocks with that much shared memory";
+    augur_status st;
     if (!why_cluster) {
         if (steps == 0)
             return AUGUR_OK;
         const int groups = beside && c->cluster_groups_beside >= 1 && c->cluster_groups_beside < c->cluster_groups
                                ? c->cluster_groups_beside
                                : c->cluster_groups;
-        augur_status st =
-            grow_scratch(c, &c->fused_scratch, &c->fused_scratch_bytes,
-                         cuk_fused_cluster_scratch_bytes(m, c->fused_cluster * groups), "fused greedy scratch", err);
-        if (st)
+        if ((st = grow_scratch(c, &c->cluster_scratch, &c->cluster_scratch_bytes,
+                               cuk_fused_cluster_scratch_bytes(m, c->fused_cluster * c->cluster_groups),
+                               "fused greedy exchange", err)) ||
+            (st = fused_tokens_room(c, steps, err)))
             return st;
-        return launched(c,
-                        cuk_fused_cluster_greedy(c->stream, m, kv, ids, n, start, steps, out, logits, c->fused_cluster,
-                                                 groups, c->fused_scratch, &c->cluster_launch, NULL, 0),
-                        "fused greedy kernel (a small model's chain on thread-block clusters)", err);
+        return fused_tokens_out(c,
+                                cuk_fused_cluster_greedy(c->stream, m, kv, ids, n, start, steps, c->fused_tokens_dev,
+                                                         logits, c->fused_cluster, groups, c->cluster_scratch,
+                                                         c->cluster_scratch_bytes, &c->cluster_launch, NULL, 0),
+                                steps, out, "fused greedy kernel (a small model's chain on thread-block clusters)",
+                                err);
     }
     if (c->fused_cluster_forced)
         return augur_fail(err, AUGUR_E_UNSUPPORTED,
@@ -820,13 +871,14 @@ static augur_status cuda_greedy_fused(augur_backend *be, const augur_fused_model
                           c->device);
     if (steps == 0)
         return AUGUR_OK;
-    augur_status st = grow_scratch(c, &c->fused_scratch, &c->fused_scratch_bytes,
-                                   cuk_fused_scratch_bytes(m, kv->layer_rows, blocks), "fused greedy scratch", err);
-    if (st)
+    if ((st = grow_scratch(c, &c->fused_scratch, &c->fused_scratch_bytes,
+                           cuk_fused_scratch_bytes(m, kv->layer_rows, blocks), "fused greedy scratch", err)) ||
+        (st = fused_tokens_room(c, steps, err)))
         return st;
-    return launched(
-        c, cuk_fused_greedy(c->stream, m, kv, ids, n, start, steps, out, logits, c->fused_scratch, blocks, NULL, 0),
-        "fused greedy kernel (a small model's chain in one cooperative launch)", err);
+    return fused_tokens_out(c,
+                            cuk_fused_greedy(c->stream, m, kv, ids, n, start, steps, c->fused_tokens_dev, logits,
+                                             c->fused_scratch, blocks, NULL, 0),
+                            steps, out, "fused greedy kernel (a small model's chain in one cooperative launch)", err);
 }
 
 static augur_status cuda_sample_probs(augur_backend *be, float *probs, const float *logits, int rows, int cols,

@@ -11,22 +11,28 @@
  * the KV cache is read from L2, issued before the barrier the stage waits behind. A layer
  * is five stages:
  *
- *   A  x += the last down projection; xn = rmsnorm(x); the block's rows of q|k|v
+ *   A  xn = rmsnorm(x); the block's rows of q|k|v
  *   B  attention, one task per (query head, chunk of 64 positions): RoPE, the new K/V row
  *      (stored in the cache by the group's first head), scores, softmax over the chunk
- *      and its V sum, sent with the chunk's (max, sum) to every block
- *   C  flash-decoding's combine of the chunks (every block alike), the block's rows of W_o
- *   D  x += W_o's output; xn = rmsnorm(x); the block's features of gate|up and SwiGLU
- *   E  the block's rows of down
+ *      and its V sum (each warp over its own positions, then the warps combined), sent
+ *      with the chunk's (max, sum) to every block
+ *   C  flash-decoding's combine of the chunks (every block alike), the block's rows of
+ *      W_o, added to x in every block by the block that computes them
+ *   D  xn = rmsnorm(x); the block's features of gate|up and SwiGLU
+ *   E  the block's rows of down, added to x as in C
  *
  * A row that yields a token ends with the LM head, too large for 16 blocks to keep and
  * slow for them to stream (one multiprocessor reads ~25 GB/s from L2 this way: 8 us a step
  * for the shipped draft's 3 MB). So the launch has up to 8 clusters: the others (helpers)
- * each keep their share of the LM head in shared memory; the first cluster's rank 0
- * publishes the final norm's output in global memory (a release count), every helper
- * block takes its rows' dot products and posts its best (value, index), and every block of
- * the first cluster waits for all the posts and reduces them alike (fused_better's total
- * order). Alone (no helper fits), the first cluster's blocks share the LM head themselves.
+ * each keep their share of the LM head in shared memory; the first cluster's blocks post
+ * the residual stream after the last layer in global memory (each block its rows of down,
+ * as it adds them, before the stage's barrier), every helper block applies the final norm,
+ * takes its rows' dot products and posts its best (value, index), and every block of the
+ * first cluster waits for all the posts and reduces them alike (fused_better's total
+ * order). Each posted value
+ * is a 64-bit word that carries its step's tag, so a reader waits on the data itself: one
+ * trip through L2 each way, with no fence or counter between. Alone (no helper fits), the
+ * first cluster's blocks share the LM head themselves.
  *
  * Exactness: every block holds the same residual stream x and applies the same adds and
  * norms in the same order; a product's row is one warp's fp32 FMA in a fixed order, the
@@ -45,28 +51,13 @@ namespace cg = cooperative_groups;
 
 #define CL_THREADS 512
 #define CL_WARPS (CL_THREADS / 32)
-#define CL_TPP (CL_THREADS / CUK_FUSED_CHUNK) /* threads of a position in a task's scores */
 
-static_assert(CL_TPP == 8, "a cluster attention task is 8 threads a position (the shuffles below)");
+#define CL_POS_A_WARP (CUK_FUSED_CHUNK / CL_WARPS) /* positions of an attention task a warp takes */
+static_assert(CUK_FUSED_CHUNK % CL_WARPS == 0, "an attention task's positions split evenly over the warps");
 static_assert(CUK_FUSED_CLUSTER_MAX <= 32, "a warp's lane j writes block j's copy");
-
-struct ClusterArgs {
-    augur_fused_model m;
-    augur_fused_cache kv;
-    int ids[AUGUR_FUSED_MAX_FEED];
-    int n, start, steps;
-    int32_t *out;
-    float *logits;
-    long long *trace;
-    int trace_cap;
-    int max_chunks;
-    /* scratch (global): the LM head's input, each block's best, and two counters the
-     * launch's memset zeroes: steps whose input is published, and blocks' bests posted */
-    float *lm_x;
-    float *best_v;
-    int *best_i;
-    unsigned *published, *posted;
-};
+#define CL_REDUCE_WARPS 4 /* warps that wait for the posted bests, 32 blocks each (cl_reduce_bests) */
+static_assert(CUK_FUSED_CLUSTER_MAX * CUK_FUSED_CLUSTER_GROUPS_MAX <= 32 * CL_REDUCE_WARPS,
+              "every posting block has a lane of cl_reduce_bests");
 
 __host__ __device__ static inline int cl_share(int count, int ranks)
 {
@@ -87,7 +78,7 @@ __host__ __device__ static inline int cl_part_floats(int hd)
 /* A block's shared memory: float regions (offsets in floats, each 16-byte aligned), then
  * its share of every layer's weights (bf16). */
 struct ClLayout {
-    int x, xn, qkv, part, o, h, d, q, knew, vnew, ho, e, vpart, coef, sK, sV, norms, w;
+    int x, xn, qkv, part, h, q, knew, vnew, ho, wstat, wv, coef, sK, sV, norms, w;
     int rows_qkv, rows_o, feats, rows_down; /* a block's share of each product */
     int w_o, w_gu, w_down, w_layer;         /* bf16 offsets in a layer's share, and its size */
     size_t bytes;
@@ -104,15 +95,13 @@ __host__ __device__ static inline ClLayout cl_layout(const augur_fused_model &m,
     L.xn = at, at += cl_round4(in);
     L.qkv = at, at += cl_round4(nqkv);
     L.part = at, at += m.n_heads * max_chunks * cl_part_floats(hd);
-    L.o = at, at += cl_round4(m.dim);
     L.h = at, at += cl_round4(m.hidden);
-    L.d = at, at += cl_round4(m.dim);
     L.q = at, at += hd;
     L.knew = at, at += hd;
     L.vnew = at, at += hd;
     L.ho = at, at += cl_part_floats(hd);
-    L.e = at, at += CUK_FUSED_CHUNK;
-    L.vpart = at, at += CL_THREADS;
+    L.wstat = at, at += 2 * CL_WARPS;
+    L.wv = at, at += cl_round4(CL_WARPS * hd);
     L.coef = at, at += cl_round4(m.n_heads * max_chunks);
     L.sK = at, at += CUK_FUSED_CHUNK * hd;
     L.sV = at, at += CUK_FUSED_CHUNK * hd;
@@ -129,6 +118,29 @@ __host__ __device__ static inline ClLayout cl_layout(const augur_fused_model &m,
     L.bytes = (size_t)at * sizeof(float) + (size_t)m.n_layers * L.w_layer * 2;
     return L;
 }
+
+struct ClusterArgs {
+    augur_fused_model m;
+    augur_fused_cache kv;
+    int ids[AUGUR_FUSED_MAX_FEED];
+    int n, start, steps;
+    int32_t *out;
+    float *logits;
+    long long *trace;
+    int trace_cap;
+    int max_chunks;
+    /* The LM head's exchange in global memory (the scratch): tagged words, tag << 32 |
+     * payload, that a reader takes once the tag is its step's, seq + s + 1. A word is
+     * stored and loaded whole, so no fence, counter or second read stands between a
+     * writer and its readers; tags only grow (the host's seq), so a word left by any
+     * earlier step or launch never passes for this one. */
+    unsigned long long *mail_x;    /* the residual stream x after the last layer, dim words */
+    unsigned long long *mail_best; /* each posting block's best: value, then index */
+    unsigned seq;
+    /* the blocks' shared memory, laid out by the host: read from the parameters where
+     * used, not held in registers (the kernel has 128 a thread and spilled them) */
+    ClLayout L;
+};
 
 /* [lo, hi): block rank's share of count rows, `share` each. */
 struct ClSlice {
@@ -147,6 +159,17 @@ __device__ __forceinline__ void cl_send(const cg::cluster_group &cluster, float 
     const int lane = threadIdx.x & 31;
     if (lane < ranks)
         cluster.map_shared_rank(buf, lane)[i] = v;
+}
+
+/* x[i] += v in every block (x[i] is the same in each): the one block that produces row i
+ * adds it for all of them. Safe while no block reads x: C and E write it, and only A, D
+ * and the LM head read it, each behind a barrier from them. */
+__device__ __forceinline__ float cl_send_add(const cg::cluster_group &cluster, float *x, int i, float v, int ranks)
+{
+    const float sum = x[i] + v;
+    __syncwarp(); /* every lane has read this block's x[i] before lane `rank` writes it */
+    cl_send(cluster, x, i, sum, ranks);
+    return sum;
 }
 
 /* 1 / rms(x) over dim, by one warp (each warp computes it alike, so no block barrier). */
@@ -228,7 +251,20 @@ template <typename Src> __device__ __forceinline__ void cl_copy_rows(__nv_bfloat
     }
 }
 
-/* The block's share of every layer's weights, and every norm weight, into shared memory. */
+/* n floats into dst (shared memory): asynchronously where both ends allow 16-byte copies. */
+__device__ __forceinline__ void cl_copy_floats(float *dst, const float *src, int n)
+{
+    if (n % 4 == 0 && (((uintptr_t)dst | (uintptr_t)src) & 15) == 0)
+        for (int i = threadIdx.x; i < n / 4; i += CL_THREADS)
+            fused_copy16(dst + 4 * i, src + 4 * i);
+    else
+        for (int i = threadIdx.x; i < n; i += CL_THREADS)
+            dst[i] = src[i];
+}
+
+/* The block's share of every layer's weights, and every norm weight, into shared memory:
+ * it returns once layer 0's share is there; the later layers' copies go on behind layer
+ * 0's first stages, as one group of copies that the first attention stage completes. */
 __device__ void cl_load_weights(const augur_fused_model &m, const ClLayout &L, int rank, __nv_bfloat16 *W, float *norms)
 {
     const int hd = m.head_dim, qd = m.n_heads * hd, kvd = m.n_kv_heads * hd, dim = m.dim;
@@ -254,20 +290,21 @@ __device__ void cl_load_weights(const augur_fused_model &m, const ClLayout &L, i
                      [&](int r) { return (r & 1 ? wu : wg) + (int64_t)(f.lo + r / 2) * dim; });
         const __nv_bfloat16 *wd = static_cast<const __nv_bfloat16 *>(ly.w_down);
         cl_copy_rows(wl + L.w_down, d.hi - d.lo, m.hidden, [&](int r) { return wd + (int64_t)(d.lo + r) * m.hidden; });
-        for (int i = threadIdx.x; i < dim; i += CL_THREADS) {
-            norms[2 * l * dim + i] = ly.attn_norm[i];
-            norms[(2 * l + 1) * dim + i] = ly.ffn_norm[i];
-        }
+        /* copies too: a plain load's wait would stand between the layers' copies */
+        cl_copy_floats(norms + 2 * l * dim, ly.attn_norm, dim);
+        cl_copy_floats(norms + (2 * l + 1) * dim, ly.ffn_norm, dim);
+        if (l == 0)
+            asm volatile("cp.async.commit_group;" ::: "memory");
     }
-    for (int i = threadIdx.x; i < dim; i += CL_THREADS)
-        norms[2 * m.n_layers * dim + i] = m.final_norm[i];
-    fused_copies_wait();
+    cl_copy_floats(norms + 2 * m.n_layers * dim, m.final_norm, dim);
+    /* all groups but the newest (the later layers) complete */
+    asm volatile("cp.async.commit_group;\n\tcp.async.wait_group 1;" ::: "memory");
     __syncthreads();
 }
 
 /* Shared-memory buffers of stage B. */
 struct ClAttBufs {
-    float *qkv, *part, *q, *knew, *vnew, *ho, *e, *vpart, *sK, *sV, *red;
+    float *qkv, *part, *q, *knew, *vnew, *ho, *wstat, *wv, *sK, *sV;
 };
 
 /* Stage B's task k of layer l, the new row at position p; staged: its K, V copies were
@@ -313,40 +350,58 @@ __device__ void cl_attention(const ClusterArgs &a, const cg::cluster_group &clus
             a.kv.k[at] = B.knew[i];
             a.kv.v[at] = B.vnew[i];
         }
-    /* scores: eight threads a position, an eighth of the head each, summed in a fixed order */
-    const int j = tid / CL_TPP, part = tid % CL_TPP, span = hd / CL_TPP;
-    float s = 0.0f;
-    if (j < len) {
-        const float *kr = B.sK + j * hd + part * span, *q = B.q + part * span;
-        for (int e = 0; e < span; e++)
-            s = fmaf(q[e], kr[e], s);
-    }
-    s += __shfl_xor_sync(0xffffffffu, s, 1);
-    s += __shfl_xor_sync(0xffffffffu, s, 2);
-    s += __shfl_xor_sync(0xffffffffu, s, 4);
-    s *= rsqrtf((float)hd);
-    const float mx = cuk_block_max(part == 0 && j < len ? s : -INFINITY, B.red);
-    const float e = part == 0 && j < len ? expf(s - mx) : 0.0f;
-    const float sum = cuk_block_sum(e, B.red);
-    if (part == 0 && j < len)
-        B.e[j] = e;
-    __syncthreads();
-    /* V: thread (group r, element d) sums positions r, r + groups, ... in order */
-    const int groups = CL_THREADS / hd, d = tid % hd, r = tid / hd;
-    if (r < groups) {
+    /* Warp w takes positions w, w + CL_WARPS, ... of the chunk (lane e holds elements e,
+     * e + 32, ... of a row): their scores, their softmax over the warp's own positions
+     * (max, sum) and their V sum, with no barrier of the block between; the warps are then
+     * combined in a fixed order, as flash-decoding combines chunks. */
+    const int lane = tid & 31, warp = tid >> 5;
+    float sc[CL_POS_A_WARP];
+#pragma unroll
+    for (int t = 0; t < CL_POS_A_WARP; t++) {
+        const int j = warp + t * CL_WARPS;
         float acc = 0.0f;
-        for (int jj = r; jj < len; jj += groups)
-            acc = fmaf(B.e[jj], B.sV[jj * hd + d], acc);
-        B.vpart[tid] = acc;
+        if (j < len)
+            for (int e = lane; e < hd; e += 32)
+                acc = fmaf(B.q[e], B.sK[j * hd + e], acc);
+        sc[t] = acc;
+    }
+    const float scale = rsqrtf((float)hd);
+    float mw = -INFINITY;
+#pragma unroll
+    for (int t = 0; t < CL_POS_A_WARP; t++) {
+        sc[t] = cuk_warp_sum(sc[t]) * scale;
+        if (warp + t * CL_WARPS < len)
+            mw = fmaxf(mw, sc[t]);
+    }
+    float sw = 0.0f;
+#pragma unroll
+    for (int t = 0; t < CL_POS_A_WARP; t++) {
+        sc[t] = warp + t * CL_WARPS < len ? expf(sc[t] - mw) : 0.0f;
+        sw += sc[t];
+    }
+    for (int e = lane; e < hd; e += 32) {
+        float acc = 0.0f;
+#pragma unroll
+        for (int t = 0; t < CL_POS_A_WARP; t++)
+            if (warp + t * CL_WARPS < len)
+                acc = fmaf(sc[t], B.sV[(warp + t * CL_WARPS) * hd + e], acc);
+        B.wv[warp * hd + e] = acc;
+    }
+    if (lane == 0) {
+        B.wstat[2 * warp] = mw; /* -inf for a warp with no position: weight 0 below */
+        B.wstat[2 * warp + 1] = sw;
     }
     __syncthreads();
     const int pf = cl_part_floats(hd), p4 = pf / 4;
     for (int i = tid; i < pf; i += CL_THREADS) {
+        float mx = -INFINITY;
+        for (int w = 0; w < CL_WARPS; w++)
+            mx = fmaxf(mx, B.wstat[2 * w]);
         float acc = 0.0f;
-        if (i < hd)
-            for (int rr = 0; rr < groups; rr++)
-                acc += B.vpart[rr * hd + i];
-        B.ho[i] = i < hd ? acc : i == hd ? mx : i == hd + 1 ? sum : 0.0f;
+        if (i < hd || i == hd + 1)
+            for (int w = 0; w < CL_WARPS; w++)
+                acc = fmaf(expf(B.wstat[2 * w] - mx), i < hd ? B.wv[w * hd + i] : B.wstat[2 * w + 1], acc);
+        B.ho[i] = i == hd ? mx : i < hd + 2 ? acc : 0.0f; /* hd sums, max, sum, padding */
     }
     __syncthreads();
     /* to every block, 16 bytes a store */
@@ -387,34 +442,75 @@ __host__ __device__ static inline int cl_lm_share(int vocab, int ranks, int clus
     return cl_share(vocab, clusters > 1 ? (clusters - 1) * ranks : ranks);
 }
 
-__device__ __forceinline__ unsigned cl_load_acquire(const unsigned *p)
+/* One tagged word of the exchange: stored whole (single-copy atomic), at the GPU's scope. */
+__device__ __forceinline__ void cl_put(unsigned long long *word, unsigned tag, unsigned payload)
 {
-    unsigned v;
-    asm volatile("ld.acquire.gpu.global.u32 %0, [%1];" : "=r"(v) : "l"(p) : "memory");
-    return v;
+    const unsigned long long w = (unsigned long long)tag << 32 | payload;
+    asm volatile("st.relaxed.gpu.global.u64 [%0], %1;" ::"l"(word), "l"(w) : "memory");
 }
 
-/* Called by the whole block after its writes: thread 0 adds 1 to *count with release
- * semantics (the block's writes go with it). */
-__device__ __forceinline__ void cl_post(unsigned *count)
+__device__ __forceinline__ unsigned long long cl_word(const unsigned long long *word)
 {
-    __syncthreads();
-    if (threadIdx.x == 0)
-        asm volatile("red.release.gpu.global.add.u32 [%0], 1;" ::"l"(count) : "memory");
+    unsigned long long w;
+    asm volatile("ld.relaxed.gpu.global.u64 %0, [%1];" : "=l"(w) : "l"(word) : "memory");
+    return w;
 }
 
-/* The whole block waits until *count >= want (thread 0 polls with acquire loads). */
-__device__ __forceinline__ void cl_wait(const unsigned *count, unsigned want)
+/* Whether *word holds tag yet; if so, its payload. */
+__device__ __forceinline__ bool cl_take(const unsigned long long *word, unsigned tag, unsigned &payload)
 {
-    if (threadIdx.x == 0)
-        while ((int)(cl_load_acquire(count) - want) < 0)
-            ;
+    const unsigned long long w = cl_word(word);
+    payload = (unsigned)w;
+    return (unsigned)(w >> 32) == tag;
+}
+
+__device__ __forceinline__ unsigned cl_await(const unsigned long long *word, unsigned tag)
+{
+    unsigned payload;
+    while (!cl_take(word, tag, payload))
+        ;
+    return payload;
+}
+
+/* The best of the bests that blocks [b0, b1) posted under tag, for the whole block: warp w
+ * waits for blocks b0 + 32w .. (a lane's two words loaded together: one trip through L2
+ * once they are there), reduces them, and every thread reduces the warps' bests from
+ * shared memory (red_v, red_i: CL_REDUCE_WARPS each). Ends with the block's barrier. */
+__device__ __forceinline__ void cl_reduce_bests(const ClusterArgs &a, int b0, int b1, unsigned tag, float *red_v,
+                                                int *red_i, float &gv, int &gi)
+{
+    const int lane = threadIdx.x & 31, warp = threadIdx.x >> 5, warps = (b1 - b0 + 31) / 32;
+    if (warp < warps) {
+        const int b = b0 + 32 * warp + lane;
+        float v = -INFINITY;
+        int i = INT_MAX;
+        if (b < b1) {
+            unsigned long long wv, wi;
+            do {
+                wv = cl_word(a.mail_best + 2 * b);
+                wi = cl_word(a.mail_best + 2 * b + 1);
+            } while ((unsigned)(wv >> 32) != tag || (unsigned)(wi >> 32) != tag);
+            v = __uint_as_float((unsigned)wv);
+            i = (int)(unsigned)wi;
+        }
+        for (int off = 16; off > 0; off >>= 1)
+            fused_better(v, i, __shfl_xor_sync(0xffffffffu, v, off), __shfl_xor_sync(0xffffffffu, i, off));
+        if (lane == 0) {
+            red_v[warp] = v;
+            red_i[warp] = i;
+        }
+    }
     __syncthreads();
+    gv = -INFINITY;
+    gi = INT_MAX;
+    for (int w = 0; w < warps; w++)
+        fused_better(gv, gi, red_v[w], red_i[w]);
 }
 
 /* The block's best (value, index) of its warps' bests (every warp's lane 0 passes its
- * own); thread 0 stores it at slot b of the grid's bests. Ends with the block's barrier. */
-__device__ __forceinline__ void cl_block_best(const ClusterArgs &a, float bv, int bi, float *warp_v, int *warp_i)
+ * own), posted by thread 0 in the block's words of the exchange under tag. */
+__device__ __forceinline__ void cl_block_best(const ClusterArgs &a, float bv, int bi, float *warp_v, int *warp_i,
+                                              unsigned tag)
 {
     const int lane = threadIdx.x & 31, warp = threadIdx.x >> 5;
     if (lane == 0) {
@@ -428,17 +524,20 @@ __device__ __forceinline__ void cl_block_best(const ClusterArgs &a, float bv, in
         for (int off = 16; off > 0; off >>= 1)
             fused_better(wv, wi, __shfl_xor_sync(0xffffffffu, wv, off), __shfl_xor_sync(0xffffffffu, wi, off));
         if (lane == 0) {
-            a.best_v[blockIdx.x] = wv;
-            a.best_i[blockIdx.x] = wi;
+            cl_put(a.mail_best + 2 * blockIdx.x, tag, __float_as_uint(wv));
+            cl_put(a.mail_best + 2 * blockIdx.x + 1, tag, (unsigned)wi);
         }
     }
 }
 
 /* A helper cluster's block (every cluster but the first): its share of the LM head stays
- * in its shared memory for the launch; for each step it waits for the first cluster to
- * publish the final norm's output, takes its rows' dot products (four rows of a warp at
+ * in its shared memory for the launch; for each step it waits for the residual stream x
+ * after the last layer, each element posted by the first cluster's block that adds its
+ * down row (thread 0 watches the first word, then each thread takes its own), applies the
+ * final norm as cl_norm does there, takes its rows' dot products (four rows of a warp at
  * once, each summed as cl_dots sums a row) and posts its best. */
-__device__ void cl_lm_helper(const ClusterArgs &a, int ranks, __nv_bfloat16 *lm, float *xn, float *warp_v, int *warp_i)
+__device__ void cl_lm_helper(const ClusterArgs &a, int ranks, __nv_bfloat16 *lm, float *x, float *xn, float *norm,
+                             float *warp_v, int *warp_i)
 {
     const augur_fused_model &m = a.m;
     const int dim = m.dim, lane = threadIdx.x & 31, warp = threadIdx.x >> 5;
@@ -446,13 +545,18 @@ __device__ void cl_lm_helper(const ClusterArgs &a, int ranks, __nv_bfloat16 *lm,
               lo = min(m.vocab, ((int)blockIdx.x - ranks) * share), hi = min(m.vocab, lo + share);
     const __nv_bfloat16 *src = static_cast<const __nv_bfloat16 *>(m.lm_head);
     cl_copy_rows(lm, hi - lo, dim, [&](int r) { return src + (int64_t)(lo + r) * dim; });
+    cl_copy_floats(norm, m.final_norm, dim);
     fused_copies_wait();
     __syncthreads();
     for (int s = 0; s < a.steps; s++) {
-        cl_wait(a.published, s + 1);
-        for (int i = threadIdx.x; i < dim; i += CL_THREADS)
-            xn[i] = __ldcg(a.lm_x + i);
+        const unsigned tag = a.seq + (unsigned)s + 1;
+        if (threadIdx.x == 0)
+            cl_await(a.mail_x, tag);
         __syncthreads();
+        for (int i = threadIdx.x; i < dim; i += CL_THREADS)
+            x[i] = __uint_as_float(cl_await(a.mail_x + i, tag));
+        __syncthreads();
+        cl_norm(xn, x, norm, dim, m.eps);
         float bv = -INFINITY;
         int bi = INT_MAX;
         for (int base = lo + 4 * warp; base < hi; base += 4 * CL_WARPS) {
@@ -473,8 +577,7 @@ __device__ void cl_lm_helper(const ClusterArgs &a, int ranks, __nv_bfloat16 *lm,
                 }
             }
         }
-        cl_block_best(a, bv, bi, warp_v, warp_i);
-        cl_post(a.posted);
+        cl_block_best(a, bv, bi, warp_v, warp_i, tag);
     }
 }
 
@@ -489,25 +592,25 @@ __device__ __forceinline__ void cl_lm_rows(const augur_fused_model &m, int base,
 __global__ void __launch_bounds__(CL_THREADS, 1) fused_cluster_kernel(const __grid_constant__ ClusterArgs a)
 {
     extern __shared__ float4 cl_smem4[];
-    __shared__ float red[32];
     __shared__ float warp_v[CL_WARPS];
     __shared__ int warp_i[CL_WARPS];
-    __shared__ int token_sh;
+    __shared__ float red_v[CL_REDUCE_WARPS];
+    __shared__ int red_i[CL_REDUCE_WARPS];
     const cg::cluster_group cluster = cg::this_cluster();
     const augur_fused_model &m = a.m;
     const int ranks = (int)cluster.num_blocks(), rank = (int)cluster.block_rank();
     const int tid = threadIdx.x, lane = tid & 31, warp = tid >> 5;
     const int dim = m.dim, hd = m.head_dim, hidden = m.hidden, qd = m.n_heads * hd;
     const int nqkv = qd + 2 * m.n_kv_heads * hd;
-    const ClLayout L = cl_layout(m, a.max_chunks, ranks);
+    const ClLayout &L = a.L;
     float *sm = reinterpret_cast<float *>(cl_smem4);
-    float *x = sm + L.x, *xn = sm + L.xn, *o_in = sm + L.o, *h_in = sm + L.h, *d_in = sm + L.d, *coef = sm + L.coef,
+    float *x = sm + L.x, *xn = sm + L.xn, *h_in = sm + L.h, *coef = sm + L.coef,
           *norms = sm + L.norms, *part = sm + L.part;
-    const ClAttBufs B = {sm + L.qkv, part,         sm + L.q,  sm + L.knew, sm + L.vnew, sm + L.ho,
-                         sm + L.e,   sm + L.vpart, sm + L.sK, sm + L.sV,   red};
+    const ClAttBufs B = {sm + L.qkv, part,      sm + L.q,  sm + L.knew, sm + L.vnew,
+                         sm + L.ho,  sm + L.wstat, sm + L.wv, sm + L.sK,   sm + L.sV};
     __nv_bfloat16 *W = reinterpret_cast<__nv_bfloat16 *>(sm + L.w);
     if ((int)blockIdx.x >= ranks) { /* a helper cluster: the LM head only */
-        cl_lm_helper(a, ranks, W, xn, warp_v, warp_i);
+        cl_lm_helper(a, ranks, W, x, xn, norms + 2 * m.n_layers * dim, warp_v, warp_i);
         return;
     }
     const ClSlice sq = cl_slice(nqkv, L.rows_qkv, rank), so = cl_slice(dim, L.rows_o, rank),
@@ -521,12 +624,14 @@ __global__ void __launch_bounds__(CL_THREADS, 1) fused_cluster_kernel(const __gr
     const __nv_bfloat16 *emb = static_cast<const __nv_bfloat16 *>(m.embedding);
     const int rows = a.n + a.steps - 1;
     int token = 0;
-    uint4 pre[FUSED_LM_ROWS];
     const __nv_bfloat16 *row[FUSED_LM_ROWS];
     float o[FUSED_LM_ROWS];
+    const bool helped = (int)gridDim.x > ranks;
     for (int r = 0; r < rows; r++) {
         const int p = a.start + r;
         const bool emits = r >= a.n - 1;
+        const int s = r - (a.n - 1); /* the step, where the row emits */
+        const unsigned tag = a.seq + (unsigned)s + 1;
         const int chunks = p / CUK_FUSED_CHUNK + 1, tasks = m.n_heads * chunks;
         if (r < a.n)
             token = a.ids[r];
@@ -536,12 +641,7 @@ __global__ void __launch_bounds__(CL_THREADS, 1) fused_cluster_kernel(const __gr
         for (int l = 0; l < m.n_layers; l++) {
             const bool last = l + 1 == m.n_layers;
             const __nv_bfloat16 *wl = W + (int64_t)l * L.w_layer;
-            /* A: x += down; norm; the block's rows of q|k|v, to every block */
-            if (l > 0) {
-                for (int i = tid; i < dim; i += CL_THREADS)
-                    x[i] += d_in[i];
-                __syncthreads();
-            }
+            /* A: norm; the block's rows of q|k|v, to every block */
             {
                 const ClNormed in = {x, norms + 2 * l * dim, cl_rnorm(x, dim, m.eps)};
                 for (int f0 = sq.lo + warp; f0 < sq.hi; f0 += 4 * CL_WARPS) {
@@ -558,6 +658,10 @@ __global__ void __launch_bounds__(CL_THREADS, 1) fused_cluster_kernel(const __gr
             /* B: attention */
             for (int t = rank; t < tasks; t += ranks)
                 cl_attention(a, cluster, ranks, l, att_task(t, chunks, p), p, t == rank, B);
+            if (r == 0 && l == 0) { /* the later layers' weights (cl_load_weights), where no task waited */
+                fused_copies_wait();
+                __syncthreads();
+            }
             cl_sync(cluster, a, rank, n_trace, 1);
             if (!emits && last)
                 break; /* a fed row's last MLP reaches only the logits it does not want */
@@ -589,13 +693,10 @@ __global__ void __launch_bounds__(CL_THREADS, 1) fused_cluster_kernel(const __gr
                 cl_dots<4>([&](int j) { return wl + L.w_o + (int64_t)(f0 + j * CL_WARPS - so.lo) * qd; }, n,
                            ClPlain{xn}, qd, v);
                 for (int j = 0; j < n; j++)
-                    cl_send(cluster, o_in, f0 + j * CL_WARPS, v[j], ranks);
+                    cl_send_add(cluster, x, f0 + j * CL_WARPS, v[j], ranks);
             }
             cl_sync(cluster, a, rank, n_trace, 2);
-            /* D: x += W_o's output; norm; the block's features of gate|up, SwiGLU */
-            for (int i = tid; i < dim; i += CL_THREADS)
-                x[i] += o_in[i];
-            __syncthreads();
+            /* D: norm; the block's features of gate|up, SwiGLU */
             {
                 const ClNormed in = {x, norms + (2 * l + 1) * dim, cl_rnorm(x, dim, m.eps)};
                 for (int f0 = sf.lo + warp; f0 < sf.hi; f0 += 2 * CL_WARPS) {
@@ -613,70 +714,56 @@ __global__ void __launch_bounds__(CL_THREADS, 1) fused_cluster_kernel(const __gr
                 }
             }
             cl_sync(cluster, a, rank, n_trace, 3);
-            /* E: the block's rows of down */
+            /* E: the block's rows of down, added to x */
             for (int f0 = sd.lo + warp; f0 < sd.hi; f0 += 4 * CL_WARPS) {
                 const int n = cl_group(f0, sd.hi, 4);
                 float v[4];
                 cl_dots<4>([&](int j) { return wl + L.w_down + (int64_t)(f0 + j * CL_WARPS - sd.lo) * hidden; }, n,
                            ClPlain{h_in}, hidden, v);
-                for (int j = 0; j < n; j++)
-                    cl_send(cluster, d_in, f0 + j * CL_WARPS, v[j], ranks);
-            }
-            if (last) { /* the LM head's first rows, before the barrier */
-                cl_lm_rows(m, sv.lo + warp * FUSED_LM_ROWS, sv.hi, row);
-                prefetch_rows<FUSED_LM_ROWS>(row, dim, pre);
+                for (int j = 0; j < n; j++) {
+                    const float sum = cl_send_add(cluster, x, f0 + j * CL_WARPS, v[j], ranks);
+                    if (last && helped && lane == 0) /* x after the last layer, to the helpers */
+                        cl_put(a.mail_x + f0 + j * CL_WARPS, tag, __float_as_uint(sum));
+                }
             }
             cl_sync(cluster, a, rank, n_trace, 4);
         }
         if (!emits)
             continue;
-        /* the LM head: x += the last down projection, the final norm (published to the
-         * helper clusters), the block's best of its rows (read from L2; none where there
-         * are helpers), then every block's best, posted in global memory, reduced alike by
-         * each block here */
-        for (int i = tid; i < dim; i += CL_THREADS)
-            x[i] += d_in[i];
-        __syncthreads();
-        cl_norm(xn, x, norms + 2 * m.n_layers * dim, dim, m.eps);
-        const int s = r - (a.n - 1);
-        if (rank == 0 && (int)gridDim.x > ranks) {
-            for (int i = tid; i < dim; i += CL_THREADS)
-                a.lm_x[i] = xn[i];
-            cl_post(a.published);
-        }
-        float bv = -INFINITY;
-        int bi = INT_MAX;
-        for (int base = sv.lo + warp * FUSED_LM_ROWS; base < sv.hi; base += CL_WARPS * FUSED_LM_ROWS) {
-            cl_lm_rows(m, base, sv.hi, row);
-            warp_dots<FUSED_LM_ROWS>(row, xn, dim, o, pre, base == sv.lo + warp * FUSED_LM_ROWS);
+        /* the LM head: with helper clusters, they took x as stage E made it and take
+         * the rows; alone, each block applies the final norm and takes its rows (read
+         * from L2). Every block then reduces the posted bests alike. */
+        if (!helped) {
+            cl_norm(xn, x, norms + 2 * m.n_layers * dim, dim, m.eps);
+            const uint4 none[FUSED_LM_ROWS] = {};
+            float bv = -INFINITY;
+            int bi = INT_MAX;
+            for (int base = sv.lo + warp * FUSED_LM_ROWS; base < sv.hi; base += CL_WARPS * FUSED_LM_ROWS) {
+                cl_lm_rows(m, base, sv.hi, row);
+                /* no rows loaded ahead (prefetch_rows): the registers they would hold
+                 * past the barrier made the kernel spill, and this path (no helper
+                 * clusters) is the fallback */
+                warp_dots<FUSED_LM_ROWS>(row, xn, dim, o, none, false);
 #pragma unroll
-            for (int j = 0; j < FUSED_LM_ROWS; j++)
-                if (row[j]) {
-                    fused_better(bv, bi, o[j], base + j);
-                    if (a.logits && lane == 0)
-                        a.logits[(int64_t)s * m.vocab + base + j] = o[j];
-                }
-        }
-        cl_block_best(a, bv, bi, warp_v, warp_i);
-        cl_trace(a, rank, n_trace, CL_STAGE_WORK + 5);
-        cl_post(a.posted);
-        cl_wait(a.posted, gridDim.x * (unsigned)(s + 1));
-        cl_trace(a, rank, n_trace, 5);
-        if (warp == 0) {
-            float gv = -INFINITY;
-            int gi = INT_MAX;
-            for (int b = lane; b < (int)gridDim.x; b += 32)
-                fused_better(gv, gi, __ldcg(a.best_v + b), __ldcg(a.best_i + b));
-            for (int off = 16; off > 0; off >>= 1)
-                fused_better(gv, gi, __shfl_xor_sync(0xffffffffu, gv, off), __shfl_xor_sync(0xffffffffu, gi, off));
-            if (lane == 0) {
-                token_sh = gi == INT_MAX ? 0 : gi;
-                if (rank == 0)
-                    a.out[s] = token_sh;
+                for (int j = 0; j < FUSED_LM_ROWS; j++)
+                    if (row[j]) {
+                        fused_better(bv, bi, o[j], base + j);
+                        if (a.logits && lane == 0)
+                            a.logits[(int64_t)s * m.vocab + base + j] = o[j];
+                    }
             }
+            cl_block_best(a, bv, bi, warp_v, warp_i, tag);
         }
-        __syncthreads();
-        token = token_sh;
+        cl_trace(a, rank, n_trace, CL_STAGE_WORK + 5);
+        float gv;
+        int gi;
+        cl_reduce_bests(a, helped ? ranks : 0, helped ? (int)gridDim.x : ranks, tag, red_v, red_i, gv, gi);
+        cl_trace(a, rank, n_trace, 5);
+        token = gi == INT_MAX ? 0 : gi;
+        if (rank == 0 && tid == 0)
+            a.out[s] = token;
+        /* red_v, red_i are read by every thread above: the next step's writers wait behind
+         * at least one barrier of the block (its layers' stages) */
     }
 }
 
@@ -729,13 +816,32 @@ static bool cl_helpers_fit(const augur_fused_model *m, int layer_rows, int ranks
     return (size_t)cl_lm_share(m->vocab, ranks, clusters) * m->dim <= (size_t)m->n_layers * L.w_layer;
 }
 
+/* Lets the kernel take as much dynamic shared memory as a block of the current device may
+ * have. The attribute is the function's, for every model and launch, so it is only ever
+ * set to this most (never a model's own size, which would refuse a larger model's launch
+ * later), once per backend (cuk_cluster_launch_state) instead of before every launch. */
+static cudaError_t cl_allow_smem(void)
+{
+    int device = 0, optin = 0;
+    cudaFuncAttributes fa;
+    cudaError_t rc = cudaGetDevice(&device);
+    if (rc == cudaSuccess)
+        rc = cudaDeviceGetAttribute(&optin, cudaDevAttrMaxSharedMemoryPerBlockOptin, device);
+    if (rc == cudaSuccess)
+        rc = cudaFuncGetAttributes(&fa, fused_cluster_kernel);
+    if (rc == cudaSuccess)
+        rc = cudaFuncSetAttribute(fused_cluster_kernel, cudaFuncAttributeMaxDynamicSharedMemorySize,
+                                  optin - (int)fa.sharedSizeBytes);
+    if (rc == cudaSuccess)
+        rc = cudaFuncSetAttribute(fused_cluster_kernel, cudaFuncAttributeNonPortableClusterSizeAllowed, 1);
+    return rc;
+}
+
 extern "C" int cuk_fused_cluster_groups(const augur_fused_model *m, int layer_rows, int ranks, int want)
 {
     cudaLaunchAttribute attr[2];
     const cudaLaunchConfig_t cfg = cl_config(m, layer_rows, ranks, 1, 0, attr, false);
-    if (cudaFuncSetAttribute(fused_cluster_kernel, cudaFuncAttributeMaxDynamicSharedMemorySize,
-                             (int)cfg.dynamicSmemBytes) != cudaSuccess ||
-        cudaFuncSetAttribute(fused_cluster_kernel, cudaFuncAttributeNonPortableClusterSizeAllowed, 1) != cudaSuccess) {
+    if (cl_allow_smem() != cudaSuccess) {
         cudaGetLastError();
         return 0;
     }
@@ -754,39 +860,49 @@ extern "C" int cuk_fused_cluster_groups(const augur_fused_model *m, int layer_ro
 
 extern "C" size_t cuk_fused_cluster_scratch_bytes(const augur_fused_model *m, int blocks)
 {
-    return ((size_t)m->dim + 2 * (size_t)blocks + 4) * sizeof(float);
+    return ((size_t)m->dim + 2 * (size_t)blocks) * sizeof(unsigned long long);
 }
 
 extern "C" cudaError_t cuk_fused_cluster_greedy(cudaStream_t stream, const augur_fused_model *m,
                                                 const augur_fused_cache *kv, const int32_t *ids, int n, int start,
                                                 int steps, int32_t *out, float *logits, int ranks, int clusters,
-                                                void *scratch, cuk_cluster_launch_state *state, long long *trace,
-                                                int trace_cap)
+                                                void *scratch, size_t scratch_bytes, cuk_cluster_launch_state *state,
+                                                long long *trace, int trace_cap)
 {
+    const int blocks = ranks * clusters;
     if (n < 1 || n > AUGUR_FUSED_MAX_FEED || steps < 1 || ranks < 2 || ranks > CUK_FUSED_CLUSTER_MAX || clusters < 1 ||
         clusters > CUK_FUSED_CLUSTER_GROUPS_MAX ||
-        (clusters > 1 && !cl_helpers_fit(m, kv->layer_rows, ranks, clusters)))
+        (clusters > 1 && !cl_helpers_fit(m, kv->layer_rows, ranks, clusters)) ||
+        scratch_bytes < cuk_fused_cluster_scratch_bytes(m, blocks))
         return cudaErrorInvalidValue;
     ClusterArgs a = {};
     fused_chain_args(a, m, kv, ids, n, start, steps, out, logits, trace, trace_cap);
-    const int blocks = ranks * clusters;
-    float *f = static_cast<float *>(scratch);
-    a.lm_x = f;
-    a.best_v = f + m->dim;
-    a.best_i = reinterpret_cast<int *>(f + m->dim + blocks);
-    a.published = reinterpret_cast<unsigned *>(f + m->dim + 2 * blocks);
-    a.posted = a.published + 1;
-    cudaError_t rc = cudaMemsetAsync(a.published, 0, 2 * sizeof(unsigned), stream);
-    if (rc != cudaSuccess)
-        return rc;
+    a.L = cl_layout(*m, a.max_chunks, ranks);
+    a.mail_x = static_cast<unsigned long long *>(scratch);
+    a.mail_best = a.mail_x + m->dim;
+    /* The exchange's words are zeroed (tag 0, never a step's) when they are new to the
+     * state, or when its tags would wrap; after that each launch's tags follow the last's. */
+    cudaError_t rc;
+    if (!state || state->exchange != scratch || state->exchange_bytes != scratch_bytes ||
+        state->seq > UINT_MAX - (unsigned)steps) {
+        if ((rc = cudaMemsetAsync(scratch, 0, scratch_bytes, stream)) != cudaSuccess)
+            return rc;
+        if (state) {
+            state->exchange = scratch;
+            state->exchange_bytes = scratch_bytes;
+            state->seq = 0;
+        }
+    }
+    a.seq = state ? state->seq : 0;
+    if (!state || !state->smem_allowed) {
+        if ((rc = cl_allow_smem()) != cudaSuccess)
+            return rc;
+        if (state)
+            state->smem_allowed = 1;
+    }
     const bool cooperative = clusters > 1 && !(state && state->cooperative_refused);
     cudaLaunchAttribute attr[2];
     cudaLaunchConfig_t cfg = cl_config(m, kv->layer_rows, ranks, clusters, stream, attr, cooperative);
-    /* the attribute is the function's, not the launch's: another model may have set less */
-    rc = cudaFuncSetAttribute(fused_cluster_kernel, cudaFuncAttributeMaxDynamicSharedMemorySize,
-                              (int)cfg.dynamicSmemBytes);
-    if (rc != cudaSuccess)
-        return rc;
     rc = cudaLaunchKernelEx(&cfg, fused_cluster_kernel, a);
     if (rc != cudaSuccess && cooperative) {
         /* a cooperative cluster launch refused (CUDA MPS may): the clusters wait on each
@@ -798,5 +914,7 @@ extern "C" cudaError_t cuk_fused_cluster_greedy(cudaStream_t stream, const augur
         if (rc == cudaSuccess && state)
             state->cooperative_refused = 1;
     }
+    if (rc == cudaSuccess && state)
+        state->seq += (unsigned)steps;
     return rc;
 }

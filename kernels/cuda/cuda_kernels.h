@@ -226,24 +226,33 @@ int cuk_fused_cluster_groups(const augur_fused_model *m, int layer_rows, int ran
 /* Bytes of device scratch cuk_fused_cluster_greedy needs for `blocks` blocks in all. */
 size_t cuk_fused_cluster_scratch_bytes(const augur_fused_model *m, int blocks);
 
-/* cuk_fused_greedy's chain on `clusters` clusters of `ranks` blocks (the first runs the
- * layers, the others share the LM head; cuk_fused_cluster_groups says how many): the same
- * arguments and outputs. trace: the first block's (stage, clock64) pairs: 9 at the start,
- * then for each stage k (0 norm + q|k|v, 1 attention, 2 combine + W_o, 3 norm + gate|up,
- * 4 down, 5 LM head) 10 + k when its work is done and k when the barrier after it
- * returns. The tokens and logits do not depend on `ranks` or `clusters`. state (may be
- * NULL: every launch asks afresh): what earlier launches learned. */
-/* What earlier cluster launches learned, kept by the caller (one per device context):
- * whether the device refused a cooperative cluster launch (CUDA MPS may; then every later
- * launch goes plainly, without a refused attempt first). Zero-initialised: nothing known. */
+/* What earlier cluster launches learned, kept by the caller (one per device context, with
+ * one scratch it passes to every launch): whether the device refused a cooperative cluster
+ * launch (CUDA MPS may; then every later launch goes plainly, without a refused attempt
+ * first), whether the kernel's shared-memory limit is raised, and the LM head exchange's
+ * words (the scratch, zeroed the first time) with the tag its next launch starts after.
+ * Zero-initialised: nothing known. */
 typedef struct {
     int cooperative_refused;
+    int smem_allowed;
+    const void *exchange;
+    size_t exchange_bytes;
+    unsigned seq;
 } cuk_cluster_launch_state;
 
+/* cuk_fused_greedy's chain on `clusters` clusters of `ranks` blocks (the first runs the
+ * layers, the others share the LM head; cuk_fused_cluster_groups says how many): the same
+ * arguments and outputs; out may be mapped host memory. scratch: scratch_bytes of device
+ * memory (at least cuk_fused_cluster_scratch_bytes), only ever given to this function.
+ * trace: the first block's (stage, clock64) pairs: 9 at the start, then for each stage k
+ * (0 norm + q|k|v, 1 attention, 2 combine + W_o, 3 norm + gate|up, 4 down, 5 LM head) 10
+ * + k when its work is done and k when the barrier (or, for the LM head, the bests it
+ * reduces) after it returns. The tokens and logits do not depend on `ranks` or
+ * `clusters`. state (may be NULL: the scratch is zeroed and the limit raised afresh). */
 cudaError_t cuk_fused_cluster_greedy(cudaStream_t stream, const augur_fused_model *m, const augur_fused_cache *kv,
                                      const int32_t *ids, int n, int start, int steps, int32_t *out, float *logits,
-                                     int ranks, int clusters, void *scratch, cuk_cluster_launch_state *state,
-                                     long long *trace, int trace_cap);
+                                     int ranks, int clusters, void *scratch, size_t scratch_bytes,
+                                     cuk_cluster_launch_state *state, long long *trace, int trace_cap);
 
 #ifdef __cplusplus
 }

@@ -18,6 +18,8 @@
  *     8 against the clusters of 16 (the first the layers, the others sharing the LM head;
  *     each on a backend of its own, AUGUR_CUDA_FUSED_BLOCKS, AUGUR_CUDA_FUSED_CLUSTER,
  *     AUGUR_CUDA_FUSED_CLUSTERS);
+ *   - the cluster kernel's exchange between its clusters, kept across launches: tags that
+ *     go on, a launch on one cluster between, tags at wrap give the same tokens;
  *   - forward_greedy_chain takes the fused path (its counter moves) and returns the
  *     launch's tokens.
  * Then, for information only (nothing asserted on time), the host's wall time of a chain
@@ -27,6 +29,7 @@
  * done and when the barrier after it returns), on the clusters and on grids of 132 (or every
  * multiprocessor), 32 and 1 blocks.
  * Prints one line per case; exit 0 when all pass, 1 otherwise, 77 without a GPU. */
+#include <limits.h>
 #include <math.h>
 #include <stdbool.h>
 #include <stdint.h>
@@ -169,11 +172,9 @@ static void fused_launch(bench *b, const int32_t *feed, int n, int steps, int32_
     die_if(backend_alloc(b->be, (void **)&dlog, (size_t)steps * V * sizeof(float), &e), &e, "logits buffer");
     die_if(kv_cache_reserve(&b->kf, n + steps - 1, &e), &e, "reserve");
     const augur_fused_cache cache = {.k = b->kf.k, .v = b->kf.v, .layer_rows = b->kf.layer_rows};
-    die_if(backend_greedy_fused(b->be, b->fused.fused, &cache, feed, n, b->kf.len, steps, false, b->fused.argmax, dlog,
-                                &e),
+    die_if(backend_greedy_fused(b->be, b->fused.fused, &cache, feed, n, b->kf.len, steps, false, tokens, dlog, &e),
            &e, "fused greedy chain");
     die_if(kv_cache_append(&b->kf, n + steps - 1, &e), &e, "append");
-    die_if(backend_download(b->be, tokens, b->fused.argmax, (size_t)steps * sizeof(int32_t), &e), &e, "tokens");
     die_if(backend_download(b->be, logits, dlog, (size_t)steps * V * sizeof(float), &e), &e, "logits");
     backend_free(b->be, dlog);
 }
@@ -274,6 +275,59 @@ typedef struct {
     bench *b, *bg, *b1, *b5, *b8;
 } bench_set;
 
+/* The cluster kernel's LM head exchange over launches that share one state and one scratch
+ * (cuk_cluster_launch_state), as a backend's do: tags that go on from launch to launch, a
+ * launch on one cluster between (its blocks post where the helpers do not read), and tags
+ * about to wrap (the scratch zeroed again) all give b's tokens `want`. */
+static bool check_exchange(bench *b, const int32_t *feed, int pre, int n, int S, const int32_t *want, char *why,
+                           size_t len)
+{
+    augur_error e = {0};
+    const size_t bytes = cuk_fused_cluster_scratch_bytes(b->fused.fused, b->cluster * b->groups);
+    void *scratch = NULL;
+    int32_t *dtok = NULL, tok[MAX_STEPS];
+    die_if(backend_alloc(b->be, &scratch, bytes, &e), &e, "exchange scratch");
+    die_if(backend_alloc(b->be, (void **)&dtok, (size_t)S * sizeof(int32_t), &e), &e, "token buffer");
+    cuk_cluster_launch_state state = {0};
+    const struct {
+        int clusters;
+        unsigned seq; /* set before the launch where not 0 */
+        const char *what;
+    } runs[] = {
+        {b->groups, 0, "a fresh state"},           {b->groups, 0, "tags that follow the last launch's"},
+        {1, 0, "one cluster between"},             {b->groups, 0, "the clusters after one cluster"},
+        {b->groups, UINT_MAX - 2, "tags at wrap"}, {b->groups, 0, "the launch after the wrap"},
+    };
+    bool ok = true;
+    for (size_t i = 0; i < sizeof runs / sizeof runs[0] && ok; i++) {
+        if (runs[i].seq)
+            state.seq = runs[i].seq;
+        kv_cache_trim(&b->kf, pre, &e);
+        die_if(kv_cache_reserve(&b->kf, n + S - 1, &e), &e, "reserve");
+        const augur_fused_cache cache = {.k = b->kf.k, .v = b->kf.v, .layer_rows = b->kf.layer_rows};
+        cudaError_t rc = cuk_fused_cluster_greedy(backend_cuda_stream(b->be), b->fused.fused, &cache, feed, n, pre, S,
+                                                  dtok, NULL, b->cluster, runs[i].clusters, scratch, bytes, &state,
+                                                  NULL, 0);
+        if (rc != cudaSuccess) {
+            snprintf(why, len, "exchange, %s: launch: %s", runs[i].what, cudaGetErrorString(rc));
+            ok = false;
+            break;
+        }
+        die_if(kv_cache_append(&b->kf, n + S - 1, &e), &e, "append");
+        die_if(backend_download(b->be, tok, dtok, (size_t)S * sizeof(int32_t), &e), &e, "tokens");
+        if (memcmp(tok, want, (size_t)S * sizeof(int32_t))) {
+            snprintf(why, len, "exchange, %s (tags from %u): other tokens", runs[i].what, state.seq - (unsigned)S);
+            ok = false;
+        } else if (runs[i].seq && state.seq != (unsigned)S) {
+            snprintf(why, len, "exchange, %s: the state's tags went on to %u, not zeroed", runs[i].what, state.seq);
+            ok = false;
+        }
+    }
+    backend_free(b->be, scratch);
+    backend_free(b->be, dtok);
+    return ok;
+}
+
 /* One case: b and bg against the separate kernels; b again, b8 and (b1, b5 where given)
  * must reproduce b's and bg's bits. */
 static void run_case(const bench_set *set, bool grids, const char *name, chain_case cs)
@@ -341,6 +395,8 @@ static void run_case(const bench_set *set, bool grids, const char *name, chain_c
             ok = false;
         }
     }
+    if (ok && b->cluster)
+        ok = check_exchange(b, prompt + pre, pre, n, S, tok, why, sizeof why);
     /* through forward_greedy_chain, on the whole device and beside other work (part of
      * it: fewer clusters, or a smaller grid; AUGUR_CUDA_FUSED_BESIDE) */
     for (int beside = 0; beside < 2 && ok; beside++) {
@@ -428,7 +484,8 @@ static void trace_stages(bench *b, const char *name, int want, int cluster)
         cudaError_t rc = cudaMemsetAsync(trace, 0xff, sizeof host, backend_cuda_stream(b->be));
         if (rc == cudaSuccess && cluster)
             rc = cuk_fused_cluster_greedy(backend_cuda_stream(b->be), b->fused.fused, &cache, prompt + P - 1, 1, P - 1,
-                                          steps, b->fused.argmax, NULL, cluster, b->groups, scratch, NULL, trace, CAP);
+                                          steps, b->fused.argmax, NULL, cluster, b->groups, scratch, scratch_bytes,
+                                          NULL, trace, CAP);
         else if (rc == cudaSuccess)
             rc = cuk_fused_greedy(backend_cuda_stream(b->be), b->fused.fused, &cache, prompt + P - 1, 1, P - 1, steps,
                                   b->fused.argmax, NULL, scratch, blocks, trace, CAP);

@@ -9,6 +9,7 @@
 #     libcmocka-dev libutf8proc2 libutf8proc-dev libzstd-dev libzstd1 zlib1g-dev libonig5 \
 #     libonig-dev libmicrohttpd12 libmicrohttpd-dev jq libjq1
 #   usage: bash tools/gpu/build.sh [BUILD_DIR]
+# AUGUR_CUDA_EXTRA_FLAGS adds nvcc flags (for example -lineinfo, for ncu's source view).
 set -euo pipefail
 cd "$(dirname "$0")/../.."
 build=${1:-build-gpu}
@@ -25,6 +26,6 @@ nccl_lib=$(dirname "$(find / -name 'libnccl.so*' -not -path '*/proc/*' 2>/dev/nu
 nccl_inc=$(dirname "$(find / -name nccl.h -not -path '*/proc/*' 2>/dev/null | head -n1)")
 echo "build.sh: NCCL library in $nccl_lib, header in $nccl_inc" >&2
 cmake -S . -B "$build" -G Ninja -DCMAKE_BUILD_TYPE=Release -DCMAKE_CUDA_ARCHITECTURES=90 \
-  -DCMAKE_CUDA_FLAGS="-gencode=arch=compute_90,code=sm_90" \
+  -DCMAKE_CUDA_FLAGS="-gencode=arch=compute_90,code=sm_90 ${AUGUR_CUDA_EXTRA_FLAGS:-}" \
   -DNCCL_LIBRARY="$(ls "$nccl_lib"/libnccl.so* | head -n1)" -DNCCL_INCLUDE_DIR="$nccl_inc"
 cmake --build "$build" -j "$(nproc)"
