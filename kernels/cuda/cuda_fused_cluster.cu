@@ -232,6 +232,21 @@ __device__ __forceinline__ int cl_group(int f0, int hi, int most)
     return min(most, (hi - f0 + CL_WARPS - 1) / CL_WARPS);
 }
 
+/* The block's rows [sl.lo, sl.hi) of a product whose rows of `cols` bf16 start at w (the
+ * block's share, in shared memory): each warp takes rows warp, warp + CL_WARPS, ... four at
+ * once, and emit(row, sum) gets each row's sum in every lane. */
+template <typename In, typename Emit>
+__device__ __forceinline__ void cl_product(const __nv_bfloat16 *w, ClSlice sl, int cols, const In &in, Emit emit)
+{
+    for (int f0 = sl.lo + (int)(threadIdx.x >> 5); f0 < sl.hi; f0 += 4 * CL_WARPS) {
+        const int n = cl_group(f0, sl.hi, 4);
+        float v[4];
+        cl_dots<4>([&](int j) { return w + (int64_t)(f0 + j * CL_WARPS - sl.lo) * cols; }, n, in, cols, v);
+        for (int j = 0; j < n; j++)
+            emit(f0 + j * CL_WARPS, v[j]);
+    }
+}
+
 /* xn = rmsnorm(x) * w over dim, by the block. */
 __device__ __forceinline__ void cl_norm(float *xn, const float *x, const float *w, int dim, float eps)
 {
@@ -644,13 +659,7 @@ __global__ void __launch_bounds__(CL_THREADS, 1) fused_cluster_kernel(const __gr
             /* A: norm; the block's rows of q|k|v, to every block */
             {
                 const ClNormed in = {x, norms + 2 * l * dim, cl_rnorm(x, dim, m.eps)};
-                for (int f0 = sq.lo + warp; f0 < sq.hi; f0 += 4 * CL_WARPS) {
-                    const int n = cl_group(f0, sq.hi, 4);
-                    float v[4];
-                    cl_dots<4>([&](int j) { return wl + (int64_t)(f0 + j * CL_WARPS - sq.lo) * dim; }, n, in, dim, v);
-                    for (int j = 0; j < n; j++)
-                        cl_send(cluster, B.qkv, f0 + j * CL_WARPS, v[j], ranks);
-                }
+                cl_product(wl, sq, dim, in, [&](int f, float v) { cl_send(cluster, B.qkv, f, v, ranks); });
             }
             if (rank < tasks)
                 stage_kv(m, a.kv, l, att_task(rank, chunks, p), B.sK, B.sV);
@@ -687,14 +696,7 @@ __global__ void __launch_bounds__(CL_THREADS, 1) fused_cluster_kernel(const __gr
                 xn[i] = acc;
             }
             __syncthreads();
-            for (int f0 = so.lo + warp; f0 < so.hi; f0 += 4 * CL_WARPS) {
-                const int n = cl_group(f0, so.hi, 4);
-                float v[4];
-                cl_dots<4>([&](int j) { return wl + L.w_o + (int64_t)(f0 + j * CL_WARPS - so.lo) * qd; }, n,
-                           ClPlain{xn}, qd, v);
-                for (int j = 0; j < n; j++)
-                    cl_send_add(cluster, x, f0 + j * CL_WARPS, v[j], ranks);
-            }
+            cl_product(wl + L.w_o, so, qd, ClPlain{xn}, [&](int f, float v) { cl_send_add(cluster, x, f, v, ranks); });
             cl_sync(cluster, a, rank, n_trace, 2);
             /* D: norm; the block's features of gate|up, SwiGLU */
             {
@@ -715,17 +717,11 @@ __global__ void __launch_bounds__(CL_THREADS, 1) fused_cluster_kernel(const __gr
             }
             cl_sync(cluster, a, rank, n_trace, 3);
             /* E: the block's rows of down, added to x */
-            for (int f0 = sd.lo + warp; f0 < sd.hi; f0 += 4 * CL_WARPS) {
-                const int n = cl_group(f0, sd.hi, 4);
-                float v[4];
-                cl_dots<4>([&](int j) { return wl + L.w_down + (int64_t)(f0 + j * CL_WARPS - sd.lo) * hidden; }, n,
-                           ClPlain{h_in}, hidden, v);
-                for (int j = 0; j < n; j++) {
-                    const float sum = cl_send_add(cluster, x, f0 + j * CL_WARPS, v[j], ranks);
-                    if (last && helped && lane == 0) /* x after the last layer, to the helpers */
-                        cl_put(a.mail_x + f0 + j * CL_WARPS, tag, __float_as_uint(sum));
-                }
-            }
+            cl_product(wl + L.w_down, sd, hidden, ClPlain{h_in}, [&](int f, float v) {
+                const float sum = cl_send_add(cluster, x, f, v, ranks);
+                if (last && helped && lane == 0) /* x after the last layer, to the helpers */
+                    cl_put(a.mail_x + f, tag, __float_as_uint(sum));
+            });
             cl_sync(cluster, a, rank, n_trace, 4);
         }
         if (!emits)

@@ -64,11 +64,16 @@ static augur_status open_backend(spec_engine *e, bool load_draft, augur_error *e
         return st;
     if ((st = device_open_backend(&e->be, &e->dev, e->place.gpu < 0 ? 0 : e->place.gpu, err)))
         return augur_wrap(err, "opening the backend");
+    /* spec_draft.c decides per request whether to draft ahead; this says what it will do */
     if (e->place.shared && e->role == SPEC_ROLE_DRAFT)
-        fprintf(stderr,
-                "augur: rank %d (draft): node %s has no free GPU, sharing GPU %d with a target rank; the draft "
-                "waits for each verdict there instead of drafting ahead (--overlap drafts ahead anyway)\n",
-                e->world_rank, e->place.node, e->place.gpu);
+        fprintf(stderr, "augur: rank %d (draft): node %s has no free GPU, sharing GPU %d with a target rank; %s\n",
+                e->world_rank, e->place.node, e->place.gpu,
+                e->be->caps.shares_device_concurrently
+                    ? "the GPU runs both ranks' kernels at once (CUDA MPS), so a greedy draft in fused chains drafts "
+                      "ahead beside the verification; other drafts wait for each verdict (--overlap: every draft "
+                      "drafts ahead, --no-overlap: none)"
+                    : "the draft waits for each verdict there instead of drafting ahead (--overlap drafts ahead "
+                      "anyway)");
     return AUGUR_OK;
 }
 
