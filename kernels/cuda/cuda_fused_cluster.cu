@@ -489,8 +489,8 @@ __device__ __forceinline__ unsigned cl_await(const unsigned long long *word, uns
 
 /* The best of the bests that blocks [b0, b1) posted under tag, for the whole block: warp w
  * waits for blocks b0 + 32w .. (a lane's two words loaded together: one trip through L2
- * once they are there), reduces them, and every thread reduces the warps' bests from
- * shared memory (red_v, red_i: CL_REDUCE_WARPS each). Ends with the block's barrier. */
+ * once they are there), reduces them, and after a barrier of the block every thread
+ * reduces the warps' bests from shared memory (red_v, red_i: CL_REDUCE_WARPS each). */
 __device__ __forceinline__ void cl_reduce_bests(const ClusterArgs &a, int b0, int b1, unsigned tag, float *red_v,
                                                 int *red_i, float &gv, int &gi)
 {
