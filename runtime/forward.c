@@ -760,10 +760,8 @@ augur_status forward_prefill_argmax(forward_ctx *f, kv_cache *kv, const int32_t 
     return st;
 }
 
-/* The end of a chain's one program (chain_run, fused_run), st its result: the fed rows
- * appended to kv, or none of them on failure; then the tokens it chose downloaded to out.
- * what names the chain in errors. */
-/* A chain that fed `fed` positions ended with st: the cache keeps them, or none of them. */
+/* The end of a chain's one program (chain_run, fused_run), st its result: the `fed` rows
+ * appended to kv, or none of them on failure. what names the chain in errors. */
 static augur_status chain_settle(forward_ctx *f, kv_cache *kv, int fed, int steps, augur_status st, const char *what,
                                  augur_error *err)
 {

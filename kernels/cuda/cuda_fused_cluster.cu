@@ -471,20 +471,14 @@ __device__ __forceinline__ unsigned long long cl_word(const unsigned long long *
     return w;
 }
 
-/* Whether *word holds tag yet; if so, its payload. */
-__device__ __forceinline__ bool cl_take(const unsigned long long *word, unsigned tag, unsigned &payload)
-{
-    const unsigned long long w = cl_word(word);
-    payload = (unsigned)w;
-    return (unsigned)(w >> 32) == tag;
-}
-
+/* *word's payload, once its tag is tag. */
 __device__ __forceinline__ unsigned cl_await(const unsigned long long *word, unsigned tag)
 {
-    unsigned payload;
-    while (!cl_take(word, tag, payload))
-        ;
-    return payload;
+    unsigned long long w;
+    do
+        w = cl_word(word);
+    while ((unsigned)(w >> 32) != tag);
+    return (unsigned)w;
 }
 
 /* The best of the bests that blocks [b0, b1) posted under tag, for the whole block: warp w

@@ -193,7 +193,7 @@ int cuk_fused_blocks(const augur_fused_model *m, int layer_rows, int sm_count, i
 /* Greedy chain of a small model in one cooperative launch (kernels/cuda/cuda_fused_step.cu):
  * feeds ids[0..n) (host memory, n <= AUGUR_FUSED_MAX_FEED) at positions start.., then each chosen token, storing every
  * fed position's K and V in kv, and writes the argmax of rows n-1 .. n+steps-2 to
- * out[0..steps) (device; argmax_f32's rule); with logits (device, may be NULL) also each
+ * out[0..steps) (device or mapped host memory; argmax_f32's rule); with logits (device, may be NULL) also each
  * of those rows' logits, [steps][vocab]. trace (device, may be NULL): block 0 writes
  * (stage, clock64()) pairs, at most trace_cap of them: 5 at the start, then for each stage
  * k (0 norm + q|k|v, 1 attention, 2 combine + gate|up, 3 down, 4 LM head and argmax) 10 + k
